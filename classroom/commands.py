@@ -1,0 +1,64 @@
+"""What participants ask of a lesson. Commands go in; events come out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    pass
+
+
+@dataclass(frozen=True)
+class Join(Command):
+    """A participant's first connection (or a reconnect after leaving)."""
+
+
+@dataclass(frozen=True)
+class Leave(Command):
+    """A participant's last connection closed."""
+
+
+@dataclass(frozen=True)
+class RaiseHand(Command):
+    student: str
+
+
+@dataclass(frozen=True)
+class LowerHand(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class DismissHand(Command):
+    classroom_id: str
+
+
+@dataclass(frozen=True)
+class GrantFloor(Command):
+    classroom_id: str
+
+
+@dataclass(frozen=True)
+class RevokeFloor(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class PostChat(Command):
+    text: str
+
+
+@dataclass(frozen=True)
+class EndLesson(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class NoteDelivery(Command):
+    """The relay reports that what it sends a participant changed (a system command)."""
+
+    participant_id: str
+    layers: tuple[tuple[str, str], ...]
+    estimate_kbps: float

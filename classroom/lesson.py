@@ -1,0 +1,356 @@
+"""A lesson: its participants, lifecycle, hand queue, stage and log.
+
+`Lesson.handle()` decides: it checks a command against the permission table and
+the current state and returns the events it causes, or raises a DomainError and
+changes nothing. `Lesson.apply()` folds one event into the state. A lesson read
+back from storage is `Lesson.replay(events)`: the same fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from classroom import commands as c
+from classroom import events as e
+from classroom.errors import InvalidCommand, InvalidTransition, NotAllowed
+from classroom.roles import ADMIN, SYSTEM, Role, may
+
+MAX_STUDENT_NAME = 40
+MAX_CHAT_TEXT = 500
+MAX_TITLE = 200
+
+
+class LessonState(StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+@dataclass
+class Participant:
+    participant_id: str
+    role: Role
+    name: str
+    online: bool = False
+
+
+@dataclass(frozen=True)
+class Hand:
+    classroom_id: str
+    student: str
+    raised_at: float
+
+
+@dataclass(frozen=True)
+class StageHolder:
+    classroom_id: str
+    student: str | None
+    since: float
+
+
+@dataclass
+class Lesson:
+    lesson_id: str
+    title: str
+    origin: float
+    participants: dict[str, Participant]
+    state: LessonState = LessonState.SCHEDULED
+    hands: list[Hand] = field(default_factory=list)
+    stage: StageHolder | None = None
+    delivery: dict[str, dict[str, str]] = field(default_factory=dict)
+    log: list[e.Event] = field(default_factory=list)
+
+    # -- creation and replay ---------------------------------------------------------
+
+    @staticmethod
+    def schedule(
+        lesson_id: str,
+        title: str,
+        participants: Iterable[e.ParticipantSpec],
+        now: float,
+    ) -> Lesson:
+        title = title.strip()
+        if not title or len(title) > MAX_TITLE:
+            raise InvalidCommand(f"a lesson needs a title of 1 to {MAX_TITLE} characters")
+        specs = tuple(participants)
+        ids = [p.participant_id for p in specs]
+        if len(set(ids)) != len(ids):
+            raise InvalidCommand("participant ids must be unique")
+        if sum(p.role is Role.TEACHER for p in specs) != 1:
+            raise InvalidCommand("a lesson has exactly one teacher")
+        names = [p.name.strip() for p in specs if p.role is Role.CLASSROOM]
+        if any(not n for n in names):
+            raise InvalidCommand("every classroom needs a name")
+        if len(set(names)) != len(names):
+            raise InvalidCommand("two classrooms have the same name")
+        event = e.LessonScheduled(
+            seq=1, at=0.0, lesson_id=lesson_id, title=title, origin=now, participants=specs
+        )
+        return Lesson.replay([event])
+
+    @staticmethod
+    def replay(events: Iterable[e.Event]) -> Lesson:
+        it = iter(events)
+        first = next(it, None)
+        if not isinstance(first, e.LessonScheduled):
+            raise ValueError("a lesson's log starts with lesson_scheduled")
+        lesson = Lesson(
+            lesson_id=first.lesson_id,
+            title=first.title,
+            origin=first.origin,
+            participants={
+                p.participant_id: Participant(p.participant_id, p.role, p.name)
+                for p in first.participants
+            },
+            log=[first],
+        )
+        for event in it:
+            lesson.apply(event)
+        return lesson
+
+    # -- queries -------------------------------------------------------------------
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the last event."""
+        return self.log[-1].seq
+
+    @property
+    def teacher(self) -> Participant:
+        return next(p for p in self.participants.values() if p.role is Role.TEACHER)
+
+    def classrooms(self) -> list[Participant]:
+        return [p for p in self.participants.values() if p.role is Role.CLASSROOM]
+
+    def hand_of(self, classroom_id: str) -> Hand | None:
+        return next((h for h in self.hands if h.classroom_id == classroom_id), None)
+
+    def events_since(self, seq: int) -> list[e.Event]:
+        return [ev for ev in self.log if ev.seq > seq]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The lesson as a client first sees it; JSON-ready."""
+        return {
+            "id": self.lesson_id,
+            "title": self.title,
+            "state": str(self.state),
+            "seq": self.seq,
+            "origin": self.origin,
+            "participants": [
+                {
+                    "id": p.participant_id,
+                    "role": str(p.role),
+                    "name": p.name,
+                    "online": p.online,
+                }
+                for p in self.participants.values()
+            ],
+            "hands": [
+                {"classroom_id": h.classroom_id, "student": h.student, "raised_at": h.raised_at}
+                for h in self.hands
+            ],
+            "stage": None
+            if self.stage is None
+            else {
+                "classroom_id": self.stage.classroom_id,
+                "student": self.stage.student,
+                "since": self.stage.since,
+            },
+            "delivery": {pid: dict(layers) for pid, layers in self.delivery.items()},
+        }
+
+    # -- deciding ------------------------------------------------------------------
+
+    def handle(self, command: c.Command, by: str, now: float) -> list[e.Event]:
+        """Decide what `command` from actor `by` causes, apply it and return the events.
+
+        `by` is a participant id, ADMIN or SYSTEM. Raises DomainError (and changes
+        nothing) when the command is refused.
+        """
+        role = self._role_of(by)
+        name = type(command).__name__
+        if not may(role, name):
+            raise NotAllowed(f"a {role} may not {_VERBS.get(name, name)}")
+        if self.state is LessonState.ENDED:
+            raise InvalidTransition("the lesson has ended")
+        drafts = self._decide(command, by)
+        at = round(max(0.0, now - self.origin), 3)
+        seq = self.seq
+        out: list[e.Event] = []
+        for cls, fields in drafts:
+            seq += 1
+            event = cls(seq=seq, at=at, **fields)
+            self.apply(event)
+            out.append(event)
+        return out
+
+    def _role_of(self, actor: str) -> str:
+        if actor in (ADMIN, SYSTEM):
+            return actor
+        participant = self.participants.get(actor)
+        if participant is None:
+            raise NotAllowed("you are not a participant of this lesson")
+        return str(participant.role)
+
+    def _decide(self, command: c.Command, by: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
+        match command:
+            case c.Join():
+                return self._join(by)
+            case c.Leave():
+                return self._leave(by)
+            case c.RaiseHand(student=student):
+                return self._raise(by, student)
+            case c.LowerHand():
+                hand = self.hand_of(by)
+                if hand is None:
+                    raise InvalidTransition("your hand is not raised")
+                return [(e.HandLowered, {"classroom_id": by, "student": hand.student})]
+            case c.DismissHand(classroom_id=cid):
+                hand = self.hand_of(cid)
+                if hand is None:
+                    raise InvalidTransition(f"{self._name(cid)} has no hand raised")
+                return [(e.HandDismissed, {"classroom_id": cid, "student": hand.student})]
+            case c.GrantFloor(classroom_id=cid):
+                return self._grant(cid)
+            case c.RevokeFloor():
+                if self.stage is None:
+                    raise InvalidTransition("no classroom has the floor")
+                return [
+                    (
+                        e.FloorRevoked,
+                        {"classroom_id": self.stage.classroom_id, "reason": "revoked"},
+                    )
+                ]
+            case c.PostChat(text=text):
+                text = text.strip()
+                if not text or len(text) > MAX_CHAT_TEXT:
+                    raise InvalidCommand(f"a chat message has 1 to {MAX_CHAT_TEXT} characters")
+                who = self.participants[by]
+                return [(e.ChatPosted, {"participant_id": by, "name": who.name, "text": text})]
+            case c.EndLesson():
+                drafts: list[tuple[type[e.Event], dict[str, Any]]] = []
+                if self.stage is not None:
+                    drafts.append(
+                        (e.FloorRevoked, {"classroom_id": self.stage.classroom_id, "reason": "ended"})
+                    )
+                drafts.append((e.LessonEnded, {"by": by}))
+                return drafts
+            case c.NoteDelivery(participant_id=pid, layers=layers, estimate_kbps=kbps):
+                if pid not in self.participants:
+                    raise InvalidCommand("no such participant")
+                return [
+                    (
+                        e.DeliveryChanged,
+                        {"participant_id": pid, "layers": dict(layers), "estimate_kbps": kbps},
+                    )
+                ]
+        raise InvalidCommand(f"unknown command {type(command).__name__}")
+
+    def _name(self, participant_id: str) -> str:
+        p = self.participants.get(participant_id)
+        return p.name if p else participant_id
+
+    def _join(self, by: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
+        who = self.participants[by]
+        if who.online:
+            raise InvalidTransition(f"{who.name} is already connected")
+        drafts: list[tuple[type[e.Event], dict[str, Any]]] = []
+        # The lesson goes live when its teacher first connects.
+        if who.role is Role.TEACHER and self.state is LessonState.SCHEDULED:
+            drafts.append((e.LessonStarted, {}))
+        drafts.append(
+            (e.ParticipantJoined, {"participant_id": by, "role": str(who.role), "name": who.name})
+        )
+        return drafts
+
+    def _leave(self, by: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
+        who = self.participants[by]
+        if not who.online:
+            raise InvalidTransition(f"{who.name} is not connected")
+        drafts: list[tuple[type[e.Event], dict[str, Any]]] = []
+        # A classroom that leaves cannot be heard: it loses the floor. Its raised
+        # hand stays, so that a reconnect finds it still raised.
+        if self.stage is not None and self.stage.classroom_id == by:
+            drafts.append((e.FloorRevoked, {"classroom_id": by, "reason": "left"}))
+        drafts.append(
+            (e.ParticipantLeft, {"participant_id": by, "role": str(who.role), "name": who.name})
+        )
+        return drafts
+
+    def _raise(self, by: str, student: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
+        student = " ".join(student.split())
+        if not student or len(student) > MAX_STUDENT_NAME:
+            raise InvalidCommand(f"a student's name has 1 to {MAX_STUDENT_NAME} characters")
+        hand = self.hand_of(by)
+        if hand is not None:
+            raise InvalidTransition(f"your hand is already raised for {hand.student}")
+        if self.stage is not None and self.stage.classroom_id == by:
+            raise InvalidTransition("your classroom already has the floor")
+        return [(e.HandRaised, {"classroom_id": by, "student": student})]
+
+    def _grant(self, cid: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
+        target = self.participants.get(cid)
+        if target is None or target.role is not Role.CLASSROOM:
+            raise InvalidCommand("there is no such classroom in this lesson")
+        if not target.online:
+            raise InvalidTransition(f"{target.name} is not connected")
+        if self.stage is not None and self.stage.classroom_id == cid:
+            raise InvalidTransition(f"{target.name} already has the floor")
+        drafts: list[tuple[type[e.Event], dict[str, Any]]] = []
+        if self.stage is not None:
+            drafts.append(
+                (e.FloorRevoked, {"classroom_id": self.stage.classroom_id, "reason": "replaced"})
+            )
+        hand = self.hand_of(cid)
+        drafts.append(
+            (e.FloorGranted, {"classroom_id": cid, "student": hand.student if hand else None})
+        )
+        return drafts
+
+    # -- folding -------------------------------------------------------------------
+
+    def apply(self, event: e.Event) -> None:
+        """Fold one event into the state. Events are facts: no checks here."""
+        match event:
+            case e.LessonStarted():
+                self.state = LessonState.LIVE
+            case e.LessonEnded():
+                self.state = LessonState.ENDED
+                self.hands.clear()
+                self.stage = None
+                for p in self.participants.values():
+                    p.online = False
+            case e.ParticipantJoined(participant_id=pid):
+                self.participants[pid].online = True
+            case e.ParticipantLeft(participant_id=pid):
+                self.participants[pid].online = False
+                self.delivery.pop(pid, None)
+            case e.HandRaised(classroom_id=cid, student=student):
+                self.hands.append(Hand(cid, student, event.at))
+            case e.HandLowered(classroom_id=cid) | e.HandDismissed(classroom_id=cid):
+                self.hands = [h for h in self.hands if h.classroom_id != cid]
+            case e.FloorGranted(classroom_id=cid, student=student):
+                self.hands = [h for h in self.hands if h.classroom_id != cid]
+                self.stage = StageHolder(cid, student, event.at)
+            case e.FloorRevoked():
+                self.stage = None
+            case e.DeliveryChanged(participant_id=pid, layers=layers):
+                self.delivery[pid] = dict(layers)
+        self.log.append(event)
+
+
+_VERBS = {
+    "RaiseHand": "raise a hand",
+    "LowerHand": "lower a hand",
+    "DismissHand": "dismiss a hand",
+    "GrantFloor": "grant the floor",
+    "RevokeFloor": "revoke the floor",
+    "PostChat": "chat",
+    "EndLesson": "end the lesson",
+    "Join": "join",
+    "Leave": "leave",
+    "NoteDelivery": "report delivery",
+}

@@ -1,0 +1,37 @@
+"""Who takes part in a lesson, and what each of them may do."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    TEACHER = "teacher"
+    CLASSROOM = "classroom"
+    OBSERVER = "observer"
+
+
+ADMIN = "admin"
+"""The actor id of the school's administrator (the admin key), who is no participant."""
+
+SYSTEM = "system"
+"""The actor id of the server itself (the relay reporting what it delivers)."""
+
+
+# Which role may issue which command, by command class name. The admin key may end
+# a lesson; the server (SYSTEM) notes delivery changes. Everything else is a
+# participant's.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    Role.TEACHER: frozenset(
+        {"Join", "Leave", "DismissHand", "GrantFloor", "RevokeFloor", "PostChat", "EndLesson"}
+    ),
+    Role.CLASSROOM: frozenset({"Join", "Leave", "RaiseHand", "LowerHand", "PostChat"}),
+    # Observers watch; they cannot speak, raise a hand or chat.
+    Role.OBSERVER: frozenset({"Join", "Leave"}),
+    ADMIN: frozenset({"EndLesson"}),
+    SYSTEM: frozenset({"NoteDelivery"}),
+}
+
+
+def may(role: str, command_name: str) -> bool:
+    return command_name in PERMISSIONS.get(role, frozenset())

@@ -1,0 +1,67 @@
+"""The small interface through which signaling drives the media relay.
+
+Signaling knows lessons, participants and roles; it knows nothing of RTP. The
+relay knows peer connections and packets; it knows nothing of HTTP. They meet here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from classroom.roles import Role
+
+
+class MediaError(Exception):
+    """A request the relay cannot honour; the message is fit to show a user."""
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    """What one participant's downlink carries now, as the relay sees it.
+
+    Figures come from the participant's own RTCP feedback (REMB, receiver reports).
+    `layers` maps an outgoing slot name to the layer sent on it ("high", "mid",
+    "low", or "off").
+    """
+
+    lesson_id: str
+    participant_id: str
+    estimate_kbps: float
+    sent_kbps: float
+    loss: float
+    rtt_ms: float | None
+    layers: dict[str, str] = field(default_factory=dict)
+
+
+class MediaGateway(Protocol):
+    async def negotiate(
+        self, lesson_id: str, participant_id: str, role: Role, offer_sdp: str
+    ) -> str:
+        """Take a participant's SDP offer, return the relay's answer.
+
+        A second offer from the same participant replaces its peer connection
+        (a reconnect). Raises MediaError for an SDP that cannot be used.
+        """
+        ...
+
+    async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:
+        """Put a classroom's camera and microphone on stage, or clear the stage."""
+        ...
+
+    async def disconnect(self, lesson_id: str, participant_id: str) -> None:
+        """Close a participant's peer connection, if it has one."""
+        ...
+
+    async def end_lesson(self, lesson_id: str) -> None:
+        """Close every peer connection of the lesson and free its encoders."""
+        ...
+
+    def link_reports(self) -> AsyncIterator[LinkReport]:
+        """Reports of every participant's downlink, as they change."""
+        ...
+
+    async def close(self) -> None:
+        """Release everything (server shutdown)."""
+        ...
