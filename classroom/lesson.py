@@ -234,7 +234,10 @@ class Lesson:
                 drafts: list[tuple[type[e.Event], dict[str, Any]]] = []
                 if self.stage is not None:
                     drafts.append(
-                        (e.FloorRevoked, {"classroom_id": self.stage.classroom_id, "reason": "ended"})
+                        (
+                            e.FloorRevoked,
+                            {"classroom_id": self.stage.classroom_id, "reason": "ended"},
+                        )
                     )
                 drafts.append((e.LessonEnded, {"by": by}))
                 return drafts
