@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what the tests need, then runs them.
+#   ./scripts/test.sh            everything
+#   ./scripts/test.sh -k stage   extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages: Debian's Chromium for the browser tests, ffmpeg's ffprobe to
+# check recordings, iproute2 and nftables to emulate weak links in namespaces.
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v ffprobe >/dev/null || need+=(ffmpeg)
+command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing system packages: ${need[*]}"
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Python packages, in a virtual environment of the checkout's own.
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+
+.venv/bin/ruff check classroom signaling media tests scripts
+.venv/bin/python -m pytest -p no:cacheprovider "$@"
