@@ -1,0 +1,153 @@
+"""Sharing one participant's estimated downlink over its outgoing slots.
+
+Pure: `allocate()` answers "given this budget, which layer on which slot", and
+`Allocator` adds the hysteresis that keeps a classroom's picture from flapping.
+The relay's adapter feeds it estimates and applies its decisions.
+
+Priorities come from the classroom: audio never stops because video wants more;
+then slides (the lesson's content), then the teacher's camera, then the stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+OFF = "off"
+
+
+@dataclass(frozen=True)
+class SlotOffer:
+    """What one outgoing slot can carry: its layers, cheapest first, with their cost.
+
+    `priority`: lower is served first. `essential` slots (audio) get their cheapest
+    layer even when the budget does not cover it: silence is worse than congestion.
+    Costs are in kbit/s, ideally measured from the layer's recent output.
+    """
+
+    slot: str
+    priority: int
+    layers: tuple[tuple[str, float], ...]
+    essential: bool = False
+
+
+Allocation = dict[str, str]
+
+
+def cost(allocation: Allocation, offers: Sequence[SlotOffer]) -> float:
+    total = 0.0
+    for offer in offers:
+        layer = allocation.get(offer.slot, OFF)
+        total += dict(offer.layers).get(layer, 0.0)
+    return total
+
+
+def allocate(budget_kbps: float, offers: Sequence[SlotOffer]) -> Allocation:
+    """The best allocation within a budget, slots served in priority order.
+
+    First every slot gets its cheapest layer, in priority order, while the budget
+    lasts (so a tight link keeps audio, then audio + slides); then slots climb to
+    their best affordable layer, again in priority order (slides reach full
+    resolution before the camera leaves its lowest layer).
+    """
+    ordered = sorted(offers, key=lambda o: o.priority)
+    chosen: dict[str, int] = {}
+    left = budget_kbps
+    for offer in ordered:
+        if not offer.layers:
+            continue
+        cheapest = offer.layers[0][1]
+        if offer.essential or cheapest <= left:
+            chosen[offer.slot] = 0
+            left -= cheapest
+    for offer in ordered:
+        index = chosen.get(offer.slot)
+        if index is None:
+            continue
+        base = offer.layers[index][1]
+        for better in range(len(offer.layers) - 1, index, -1):
+            extra = offer.layers[better][1] - base
+            if extra <= left:
+                chosen[offer.slot] = better
+                left -= extra
+                break
+    return {o.slot: (o.layers[chosen[o.slot]][0] if o.slot in chosen else OFF) for o in offers}
+
+
+def rank(allocation: Allocation, offers: Sequence[SlotOffer]) -> tuple[int, ...]:
+    """Comparable quality of an allocation: layer indexes in priority order (-1 = off)."""
+    out = []
+    for offer in sorted(offers, key=lambda o: o.priority):
+        names = [name for name, _ in offer.layers]
+        layer = allocation.get(offer.slot, OFF)
+        out.append(names.index(layer) if layer in names else -1)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allocation: Allocation
+    # "down" (the link got weaker), "up" (it recovered) or "reshape" (slots changed).
+    reason: str
+
+
+class Allocator:
+    """Hysteresis around `allocate()`, per participant.
+
+    - Down at once: when what is being sent no longer fits the estimate, the next
+      update drops to what fits (a late drop costs freezes and audio gaps).
+    - Up with care: a better allocation must fit within `headroom` of the estimate
+      and stay possible for `up_hold_ms`, and no upgrade comes within `after_down_ms`
+      of a downgrade (as mediasoup's consumers do after a bandwidth drop).
+    """
+
+    def __init__(
+        self,
+        headroom: float = 0.85,
+        up_hold_ms: int = 2000,
+        after_down_ms: int = 6000,
+    ) -> None:
+        self.headroom = headroom
+        self.up_hold_ms = up_hold_ms
+        self.after_down_ms = after_down_ms
+        self.current: Allocation = {}
+        self._slots: frozenset[str] = frozenset()
+        self._down_at: int | None = None
+        self._up_since: int | None = None
+
+    def update(
+        self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int
+    ) -> Decision | None:
+        """The new allocation if it should change now, else None."""
+        slots = frozenset(o.slot for o in offers)
+        if slots != self._slots:
+            # A slot appeared or went (the stage started or ended): start from what
+            # fits now, keeping the no-upgrade window of a recent downgrade.
+            self._slots = slots
+            self._up_since = None
+            return self._set(allocate(estimate_kbps * self.headroom, offers), "reshape")
+
+        if cost(self.current, offers) > estimate_kbps:
+            self._down_at = now_ms
+            self._up_since = None
+            fitting = allocate(estimate_kbps * self.headroom, offers)
+            if fitting == self.current:
+                return None
+            return self._set(fitting, "down")
+
+        better = allocate(estimate_kbps * self.headroom, offers)
+        if rank(better, offers) <= rank(self.current, offers):
+            self._up_since = None
+            return None
+        if self._down_at is not None and now_ms - self._down_at < self.after_down_ms:
+            return None
+        if self._up_since is None:
+            self._up_since = now_ms
+        if now_ms - self._up_since < self.up_hold_ms:
+            return None
+        self._up_since = None
+        return self._set(better, "up")
+
+    def _set(self, allocation: Allocation, reason: str) -> Decision:
+        self.current = allocation
+        return Decision(dict(allocation), reason)

@@ -1,0 +1,117 @@
+"""How much one participant's downlink carries, from its own RTCP feedback.
+
+Pure: feed it feedback with the time it arrived, it returns an Estimate. The relay's
+adapter (on aiortc) turns RTCP packets into `Feedback` and the estimate into layer
+choices; nothing here touches a socket or a clock.
+
+The rules are those of Google Congestion Control (draft-ietf-rmcat-gcc-02):
+- the receiver's delay-based estimate arrives as REMB (draft-alvestrand-rmcat-remb-03);
+  Chromium sends one about every second, and more often when its estimate drops;
+- the sender's loss-based estimate A_s follows the fraction lost in receiver reports
+  (RFC 3550 §6.4.2): under 2 % it may grow by 5 %, over 10 % it shrinks by half the
+  loss, in between it holds (gcc-02 §6);
+- the estimate is the lower of the two, and A_s never exceeds the REMB (gcc-02 §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# gcc-02 §6 thresholds and factors.
+LOSS_LOW = 0.02
+LOSS_HIGH = 0.10
+INCREASE = 1.05
+# A_s grows at most once a second, whatever the receiver-report rate.
+INCREASE_INTERVAL_MS = 1000
+# Without a REMB for this long, the delay-based figure is stale: go on loss alone.
+REMB_TIMEOUT_MS = 5000
+# Loss and RTT shown to people are smoothed so that one report does not flap them.
+SMOOTHING = 0.3
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One piece of RTCP feedback from a participant, any of its fields may be absent."""
+
+    remb_bps: int | None = None
+    # Fraction lost since the previous report, 0..1 (RFC 3550 fraction_lost / 256).
+    fraction_lost: float | None = None
+    rtt_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    bitrate_bps: int
+    loss: float
+    rtt_ms: float | None
+    # Which rule set the figure ("remb", "loss" or "initial"), for the teacher's page.
+    limited_by: str
+
+
+class Estimator:
+    def __init__(
+        self,
+        initial_bps: int = 1_000_000,
+        min_bps: int = 50_000,
+        max_bps: int = 5_000_000,
+    ) -> None:
+        self._min = min_bps
+        self._max = max_bps
+        self._loss_based = float(initial_bps)
+        self._remb: int | None = None
+        self._remb_at: int | None = None
+        self._last_increase_at: int | None = None
+        self._loss = 0.0
+        self._rtt: float | None = None
+        self._estimate = Estimate(initial_bps, 0.0, None, "initial")
+
+    @property
+    def estimate(self) -> Estimate:
+        return self._estimate
+
+    def update(self, feedback: Feedback, now_ms: int) -> Estimate:
+        if feedback.remb_bps is not None:
+            self._remb = feedback.remb_bps
+            self._remb_at = now_ms
+        if feedback.rtt_ms is not None:
+            self._rtt = (
+                feedback.rtt_ms
+                if self._rtt is None
+                else (1 - SMOOTHING) * self._rtt + SMOOTHING * feedback.rtt_ms
+            )
+        if feedback.fraction_lost is not None:
+            lost = min(1.0, max(0.0, feedback.fraction_lost))
+            self._loss = (1 - SMOOTHING) * self._loss + SMOOTHING * lost
+            self._apply_loss(lost, now_ms)
+
+        remb = self._fresh_remb(now_ms)
+        if remb is not None:
+            self._loss_based = min(self._loss_based, float(remb))
+        self._loss_based = min(max(self._loss_based, self._min), self._max)
+
+        if remb is not None and remb <= self._loss_based:
+            bitrate, by = remb, "remb"
+        else:
+            bitrate, by = int(self._loss_based), "loss"
+        bitrate = min(max(bitrate, self._min), self._max)
+        self._estimate = Estimate(bitrate, round(self._loss, 4), self._rtt, by)
+        return self._estimate
+
+    def _apply_loss(self, lost: float, now_ms: int) -> None:
+        if lost > LOSS_HIGH:
+            self._loss_based *= 1 - 0.5 * lost
+        elif lost < LOSS_LOW:
+            due = (
+                self._last_increase_at is None
+                or now_ms - self._last_increase_at >= INCREASE_INTERVAL_MS
+            )
+            if due:
+                self._loss_based *= INCREASE
+                self._last_increase_at = now_ms
+
+    def _fresh_remb(self, now_ms: int) -> int | None:
+        if self._remb is None or self._remb_at is None:
+            return None
+        if now_ms - self._remb_at > REMB_TIMEOUT_MS:
+            return None
+        return self._remb

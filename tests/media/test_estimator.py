@@ -1,0 +1,77 @@
+"""The downlink estimator: GCC's loss rules and REMB, with a hand-advanced clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from media.estimator import Estimator, Feedback
+
+
+def test_remb_caps_the_estimate() -> None:
+    est = Estimator(initial_bps=1_000_000)
+    assert est.update(Feedback(remb_bps=300_000), 0).bitrate_bps == 300_000
+    assert est.estimate.limited_by == "remb"
+
+
+@pytest.mark.parametrize(
+    ("loss", "after_one_report"),
+    [
+        (0.0, 1_050_000),  # under 2 %: +5 %
+        (0.019, 1_050_000),
+        (0.02, 1_000_000),  # 2..10 %: hold
+        (0.10, 1_000_000),
+        (0.20, 900_000),  # over 10 %: x (1 - loss/2)
+        (0.50, 750_000),
+    ],
+)
+def test_gcc_loss_rules(loss: float, after_one_report: int) -> None:
+    est = Estimator(initial_bps=1_000_000)
+    assert est.update(Feedback(fraction_lost=loss), 0).bitrate_bps == after_one_report
+
+
+def test_increase_at_most_once_a_second() -> None:
+    est = Estimator(initial_bps=1_000_000)
+    for t in range(0, 1000, 100):
+        est.update(Feedback(fraction_lost=0.0), t)
+    assert est.estimate.bitrate_bps == 1_050_000
+    est.update(Feedback(fraction_lost=0.0), 1000)
+    assert est.estimate.bitrate_bps == 1_102_500
+
+
+def test_loss_based_never_climbs_above_remb() -> None:
+    est = Estimator(initial_bps=1_000_000)
+    est.update(Feedback(remb_bps=400_000), 0)
+    for t in range(1, 20):
+        est.update(Feedback(fraction_lost=0.0), t * 1000)
+    # REMB refreshed now: the loss-based figure was held at the REMB all along.
+    assert est.update(Feedback(remb_bps=400_000), 20_000).bitrate_bps == 400_000
+
+
+def test_stale_remb_is_forgotten() -> None:
+    est = Estimator(initial_bps=1_000_000)
+    est.update(Feedback(remb_bps=200_000), 0)
+    e = est.update(Feedback(fraction_lost=0.0), 6000)
+    assert e.limited_by == "loss"
+    assert e.bitrate_bps == 210_000  # grew from the REMB-capped figure
+
+
+def test_heavy_loss_under_a_generous_remb() -> None:
+    est = Estimator(initial_bps=2_000_000)
+    est.update(Feedback(remb_bps=2_000_000), 0)
+    for t in range(1, 6):
+        e = est.update(Feedback(fraction_lost=0.3, remb_bps=2_000_000), t * 1000)
+    assert e.limited_by == "loss"
+    assert e.bitrate_bps < 1_000_000
+
+
+def test_bounds_and_smoothing() -> None:
+    est = Estimator(initial_bps=100_000, min_bps=50_000, max_bps=150_000)
+    for t in range(10):
+        est.update(Feedback(fraction_lost=0.9), t * 1000)
+    assert est.estimate.bitrate_bps == 50_000
+    for t in range(10, 40):
+        est.update(Feedback(fraction_lost=0.0), t * 1000)
+    assert est.estimate.bitrate_bps == 150_000
+    # Loss shown is smoothed: one bad report moves it part of the way.
+    e = Estimator().update(Feedback(fraction_lost=0.5, rtt_ms=300), 0)
+    assert 0 < e.loss < 0.5 and e.rtt_ms == 300
