@@ -1,0 +1,133 @@
+"""Every place the relay reaches into aiortc's (and aioice's) private API.
+
+aiortc 1.16 is pinned (pyproject.toml) and tests/media/test_aiortc_internals.py
+checks each assumption below, so an upgrade that changes one fails loudly there
+instead of silently here:
+
+1. In packet mode (a track's recv() returns an av.Packet), RTCRtpSender only packs;
+   PLI/FIR set a flag that only the frame-encoding path reads, and REMB lands on an
+   encoder that packet mode never uses. We wrap the sender's RTCP handler to see
+   those messages ourselves, then let aiortc handle them as before (NACK
+   retransmission from its RTP history keeps working, RTT keeps being computed).
+2. aioice gathers host candidates on every interface except loopback, with no
+   per-connection choice. We replace `aioice.ice.get_host_addresses` once with a
+   function that answers from a context variable when one is set, so each
+   setLocalDescription() can gather on the operator's addresses (or 127.0.0.1 in
+   tests) without touching other peer connections.
+3. The sender's RTT estimate and octet count are private attributes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCRtpSender
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+
+_host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "media_host_addresses", default=None
+)
+_HOOK_MARK = "_classroom_media_hook"
+
+
+def install_host_address_hook() -> None:
+    """Make aioice ask `gather_on()` which host addresses to use (idempotent)."""
+    current = aioice.ice.get_host_addresses
+    if getattr(current, _HOOK_MARK, False):
+        return
+    original = current
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        chosen = _host_addresses.get()
+        if chosen is None:
+            return original(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    setattr(get_host_addresses, _HOOK_MARK, True)
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+@contextmanager
+def gather_on(addresses: tuple[str, ...]) -> Iterator[None]:
+    """Within this block, ICE gathering uses exactly `addresses` (empty: aioice's default).
+
+    Wrap `await pc.setLocalDescription(...)`: aiortc gathers inside it, in tasks
+    that inherit this context.
+    """
+    install_host_address_hook()
+    token = _host_addresses.set(addresses or None)
+    try:
+        yield
+    finally:
+        _host_addresses.reset(token)
+
+
+@dataclass
+class SenderFeedback:
+    """What the receiving peer told one of our senders over RTCP."""
+
+    remb_bps: int | None = None
+    # SSRC of the RTCP sender of that REMB: one estimate per reporting receiver.
+    remb_reporter: int | None = None
+    # RFC 3550 §6.4.1: fraction lost since the previous report, 0..1.
+    fraction_lost: float = 0.0
+    packets_lost: int = 0
+    keyframe_requests: int = 0
+
+
+def hook_sender_rtcp(
+    sender: RTCRtpSender, on_keyframe_request: Callable[[], None]
+) -> SenderFeedback:
+    """Watch the RTCP a sender receives; return the feedback record it keeps updated."""
+    feedback = SenderFeedback()
+    original: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                feedback.keyframe_requests += 1
+                on_keyframe_request()
+            elif packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    pass
+                else:
+                    if sender._ssrc in ssrcs:
+                        feedback.remb_bps = bitrate
+                        feedback.remb_reporter = packet.ssrc
+        elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    feedback.fraction_lost = report.fraction_lost / 256.0
+                    feedback.packets_lost = report.packets_lost
+        await original(packet)
+
+    # The DTLS transport's router calls `recipient._handle_rtcp_packet(packet)`,
+    # so an instance attribute shadows the method for this sender only.
+    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+    return feedback
+
+
+def sender_rtt_s(sender: RTCRtpSender) -> float | None:
+    """Round-trip time aiortc derived from receiver reports (RFC 3550 §6.4.1), smoothed."""
+    rtt = sender._RTCRtpSender__rtt
+    return None if rtt is None else float(rtt)
+
+
+def sender_octets(sender: RTCRtpSender) -> int:
+    """Payload octets sent so far (the SR octet count, RFC 3550 §6.4.1)."""
+    return int(sender._RTCRtpSender__octet_count)

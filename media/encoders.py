@@ -1,0 +1,144 @@
+"""One encoder per layer, on PyAV directly: frames in, `av.Packet`s out.
+
+The packets carry the *source's* clock (pts in 1/90000 for video, 1/48000 for
+audio), whatever the layer's size: a subscriber switching layer keeps a
+continuous RTP timestamp line, so its decoder sees no jump.
+"""
+
+from __future__ import annotations
+
+import fractions
+from dataclasses import dataclass
+
+import av
+from av.audio.resampler import AudioResampler
+from av.video.frame import PictureType
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+AUDIO_RATE = 48000
+AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
+OPUS_FRAME_SAMPLES = 960  # 20 ms, the WebRTC default packet time (RFC 7587 §4.2)
+
+
+@dataclass(frozen=True)
+class VideoLayerSpec:
+    name: str
+    width: int
+    height: int
+    bitrate: int
+    max_fps: float | None = None
+
+    def fit(self, source_width: int, source_height: int) -> tuple[int, int]:
+        """The layer's size for a given source: within the spec's box, aspect kept,
+        never larger than the source (upscaling spends bits on nothing)."""
+        scale = min(1.0, self.width / source_width, self.height / source_height)
+        # VP8 with yuv420p wants even dimensions.
+        width = max(2, int(source_width * scale) // 2 * 2)
+        height = max(2, int(source_height * scale) // 2 * 2)
+        return width, height
+
+
+class VideoEncoder:
+    """VP8 (RFC 7741) with settings for real time: no lag, CBR, fast."""
+
+    def __init__(self, spec: VideoLayerSpec) -> None:
+        self.spec = spec
+        self._codec: av.VideoCodecContext | None = None
+        self._source_size: tuple[int, int] | None = None
+
+    def _open(self, width: int, height: int) -> av.VideoCodecContext:
+        codec = av.CodecContext.create("libvpx", "w")
+        assert isinstance(codec, av.VideoCodecContext)
+        codec.width = width
+        codec.height = height
+        codec.pix_fmt = "yuv420p"
+        codec.time_base = VIDEO_TIME_BASE
+        codec.bit_rate = self.spec.bitrate
+        # A keyframe every 20 s as a safety net; receivers get theirs on request.
+        codec.gop_size = 300
+        codec.qmin = 2
+        codec.qmax = 56
+        codec.thread_count = 2 if width * height > 640 * 480 else 1
+        codec.options = {
+            "bufsize": str(self.spec.bitrate),
+            "minrate": str(self.spec.bitrate),
+            "maxrate": str(self.spec.bitrate),
+            "deadline": "realtime",
+            "cpu-used": "-8",
+            "lag-in-frames": "0",
+            "noise-sensitivity": "0",
+            "overshoot-pct": "15",
+            "undershoot-pct": "100",
+            "static-thresh": "1",
+            "partitions": "0",
+        }
+        return codec
+
+    def encode(self, frame: av.VideoFrame, force_keyframe: bool) -> list[av.Packet]:
+        """Encode one source frame (run in a worker thread: libvpx releases the GIL).
+
+        `frame` may be shared with other layers' encoders: it is never modified.
+        """
+        size = (frame.width, frame.height)
+        if self._codec is None or size != self._source_size:
+            width, height = self.spec.fit(*size)
+            self._codec = self._open(width, height)
+            self._source_size = size
+        codec = self._codec
+        scaled = frame.reformat(width=codec.width, height=codec.height, format="yuv420p")
+        if force_keyframe:
+            if scaled is frame:
+                # Never mark the shared frame: copy it (at most once a second).
+                scaled = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
+            scaled.pict_type = PictureType.I
+        scaled.pts = frame.pts
+        scaled.time_base = VIDEO_TIME_BASE
+        packets = list(codec.encode(scaled))
+        for packet in packets:
+            packet.time_base = VIDEO_TIME_BASE
+        return packets
+
+
+class AudioEncoder:
+    """Opus (RFC 7587), mono, voice mode, in-band FEC against the classrooms' loss."""
+
+    def __init__(self, bitrate: int = 28000, expected_loss_pct: int = 10) -> None:
+        codec = av.CodecContext.create("libopus", "w")
+        assert isinstance(codec, av.AudioCodecContext)
+        codec.sample_rate = AUDIO_RATE
+        codec.layout = "mono"
+        codec.format = "s16"
+        codec.bit_rate = bitrate
+        codec.time_base = AUDIO_TIME_BASE
+        # FEC (RFC 6716 §2.1.7) is only spent when the encoder expects loss.
+        codec.options = {
+            "application": "voip",
+            "frame_duration": "20",
+            "fec": "1",
+            "packet_loss": str(expected_loss_pct),
+        }
+        self._codec = codec
+        self._resampler = AudioResampler(
+            format="s16", layout="mono", rate=AUDIO_RATE, frame_size=OPUS_FRAME_SAMPLES
+        )
+        self._next_pts: int | None = None
+
+    def encode(self, frame: av.AudioFrame, pts: int) -> list[av.Packet]:
+        """Encode one decoded frame whose first sample is at `pts` (source clock, 1/48000).
+
+        Output packets are stamped on that clock, one 20 ms step apart; a gap in
+        the input (lost packets) moves the clock on rather than squeezing time.
+        """
+        out: list[av.Packet] = []
+        if self._next_pts is None or pts - self._next_pts > 2 * OPUS_FRAME_SAMPLES:
+            self._next_pts = pts
+        # The resampler's FIFO insists on gapless pts; ours are set on the way out.
+        frame.pts = None
+        for chunk in self._resampler.resample(frame):
+            for packet in self._codec.encode(chunk):
+                packet.pts = self._next_pts
+                packet.dts = self._next_pts
+                packet.time_base = AUDIO_TIME_BASE
+                self._next_pts += OPUS_FRAME_SAMPLES
+                out.append(packet)
+        return out

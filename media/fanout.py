@@ -1,0 +1,203 @@
+"""Fan-out: the same encoded packets to every subscriber of a layer, through bounded queues.
+
+`PacketQueue` is the pure policy; `SubscriberTrack` is the aiortc track an
+RTCRtpSender pulls from. aiortc packetizes an `av.Packet` returned by recv()
+without re-encoding it, so the cost of a subscriber is packetizing and SRTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+
+class Keyed(Protocol):
+    @property
+    def is_keyframe(self) -> bool: ...
+
+
+T = TypeVar("T", bound=Keyed)
+
+
+class Push(enum.Enum):
+    QUEUED = "queued"
+    # Dropped because the subscriber waits for a keyframe (a delta frame is useless).
+    SKIPPED = "skipped"
+    # The queue was full: emptied, and the subscriber now waits for a keyframe.
+    OVERFLOWED = "overflowed"
+
+
+class PacketQueue(Generic[T]):
+    """A subscriber's backlog, bounded in packets.
+
+    Video (`needs_keyframes`): a delta frame is useless without every frame since
+    the last keyframe, so a full queue is emptied and refilled from the next
+    keyframe: a slow receiver skips ahead instead of growing memory. Audio: every
+    Opus packet stands alone, so the oldest is dropped.
+    """
+
+    def __init__(self, capacity: int, needs_keyframes: bool) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._items: deque[T] = deque()
+        self._capacity = capacity
+        self._needs_keyframes = needs_keyframes
+        self.waiting_for_keyframe = needs_keyframes
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, item: T) -> Push:
+        result = Push.QUEUED
+        if len(self._items) >= self._capacity:
+            if self._needs_keyframes:
+                self.dropped += len(self._items)
+                self._items.clear()
+                self.waiting_for_keyframe = True
+                result = Push.OVERFLOWED
+            else:
+                self._items.popleft()
+                self.dropped += 1
+        if self.waiting_for_keyframe:
+            if not item.is_keyframe:
+                self.dropped += 1
+                return Push.SKIPPED if result is Push.QUEUED else result
+            self.waiting_for_keyframe = False
+        self._items.append(item)
+        return result
+
+    def pop(self) -> T | None:
+        return self._items.popleft() if self._items else None
+
+    def restart(self) -> None:
+        """Forget the backlog; video waits for a keyframe again."""
+        self.dropped += len(self._items)
+        self._items.clear()
+        self.waiting_for_keyframe = self._needs_keyframes
+
+
+class Publisher(Protocol):
+    """What a subscriber needs from the layer it receives (media.ladder.Layer)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def subscribe(self, track: SubscriberTrack) -> None: ...
+
+    def unsubscribe(self, track: SubscriberTrack) -> None: ...
+
+    def request_keyframe(self) -> None: ...
+
+
+class SubscriberTrack(MediaStreamTrack):
+    """One outgoing slot of one participant: hands out the packets of the layer it follows.
+
+    Switching layer (or stage source) is make-before-break: the old layer keeps
+    flowing until the new one delivers a keyframe, so the picture never freezes
+    on a switch (the layers of a source share one clock, see media.ladder).
+    """
+
+    def __init__(self, kind: str, queue_capacity: int, rerequest_after_s: float = 1.0) -> None:
+        super().__init__()
+        self.kind = kind
+        self._queue: PacketQueue[av.Packet] = PacketQueue(
+            queue_capacity, needs_keyframes=(kind == "video")
+        )
+        self._ready = asyncio.Event()
+        self._current: Publisher | None = None
+        self._pending: Publisher | None = None
+        self._rerequest_after_s = rerequest_after_s
+        self.packets_out = 0
+        self.on_switch: Callable[[Publisher | None], None] | None = None
+
+    @property
+    def layer_name(self) -> str:
+        return self._current.name if self._current is not None else "off"
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    def follow(self, publisher: Publisher | None) -> None:
+        """Receive `publisher` from its next keyframe on (None: go quiet now)."""
+        if publisher is None:
+            self._drop_pending()
+            if self._current is not None:
+                self._current.unsubscribe(self)
+                self._current = None
+                self._queue.restart()
+            return
+        if publisher is self._current:
+            self._drop_pending()
+            return
+        if publisher is self._pending:
+            return
+        if self._current is None:
+            self._current = publisher
+            self._queue.restart()
+            publisher.subscribe(self)
+        else:
+            self._drop_pending()
+            self._pending = publisher
+            publisher.subscribe(self)
+        publisher.request_keyframe()
+
+    def request_keyframe(self) -> None:
+        """The receiver asked (PLI/FIR): pass it to the layer(s) it gets or awaits."""
+        for publisher in (self._current, self._pending):
+            if publisher is not None:
+                publisher.request_keyframe()
+
+    def _drop_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.unsubscribe(self)
+            self._pending = None
+
+    def deliver(self, publisher: Publisher, packet: av.Packet) -> None:
+        """Called by a layer for each packet it encodes."""
+        if publisher is self._pending:
+            if not packet.is_keyframe:
+                return
+            if self._current is not None:
+                self._current.unsubscribe(self)
+            self._current, self._pending = publisher, None
+        elif publisher is not self._current:
+            return
+        if self._queue.push(packet) is Push.OVERFLOWED:
+            publisher.request_keyframe()
+        if len(self._queue):
+            self._ready.set()
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            packet = self._queue.pop()
+            if packet is not None:
+                self.packets_out += 1
+                return packet
+            self._ready.clear()
+            # A subscriber that waits for a keyframe asks for one when it is actually
+            # pulling (its sender runs), and again if none came within the interval.
+            if self._queue.waiting_for_keyframe and self._current is not None:
+                self._current.request_keyframe()
+            try:
+                await asyncio.wait_for(self._ready.wait(), self._rerequest_after_s)
+            except TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        self.follow(None)
+        super().stop()
+        self._ready.set()

@@ -1,0 +1,265 @@
+"""A source's ladder: decoded once (by aiortc's receiver), encoded once per layer.
+
+A `Ladder` reads one incoming track; each `Layer` encodes what its subscribers
+need and hands the same packets to all of them. A layer with no subscriber does
+not encode (it pauses), so an unused 720p costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.video.frame import PictureType
+
+from media.encoders import (
+    AUDIO_RATE,
+    VIDEO_TIME_BASE,
+    AudioEncoder,
+    VideoEncoder,
+    VideoLayerSpec,
+)
+from media.fanout import SubscriberTrack
+from media.keyframes import KeyframeGate
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+CAMERA_LAYERS = (
+    VideoLayerSpec("high", 1280, 720, 1_200_000),
+    VideoLayerSpec("mid", 640, 360, 500_000),
+    VideoLayerSpec("low", 320, 180, 150_000),
+)
+# Slides are text: sharpness matters, motion does not.
+SLIDES_LAYERS = (
+    VideoLayerSpec("high", 1920, 1080, 1_000_000, max_fps=5),
+    VideoLayerSpec("low", 960, 540, 300_000, max_fps=5),
+)
+LAYER_ORDER = ("high", "mid", "low")
+
+
+class SourceClock:
+    """Maps a source's RTP timestamps onto the relay's clock.
+
+    RTP timestamps start at a random value and wrap at 2**32 (RFC 3550 §5.1).
+    Unwrapped and anchored to the relay's clock at the first frame, they let
+    every source (the teacher, then classroom A, then B on stage) continue one
+    timestamp line on a subscriber's sender when the stage switches.
+    """
+
+    def __init__(self, rate: int, clock: Clock) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._last_raw: int | None = None
+        self._value = 0
+
+    def __call__(self, raw: int) -> int:
+        raw &= 0xFFFFFFFF
+        if self._last_raw is None:
+            self._value = round(self._clock() * self._rate)
+        else:
+            delta = (raw - self._last_raw) & 0xFFFFFFFF
+            if delta >= 1 << 31:
+                delta -= 1 << 32
+            self._value += delta
+        self._last_raw = raw
+        return self._value
+
+
+class Layer:
+    """One encoding of a source, and the subscribers receiving it."""
+
+    def __init__(self, name: str, kind: str, gate: KeyframeGate, clock: Clock) -> None:
+        self.name = name
+        self.kind = kind
+        self._gate = gate
+        self._clock = clock
+        self._subscribers: set[SubscriberTrack] = set()
+        self.frames_encoded = 0
+        self.keyframes = 0
+        self.closed = False
+
+    @property
+    def active(self) -> bool:
+        return bool(self._subscribers)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self, track: SubscriberTrack) -> None:
+        self._subscribers.add(track)
+
+    def unsubscribe(self, track: SubscriberTrack) -> None:
+        self._subscribers.discard(track)
+
+    def request_keyframe(self) -> None:
+        self._gate.request()
+
+    def publish(self, packets: Sequence[av.Packet]) -> None:
+        for packet in packets:
+            self.frames_encoded += 1
+            if packet.is_keyframe and self.kind == "video":
+                self.keyframes += 1
+                self._gate.on_keyframe(self._clock())
+            for track in list(self._subscribers):
+                track.deliver(self, packet)
+
+    def close(self) -> None:
+        self.closed = True
+        for track in list(self._subscribers):
+            track.follow(None)
+
+
+class VideoLayer(Layer):
+    """Encodes in a worker thread, always the latest frame: a slow encoder skips
+    frames instead of building a backlog."""
+
+    def __init__(
+        self, spec: VideoLayerSpec, gate: KeyframeGate, clock: Clock, executor: Executor
+    ) -> None:
+        super().__init__(spec.name, "video", gate, clock)
+        self.spec = spec
+        self._encoder = VideoEncoder(spec)
+        self._executor = executor
+        self._latest: av.VideoFrame | None = None
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._last_pts: int | None = None
+
+    def offer(self, frame: av.VideoFrame) -> None:
+        if not self.active or self.closed:
+            return
+        if self.spec.max_fps is not None and self._last_pts is not None:
+            # 10% slack so that a 5 fps cap on a 15 fps source keeps every third frame.
+            min_step = 0.9 * 90000 / self.spec.max_fps
+            if 0 <= frame.pts - self._last_pts < min_step:
+                return
+        self._last_pts = frame.pts
+        self._latest = frame
+        self._wake.set()
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name=f"layer-{self.name}")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            await self._wake.wait()
+            self._wake.clear()
+            frame, self._latest = self._latest, None
+            if frame is None or not self.active:
+                continue
+            force = self._gate.should_force(self._clock())
+            try:
+                packets = await loop.run_in_executor(
+                    self._executor, self._encoder.encode, frame, force
+                )
+            except (av.FFmpegError, ValueError) as exc:
+                logger.warning("layer %s: encoding failed: %s", self.name, exc)
+                continue
+            if not self.closed:
+                self.publish(packets)
+
+    def close(self) -> None:
+        super().close()
+        if self._worker is not None:
+            self._worker.cancel()
+
+
+class AudioLayer(Layer):
+    """Opus is cheap (about 0.005 core): encoded inline, no thread hop."""
+
+    def __init__(self, gate: KeyframeGate, clock: Clock) -> None:
+        super().__init__("high", "audio", gate, clock)
+        self._encoder = AudioEncoder()
+
+    def offer(self, frame: av.AudioFrame, pts: int) -> None:
+        if self.active and not self.closed:
+            self.publish(self._encoder.encode(frame, pts))
+
+
+class Ladder:
+    """All layers of one incoming track, highest first."""
+
+    def __init__(
+        self,
+        track: MediaStreamTrack,
+        layers: Sequence[VideoLayer] | Sequence[AudioLayer],
+        clock: Clock,
+    ) -> None:
+        self.kind = track.kind
+        self.layers: tuple[Layer, ...] = tuple(layers)
+        self._track = track
+        self._clock = SourceClock(90000 if track.kind == "video" else AUDIO_RATE, clock)
+        self.frames_in = 0
+        self.source_size: tuple[int, int] | None = None
+        self._reader = asyncio.create_task(self._read(), name=f"ladder-{track.kind}")
+
+    @classmethod
+    def for_video(
+        cls,
+        track: MediaStreamTrack,
+        specs: Sequence[VideoLayerSpec],
+        *,
+        keyframe_interval_s: float,
+        clock: Clock,
+        executor: Executor,
+    ) -> Ladder:
+        layers = [
+            VideoLayer(spec, KeyframeGate(keyframe_interval_s), clock, executor) for spec in specs
+        ]
+        return cls(track, layers, clock)
+
+    @classmethod
+    def for_audio(cls, track: MediaStreamTrack, *, clock: Clock) -> Ladder:
+        return cls(track, [AudioLayer(KeyframeGate(0.0), clock)], clock)
+
+    def layer(self, name: str) -> Layer:
+        """The layer called `name`, or the nearest one below it (the lowest if none)."""
+        wanted = LAYER_ORDER.index(name) if name in LAYER_ORDER else 0
+        for layer in self.layers:
+            if layer.name in LAYER_ORDER and LAYER_ORDER.index(layer.name) >= wanted:
+                return layer
+        return self.layers[-1]
+
+    async def _read(self) -> None:
+        # aiortc's RemoteStreamTrack queue is unbounded: it must be drained even
+        # when no layer is active.
+        try:
+            while True:
+                frame = await self._track.recv()
+                self.frames_in += 1
+                if frame.pts is None:
+                    continue
+                pts = self._clock(frame.pts)
+                if isinstance(frame, av.VideoFrame):
+                    self.source_size = (frame.width, frame.height)
+                    # A decoded keyframe comes marked I; libvpx would obey the mark
+                    # and bypass the keyframe gate.
+                    frame.pict_type = PictureType.NONE
+                    frame.pts = pts
+                    frame.time_base = VIDEO_TIME_BASE
+                    for layer in self.layers:
+                        assert isinstance(layer, VideoLayer)
+                        layer.offer(frame)
+                elif isinstance(frame, av.AudioFrame):
+                    for layer in self.layers:
+                        assert isinstance(layer, AudioLayer)
+                        layer.offer(frame, pts)
+        except MediaStreamError:
+            pass
+
+    def close(self) -> None:
+        self._reader.cancel()
+        for layer in self.layers:
+            layer.close()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader

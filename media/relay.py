@@ -1,0 +1,362 @@
+"""The relay: one peer connection per participant, ladders per source, packets fanned out.
+
+`Relay` implements `media.gateway.MediaGateway`. Signaling builds one per
+process, `Relay(RelaySettings(...))`, and calls `negotiate()` for every offer,
+`set_stage()` when the floor changes, `disconnect()`/`end_lesson()` as people
+leave, and `close()` on shutdown. The bandwidth allocator drives `set_layer()`
+from `link_reports()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+
+from classroom.roles import Role
+from media.aiortc_internals import (
+    SenderFeedback,
+    gather_on,
+    hook_sender_rtcp,
+    sender_octets,
+    sender_rtt_s,
+)
+from media.candidates import announce
+from media.fanout import SubscriberTrack
+from media.gateway import LinkReport, MediaError
+from media.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
+from media.offer import check_offer
+from media.settings import RelaySettings
+from media.slots import Slot
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LAYER = "high"
+LayerChoice = str | None  # "high" | "mid" | "low", or None for off
+
+# Which incoming slot of whom feeds each outgoing slot.
+_FROM_TEACHER = {
+    Slot.TEACHER_CAMERA: Slot.CAMERA,
+    Slot.TEACHER_AUDIO: Slot.MICROPHONE,
+    Slot.SLIDES: Slot.SCREEN,
+}
+_FROM_STAGE = {Slot.STAGE_VIDEO: Slot.CAMERA, Slot.STAGE_AUDIO: Slot.MICROPHONE}
+
+
+def _codec_preferences(transceiver: RTCRtpTransceiver, kind: str) -> None:
+    # The relay sends packets it encoded as VP8 / Opus: the sender must not be
+    # negotiated to anything else, whatever the browser lists first.
+    wanted = {"video": ("video/vp8", "video/rtx"), "audio": ("audio/opus",)}[kind]
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() in wanted])
+
+
+@dataclass
+class Outgoing:
+    slot: Slot
+    sender: RTCRtpSender
+    track: SubscriberTrack
+    feedback: SenderFeedback
+    choice: LayerChoice = DEFAULT_LAYER
+    octets_at_last_report: int = 0
+
+
+@dataclass
+class Participant:
+    lesson_id: str
+    participant_id: str
+    role: Role
+    pc: RTCPeerConnection
+    ladders: dict[Slot, Ladder] = field(default_factory=dict)
+    outgoing: dict[Slot, Outgoing] = field(default_factory=dict)
+    joined_at: float = 0.0
+
+
+@dataclass
+class Lesson:
+    participants: dict[str, Participant] = field(default_factory=dict)
+    stage: str | None = None
+
+
+class Relay:
+    """The MediaGateway on aiortc (see the module docstring for the call sequence)."""
+
+    def __init__(
+        self,
+        settings: RelaySettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings or RelaySettings()
+        self._clock = clock
+        self._lessons: dict[str, Lesson] = {}
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._settings.encoder_threads, thread_name_prefix="media-encode"
+        )
+        self._listeners: set[asyncio.Queue[LinkReport]] = set()
+        self._reporter: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- MediaGateway -------------------------------------------------------------
+
+    async def negotiate(
+        self, lesson_id: str, participant_id: str, role: Role, offer_sdp: str
+    ) -> str:
+        if self._closed:
+            raise MediaError("the media relay is shutting down")
+        specs = check_offer(offer_sdp, role)
+        lesson = self._lessons.setdefault(lesson_id, Lesson())
+        old = lesson.participants.pop(participant_id, None)
+        if old is not None:
+            await self._close_participant(old)
+
+        ice_servers = [RTCIceServer(urls=url) for url in self._settings.stun_servers]
+        # MAX_BUNDLE: aiortc's default (balanced) gives the second transceiver of a
+        # kind the first one's transport *before* the offer's BUNDLE group is seen,
+        # and then never moves it onto the bundle: those senders never start.
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        participant = Participant(lesson_id, participant_id, role, pc, joined_at=self._clock())
+        try:
+            transceivers = []
+            for spec in specs:
+                incoming = spec.direction == "sendonly"
+                transceiver = pc.addTransceiver(
+                    spec.kind, direction="recvonly" if incoming else "sendonly"
+                )
+                _codec_preferences(transceiver, spec.kind)
+                transceivers.append(transceiver)
+                if not incoming:
+                    participant.outgoing[spec.slot] = self._outgoing(
+                        spec.slot, spec.kind, transceiver
+                    )
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            except Exception as exc:  # aiortc raises ValueError, OperationError, ...
+                raise MediaError(f"the offer cannot be used: {exc}") from None
+            answer = await pc.createAnswer()
+            with gather_on(self._settings.host_addresses):
+                await pc.setLocalDescription(answer)
+            for spec, transceiver in zip(specs, transceivers, strict=True):
+                if spec.direction == "sendonly":
+                    participant.ladders[spec.slot] = self._ladder(spec.slot, transceiver)
+        except BaseException:
+            await self._close_participant(participant)
+            raise
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState == "failed":
+                asyncio.ensure_future(self._drop_if_current(participant))
+
+        lesson.participants[participant_id] = participant
+        self._route(lesson)
+        self._ensure_reporter()
+        answer_sdp = pc.localDescription.sdp
+        if self._settings.announced_address:
+            answer_sdp = announce(answer_sdp, self._settings.announced_address)
+        return answer_sdp
+
+    async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:
+        lesson = self._lessons.setdefault(lesson_id, Lesson())
+        lesson.stage = classroom_id
+        self._route(lesson)
+
+    async def disconnect(self, lesson_id: str, participant_id: str) -> None:
+        lesson = self._lessons.get(lesson_id)
+        if lesson is None:
+            return
+        participant = lesson.participants.pop(participant_id, None)
+        if participant is not None:
+            await self._close_participant(participant)
+            self._route(lesson)
+
+    async def end_lesson(self, lesson_id: str) -> None:
+        lesson = self._lessons.pop(lesson_id, None)
+        if lesson is None:
+            return
+        await asyncio.gather(*(self._close_participant(p) for p in lesson.participants.values()))
+
+    def link_reports(self) -> AsyncIterator[LinkReport]:
+        return self._link_reports()
+
+    async def close(self) -> None:
+        self._closed = True
+        for lesson_id in list(self._lessons):
+            await self.end_lesson(lesson_id)
+        if self._reporter is not None:
+            self._reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reporter
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # --- beyond the gateway: the allocator's handle, and introspection -------------
+
+    def set_layer(
+        self, lesson_id: str, participant_id: str, slot: Slot, layer: LayerChoice
+    ) -> None:
+        """Choose what an outgoing slot carries: "high", "mid", "low", or None (off).
+
+        A layer a source lacks falls to the nearest one below (slides have no "mid").
+        The switch happens at the new layer's next keyframe, which is requested now.
+        """
+        if layer is not None and layer not in LAYER_ORDER:
+            raise MediaError(f"unknown layer {layer!r}; use one of {', '.join(LAYER_ORDER)}")
+        participant = self._participant(lesson_id, participant_id)
+        outgoing = participant.outgoing.get(slot)
+        if outgoing is None:
+            raise MediaError(f"a {participant.role.value} receives nothing on {slot.value}")
+        outgoing.choice = layer
+        self._route(self._lessons[lesson_id])
+
+    def ladder(self, lesson_id: str, participant_id: str, slot: Slot) -> Ladder | None:
+        """The ladder fed by a participant's incoming slot (tests, metrics)."""
+        return self._participant(lesson_id, participant_id).ladders.get(slot)
+
+    def outgoing_track(
+        self, lesson_id: str, participant_id: str, slot: Slot
+    ) -> SubscriberTrack | None:
+        out = self._participant(lesson_id, participant_id).outgoing.get(slot)
+        return None if out is None else out.track
+
+    # --- internals -------------------------------------------------------------------
+
+    def _participant(self, lesson_id: str, participant_id: str) -> Participant:
+        lesson = self._lessons.get(lesson_id)
+        participant = None if lesson is None else lesson.participants.get(participant_id)
+        if participant is None:
+            raise MediaError(f"{participant_id} has no media connection in this lesson")
+        return participant
+
+    def _outgoing(self, slot: Slot, kind: str, transceiver: RTCRtpTransceiver) -> Outgoing:
+        capacity = (
+            self._settings.video_queue_frames
+            if kind == "video"
+            else self._settings.audio_queue_packets
+        )
+        track = SubscriberTrack(kind, capacity, self._settings.keyframe_min_interval_s)
+        transceiver.sender.replaceTrack(track)
+        feedback = hook_sender_rtcp(transceiver.sender, track.request_keyframe)
+        return Outgoing(slot, transceiver.sender, track, feedback)
+
+    def _ladder(self, slot: Slot, transceiver: RTCRtpTransceiver) -> Ladder:
+        track = transceiver.receiver.track
+        if slot is Slot.MICROPHONE:
+            return Ladder.for_audio(track, clock=self._clock)
+        return Ladder.for_video(
+            track,
+            SLIDES_LAYERS if slot is Slot.SCREEN else CAMERA_LAYERS,
+            keyframe_interval_s=self._settings.keyframe_min_interval_s,
+            clock=self._clock,
+            executor=self._executor,
+        )
+
+    def _route(self, lesson: Lesson) -> None:
+        """Point every outgoing slot of the lesson at the layer it should carry now.
+
+        Idempotent: called after any change (a join, a leave, the stage, a layer).
+        """
+        teachers = [p for p in lesson.participants.values() if p.role is Role.TEACHER]
+        teacher = max(teachers, key=lambda p: p.joined_at) if teachers else None
+        stage = lesson.participants.get(lesson.stage) if lesson.stage else None
+        if stage is not None and stage.role is not Role.CLASSROOM:
+            stage = None
+        for participant in lesson.participants.values():
+            for slot, out in participant.outgoing.items():
+                ladder: Ladder | None = None
+                if slot in _FROM_TEACHER and teacher is not None:
+                    ladder = teacher.ladders.get(_FROM_TEACHER[slot])
+                elif slot in _FROM_STAGE and stage is not None and stage is not participant:
+                    ladder = stage.ladders.get(_FROM_STAGE[slot])
+                if ladder is None or out.choice is None:
+                    out.track.follow(None)
+                else:
+                    out.track.follow(ladder.layer(out.choice))
+
+    async def _drop_if_current(self, participant: Participant) -> None:
+        lesson = self._lessons.get(participant.lesson_id)
+        if lesson and lesson.participants.get(participant.participant_id) is participant:
+            await self.disconnect(participant.lesson_id, participant.participant_id)
+
+    async def _close_participant(self, participant: Participant) -> None:
+        for ladder in participant.ladders.values():
+            ladder.close()
+        for out in participant.outgoing.values():
+            out.track.stop()
+        await participant.pc.close()
+
+    # --- link reports ------------------------------------------------------------------
+
+    def _ensure_reporter(self) -> None:
+        if self._reporter is None:
+            self._reporter = asyncio.create_task(self._report_loop(), name="link-reports")
+
+    async def _report_loop(self) -> None:
+        interval = self._settings.report_interval_s
+        while not self._closed:
+            await asyncio.sleep(interval)
+            if not self._listeners:
+                continue
+            for lesson in list(self._lessons.values()):
+                for participant in list(lesson.participants.values()):
+                    if participant.outgoing:
+                        self._broadcast(self._report(participant, interval))
+
+    def _report(self, participant: Participant, interval_s: float) -> LinkReport:
+        # REMB (draft-alvestrand-rmcat-remb) is one estimate per reporting receiver
+        # covering the SSRCs it lists: Chrome sends one for all our video senders,
+        # aiortc one per receiver. Summing one value per reporter fits both.
+        remb: dict[int, int] = {}
+        sent_octets = 0
+        loss = 0.0
+        rtts: list[float] = []
+        for out in participant.outgoing.values():
+            fb = out.feedback
+            if fb.remb_bps is not None and fb.remb_reporter is not None:
+                remb[fb.remb_reporter] = fb.remb_bps
+            octets = sender_octets(out.sender)
+            sent_octets += octets - out.octets_at_last_report
+            out.octets_at_last_report = octets
+            loss = max(loss, fb.fraction_lost)
+            rtt = sender_rtt_s(out.sender)
+            if rtt is not None:
+                rtts.append(rtt)
+        return LinkReport(
+            lesson_id=participant.lesson_id,
+            participant_id=participant.participant_id,
+            estimate_kbps=sum(remb.values()) / 1000.0,
+            sent_kbps=sent_octets * 8 / 1000.0 / interval_s,
+            loss=loss,
+            rtt_ms=min(rtts) * 1000.0 if rtts else None,
+            layers={slot.value: out.track.layer_name for slot, out in participant.outgoing.items()},
+        )
+
+    def _broadcast(self, report: LinkReport) -> None:
+        for queue in self._listeners:
+            if queue.full():
+                queue.get_nowait()  # a reader that lags loses the oldest report
+            queue.put_nowait(report)
+
+    async def _link_reports(self) -> AsyncIterator[LinkReport]:
+        queue: asyncio.Queue[LinkReport] = asyncio.Queue(maxsize=1024)
+        self._listeners.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._listeners.discard(queue)

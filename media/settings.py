@@ -1,0 +1,34 @@
+"""What the operator decides about the relay: addresses, STUN, budgets.
+
+Built by the caller (signaling's settings, a test, the benchmark) and passed in;
+nothing here is read from the environment at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    # Host addresses ICE gathers candidates on. Empty: every interface except
+    # loopback (aioice's own choice). Tests and benchmarks use ("127.0.0.1",).
+    host_addresses: tuple[str, ...] = ()
+    # Address written into the answer's host candidates in place of the real one,
+    # for a server behind a 1:1 NAT (mediasoup calls it announcedAddress).
+    announced_address: str | None = None
+    # STUN servers ("stun:host:port"). None of them by default: aiortc would
+    # otherwise fall back to a public Google server.
+    stun_servers: tuple[str, ...] = ()
+    # At most one forced keyframe per layer per this many seconds: a storm of
+    # PLI/FIR (RFC 4585 §6.3.1, RFC 5104 §4.3.1) yields one keyframe.
+    keyframe_min_interval_s: float = 1.0
+    # A subscriber's queue, in encoded frames. At 15 fps, 30 frames is 2 s of
+    # video: more than that and the receiver is better served by a fresh keyframe.
+    video_queue_frames: int = 30
+    # Audio is 50 packets a second; 25 packets is half a second of delay at most.
+    audio_queue_packets: int = 25
+    # How often link reports are produced.
+    report_interval_s: float = 1.0
+    # Threads encoding video layers (libvpx releases the GIL while encoding).
+    encoder_threads: int = 4

@@ -1,0 +1,190 @@
+"""Synthetic participants: an aiortc peer that offers a role's slots, with a moving
+picture and a tone. Used by tests/media and scripts/bench_fanout.py; a real
+client is a browser speaking the same SDP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from classroom.roles import Role
+from media.aiortc_internals import gather_on
+from media.slots import SLOTS, Slot
+
+
+class MovingPicture(MediaStreamTrack):
+    """A bar sliding over a gradient, paced in real time: frames differ, as a camera's do."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 640, height: int = 360, fps: int = 15) -> None:
+        super().__init__()
+        self._fps = fps
+        self._start: float | None = None
+        self._count = 0
+        y = np.tile(np.linspace(16, 235, width, dtype=np.uint8), (height, 1))
+        chroma = np.full((height // 2, width // 2), 128, dtype=np.uint8)
+        self._frames = []
+        for i in range(fps):
+            luma = y.copy()
+            x = i * width // fps
+            luma[:, x : x + width // 16] = 250
+            planes = np.concatenate(
+                [luma, chroma.reshape(height // 4, width), chroma.reshape(height // 4, width)]
+            )
+            self._frames.append(planes)
+
+    async def recv(self) -> av.VideoFrame:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._count / self._fps
+        if due > now:
+            await asyncio.sleep(due - now)
+        frame = av.VideoFrame.from_ndarray(self._frames[self._count % self._fps], format="yuv420p")
+        frame.pts = self._count * (90000 // self._fps)
+        frame.time_base = fractions.Fraction(1, 90000)
+        self._count += 1
+        return frame
+
+
+class Tone(MediaStreamTrack):
+    """A 440 Hz tone in 20 ms frames, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, rate: int = 48000) -> None:
+        super().__init__()
+        self._rate = rate
+        self._samples = rate // 50
+        self._start: float | None = None
+        self._count = 0
+        t = np.arange(rate, dtype=np.float64) / rate
+        self._second = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16)
+
+    async def recv(self) -> av.AudioFrame:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._count * self._samples / self._rate
+        if due > now:
+            await asyncio.sleep(due - now)
+        offset = (self._count * self._samples) % self._rate
+        chunk = self._second[offset : offset + self._samples].reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+        frame.sample_rate = self._rate
+        frame.pts = self._count * self._samples
+        frame.time_base = fractions.Fraction(1, self._rate)
+        self._count += 1
+        return frame
+
+
+@dataclass
+class Reception:
+    """What a synthetic participant receives on one slot."""
+
+    kind: str
+    frames: int = 0
+    first_frame_at: float | None = None
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+    nonsilent_frames: int = 0
+
+    def __post_init__(self) -> None:
+        self.event = asyncio.Event()
+
+
+class SyntheticParticipant:
+    """An aiortc peer that offers `SLOTS[role]` and counts what it decodes."""
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        send_video: Callable[[], MediaStreamTrack] = MovingPicture,
+        send_audio: Callable[[], MediaStreamTrack] = Tone,
+        host_addresses: tuple[str, ...] = ("127.0.0.1",),
+        decode: bool = True,
+    ) -> None:
+        self.role = role
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self._host_addresses = host_addresses
+        self._decode = decode
+        self.transceivers: dict[Slot, RTCRtpTransceiver] = {}
+        self.received: dict[Slot, Reception] = {}
+        self.sent_tracks: dict[Slot, MediaStreamTrack] = {}
+        self._readers: list[asyncio.Task[None]] = []
+        for spec in SLOTS[role]:
+            if spec.direction == "sendonly":
+                track = send_audio() if spec.kind == "audio" else send_video()
+                self.sent_tracks[spec.slot] = track
+                self.transceivers[spec.slot] = self.pc.addTransceiver(track, direction="sendonly")
+            else:
+                self.transceivers[spec.slot] = self.pc.addTransceiver(
+                    spec.kind, direction="recvonly"
+                )
+                self.received[spec.slot] = Reception(spec.kind)
+
+    async def offer(self) -> str:
+        with gather_on(self._host_addresses):
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+        for slot, reception in self.received.items():
+            track = self.transceivers[slot].receiver.track
+            self._readers.append(asyncio.create_task(self._read(track, reception)))
+
+    async def _read(self, track: MediaStreamTrack, reception: Reception) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                reception.frames += 1
+                if reception.first_frame_at is None:
+                    reception.first_frame_at = time.monotonic()
+                if isinstance(frame, av.VideoFrame):
+                    reception.sizes.add((frame.width, frame.height))
+                elif self._decode and isinstance(frame, av.AudioFrame):
+                    if np.abs(frame.to_ndarray()).max() > 500:
+                        reception.nonsilent_frames += 1
+                reception.event.set()
+        except MediaStreamError:
+            pass
+
+    async def wait_frames(self, slot: Slot, count: int, timeout: float) -> Reception:
+        """Wait until `count` frames were decoded on `slot`, at most `timeout` seconds."""
+        reception = self.received[slot]
+        async with asyncio.timeout(timeout):
+            while reception.frames < count:
+                reception.event.clear()
+                await reception.event.wait()
+        return reception
+
+    async def close(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        for track in self.sent_tracks.values():
+            track.stop()
+        await self.pc.close()
