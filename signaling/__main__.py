@@ -1,0 +1,5 @@
+"""`python -m signaling serve ...` is `classroom serve ...`."""
+
+from signaling.cli import main
+
+main()

@@ -1,0 +1,293 @@
+"""The FastAPI app, built by `create_app(settings, media)`.
+
+All state (store, lessons, tokens, metrics) hangs off `app.state`; nothing is
+global, so two apps (or two tests) never share anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from classroom import commands as c
+from classroom.errors import DomainError
+from classroom.lesson import Lesson
+from classroom.roles import ADMIN, Role
+from media.gateway import MediaGateway
+from signaling import keys
+from signaling.bus import LocalBus
+from signaling.lessons import LessonNotFound, LessonOver, Lessons
+from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
+from signaling.settings import Settings
+from signaling.store import DB_FILE, Store
+from signaling.tokens import TokenError, TokenIssuer
+from signaling.ws import Connection, Services, StarletteTransport
+
+log = logging.getLogger(__name__)
+
+PAGES = {"teacher", "classroom", "observer", "join"}
+PAGE_OF_ROLE = {Role.TEACHER: "teacher", Role.CLASSROOM: "classroom", Role.OBSERVER: "observer"}
+# A 6-digit code is guessable by brute force; each client address gets this many
+# wrong codes per window before /api/join answers 429.
+JOIN_FAILURES_ALLOWED = 10
+JOIN_FAILURE_WINDOW_S = 60.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class NewLesson(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    classrooms: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        min_length=1, max_length=100
+    )
+
+
+class JoinCode(BaseModel):
+    code: str = Field(pattern=r"^\d{6}$")
+
+
+@dataclass
+class Runtime:
+    """What the lifespan builds: alive between startup and shutdown."""
+
+    store: Store
+    lessons: Lessons
+    tokens: TokenIssuer
+    admin_key: str
+    services: Services
+
+
+def create_app(
+    settings: Settings, media: MediaGateway, now: Callable[[], float] = time.time
+) -> FastAPI:
+    metrics = Metrics()
+    join_failures: dict[str, list[float]] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        admin_key, created = keys.admin_key(settings)
+        if created:
+            log.warning("generated an admin key in %s", settings.data_dir / keys.ADMIN_KEY_FILE)
+        tokens = TokenIssuer(keys.token_secret(settings), settings.token_ttl_s, now)
+        store = Store(settings.data_dir / DB_FILE)
+        await store.open()
+        lessons = Lessons(store, LocalBus(), media, now, metrics)
+        links: asyncio.Task[None] | None = None
+        try:
+            await lessons.load()
+            services = Services(lessons, tokens, media, metrics, settings, now)
+            app.state.runtime = Runtime(store, lessons, tokens, admin_key, services)
+            links = asyncio.create_task(_follow_links(media, lessons))
+            yield
+        finally:
+            lessons.closing = True
+            if links is not None:
+                links.cancel()
+                await asyncio.gather(links, return_exceptions=True)
+            try:
+                await media.close()
+            finally:
+                await store.close()
+
+    app = FastAPI(title="classroom", version="0.1.0", lifespan=lifespan)
+    app.state.metrics = metrics
+
+    def runtime(request: Request) -> Runtime:
+        rt: Runtime = request.app.state.runtime
+        return rt
+
+    Rt = Annotated[Runtime, Depends(runtime)]
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"][1:]) or "body"
+        return JSONResponse(
+            {"code": "invalid_request", "message": f"{where}: {first['msg']}"}, status_code=422
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"code": "http_error", "message": str(exc.detail)}, status_code=exc.status_code
+        )
+
+    def actor(request: Request, rt: Runtime, lesson_id: str | None) -> str:
+        """ADMIN for the admin key, else the participant id of a token of that lesson."""
+        header = request.headers.get("authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <key or token>")
+        credential = credential.strip()
+        if hmac.compare_digest(credential.encode(), rt.admin_key.encode()):
+            return ADMIN
+        if lesson_id is None:
+            raise ApiError(403, "not_allowed", "this needs the admin key")
+        try:
+            return rt.tokens.verify(credential, lesson_id).participant_id
+        except TokenError as exc:
+            raise ApiError(403 if exc.code == "bad_token" else 401, exc.code, exc.message) from None
+
+    def link(role: Role, token: str) -> str:
+        return f"{settings.base_url()}/{PAGE_OF_ROLE[role]}#token={token}"
+
+    async def lesson_or_404(rt: Runtime, lesson_id: str) -> Lesson:
+        lesson = await rt.lessons.get(lesson_id)
+        if lesson is None:
+            raise ApiError(404, "not_found", "there is no such lesson")
+        return lesson
+
+    @app.post("/api/lessons", status_code=201)
+    async def create_lesson(body: NewLesson, request: Request, rt: Rt) -> dict[str, Any]:
+        actor(request, rt, None)
+        try:
+            created = await rt.lessons.create(body.title, body.classrooms)
+        except DomainError as exc:
+            raise ApiError(422, exc.code, exc.message) from None
+        lesson_id = created.lesson.lesson_id
+
+        def grant(pid: str, role: Role) -> dict[str, str]:
+            token = rt.tokens.issue(lesson_id, pid, role)
+            return {"token": token, "url": link(role, token)}
+
+        by_role = {p.participant_id: p for p in created.participants}
+        return {
+            "id": lesson_id,
+            "title": created.lesson.title,
+            "teacher": grant("teacher", Role.TEACHER),
+            "observer": grant("observer", Role.OBSERVER),
+            "classrooms": [
+                {"id": p.participant_id, "name": p.name, "code": p.join_code}
+                | grant(p.participant_id, Role.CLASSROOM)
+                for p in by_role.values()
+                if p.role == Role.CLASSROOM
+            ],
+        }
+
+    @app.post("/api/join")
+    async def join(body: JoinCode, request: Request, rt: Rt) -> dict[str, Any]:
+        client = request.client.host if request.client else "?"
+        t = now()
+        recent = [x for x in join_failures.get(client, []) if t - x < JOIN_FAILURE_WINDOW_S]
+        if len(recent) >= JOIN_FAILURES_ALLOWED:
+            raise ApiError(429, "too_many_attempts", "too many wrong codes; wait a minute")
+        found = rt.lessons.by_code(body.code)
+        if found is None:
+            recent.append(t)
+            join_failures[client] = recent
+            if len(join_failures) > 10_000:  # bounded: forget the oldest addresses
+                for key in list(join_failures)[:5_000]:
+                    del join_failures[key]
+            raise ApiError(404, "unknown_code", "no running lesson has this code")
+        join_failures.pop(client, None)
+        lesson, pid = found
+        participant = lesson.participants[pid]
+        token = rt.tokens.issue(lesson.lesson_id, pid, participant.role)
+        return {
+            "lesson_id": lesson.lesson_id,
+            "participant_id": pid,
+            "role": str(participant.role),
+            "name": participant.name,
+            "token": token,
+            "url": link(participant.role, token),
+        }
+
+    @app.get("/api/lessons/{lesson_id}")
+    async def get_lesson(lesson_id: str, request: Request, rt: Rt) -> dict[str, Any]:
+        actor(request, rt, lesson_id)
+        return (await lesson_or_404(rt, lesson_id)).snapshot()
+
+    @app.post("/api/lessons/{lesson_id}/end")
+    async def end_lesson(lesson_id: str, request: Request, rt: Rt) -> dict[str, Any]:
+        by = actor(request, rt, lesson_id)
+        await lesson_or_404(rt, lesson_id)
+        try:
+            await rt.lessons.execute(lesson_id, c.EndLesson(), by)
+        except LessonOver:
+            raise ApiError(409, "lesson_ended", "the lesson has ended already") from None
+        except LessonNotFound:
+            raise ApiError(404, "not_found", "there is no such lesson") from None
+        except DomainError as exc:
+            status = 403 if exc.code == "not_allowed" else 409
+            raise ApiError(status, exc.code, exc.message) from None
+        return (await lesson_or_404(rt, lesson_id)).snapshot()
+
+    @app.get("/healthz")
+    async def healthz(rt: Rt) -> dict[str, str]:
+        await rt.store.ping()
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.websocket("/ws")
+    async def websocket(ws: WebSocket) -> None:
+        await ws.accept()
+        rt: Runtime = ws.app.state.runtime
+        await Connection(StarletteTransport(ws), rt.services).run()
+
+    _serve_web_client(app, settings.web_client_dir)
+    return app
+
+
+async def _follow_links(media: MediaGateway, lessons: Lessons) -> None:
+    """Pass the relay's link reports on, for as long as the relay gives them."""
+    try:
+        async for report in media.link_reports():
+            try:
+                await lessons.note_link(report)
+            except Exception:
+                log.exception("could not pass on a link report")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("the relay's link reports stopped")
+
+
+class _WebClientFiles(StaticFiles):
+    """The web client's folder, minus the Python files that make it a package."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if path.endswith((".py", ".pyc")) or "__pycache__" in path:
+            raise HTTPException(404)
+        return await super().get_response(path, scope)
+
+
+def _serve_web_client(app: FastAPI, root: Path) -> None:
+    def page(name: str) -> Callable[[], Any]:
+        async def serve() -> FileResponse:
+            path = root / f"{name}.html"
+            if not path.is_file():
+                raise ApiError(404, "not_found", f"{name}.html is not installed")
+            # no-store: a page must not be cached across upgrades of the protocol.
+            return FileResponse(path, headers={"Cache-Control": "no-store"})
+
+        return serve
+
+    app.get("/", include_in_schema=False)(page("index"))
+    for name in sorted(PAGES):
+        app.get(f"/{name}", include_in_schema=False)(page(name))
+    app.mount("/static", _WebClientFiles(directory=root, check_dir=False), name="static")

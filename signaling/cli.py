@@ -1,0 +1,104 @@
+"""`classroom serve`: run the signaling app (and the media relay) under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from media.gateway import MediaGateway
+from signaling import keys
+from signaling.app import create_app
+from signaling.lessons import Lessons
+from signaling.settings import Settings
+
+# Messages over 64 KiB get a protocol error from the app; frames far beyond that are
+# refused by uvicorn itself before they are read into memory.
+WS_MAX_FRAME_BYTES = 1024 * 1024
+
+
+def build_media(settings: Settings) -> MediaGateway:
+    """The media relay. The one place that constructs it."""
+    try:
+        from media.relay import Relay
+        from media.settings import RelaySettings
+    except ImportError as exc:
+        raise SystemExit(
+            f"the media relay (media.relay) cannot be imported: {exc}. "
+            "Is the installation complete?"
+        ) from exc
+    relay_settings = RelaySettings(
+        host_addresses=tuple(settings.ice_host_addresses),
+        announced_address=settings.announced_address,
+        stun_servers=tuple(settings.stun_urls),
+    )
+    relay: MediaGateway = Relay(relay_settings)
+    return relay
+
+
+class _Server(uvicorn.Server):
+    """Tells the lessons that the server is stopping before connections are closed,
+    so that closing them is not recorded as participants leaving."""
+
+    def __init__(self, config: uvicorn.Config, lessons_of: Any) -> None:
+        super().__init__(config)
+        self._lessons_of = lessons_of
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        lessons: Lessons | None = self._lessons_of()
+        if lessons is not None:
+            lessons.closing = True
+        await super().shutdown(sockets)
+
+
+def serve(settings: Settings) -> None:
+    admin_key, created = keys.admin_key(settings)
+    if created:
+        path = settings.data_dir / keys.ADMIN_KEY_FILE
+        print(f"Admin key (shown once, kept in {path}): {admin_key}", flush=True)
+    media = build_media(settings)
+    app = create_app(settings, media)
+
+    def lessons_of() -> Lessons | None:
+        runtime = getattr(app.state, "runtime", None)
+        return runtime.lessons if runtime is not None else None
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws_max_size=WS_MAX_FRAME_BYTES,
+        log_level="info",
+        # The token is in the URL fragment, never in a request line, so access logs
+        # carry no secrets.
+        access_log=True,
+    )
+    asyncio.run(_Server(config, lessons_of).serve())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="classroom", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="run the classroom server")
+    p_serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p_serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    p_serve.add_argument("--data-dir", type=Path, help="where lessons are kept")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {"host": args.host, "port": args.port, "data_dir": args.data_dir}.items()
+        if v is not None
+    }
+    settings = Settings(**overrides)
+    if args.command == "serve":
+        serve(settings)
+    else:  # pragma: no cover - argparse refuses other commands
+        parser.print_help()
+        sys.exit(2)

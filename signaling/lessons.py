@@ -1,0 +1,331 @@
+"""The lessons this server runs: the one place where commands become stored events.
+
+`Lessons.execute()` runs a command against a lesson under that lesson's lock, then
+in order: appends the events to the store, publishes them on the bus, and plays
+the media cues they imply. It also keeps the roster (which connection speaks for
+which participant) so that Join/Leave happen only on first connect and last
+disconnect, and a second connection replaces the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from classroom import commands as c
+from classroom.errors import DomainError, InvalidCommand, InvalidTransition
+from classroom.events import Event, ParticipantSpec
+from classroom.lesson import Lesson, LessonState
+from classroom.roles import SYSTEM, Role
+from media.gateway import LinkReport, MediaGateway
+from signaling import media_cues
+from signaling.bus import Envelope, LessonBus, Unsubscribe
+from signaling.metrics import Metrics
+from signaling.protocol import EventMsg, LinkMsg, encode
+from signaling.store import Store, StoredParticipant
+
+log = logging.getLogger(__name__)
+
+MAX_CLASSROOMS = 100
+MEDIA_CALL_TIMEOUT_S = 10.0
+TEACHER_ID = "teacher"
+OBSERVER_ID = "observer"
+
+
+class LessonNotFound(Exception):
+    pass
+
+
+class LessonOver(InvalidTransition):
+    code = "lesson_ended"
+
+    def __init__(self) -> None:
+        super().__init__("the lesson has ended")
+
+
+class Attendee(Protocol):
+    """What the roster needs of a participant's connection."""
+
+    def welcome(self, snapshot: dict[str, Any], backlog: list[Event]) -> None: ...
+
+    def deliver(self, envelope: Envelope) -> None: ...
+
+    def replace(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CreatedLesson:
+    lesson: Lesson
+    participants: list[StoredParticipant]
+
+
+def event_envelope(event: Event) -> Envelope:
+    text = encode(EventMsg(event=event.to_dict()))
+    return Envelope("event", text, final=event.kind == "lesson_ended")
+
+
+class Lessons:
+    def __init__(
+        self,
+        store: Store,
+        bus: LessonBus,
+        media: MediaGateway,
+        now: Callable[[], float],
+        metrics: Metrics,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._media = media
+        self._now = now
+        self._metrics = metrics
+        self._live: dict[str, Lesson] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._codes: dict[str, tuple[str, str]] = {}
+        self._roster: dict[tuple[str, str], Attendee] = {}
+        # Set when the server is shutting down: connections it closes are not
+        # participants leaving, so no Leave is recorded and the stage survives a restart.
+        self.closing = False
+        metrics.count_live_lessons(lambda: len(self._live))
+
+    # -- loading and creating ------------------------------------------------------
+
+    async def load(self) -> None:
+        """Replay every lesson that has not ended.
+
+        Nobody is connected after a restart, so every participant is marked offline
+        by flag, not by ParticipantLeft events: a Leave would take the floor from
+        the classroom on stage, and the stage is meant to survive a restart. The
+        log records the restart only by the next participant_joined.
+        """
+        for lesson_id in await self._store.lesson_ids(ended=False):
+            lesson = Lesson.replay(await self._store.events(lesson_id))
+            for p in lesson.participants.values():
+                p.online = False
+            lesson.delivery.clear()
+            self._live[lesson_id] = lesson
+            for sp in await self._store.participants(lesson_id):
+                if sp.join_code:
+                    self._codes[sp.join_code] = (lesson_id, sp.participant_id)
+            if lesson.stage is not None:
+                await self._play(lesson_id, [media_cues.SetStage(lesson.stage.classroom_id)])
+
+    async def create(self, title: str, classroom_names: list[str]) -> CreatedLesson:
+        if not classroom_names or len(classroom_names) > MAX_CLASSROOMS:
+            raise InvalidCommand(f"a lesson has 1 to {MAX_CLASSROOMS} classrooms")
+        lesson_id = await self._new_lesson_id()
+        specs = [
+            ParticipantSpec(TEACHER_ID, Role.TEACHER, "Teacher"),
+            ParticipantSpec(OBSERVER_ID, Role.OBSERVER, "Observer"),
+        ]
+        specs += [
+            ParticipantSpec(f"classroom-{i}", Role.CLASSROOM, " ".join(name.split()))
+            for i, name in enumerate(classroom_names, start=1)
+        ]
+        lesson = Lesson.schedule(lesson_id, title, specs, self._now())
+        stored = [
+            StoredParticipant(
+                lesson_id,
+                s.participant_id,
+                str(s.role),
+                s.name,
+                self._new_code() if s.role is Role.CLASSROOM else None,
+            )
+            for s in specs
+        ]
+        # Reserve the codes before the await, so that a concurrent create cannot take them.
+        for sp in stored:
+            if sp.join_code:
+                self._codes[sp.join_code] = (lesson_id, sp.participant_id)
+        try:
+            await self._store.create_lesson(
+                lesson_id, lesson.title, self._now(), stored, lesson.log
+            )
+        except BaseException:
+            for sp in stored:
+                if sp.join_code:
+                    self._codes.pop(sp.join_code, None)
+            raise
+        self._live[lesson_id] = lesson
+        for ev in lesson.log:
+            self._metrics.events.labels(ev.kind).inc()
+        return CreatedLesson(lesson, stored)
+
+    async def _new_lesson_id(self) -> str:
+        while True:
+            lesson_id = "l" + secrets.token_hex(6)
+            if lesson_id not in self._live and not await self._store.has_lesson(lesson_id):
+                return lesson_id
+
+    def _new_code(self) -> str:
+        # Unique among lessons that have not ended; a million codes, so a free one is
+        # found in a few draws unless the server runs an absurd number of classrooms.
+        for _ in range(1000):
+            code = f"{secrets.randbelow(1_000_000):06d}"
+            if code not in self._codes:
+                return code
+        raise RuntimeError("no free join code")
+
+    # -- queries -------------------------------------------------------------------
+
+    def by_code(self, code: str) -> tuple[Lesson, str] | None:
+        found = self._codes.get(code)
+        if found is None or found[0] not in self._live:
+            return None
+        return self._live[found[0]], found[1]
+
+    def live(self, lesson_id: str) -> Lesson | None:
+        return self._live.get(lesson_id)
+
+    async def get(self, lesson_id: str) -> Lesson | None:
+        """A lesson that is running, or one that ended (read back from the store)."""
+        lesson = self._live.get(lesson_id)
+        if lesson is not None:
+            return lesson
+        events = await self._store.events(lesson_id)
+        return Lesson.replay(events) if events else None
+
+    # -- commands ------------------------------------------------------------------
+
+    def _lock(self, lesson_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(lesson_id, asyncio.Lock())
+
+    async def _require_live(self, lesson_id: str) -> Lesson:
+        lesson = self._live.get(lesson_id)
+        if lesson is not None:
+            return lesson
+        if await self._store.has_lesson(lesson_id):
+            raise LessonOver()
+        raise LessonNotFound(lesson_id)
+
+    async def execute(self, lesson_id: str, command: c.Command, by: str) -> list[Event]:
+        """Run a command; raise DomainError (nothing changed) or return its events."""
+        await self._require_live(lesson_id)
+        async with self._lock(lesson_id):
+            lesson = await self._require_live(lesson_id)
+            return await self._execute_locked(lesson, command, by)
+
+    async def _execute_locked(self, lesson: Lesson, command: c.Command, by: str) -> list[Event]:
+        if lesson.state is LessonState.ENDED:
+            raise LessonOver()
+        events = lesson.handle(command, by, self._now())
+        lesson_id = lesson.lesson_id
+        try:
+            await self._store.append(lesson_id, events)
+        except BaseException:
+            # The state moved but the log did not: go back to what the log says.
+            log.exception("could not store events of lesson %s; reloading it", lesson_id)
+            self._live[lesson_id] = Lesson.replay(await self._store.events(lesson_id))
+            raise
+        for ev in events:
+            self._metrics.events.labels(ev.kind).inc()
+            await self._bus.publish(lesson_id, event_envelope(ev))
+        if any(ev.kind == "lesson_ended" for ev in events):
+            self._live.pop(lesson_id, None)
+            self._codes = {k: v for k, v in self._codes.items() if v[0] != lesson_id}
+        await self._play(lesson_id, media_cues.cues_for(events))
+        return events
+
+    async def _play(self, lesson_id: str, cues: list[media_cues.Cue]) -> None:
+        """Drive the relay. Its failures are logged, not raised: the lesson already moved."""
+        for cue in cues:
+            match cue:
+                case media_cues.SetStage(classroom_id=cid):
+                    call, aw = "set_stage", self._media.set_stage(lesson_id, cid)
+                case media_cues.Disconnect(participant_id=pid):
+                    call, aw = "disconnect", self._media.disconnect(lesson_id, pid)
+                case media_cues.EndLesson():
+                    call, aw = "end_lesson", self._media.end_lesson(lesson_id)
+            try:
+                await asyncio.wait_for(aw, MEDIA_CALL_TIMEOUT_S)
+            except Exception:
+                self._metrics.media_failures.labels(call).inc()
+                log.exception("relay call %s failed for lesson %s", call, lesson_id)
+
+    # -- the roster ----------------------------------------------------------------
+
+    async def attach(
+        self, lesson_id: str, participant_id: str, attendee: Attendee, since: int | None
+    ) -> Unsubscribe:
+        """Make `attendee` the connection of a participant; Join if it was offline.
+
+        The welcome is queued before the Join's events are published, so the
+        client sees its snapshot first and every later event after it.
+        """
+        async with self._lock(lesson_id):
+            lesson = await self._require_live(lesson_id)
+            key = (lesson_id, participant_id)
+            previous = self._roster.get(key)
+            self._roster[key] = attendee
+            if previous is not None and previous is not attendee:
+                previous.replace()
+            unsubscribe = self._bus.subscribe(lesson_id, attendee.deliver)
+            backlog = lesson.events_since(since) if since is not None else []
+            attendee.welcome(lesson.snapshot(), backlog)
+            if not lesson.participants[participant_id].online:
+                try:
+                    await self._execute_locked(lesson, c.Join(), participant_id)
+                except BaseException:
+                    unsubscribe()
+                    self._roster.pop(key, None)
+                    raise
+            return unsubscribe
+
+    async def detach(self, lesson_id: str, participant_id: str, attendee: Attendee) -> None:
+        """The connection closed. If it was the participant's current one, Leave."""
+        async with self._lock(lesson_id):
+            key = (lesson_id, participant_id)
+            if self._roster.get(key) is not attendee:
+                return  # replaced by a newer connection: the participant is still here
+            del self._roster[key]
+            lesson = self._live.get(lesson_id)
+            if self.closing or lesson is None:
+                return
+            if lesson.participants[participant_id].online:
+                try:
+                    await self._execute_locked(lesson, c.Leave(), participant_id)
+                except DomainError as exc:
+                    log.info("leave of %s refused: %s", participant_id, exc.message)
+
+    def connected(self, lesson_id: str) -> list[str]:
+        return [pid for (lid, pid) in self._roster if lid == lesson_id]
+
+    # -- the relay's link reports ---------------------------------------------------
+
+    async def note_link(self, report: LinkReport) -> None:
+        """Show a link report to the teacher, observers and the participant itself;
+        record a change of the layers it receives as a DeliveryChanged event."""
+        self._metrics.link_reports.inc()
+        lesson = self._live.get(report.lesson_id)
+        if lesson is None or report.participant_id not in lesson.participants:
+            return
+        msg = LinkMsg(
+            participant_id=report.participant_id,
+            estimate_kbps=report.estimate_kbps,
+            sent_kbps=report.sent_kbps,
+            loss=report.loss,
+            rtt_ms=report.rtt_ms,
+            layers=dict(report.layers),
+        )
+        envelope = Envelope(
+            "link",
+            encode(msg),
+            roles=frozenset({str(Role.TEACHER), str(Role.OBSERVER)}),
+            participants=frozenset({report.participant_id}),
+        )
+        await self._bus.publish(report.lesson_id, envelope)
+        participant = lesson.participants[report.participant_id]
+        changed = lesson.delivery.get(report.participant_id) != dict(report.layers)
+        if report.layers and participant.online and changed:
+            command = c.NoteDelivery(
+                report.participant_id,
+                tuple(sorted(report.layers.items())),
+                report.estimate_kbps,
+            )
+            try:
+                await self.execute(report.lesson_id, command, SYSTEM)
+            except DomainError as exc:
+                log.info("delivery note refused: %s", exc.message)

@@ -1,0 +1,55 @@
+"""Prometheus instruments, on a registry that belongs to one app (no global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.lessons_live = Gauge(
+            "classroom_lessons_live", "Lessons scheduled or live (not ended)", registry=r
+        )
+        self.ws_connections = Gauge(
+            "classroom_ws_connections", "Open WebSocket connections", registry=r
+        )
+        self.messages_in = Counter(
+            "classroom_ws_messages_in", "Client messages received, by type", ["type"], registry=r
+        )
+        self.messages_out = Counter(
+            "classroom_ws_messages_out", "Server messages sent, by type", ["type"], registry=r
+        )
+        self.errors = Counter(
+            "classroom_ws_errors", "Error messages sent to clients, by code", ["code"], registry=r
+        )
+        self.dropped = Counter(
+            "classroom_ws_dropped",
+            "Connections closed by the server, by reason (too_slow, replaced...)",
+            ["reason"],
+            registry=r,
+        )
+        self.events = Counter(
+            "classroom_lesson_events", "Lesson events recorded, by kind", ["kind"], registry=r
+        )
+        self.media_failures = Counter(
+            "classroom_media_failures",
+            "Relay calls that failed or timed out, by call",
+            ["call"],
+            registry=r,
+        )
+        self.link_reports = Counter(
+            "classroom_link_reports", "Link reports received from the relay", registry=r
+        )
+
+    def count_live_lessons(self, count: Callable[[], int]) -> None:
+        self.lessons_live.set_function(lambda: float(count()))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,212 @@
+"""The WebSocket wire protocol: one discriminated union per direction, on `type`.
+
+docs/protocol.md is the description clients follow; these models are its code.
+Unknown fields are ignored (a newer client may send more); missing or mistyped
+ones are an `invalid_message` error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _ClientMessage(_Message):
+    # Echoed in the `answer`, `pong` or `error` this message causes, so that a client
+    # can tell which of its messages was refused.
+    ref: str | None = Field(default=None, max_length=64)
+
+
+# -- client -> server -----------------------------------------------------------------
+
+
+class JoinMsg(_ClientMessage):
+    type: Literal["join"]
+    token: str = Field(max_length=4096)
+    protocol: int = PROTOCOL_VERSION
+    since: int | None = Field(default=None, ge=0)
+    # Optional: when given, the token must be for this lesson.
+    lesson_id: str | None = None
+
+
+class RaiseHandMsg(_ClientMessage):
+    type: Literal["raise_hand"]
+    student: str = Field(max_length=200)
+
+
+class LowerHandMsg(_ClientMessage):
+    type: Literal["lower_hand"]
+
+
+class DismissHandMsg(_ClientMessage):
+    type: Literal["dismiss_hand"]
+    classroom_id: str = Field(max_length=200)
+
+
+class GrantFloorMsg(_ClientMessage):
+    type: Literal["grant_floor"]
+    classroom_id: str = Field(max_length=200)
+
+
+class RevokeFloorMsg(_ClientMessage):
+    type: Literal["revoke_floor"]
+
+
+class ChatMsg(_ClientMessage):
+    type: Literal["chat"]
+    text: str = Field(max_length=2000)
+
+
+class EndLessonMsg(_ClientMessage):
+    type: Literal["end_lesson"]
+
+
+class OfferMsg(_ClientMessage):
+    type: Literal["offer"]
+    sdp: str = Field(min_length=1)
+
+
+class PingMsg(_ClientMessage):
+    type: Literal["ping"]
+
+
+ClientMessage = Annotated[
+    JoinMsg
+    | RaiseHandMsg
+    | LowerHandMsg
+    | DismissHandMsg
+    | GrantFloorMsg
+    | RevokeFloorMsg
+    | ChatMsg
+    | EndLessonMsg
+    | OfferMsg
+    | PingMsg,
+    Field(discriminator="type"),
+]
+
+_client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+CLIENT_TYPES = frozenset(
+    m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    for m in (
+        JoinMsg,
+        RaiseHandMsg,
+        LowerHandMsg,
+        DismissHandMsg,
+        GrantFloorMsg,
+        RevokeFloorMsg,
+        ChatMsg,
+        EndLessonMsg,
+        OfferMsg,
+        PingMsg,
+    )
+)
+
+
+# -- server -> client -----------------------------------------------------------------
+
+
+class You(_Message):
+    id: str
+    role: str
+    name: str
+
+
+class WelcomeMsg(_Message):
+    type: Literal["welcome"] = "welcome"
+    protocol: int = PROTOCOL_VERSION
+    you: You
+    lesson: dict[str, Any]
+
+
+class EventMsg(_Message):
+    type: Literal["event"] = "event"
+    event: dict[str, Any]
+
+
+class AnswerMsg(_Message):
+    type: Literal["answer"] = "answer"
+    sdp: str
+    ref: str | None = None
+
+
+class LinkMsg(_Message):
+    type: Literal["link"] = "link"
+    participant_id: str
+    estimate_kbps: float
+    sent_kbps: float
+    loss: float
+    rtt_ms: float | None
+    layers: dict[str, str]
+
+
+class PongMsg(_Message):
+    type: Literal["pong"] = "pong"
+    ref: str | None = None
+
+
+class ErrorMsg(_Message):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    ref: str | None = None
+
+
+ServerMessage = Annotated[
+    WelcomeMsg | EventMsg | AnswerMsg | LinkMsg | PongMsg | ErrorMsg,
+    Field(discriminator="type"),
+]
+
+
+def encode(message: WelcomeMsg | EventMsg | AnswerMsg | LinkMsg | PongMsg | ErrorMsg) -> str:
+    return message.model_dump_json()
+
+
+class ProtocolError(Exception):
+    """A client message that cannot be read. `code` goes on the wire."""
+
+    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+def decode(text: str | bytes) -> ClientMessage:
+    """Parse one client message, or raise ProtocolError with a code a client can act on."""
+    if isinstance(text, bytes):
+        raise ProtocolError("bad_json", "messages are JSON text frames, not binary")
+    if len(text) > MAX_MESSAGE_BYTES or len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"a message may be at most {MAX_MESSAGE_BYTES} bytes")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", "the message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_json", 'a message is a JSON object with a "type"')
+    raw_ref = data.get("ref")
+    ref = raw_ref if isinstance(raw_ref, str) and len(raw_ref) <= 64 else None
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in CLIENT_TYPES:
+        raise ProtocolError("unknown_type", f"unknown message type {kind!r}"[:200], ref)
+    try:
+        return _client_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError("invalid_message", _describe(kind, exc), ref) from None
+
+
+def _describe(kind: str, exc: ValidationError) -> str:
+    """A short readable reason, without echoing the client's input back."""
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"][1:]) or "message"
+        parts.append(f"{where}: {err['msg']}")
+    return f"{kind}: " + "; ".join(parts)

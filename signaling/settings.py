@@ -1,0 +1,67 @@
+"""Server settings, from arguments or the environment (`CLASSROOM_*`).
+
+Nothing here is read at import: `Settings()` is built by the CLI (or a test) and
+handed to `create_app`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+import web_client
+
+
+def _default_web_client_dir() -> Path:
+    return Path(web_client.__file__).parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLASSROOM_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("./classroom-data")
+    # When unset, a key is generated on first start into <data_dir>/admin.key.
+    admin_key: SecretStr | None = None
+    # When unset, a secret is generated on first start into <data_dir>/token.key.
+    token_secret: SecretStr | None = None
+    token_ttl_s: int = Field(default=12 * 3600, gt=0)
+    # Base of the participant links handed out (a reverse proxy's https address, say).
+    public_url: str | None = None
+    web_client_dir: Path = Field(default_factory=_default_web_client_dir)
+
+    # Per-connection outbox: messages waiting to be written to a slow client. A client
+    # whose outbox fills is dropped ("too_slow") so that memory stays bounded.
+    outbox_size: int = Field(default=256, ge=4)
+    join_timeout_s: float = Field(default=10.0, gt=0)
+    # How long an SDP negotiation with the relay may take (ICE gathering included).
+    negotiate_timeout_s: float = Field(default=20.0, gt=0)
+
+    # Relay knobs, carried to media.relay by signaling.cli.build_media. Lists may be
+    # given in the environment as comma-separated values or as JSON.
+    ice_host_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    announced_address: str | None = None
+    stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("ice_host_addresses", "stun_urls", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    def base_url(self) -> str:
+        """Where participants reach this server; no trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,377 @@
+"""One WebSocket connection: an actor that owns its socket.
+
+A reader task turns client messages into commands; a single writer task drains a
+bounded outbox. Everyone else (the bus, the roster) only puts messages in the
+outbox, without waiting: when it is full the client cannot keep up, and it is
+dropped with `too_slow` so that memory stays bounded and the lesson goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from classroom import commands as c
+from classroom.errors import DomainError
+from classroom.events import Event
+from media.gateway import MediaError, MediaGateway
+from signaling import protocol as p
+from signaling.bus import Envelope, Unsubscribe
+from signaling.lessons import LessonOver, Lessons
+from signaling.metrics import Metrics
+from signaling.settings import Settings
+from signaling.tokens import Claims, TokenError, TokenIssuer
+
+log = logging.getLogger(__name__)
+
+# Close codes: 1000 when the lesson ends, 1008 (policy violation) with the error code
+# as the reason for every connection the server refuses or drops.
+CLOSE_NORMAL = 1000
+CLOSE_REFUSED = 1008
+LAST_WORDS_TIMEOUT_S = 2.0
+# Per connection: a burst of this many messages, refilled at RATE per second. A chat
+# flood from one client would otherwise be multiplied by every other participant.
+RATE_BURST = 40.0
+RATE_PER_S = 10.0
+
+
+class Transport(Protocol):
+    async def receive(self) -> str | bytes | None:
+        """The next frame, or None once the client is gone."""
+        ...
+
+    async def send(self, text: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class StarletteTransport:
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+
+    async def receive(self) -> str | bytes | None:
+        if self._ws.client_state is WebSocketState.DISCONNECTED:
+            return None
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text: str | None = message.get("text")
+        if text is not None:
+            return text
+        data: bytes = message.get("bytes") or b""
+        return data
+
+    async def send(self, text: str) -> None:
+        await self._ws.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._ws.application_state is not WebSocketState.DISCONNECTED:
+            await self._ws.close(code, reason)
+
+
+@dataclass(frozen=True)
+class _Out:
+    type: str
+    text: str
+
+
+@dataclass(frozen=True)
+class _Close:
+    code: int
+    reason: str
+
+
+_Item = _Out | _Close | list[_Out]
+
+
+@dataclass(frozen=True)
+class Services:
+    """What a connection works with; built once per app."""
+
+    lessons: Lessons
+    tokens: TokenIssuer
+    media: MediaGateway
+    metrics: Metrics
+    settings: Settings
+    now: Callable[[], float]
+
+
+class Connection:
+    def __init__(self, transport: Transport, services: Services) -> None:
+        self._t = transport
+        self._s = services
+        self._outbox: asyncio.Queue[_Item] = asyncio.Queue(services.settings.outbox_size)
+        self._stopped = asyncio.Event()
+        self._drop_reason: str | None = None
+        self._flush_then_close = False
+        self._claims: Claims | None = None
+        self._unsubscribe: Unsubscribe | None = None
+        self._tokens = RATE_BURST
+        self._last_refill = services.now()
+
+    # -- the actor -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        metrics = self._s.metrics
+        metrics.ws_connections.inc()
+        writer = asyncio.create_task(self._write_loop())
+        reader = asyncio.create_task(self._read_loop())
+        stopper = asyncio.create_task(self._stopped.wait())
+        try:
+            await asyncio.wait({writer, reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if self._drop_reason is None and reader.done() and self._flush_then_close:
+                # The reader refused the client: let the writer send the error and close.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(writer), LAST_WORDS_TIMEOUT_S)
+        finally:
+            for task in (reader, writer, stopper):
+                task.cancel()
+            await asyncio.gather(reader, writer, stopper, return_exceptions=True)
+            if self._drop_reason is not None:
+                metrics.dropped.labels(self._drop_reason).inc()
+                await self._last_words(self._drop_reason)
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            if self._claims is not None:
+                await self._s.lessons.detach(
+                    self._claims.lesson_id, self._claims.participant_id, self
+                )
+            metrics.ws_connections.dec()
+
+    async def _last_words(self, reason: str) -> None:
+        """Tell a dropped client why, if it still listens; never wait long for it."""
+        messages = {
+            "too_slow": "your connection could not keep up; reconnect to continue",
+            "replaced": "you connected again elsewhere; this connection is closed",
+        }
+        error = p.ErrorMsg(code=reason, message=messages.get(reason, reason))
+        self._s.metrics.errors.labels(reason).inc()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(LAST_WORDS_TIMEOUT_S):
+                await self._t.send(p.encode(error))
+                await self._t.close(CLOSE_REFUSED, reason)
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            if isinstance(item, _Close):
+                await self._t.close(item.code, item.reason)
+                return
+            for out in item if isinstance(item, list) else [item]:
+                await self._t.send(out.text)
+                self._s.metrics.messages_out.labels(out.type).inc()
+
+    # -- the outbox ----------------------------------------------------------------
+
+    def _enqueue(self, item: _Item) -> None:
+        if self._drop_reason is not None:
+            return
+        try:
+            self._outbox.put_nowait(item)
+        except asyncio.QueueFull:
+            self._drop("too_slow")
+
+    def _drop(self, reason: str) -> None:
+        if self._drop_reason is None:
+            self._drop_reason = reason
+            self._stopped.set()
+
+    def _send(self, message: p.AnswerMsg | p.PongMsg | p.ErrorMsg) -> None:
+        if isinstance(message, p.ErrorMsg):
+            self._s.metrics.errors.labels(message.code).inc()
+        self._enqueue(_Out(message.type, p.encode(message)))
+
+    def _error(self, code: str, message: str, ref: str | None = None) -> None:
+        self._send(p.ErrorMsg(code=code, message=message, ref=ref))
+
+    def _refuse(self, code: str, message: str) -> None:
+        """Send an error, then close: the reader stops here."""
+        self._error(code, message)
+        self._enqueue(_Close(CLOSE_REFUSED, code))
+        self._flush_then_close = True
+
+    # -- Attendee: called by Lessons and the bus ------------------------------------
+
+    def welcome(self, snapshot: dict[str, Any], backlog: list[Event]) -> None:
+        assert self._claims is not None
+        lesson = self._s.lessons.live(self._claims.lesson_id)
+        me = lesson.participants[self._claims.participant_id] if lesson else None
+        you = p.You(
+            id=self._claims.participant_id,
+            role=str(self._claims.role),
+            name=me.name if me else "",
+        )
+        batch = [_Out("welcome", p.encode(p.WelcomeMsg(you=you, lesson=snapshot)))]
+        batch += [_Out("event", p.encode(p.EventMsg(event=ev.to_dict()))) for ev in backlog]
+        # One outbox item, however long the backlog: a reconnect after a long gap
+        # must not look like a slow client.
+        self._enqueue(batch)
+
+    def deliver(self, envelope: Envelope) -> None:
+        claims = self._claims
+        if claims is None or not envelope.for_(claims.participant_id, str(claims.role)):
+            return
+        self._enqueue(_Out(envelope.type, envelope.text))
+        if envelope.final:
+            self._enqueue(_Close(CLOSE_NORMAL, "lesson_ended"))
+
+    def replace(self) -> None:
+        self._drop("replaced")
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._s.settings.join_timeout_s
+        while self._claims is None:
+            try:
+                frame = await asyncio.wait_for(self._t.receive(), deadline - loop.time())
+            except TimeoutError:
+                self._refuse("join_timeout", "send a join message first")
+                return
+            if frame is None:
+                return
+            try:
+                msg = p.decode(frame)
+            except p.ProtocolError as exc:
+                self._count_in("_invalid")
+                self._error(exc.code, exc.message, exc.ref)
+                continue
+            self._count_in(msg.type)
+            if not isinstance(msg, p.JoinMsg):
+                self._error("not_joined", "send a join message first", msg.ref)
+                continue
+            if not await self._join(msg):
+                return
+        while True:
+            frame = await self._t.receive()
+            if frame is None:
+                return
+            await self._handle(frame)
+
+    def _count_in(self, kind: str) -> None:
+        self._s.metrics.messages_in.labels(kind).inc()
+
+    async def _join(self, msg: p.JoinMsg) -> bool:
+        if msg.protocol != p.PROTOCOL_VERSION:
+            self._refuse(
+                "unsupported_protocol",
+                f"this server speaks protocol {p.PROTOCOL_VERSION}, not {msg.protocol}",
+            )
+            return False
+        try:
+            claims = self._s.tokens.verify(msg.token, msg.lesson_id)
+        except TokenError as exc:
+            self._refuse(exc.code, exc.message)
+            return False
+        lessons = self._s.lessons
+        lesson = lessons.live(claims.lesson_id)
+        if lesson is None:
+            if await lessons.get(claims.lesson_id) is not None:
+                self._refuse("lesson_ended", "the lesson has ended")
+            else:
+                self._refuse("bad_token", "this link is for a lesson that does not exist")
+            return False
+        me = lesson.participants.get(claims.participant_id)
+        if me is None or me.role is not claims.role:
+            self._refuse("bad_token", "this link is not valid for this lesson")
+            return False
+        self._claims = claims
+        try:
+            self._unsubscribe = await lessons.attach(
+                claims.lesson_id, claims.participant_id, self, msg.since
+            )
+        except LessonOver:
+            self._claims = None
+            self._refuse("lesson_ended", "the lesson has ended")
+            return False
+        return True
+
+    def _rate_ok(self) -> bool:
+        now = self._s.now()
+        self._tokens = min(RATE_BURST, self._tokens + (now - self._last_refill) * RATE_PER_S)
+        self._last_refill = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    async def _handle(self, frame: str | bytes) -> None:
+        assert self._claims is not None
+        try:
+            msg = p.decode(frame)
+        except p.ProtocolError as exc:
+            self._count_in("_invalid")
+            self._error(exc.code, exc.message, exc.ref)
+            return
+        self._count_in(msg.type)
+        if not self._rate_ok():
+            self._error("rate_limited", "too many messages; slow down", msg.ref)
+            return
+        lesson_id, me = self._claims.lesson_id, self._claims.participant_id
+        try:
+            match msg:
+                case p.JoinMsg():
+                    self._error("already_joined", "this connection has joined already", msg.ref)
+                case p.PingMsg():
+                    self._send(p.PongMsg(ref=msg.ref))
+                case p.OfferMsg():
+                    await self._negotiate(msg)
+                case _:
+                    await self._s.lessons.execute(lesson_id, _command(msg), me)
+        except DomainError as exc:
+            self._error(exc.code, exc.message, msg.ref)
+        except Exception:
+            log.exception("failed to handle %s from %s in %s", msg.type, me, lesson_id)
+            self._error("internal", "the server failed to handle this message", msg.ref)
+
+    async def _negotiate(self, msg: p.OfferMsg) -> None:
+        assert self._claims is not None
+        claims = self._claims
+        if self._s.lessons.live(claims.lesson_id) is None:
+            raise LessonOver()
+        try:
+            sdp = await asyncio.wait_for(
+                self._s.media.negotiate(
+                    claims.lesson_id, claims.participant_id, claims.role, msg.sdp
+                ),
+                self._s.settings.negotiate_timeout_s,
+            )
+        except MediaError as exc:
+            self._error("bad_sdp", str(exc) or "the offer cannot be used", msg.ref)
+            return
+        except TimeoutError:
+            self._s.metrics.media_failures.labels("negotiate").inc()
+            self._error("media_unavailable", "the media relay did not answer in time", msg.ref)
+            return
+        except Exception:
+            self._s.metrics.media_failures.labels("negotiate").inc()
+            log.exception("negotiate failed for %s", claims.participant_id)
+            self._error("media_unavailable", "the media relay failed on this offer", msg.ref)
+            return
+        self._send(p.AnswerMsg(sdp=sdp, ref=msg.ref))
+
+
+def _command(msg: p.ClientMessage) -> c.Command:
+    match msg:
+        case p.RaiseHandMsg(student=student):
+            return c.RaiseHand(student)
+        case p.LowerHandMsg():
+            return c.LowerHand()
+        case p.DismissHandMsg(classroom_id=cid):
+            return c.DismissHand(cid)
+        case p.GrantFloorMsg(classroom_id=cid):
+            return c.GrantFloor(cid)
+        case p.RevokeFloorMsg():
+            return c.RevokeFloor()
+        case p.ChatMsg(text=text):
+            return c.PostChat(text)
+        case p.EndLessonMsg():
+            return c.EndLesson()
+    raise ValueError(f"{msg.type} is not a lesson command")
