@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
+import aiortc.rtcrtpreceiver
 from aiortc import RTCRtpSender
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -131,3 +132,14 @@ def sender_rtt_s(sender: RTCRtpSender) -> float | None:
 def sender_octets(sender: RTCRtpSender) -> int:
     """Payload octets sent so far (the SR octet count, RFC 3550 §6.4.1)."""
     return int(sender._RTCRtpSender__octet_count)
+
+
+def replace_decoders(factory: Callable[[Any], Any]) -> None:
+    """Make aiortc's receivers build their decoders with `factory(codec)`.
+
+    For load generators only (scripts/bench_fanout.py): dozens of synthetic
+    classrooms in one process cannot all decode VP8, so most count frames that
+    aiortc's jitter buffer completed and only a sample decodes. aiortc's decoder
+    thread looks `get_decoder` up in its module's namespace at each new codec.
+    """
+    aiortc.rtcrtpreceiver.get_decoder = factory

@@ -65,6 +65,10 @@ class MovingPicture(MediaStreamTrack):
         self._count += 1
         return frame
 
+    @property
+    def frames_sent(self) -> int:
+        return self._count
+
 
 class Tone(MediaStreamTrack):
     """A 440 Hz tone in 20 ms frames, paced in real time."""

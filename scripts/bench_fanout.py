@@ -1,0 +1,365 @@
+"""Fan-out benchmark: one synthetic teacher, N synthetic classrooms, the relay alone in a process.
+
+    python scripts/bench_fanout.py --classrooms 16 --seconds 10 --relay ours
+    python scripts/bench_fanout.py --classrooms 8 --seconds 10 --relay naive
+
+`ours` is media.relay.Relay (encode once per layer, same packets to every sender);
+`naive` is aiortc's MediaRelay with one encoder per classroom, the baseline.
+The relay process's CPU (user+system, all threads) is read from /proc/<pid>/stat
+over the measured window. Classrooms run in a few worker processes; they count
+the frames aiortc's jitter buffer completes and only a sample of them decodes
+(decoding 64 VP8 streams would measure the load generator, not the relay).
+Every socket is on 127.0.0.1. The last line printed is a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiortc import (  # noqa: E402
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRelay  # noqa: E402
+from aiortc.mediastreams import MediaStreamTrack  # noqa: E402
+
+from classroom.roles import Role  # noqa: E402
+from media.aiortc_internals import gather_on  # noqa: E402
+from media.gateway import MediaError  # noqa: E402
+from media.slots import SLOTS, Slot  # noqa: E402
+
+LOOPBACK = ("127.0.0.1",)
+LESSON = "bench"
+MAX_CLASSROOMS = 256
+MAX_SECONDS = 300
+CONNECT_TIMEOUT_S = 60.0
+
+
+# --- the relay process --------------------------------------------------------------
+
+
+class NaiveRelay:
+    """aiortc's own way: MediaRelay fans out decoded frames, each sender encodes."""
+
+    def __init__(self) -> None:
+        self._relay = MediaRelay()
+        self._teacher: dict[Slot, MediaStreamTrack] = {}
+        self._pcs: list[RTCPeerConnection] = []
+
+    async def negotiate(self, lesson_id: str, participant_id: str, role: Role, sdp: str) -> str:
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self._pcs.append(pc)
+        transceivers = []
+        for spec in SLOTS[role]:
+            incoming = spec.direction == "sendonly"
+            t = pc.addTransceiver(spec.kind, direction="recvonly" if incoming else "sendonly")
+            wanted = ("video/vp8",) if spec.kind == "video" else ("audio/opus",)
+            caps = RTCRtpSender.getCapabilities(spec.kind).codecs
+            t.setCodecPreferences([c for c in caps if c.mimeType.lower() in wanted])
+            source = {Slot.TEACHER_CAMERA: Slot.CAMERA, Slot.TEACHER_AUDIO: Slot.MICROPHONE}
+            if spec.slot in source and source[spec.slot] in self._teacher:
+                t.sender.replaceTrack(self._relay.subscribe(self._teacher[source[spec.slot]]))
+            transceivers.append((spec, t))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        with gather_on(LOOPBACK):
+            await pc.setLocalDescription(await pc.createAnswer())
+        if role is Role.TEACHER:
+            for spec, t in transceivers:
+                if spec.direction == "sendonly":
+                    self._teacher[spec.slot] = t.receiver.track
+        return str(pc.localDescription.sdp)
+
+    async def close(self) -> None:
+        for pc in self._pcs:
+            await pc.close()
+
+
+def relay_process(kind: str, conn: multiprocessing.connection.Connection) -> None:
+    asyncio.run(_serve(kind, conn))
+
+
+async def _serve(kind: str, conn: multiprocessing.connection.Connection) -> None:
+    from media.relay import Relay
+    from media.settings import RelaySettings
+
+    gateway: Any = Relay(RelaySettings(host_addresses=LOOPBACK)) if kind == "ours" else NaiveRelay()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        request = json.loads(line)
+        try:
+            answer = await gateway.negotiate(
+                LESSON, request["participant"], Role(request["role"]), request["sdp"]
+            )
+            response = {"sdp": answer}
+        except MediaError as exc:
+            response = {"error": str(exc)}
+        writer.write(json.dumps(response).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, limit=1 << 20)
+    conn.send(server.sockets[0].getsockname()[1])
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, conn.recv)  # "stop"
+    server.close()
+    await gateway.close()
+
+
+async def negotiate(port: int, participant: str, role: Role, sdp: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    writer.write(json.dumps({"participant": participant, "role": role.value, "sdp": sdp}).encode())
+    writer.write(b"\n")
+    await writer.drain()
+    response = json.loads(await reader.readline())
+    writer.close()
+    if "error" in response:
+        raise RuntimeError(response["error"])
+    return str(response["sdp"])
+
+
+# --- synthetic participants -----------------------------------------------------------
+
+
+class Quiet(MediaStreamTrack):
+    """A sending slot that never produces (the classrooms' own camera and mic)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never = asyncio.Event()
+
+    async def recv(self) -> Any:
+        await self._never.wait()
+
+
+def counting_decoders(sample: int) -> None:
+    """The first `sample` video decoders of the process decode; the others count."""
+    import av
+    from aiortc.codecs import get_decoder
+
+    from media.aiortc_internals import replace_decoders
+
+    made = {"video": 0}
+
+    class Counting:
+        def __init__(self, kind: str) -> None:
+            self.kind = kind
+
+        def decode(self, encoded_frame: Any) -> list[Any]:
+            if self.kind == "video":
+                frame = av.VideoFrame(2, 2, "yuv420p")
+            else:
+                frame = av.AudioFrame(format="s16", layout="mono", samples=1)
+            frame.pts = encoded_frame.timestamp
+            return [frame]
+
+    def factory(codec: Any) -> Any:
+        kind = codec.mimeType.split("/")[0].lower()
+        if kind == "video":
+            made["video"] += 1
+            if made["video"] <= sample:
+                return get_decoder(codec)
+        return Counting(kind)
+
+    replace_decoders(factory)
+
+
+def worker_process(
+    port: int, ids: list[str], conn: multiprocessing.connection.Connection
+) -> None:
+    counting_decoders(sample=1)
+    asyncio.run(_classrooms(port, ids, conn))
+
+
+async def _classrooms(port: int, ids: list[str], conn: multiprocessing.connection.Connection) -> None:
+    from media.synthetic import SyntheticParticipant
+
+    loop = asyncio.get_running_loop()
+    rooms: dict[str, SyntheticParticipant] = {}
+    started: dict[str, float] = {}
+    limit = asyncio.Semaphore(4)
+
+    async def join(cid: str) -> None:
+        async with limit:
+            room = SyntheticParticipant(
+                Role.CLASSROOM,
+                send_video=lambda: Quiet("video"),
+                send_audio=lambda: Quiet("audio"),
+                decode=False,
+            )
+            rooms[cid] = room
+            started[cid] = time.monotonic()
+            await room.accept(await negotiate(port, cid, Role.CLASSROOM, await room.offer()))
+
+    await asyncio.gather(*(join(cid) for cid in ids))
+    with_first: dict[str, float] = {}
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while time.monotonic() < deadline and len(with_first) < len(ids):
+        await asyncio.sleep(0.05)
+        for cid, room in rooms.items():
+            first = room.received[Slot.TEACHER_CAMERA].first_frame_at
+            if first is not None:
+                with_first[cid] = first - started[cid]
+    conn.send("ready")
+
+    def snapshot() -> dict[str, tuple[int, int, int]]:
+        return {
+            cid: (
+                room.received[Slot.TEACHER_CAMERA].frames,
+                room.received[Slot.TEACHER_AUDIO].frames,
+                len(room.received[Slot.TEACHER_CAMERA].sizes),
+            )
+            for cid, room in rooms.items()
+        }
+
+    await loop.run_in_executor(None, conn.recv)  # "start"
+    before = snapshot()
+    await loop.run_in_executor(None, conn.recv)  # "stop"
+    after = snapshot()
+    conn.send(
+        {
+            cid: {
+                "video": after[cid][0] - before[cid][0],
+                "audio": after[cid][1] - before[cid][1],
+                "first_frame_s": with_first.get(cid),
+            }
+            for cid in ids
+        }
+    )
+    await loop.run_in_executor(None, conn.recv)  # "close"
+    await asyncio.gather(*(room.close() for room in rooms.values()))
+
+
+# --- the conductor ----------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of proc(5), counted from 1.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Teacher:
+    participant: Any
+    frames_at_start: int = 0
+
+
+async def conduct(args: argparse.Namespace) -> dict[str, Any]:
+    from media.synthetic import MovingPicture, SyntheticParticipant, Tone
+
+    ctx = multiprocessing.get_context("spawn")
+    relay_conn, relay_child = ctx.Pipe()
+    relay = ctx.Process(target=relay_process, args=(args.relay, relay_child), daemon=True)
+    relay.start()
+    loop = asyncio.get_running_loop()
+    port = await loop.run_in_executor(None, relay_conn.recv)
+
+    camera = MovingPicture(640, 360, 15)
+    # The teacher's first video slot is the camera; the screen slot stays quiet
+    # (the naive baseline relays camera and audio only).
+    videos: list[MediaStreamTrack] = [Quiet("video"), camera]
+    teacher = SyntheticParticipant(
+        Role.TEACHER, send_video=videos.pop, send_audio=Tone, decode=False
+    )
+    await teacher.accept(await negotiate(port, "teacher", Role.TEACHER, await teacher.offer()))
+
+    ids = [f"room{i:03d}" for i in range(args.classrooms)]
+    n_workers = max(1, min(args.workers, len(ids)))
+    workers = []
+    for w in range(n_workers):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=worker_process, args=(port, ids[w::n_workers], child), daemon=True
+        )
+        proc.start()
+        workers.append((proc, parent))
+    try:
+        for _, pipe in workers:
+            await loop.run_in_executor(None, pipe.recv)  # "ready"
+        await asyncio.sleep(1.0)  # let the join storm's keyframes settle
+
+        sent_before = camera.frames_sent  # frames the teacher's camera produced
+        cpu_before, t_before = cpu_seconds(relay.pid), time.monotonic()
+        for _, pipe in workers:
+            pipe.send("start")
+        await asyncio.sleep(args.seconds)
+        for _, pipe in workers:
+            pipe.send("stop")
+        cpu_after, t_after = cpu_seconds(relay.pid), time.monotonic()
+        sent_after = camera.frames_sent
+        results: dict[str, Any] = {}
+        for _, pipe in workers:
+            results.update(await loop.run_in_executor(None, pipe.recv))
+        for _, pipe in workers:
+            pipe.send("close")
+    finally:
+        for proc, _ in workers:
+            proc.join(timeout=15)
+            if proc.is_alive():
+                proc.kill()
+        await teacher.close()
+        relay_conn.send("stop")
+        relay.join(timeout=15)
+        if relay.is_alive():
+            relay.kill()
+
+    window = t_after - t_before
+    video_fps = [r["video"] / window for r in results.values()]
+    audio_pps = [r["audio"] / window for r in results.values()]
+    firsts = [r["first_frame_s"] for r in results.values()]
+    cores = (cpu_after - cpu_before) / window
+    return {
+        "relay": args.relay,
+        "classrooms": args.classrooms,
+        "seconds": round(window, 2),
+        "server_cpu_cores": round(cores, 4),
+        "cpu_per_classroom": round(cores / args.classrooms, 5),
+        "source_fps": round((sent_after - sent_before) / window, 2),
+        "delivered_fps_min": round(min(video_fps), 2),
+        "delivered_fps_mean": round(sum(video_fps) / len(video_fps), 2),
+        "audio_packets_per_s_min": round(min(audio_pps), 2),
+        "time_to_first_frame_max_s": (
+            None if None in firsts else round(max(f for f in firsts if f is not None), 3)
+        ),
+        "classrooms_without_video": sum(1 for f in firsts if f is None),
+        "machine_cpus": os.cpu_count(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--classrooms", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--relay", choices=("ours", "naive"), default="ours")
+    parser.add_argument("--workers", type=int, default=4, help="classroom processes")
+    args = parser.parse_args()
+    if not 1 <= args.classrooms <= MAX_CLASSROOMS:
+        parser.error(f"--classrooms must be within 1..{MAX_CLASSROOMS}")
+    if not 1 <= args.seconds <= MAX_SECONDS:
+        parser.error(f"--seconds must be within 1..{MAX_SECONDS}")
+    result = asyncio.run(asyncio.wait_for(conduct(args), timeout=args.seconds + 240))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
