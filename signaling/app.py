@@ -75,6 +75,15 @@ class Runtime:
     services: Services
 
 
+def _runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+# Module level: FastAPI resolves these annotations by name (postponed evaluation).
+Rt = Annotated[Runtime, Depends(_runtime)]
+
+
 def create_app(
     settings: Settings, media: MediaGateway, now: Callable[[], float] = time.time
 ) -> FastAPI:
@@ -109,12 +118,6 @@ def create_app(
 
     app = FastAPI(title="classroom", version="0.1.0", lifespan=lifespan)
     app.state.metrics = metrics
-
-    def runtime(request: Request) -> Runtime:
-        rt: Runtime = request.app.state.runtime
-        return rt
-
-    Rt = Annotated[Runtime, Depends(runtime)]
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

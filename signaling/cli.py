@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from media.gateway import MediaGateway
 from signaling import keys
@@ -42,17 +43,18 @@ def build_media(settings: Settings) -> MediaGateway:
     return relay
 
 
-class _Server(uvicorn.Server):
+class LessonServer(uvicorn.Server):
     """Tells the lessons that the server is stopping before connections are closed,
     so that closing them is not recorded as participants leaving."""
 
-    def __init__(self, config: uvicorn.Config, lessons_of: Any) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
-        self._lessons_of = lessons_of
+        self._app = app
 
     async def shutdown(self, sockets: Any = None) -> None:
-        lessons: Lessons | None = self._lessons_of()
-        if lessons is not None:
+        runtime = getattr(self._app.state, "runtime", None)
+        if runtime is not None:
+            lessons: Lessons = runtime.lessons
             lessons.closing = True
         await super().shutdown(sockets)
 
@@ -64,11 +66,6 @@ def serve(settings: Settings) -> None:
         print(f"Admin key (shown once, kept in {path}): {admin_key}", flush=True)
     media = build_media(settings)
     app = create_app(settings, media)
-
-    def lessons_of() -> Lessons | None:
-        runtime = getattr(app.state, "runtime", None)
-        return runtime.lessons if runtime is not None else None
-
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -79,7 +76,7 @@ def serve(settings: Settings) -> None:
         # carry no secrets.
         access_log=True,
     )
-    asyncio.run(_Server(config, lessons_of).serve())
+    asyncio.run(LessonServer(config, app).serve())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -139,9 +139,12 @@ class Connection:
             if self._unsubscribe is not None:
                 self._unsubscribe()
             if self._claims is not None:
-                await self._s.lessons.detach(
+                # Shielded: a server that cancels the handler as the socket closes must
+                # still record the leave, or the participant would look online forever.
+                detach = self._s.lessons.detach(
                     self._claims.lesson_id, self._claims.participant_id, self
                 )
+                await asyncio.shield(asyncio.ensure_future(detach))
             metrics.ws_connections.dec()
 
     async def _last_words(self, reason: str) -> None:

@@ -1,0 +1,209 @@
+"""A lesson as its participants live it, message by message, over real WebSockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from media.gateway import LinkReport
+from tests.signaling.conftest import (
+    ADMIN,
+    Running,
+    connected,
+    create_lesson,
+    eventually,
+    joined,
+    snapshot,
+)
+from tests.signaling.fakes import ANSWER_SDP
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_teacher_and_two_classrooms(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    lid = lesson["id"]
+    a, b = lesson["classrooms"]
+    async with joined(srv, lesson["teacher"]["token"]) as (teacher, welcome):
+        assert welcome["you"] == {"id": "teacher", "role": "teacher", "name": "Teacher"}
+        assert welcome["lesson"]["state"] == "scheduled"
+        await teacher.event("lesson_started")
+        await teacher.event("participant_joined", participant_id="teacher")
+        async with joined(srv, a["token"]) as (va, wa), joined(srv, b["token"]) as (vb, _):
+            assert wa["lesson"]["state"] == "live"
+            await teacher.event("participant_joined", participant_id=a["id"])
+            await teacher.event("participant_joined", participant_id=b["id"])
+            await va.event("participant_joined", participant_id=a["id"])
+            await va.event("participant_joined", participant_id=b["id"])
+            await vb.event("participant_joined", participant_id=b["id"])
+
+            await va.send({"type": "raise_hand", "student": "Li Wei"})
+            hand = await teacher.event("hand_raised", classroom_id=a["id"], student="Li Wei")
+            assert hand["seq"] > 0 and hand["at"] >= 0
+            await vb.event("hand_raised", student="Li Wei")
+            await va.event("hand_raised", student="Li Wei")
+
+            # A classroom may not give the floor, to itself or anyone.
+            await vb.send({"type": "grant_floor", "classroom_id": b["id"], "ref": "g1"})
+            err = await vb.error("not_allowed")
+            assert err["ref"] == "g1" and "grant the floor" in err["message"]
+
+            await teacher.send({"type": "grant_floor", "classroom_id": a["id"]})
+            await teacher.event("floor_granted", classroom_id=a["id"], student="Li Wei")
+            await va.event("floor_granted", classroom_id=a["id"])
+            await vb.event("floor_granted", classroom_id=a["id"])
+            snap = await snapshot(srv, lid)
+            assert snap["stage"]["classroom_id"] == a["id"] and snap["hands"] == []
+
+            await teacher.send({"type": "revoke_floor"})
+            await teacher.event("floor_revoked", classroom_id=a["id"], reason="revoked")
+            await vb.event("floor_revoked")
+            await va.event("floor_revoked")
+
+            await vb.send({"type": "chat", "text": "谢谢老师"})
+            for peer in (teacher, va, vb):
+                await peer.event("chat_posted", text="谢谢老师", name="Village B")
+            for peer in (teacher, va, vb):
+                await peer.quiet()
+        await teacher.event("participant_left")
+        await teacher.event("participant_left")
+    assert srv.media.stage_calls() == [a["id"], None]
+
+    async def all_offline() -> bool:
+        snap = await snapshot(srv, lid)
+        return not any(p["online"] for p in snap["participants"])
+
+    await eventually(all_offline)
+
+
+async def test_offer_gets_the_relay_answer(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    async with joined(srv, lesson["classrooms"][0]["token"]) as (room, _):
+        await room.event("participant_joined")
+        await room.send({"type": "offer", "sdp": "v=0\r\n...", "ref": "o1"})
+        await room.expect("answer", sdp=ANSWER_SDP, ref="o1")
+        await room.send({"type": "offer", "sdp": "not sdp"})
+        err = await room.error("bad_sdp")
+        assert "SDP" in err["message"]
+    assert srv.media.calls[0] == ("negotiate", lesson["id"], "classroom-1", "classroom")
+
+
+async def test_hand_stays_raised_across_reconnect_and_missed_events_replay(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    a = lesson["classrooms"][0]
+    async with joined(srv, a["token"]) as (room, _):
+        await room.event("participant_joined")
+        await room.send({"type": "raise_hand", "student": "Wang Fang"})
+        seen = await room.event("hand_raised")
+    async with joined(srv, lesson["teacher"]["token"]) as (teacher, _):
+        kinds = await teacher.events(2)
+        if kinds == ["participant_left", "lesson_started"]:  # the leave came first
+            kinds += await teacher.events(1)
+        assert kinds[-2:] == ["lesson_started", "participant_joined"]
+        await teacher.send({"type": "chat", "text": "while you were away"})
+        await teacher.event("chat_posted")
+        async with joined(srv, a["token"], since=seen["seq"]) as (room, welcome):
+            assert welcome["lesson"]["hands"][0]["student"] == "Wang Fang"
+            # Missed events, in order, then the live ones.
+            assert await room.events(5) == [
+                "participant_left",
+                "lesson_started",
+                "participant_joined",
+                "chat_posted",
+                "participant_joined",
+            ]
+            await room.quiet()
+
+
+async def test_second_connection_replaces_the_first(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    a = lesson["classrooms"][0]
+    async with joined(srv, lesson["teacher"]["token"]) as (teacher, _):
+        await teacher.events(2)
+        async with joined(srv, a["token"]) as (old, _):
+            await teacher.event("participant_joined", participant_id=a["id"])
+            await old.event("participant_joined")
+            await old.send({"type": "raise_hand", "student": "Zhang San"})
+            await teacher.event("hand_raised")
+            await old.event("hand_raised")
+            async with joined(srv, a["token"]) as (new, welcome):
+                await old.error("replaced")
+                assert await old.closed() == (1008, "replaced")
+                assert welcome["lesson"]["hands"][0]["student"] == "Zhang San"
+                # No leave and no second join: the classroom never went away.
+                await new.quiet()
+                await teacher.quiet()
+                snap = await snapshot(srv, lesson["id"])
+                assert [p["online"] for p in snap["participants"]] == [True, False, True, False]
+                await new.send({"type": "lower_hand"})
+                await teacher.event("hand_lowered", student="Zhang San")
+            await teacher.event("participant_left", participant_id=a["id"])
+    assert ("disconnect", lesson["id"], a["id"]) in srv.media.calls
+
+
+async def test_classroom_that_leaves_loses_the_floor(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    a = lesson["classrooms"][0]
+    async with joined(srv, lesson["teacher"]["token"]) as (teacher, _):
+        await teacher.events(2)
+        async with joined(srv, a["token"]):
+            await teacher.event("participant_joined")
+            await teacher.send({"type": "grant_floor", "classroom_id": a["id"]})
+            await teacher.event("floor_granted", student=None)
+        await teacher.event("floor_revoked", reason="left")
+        await teacher.event("participant_left", participant_id=a["id"])
+    assert srv.media.stage_calls() == [a["id"], None]
+
+
+async def test_end_lesson_closes_every_connection(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    a = lesson["classrooms"][0]
+    async with joined(srv, lesson["teacher"]["token"]) as (teacher, _):
+        await teacher.events(2)
+        async with joined(srv, a["token"]) as (room, _):
+            await teacher.event("participant_joined")
+            await room.event("participant_joined")
+            await teacher.send({"type": "grant_floor", "classroom_id": a["id"]})
+            await teacher.event("floor_granted")
+            await room.event("floor_granted")
+            r = await srv.http.post(f"/api/lessons/{lesson['id']}/end", headers=ADMIN)
+            assert r.status_code == 200 and r.json()["state"] == "ended"
+            for peer in (teacher, room):
+                await peer.event("floor_revoked", reason="ended")
+                await peer.event("lesson_ended", by="admin")
+                assert await peer.closed() == (1000, "lesson_ended")
+    # The relay is told once, without clearing the stage first.
+    assert srv.media.calls[-1] == ("end_lesson", lesson["id"])
+    assert srv.media.stage_calls() == [a["id"]]
+    async with connected(srv) as late:
+        await late.send({"type": "join", "token": a["token"]})
+        await late.error("lesson_ended")
+        assert await late.closed() == (1008, "lesson_ended")
+
+
+async def test_link_reports_reach_teacher_and_become_delivery_events(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    lid = lesson["id"]
+    a, b = lesson["classrooms"]
+    async with (
+        joined(srv, lesson["teacher"]["token"]) as (teacher, _),
+        joined(srv, a["token"]) as (va, _),
+        joined(srv, b["token"]) as (vb, _),
+    ):
+        await teacher.events(4)
+        await va.events(2)
+        await vb.events(1)
+        layers = {"teacher_camera": "low", "slides": "high", "teacher_audio": "high"}
+        report = LinkReport(lid, a["id"], 420.0, 380.0, 0.05, 180.0, layers)
+        await srv.media.push_report(report)
+        link = await teacher.expect("link", participant_id=a["id"], estimate_kbps=420.0)
+        assert link["layers"] == layers and link["rtt_ms"] == 180.0 and link["loss"] == 0.05
+        await va.expect("link", participant_id=a["id"])  # a classroom sees its own link
+        await teacher.event("delivery_changed", participant_id=a["id"], layers=layers)
+        await va.event("delivery_changed")
+        await vb.event("delivery_changed")  # ...but not another classroom's link message
+        # The same layers again: a link message, no new event.
+        await srv.media.push_report(report)
+        await teacher.expect("link")
+        await teacher.quiet()
+        await vb.quiet()
+        assert (await snapshot(srv, lid))["delivery"] == {a["id"]: layers}
