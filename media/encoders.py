@@ -37,6 +37,15 @@ class VideoLayerSpec:
         height = max(2, int(source_height * scale) // 2 * 2)
         return width, height
 
+    def bitrate_for(self, width: int, height: int) -> int:
+        """The spec's bitrate, scaled down when the source is smaller than the box.
+
+        With the square root of the pixel ratio: smaller pictures need more bits per
+        pixel for the same quality (a 640x360 source on the 720p layer gets 600 kbit/s).
+        """
+        ratio = min(1.0, (width * height) / (self.width * self.height))
+        return int(self.bitrate * ratio**0.5)
+
 
 class VideoEncoder:
     """VP8 (RFC 7741) with settings for real time: no lag, CBR, fast."""
@@ -53,16 +62,18 @@ class VideoEncoder:
         codec.height = height
         codec.pix_fmt = "yuv420p"
         codec.time_base = VIDEO_TIME_BASE
-        codec.bit_rate = self.spec.bitrate
+        bitrate = self.spec.bitrate_for(width, height)
+        codec.bit_rate = bitrate
         # A keyframe every 20 s as a safety net; receivers get theirs on request.
         codec.gop_size = 300
         codec.qmin = 2
         codec.qmax = 56
         codec.thread_count = 2 if width * height > 640 * 480 else 1
         codec.options = {
-            "bufsize": str(self.spec.bitrate),
-            "minrate": str(self.spec.bitrate),
-            "maxrate": str(self.spec.bitrate),
+            # minrate = maxrate = bit_rate: CBR, as aiortc's own VP8 encoder does.
+            "bufsize": str(bitrate),
+            "minrate": str(bitrate),
+            "maxrate": str(bitrate),
             "deadline": "realtime",
             "cpu-used": "-8",
             "lag-in-frames": "0",

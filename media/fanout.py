@@ -8,6 +8,7 @@ without re-encoding it, so the cost of a subscriber is packetizing and SRTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections import deque
 from collections.abc import Callable
@@ -115,6 +116,7 @@ class SubscriberTrack(MediaStreamTrack):
         self._pending: Publisher | None = None
         self._rerequest_after_s = rerequest_after_s
         self.packets_out = 0
+        self._last_pts: int | None = None
         self.on_switch: Callable[[Publisher | None], None] | None = None
 
     @property
@@ -174,10 +176,33 @@ class SubscriberTrack(MediaStreamTrack):
             self._current, self._pending = publisher, None
         elif publisher is not self._current:
             return
+        packet = self._monotonic(packet)
         if self._queue.push(packet) is Push.OVERFLOWED:
             publisher.request_keyframe()
         if len(self._queue):
             self._ready.set()
+
+    def _monotonic(self, packet: av.Packet) -> av.Packet:
+        """Keep this sender's RTP timestamps increasing across switches.
+
+        The layers of a source encode the same frames with the same pts, so a switch
+        can hand over a keyframe stamped like the frame just sent from the old layer;
+        a receiver's jitter buffer would merge the two into one broken frame (RTP
+        timestamps identify frames, RFC 3550 §5.1). A new stage source may also run a
+        little behind. Such packets are copied with the next free timestamp; every
+        other packet is passed on as the shared object.
+        """
+        pts = packet.pts
+        if pts is None:
+            return packet
+        if self._last_pts is not None and pts <= self._last_pts:
+            copy = av.Packet(bytes(packet))
+            copy.pts = copy.dts = self._last_pts + 1
+            copy.time_base = packet.time_base
+            copy.is_keyframe = packet.is_keyframe
+            packet = copy
+        self._last_pts = packet.pts
+        return packet
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         while True:
@@ -188,14 +213,15 @@ class SubscriberTrack(MediaStreamTrack):
                 self.packets_out += 1
                 return packet
             self._ready.clear()
-            # A subscriber that waits for a keyframe asks for one when it is actually
-            # pulling (its sender runs), and again if none came within the interval.
             if self._queue.waiting_for_keyframe and self._current is not None:
+                # A subscriber waiting for a keyframe asks for one when it is actually
+                # pulling (its sender runs), and again if none came within the interval.
                 self._current.request_keyframe()
-            try:
-                await asyncio.wait_for(self._ready.wait(), self._rerequest_after_s)
-            except TimeoutError:
-                pass
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), self._rerequest_after_s)
+            else:
+                # The common path: no timer, no extra task per packet.
+                await self._ready.wait()
 
     def stop(self) -> None:
         self.follow(None)

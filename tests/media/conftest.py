@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from classroom.roles import Role
+from media.relay import Relay
+from media.settings import RelaySettings
+from media.synthetic import MovingPicture, SyntheticParticipant
+
+LESSON = "lesson-1"
+Join = Callable[..., Awaitable[SyntheticParticipant]]
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    relay = Relay(RelaySettings(host_addresses=("127.0.0.1",), encoder_threads=2))
+    yield relay
+    await relay.close()
+
+
+@pytest.fixture
+async def join(relay: Relay) -> AsyncIterator[Join]:
+    """Connect a synthetic participant to the relay; every one is closed afterwards."""
+    participants: list[SyntheticParticipant] = []
+
+    async def join(participant_id: str, role: Role, **kwargs: object) -> SyntheticParticipant:
+        if role is not Role.TEACHER:
+            # Classrooms send a small picture: the tests' CPU goes to the relay.
+            kwargs.setdefault("send_video", lambda: MovingPicture(320, 180, 15))
+        participant = SyntheticParticipant(role, **kwargs)  # type: ignore[arg-type]
+        participants.append(participant)
+        answer = await relay.negotiate(LESSON, participant_id, role, await participant.offer())
+        await participant.accept(answer)
+        return participant
+
+    yield join
+    for participant in participants:
+        await participant.close()

@@ -1,0 +1,217 @@
+"""The relay with real aiortc peers in one process, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+from classroom.roles import Role
+from media.gateway import MediaError
+from media.relay import Relay
+from media.slots import Slot
+from media.synthetic import SyntheticParticipant
+
+from .conftest import LESSON, Join
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_a_classroom_decodes_the_teachers_video_and_audio(relay: Relay, join: Join) -> None:
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+
+    video = await room.wait_frames(Slot.TEACHER_CAMERA, 15, timeout=10)
+    audio = await room.wait_frames(Slot.TEACHER_AUDIO, 25, timeout=10)
+
+    assert video.sizes == {(640, 360)}  # the source's size: never upscaled to 720p
+    assert audio.nonsilent_frames >= 20  # the tone, not concealment or silence
+    # One encode for the layer, whatever the number of subscribers.
+    camera = relay.ladder(LESSON, "teacher", Slot.CAMERA)
+    assert camera is not None
+    assert [layer.subscriber_count for layer in camera.layers] == [1, 0, 0]
+    assert [layer.frames_encoded > 0 for layer in camera.layers] == [True, False, False]
+
+
+async def test_two_classrooms_get_the_same_packets(relay: Relay, join: Join) -> None:
+    await join("teacher", Role.TEACHER)
+    room_a = await join("room-a", Role.CLASSROOM)
+    room_b = await join("room-b", Role.CLASSROOM)
+    track_a = relay.outgoing_track(LESSON, "room-a", Slot.TEACHER_CAMERA)
+    track_b = relay.outgoing_track(LESSON, "room-b", Slot.TEACHER_CAMERA)
+    assert track_a is not None and track_b is not None
+
+    seen_a: list[object] = []
+    seen_b: list[object] = []
+    for track, seen in ((track_a, seen_a), (track_b, seen_b)):
+        original = track.recv
+
+        async def recv(original=original, seen=seen):  # type: ignore[no-untyped-def]
+            packet = await original()
+            seen.append(packet)
+            return packet
+
+        track.recv = recv  # type: ignore[method-assign]
+
+    await room_a.wait_frames(Slot.TEACHER_CAMERA, 20, timeout=10)
+    await room_b.wait_frames(Slot.TEACHER_CAMERA, 20, timeout=10)
+    assert {id(p) for p in seen_a} & {id(p) for p in seen_b}
+
+
+async def test_a_late_joiner_gets_a_keyframe_within_two_seconds(relay: Relay, join: Join) -> None:
+    await join("teacher", Role.TEACHER)
+    early = await join("room-a", Role.CLASSROOM)
+    await early.wait_frames(Slot.TEACHER_CAMERA, 25, timeout=10)  # its keyframe is long gone
+
+    started = time.monotonic()
+    late = await join("room-b", Role.CLASSROOM)
+    await late.wait_frames(Slot.TEACHER_CAMERA, 1, timeout=2.0)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_a_storm_of_plis_yields_one_keyframe_a_second(relay: Relay, join: Join) -> None:
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    await room.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=10)
+    camera = relay.ladder(LESSON, "teacher", Slot.CAMERA)
+    assert camera is not None
+    top = camera.layers[0]
+    receiver = room.transceivers[Slot.TEACHER_CAMERA].receiver
+    media_ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))  # type: ignore[attr-defined]
+
+    before = top.keyframes
+    started = time.monotonic()
+    for _ in range(60):  # 30 PLIs a second for 2 s, over the network
+        await receiver._send_rtcp_pli(media_ssrc)
+        await asyncio.sleep(1 / 30)
+    await room.wait_frames(Slot.TEACHER_CAMERA, room.received[Slot.TEACHER_CAMERA].frames + 3, 5)
+    elapsed = time.monotonic() - started
+
+    forced = top.keyframes - before
+    assert 1 <= forced <= int(elapsed) + 1
+
+
+async def test_a_granted_classroom_reaches_the_teacher_and_others_until_revoked(
+    relay: Relay, join: Join
+) -> None:
+    teacher = await join("teacher", Role.TEACHER)
+    room_a = await join("room-a", Role.CLASSROOM)
+    room_b = await join("room-b", Role.CLASSROOM)
+
+    await relay.set_stage(LESSON, "room-a")
+    await teacher.wait_frames(Slot.STAGE_VIDEO, 10, timeout=10)
+    await teacher.wait_frames(Slot.STAGE_AUDIO, 10, timeout=10)
+    await room_b.wait_frames(Slot.STAGE_VIDEO, 10, timeout=10)
+    await room_b.wait_frames(Slot.STAGE_AUDIO, 10, timeout=10)
+    assert room_b.received[Slot.STAGE_VIDEO].sizes == {(320, 180)}
+    assert room_a.received[Slot.STAGE_VIDEO].frames == 0  # not its own echo
+
+    await relay.set_stage(LESSON, None)
+    await asyncio.sleep(0.5)  # what was in flight lands
+    counts = {slot: teacher.received[slot].frames for slot in (Slot.STAGE_VIDEO, Slot.STAGE_AUDIO)}
+    counts_b = room_b.received[Slot.STAGE_VIDEO].frames
+    await asyncio.sleep(1.0)  # the absence of frames can only be waited for
+    assert {slot: teacher.received[slot].frames for slot in counts} == counts
+    assert room_b.received[Slot.STAGE_VIDEO].frames == counts_b
+    # The teacher's own lesson kept flowing to the classrooms meanwhile.
+    await room_b.wait_frames(Slot.TEACHER_CAMERA, room_b.received[Slot.TEACHER_CAMERA].frames + 5, 5)
+
+
+async def test_a_layer_choice_changes_what_a_classroom_receives(relay: Relay, join: Join) -> None:
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    await room.wait_frames(Slot.TEACHER_CAMERA, 5, timeout=10)
+
+    relay.set_layer(LESSON, "room-a", Slot.TEACHER_CAMERA, "low")
+    reception = room.received[Slot.TEACHER_CAMERA]
+    async with asyncio.timeout(5):
+        while (320, 180) not in reception.sizes:
+            await room.wait_frames(Slot.TEACHER_CAMERA, reception.frames + 1, 5)
+    camera = relay.ladder(LESSON, "teacher", Slot.CAMERA)
+    assert camera is not None
+    assert [layer.subscriber_count for layer in camera.layers] == [0, 0, 1]  # high paused
+
+    relay.set_layer(LESSON, "room-a", Slot.TEACHER_CAMERA, None)
+    assert [layer.subscriber_count for layer in camera.layers] == [0, 0, 0]
+    with pytest.raises(MediaError, match="unknown layer"):
+        relay.set_layer(LESSON, "room-a", Slot.TEACHER_CAMERA, "ultra")
+
+
+async def test_a_stalled_receiver_does_not_grow_memory(relay: Relay, join: Join) -> None:
+    await join("teacher", Role.TEACHER)
+    stalled = await join("room-a", Role.CLASSROOM)
+    healthy = await join("room-b", Role.CLASSROOM)
+    await stalled.wait_frames(Slot.TEACHER_CAMERA, 5, timeout=10)
+    track = relay.outgoing_track(LESSON, "room-a", Slot.TEACHER_CAMERA)
+    assert track is not None
+
+    # The relay's socket towards room-a blocks, as a full send buffer would.
+    transport = relay._lessons[LESSON].participants["room-a"].pc.getTransceivers()[0].sender.transport
+    unblock = asyncio.Event()
+    send_rtp = transport._send_rtp
+
+    async def blocked(data: bytes) -> None:
+        await unblock.wait()
+        await send_rtp(data)
+
+    transport._send_rtp = blocked  # type: ignore[method-assign]
+    frames = healthy.received[Slot.TEACHER_CAMERA].frames
+    await healthy.wait_frames(Slot.TEACHER_CAMERA, frames + 45, timeout=6)  # ~3 s at 15 fps
+
+    assert track.queued <= relay._settings.video_queue_frames
+    assert track.dropped > 0
+
+    unblock.set()
+    transport._send_rtp = send_rtp  # type: ignore[method-assign]
+    resumed = stalled.received[Slot.TEACHER_CAMERA].frames
+    await stalled.wait_frames(Slot.TEACHER_CAMERA, resumed + 10, timeout=5)
+
+
+async def test_a_second_offer_replaces_the_connection(relay: Relay, join: Join) -> None:
+    await join("teacher", Role.TEACHER)
+    first = await join("room-a", Role.CLASSROOM)
+    await first.wait_frames(Slot.TEACHER_CAMERA, 3, timeout=10)
+    second = await join("room-a", Role.CLASSROOM)
+    await second.wait_frames(Slot.TEACHER_CAMERA, 3, timeout=5)
+    camera = relay.ladder(LESSON, "teacher", Slot.CAMERA)
+    assert camera is not None
+    assert camera.layers[0].subscriber_count == 1
+
+
+async def test_link_reports_carry_what_the_classroom_reports(relay: Relay, join: Join) -> None:
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    await room.wait_frames(Slot.TEACHER_CAMERA, 3, timeout=10)
+    async with asyncio.timeout(10):
+        async for report in relay.link_reports():
+            if report.participant_id == "room-a" and report.estimate_kbps > 0 and report.rtt_ms:
+                break
+    assert report.sent_kbps > 50
+    assert report.layers["teacher_camera"] == "high"
+    assert report.layers["stage_video"] == "off"
+    assert 0.0 <= report.loss <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("role", "offer_role", "message"),
+    [
+        (Role.TEACHER, Role.CLASSROOM, "needs 5 media sections"),
+        (Role.OBSERVER, Role.TEACHER, "section 1 .teacher_camera. must be recvonly"),
+    ],
+)
+async def test_an_offer_with_the_wrong_slots_is_refused(
+    relay: Relay, role: Role, offer_role: Role, message: str
+) -> None:
+    peer = SyntheticParticipant(offer_role)
+    try:
+        with pytest.raises(MediaError, match=message):
+            await relay.negotiate(LESSON, "someone", role, await peer.offer())
+    finally:
+        await peer.close()
+
+
+async def test_a_broken_offer_is_refused_with_a_message(relay: Relay) -> None:
+    with pytest.raises(MediaError, match="not a valid SDP|needs"):
+        await relay.negotiate(LESSON, "someone", Role.CLASSROOM, "v=0\r\nthis is not sdp")
