@@ -1,0 +1,251 @@
+"""Real Chromium pages against a real `classroom serve` process.
+
+The browser is Debian's Chromium driven by Playwright (never `playwright install`),
+headless, with fake camera and microphone. Everything stays on 127.0.0.1: the relay
+gathers ICE candidates on loopback only (CLASSROOM_ICE_HOST_ADDRESSES), and an init
+script keeps only the browser's 127.0.0.1 host candidates in the SDP it sends.
+
+Pages expose `window.__classroom` (web_client/js/lesson_page.js): `pc` (the page's
+RTCPeerConnection), `inboundStats()` (its getStats() inbound-rtp figures by slot),
+`you`, `view` (the lesson as the page sees it) and `drop()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ADMIN_KEY = "e2e-admin-key"
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+VIEWPORT = {"width": 1366, "height": 768}
+
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+    # Real addresses in host candidates rather than mDNS names, so that the filter
+    # below finds 127.0.0.1 even on a page that never opened the camera (observer).
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+# Test-only: keep just the loopback host candidates in what the page sends.
+LOOPBACK_ONLY = r"""
+(() => {
+  const proto = RTCPeerConnection.prototype;
+  const desc = Object.getOwnPropertyDescriptor(proto, "localDescription");
+  Object.defineProperty(proto, "localDescription", {
+    configurable: true,
+    get() {
+      const d = desc.get.call(this);
+      if (!d || !d.sdp) return d;
+      const sdp = d.sdp
+        .split("\r\n")
+        .filter((l) => !l.startsWith("a=candidate:") || / 127\.0\.0\.1 \d+ typ host/.test(l))
+        .join("\r\n");
+      return new RTCSessionDescription({ type: d.type, sdp });
+    },
+  });
+})();
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+@dataclass
+class Server:
+    base: str
+    admin_key: str
+    log: Path
+
+    def create_lesson(self, title: str, classrooms: list[str]) -> dict[str, Any]:
+        status, body = _http(
+            "POST", f"{self.base}/api/lessons", {"title": title, "classrooms": classrooms}, self.admin_key
+        )
+        assert status == 201, body
+        return body
+
+    def url(self, url: str) -> str:
+        """A handed-out link, made to point at this server whatever base it carries."""
+        if url.startswith("/"):
+            return self.base + url
+        return url
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    port = _free_port()
+    data_dir = tmp_path_factory.mktemp("server-data")
+    log_path = data_dir / "server.log"
+    env = {
+        **os.environ,
+        "CLASSROOM_ADMIN_KEY": ADMIN_KEY,
+        "CLASSROOM_DATA_DIR": str(data_dir),
+        "CLASSROOM_HOST": "127.0.0.1",
+        "CLASSROOM_PORT": str(port),
+        "CLASSROOM_ICE_HOST_ADDRESSES": "127.0.0.1",
+    }
+    command = [sys.executable, "-m", "signaling", "serve"]
+    console = shutil.which("classroom")
+    if console and Path(console).parent == Path(sys.executable).parent:
+        command = [console, "serve"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if _http("GET", f"{base}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield Server(base, ADMIN_KEY, log_path)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """One Chromium (persistent context on a fresh folder) for the test's pages."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            user_data_dir=str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=VIEWPORT,
+            timeout=30_000,
+        )
+        context.set_default_timeout(15_000)
+        context.add_init_script(LOOPBACK_ONLY)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def open_page(browser: Any, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Open a page; its console errors are printed if the test fails."""
+    pages: list[Any] = []
+
+    def _open(url: str, name: str) -> Any:
+        assert len(pages) < 3, "at most three pages per test: each costs a third of a CPU"
+        page = browser.new_page()
+        page.name = name
+        logs: list[str] = []
+        page.on("console", lambda m: logs.append(f"[{name}] {m.type}: {m.text}"))
+        page.on("pageerror", lambda e: logs.append(f"[{name}] pageerror: {e}"))
+        page.logs = logs
+        page.on("dialog", lambda d: d.accept())
+        page.goto(url)
+        pages.append(page)
+        return page
+
+    yield _open
+    for page in pages:
+        for line in page.logs:
+            print(line)
+
+
+def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def wait_connected(page: Any, timeout_s: float = 15) -> None:
+    """Until the page has joined (signaling open) and its peer connection is up."""
+    page.wait_for_function(
+        """() => {
+            const el = document.querySelector('[data-testid=connection]');
+            return el && el.dataset.signal === 'open' && el.dataset.media === 'connected';
+        }""",
+        timeout=timeout_s * 1000,
+    )
+
+
+def inbound(page: Any) -> dict[str, Any]:
+    return page.evaluate("() => window.__classroom.inboundStats()")
+
+
+def wait_flowing(page: Any, slot: str, timeout_s: float = 20) -> dict[str, Any]:
+    """Until the page's own getStats() shows `slot` being decoded (video: frames
+    decoded rising and a frame width; audio: samples received rising)."""
+    deadline = time.monotonic() + timeout_s
+    first: dict[str, Any] | None = None
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = inbound(page).get(slot) or {}
+        if last:
+            key = "framesDecoded" if last.get("kind") == "video" else "totalSamplesReceived"
+            value = last.get(key) or 0
+            if first is None and value > 0:
+                first = last
+            elif first is not None and value > (first.get(key) or 0):
+                if last.get("kind") != "video" or (last.get("frameWidth") or 0) > 0:
+                    return last
+        time.sleep(0.5)
+    raise AssertionError(f"{page.name}: {slot} not flowing within {timeout_s}s; last stats {last}")
+
+
+def frames_decoded(page: Any, slot: str) -> int:
+    return int((inbound(page).get(slot) or {}).get("framesDecoded") or 0)

@@ -1,0 +1,71 @@
+// The HTTP API (docs/protocol.md): create a lesson, join by code, read, end.
+
+export class ApiError extends Error {
+  /**
+   * @param {number} status  HTTP status, 0 when the server could not be reached
+   * @param {string} code    the server's error code, or a status name
+   * @param {string} message the server's own words
+   */
+  constructor(status, code, message) {
+    super(message || code);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const REQUEST_TIMEOUT_MS = 15000;
+
+async function request(method, path, { body, token } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: controller.signal,
+    });
+  } catch (err) {
+    throw new ApiError(0, "network", String(err && err.message ? err.message : err));
+  } finally {
+    clearTimeout(timer);
+  }
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* empty or not JSON */ }
+  if (!response.ok) {
+    // FastAPI says {"detail": ...}; our errors say {"code", "message"} (maybe inside detail).
+    const detail = data && (data.detail ?? data);
+    let code = `http_${response.status}`;
+    let message = response.statusText;
+    if (detail && typeof detail === "object" && !Array.isArray(detail)) {
+      code = detail.code || code;
+      message = detail.message || message;
+    } else if (typeof detail === "string") {
+      message = detail;
+    } else if (Array.isArray(detail) && detail[0] && detail[0].msg) {
+      message = detail.map((d) => d.msg).join("; ");
+    }
+    throw new ApiError(response.status, code, message);
+  }
+  return data;
+}
+
+export function createLesson(adminKey, title, classrooms) {
+  return request("POST", "/api/lessons", { token: adminKey, body: { title, classrooms } });
+}
+
+export function joinByCode(code) {
+  return request("POST", "/api/join", { body: { code } });
+}
+
+export function getLesson(lessonId, token) {
+  return request("GET", `/api/lessons/${encodeURIComponent(lessonId)}`, { token });
+}
+
+export function endLesson(lessonId, token) {
+  return request("POST", `/api/lessons/${encodeURIComponent(lessonId)}/end`, { token });
+}

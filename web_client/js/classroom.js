@@ -1,0 +1,95 @@
+// The classroom page: a projector PC in a rural school. The lesson full screen, a
+// big "raise hand" button, and the classroom's own camera and microphone going to
+// the relay (heard by everyone only while the classroom has the floor).
+
+import { LessonPage } from "./lesson_page.js";
+import { viewerOptions, setCurrentPage } from "./viewer.js";
+import { openCameraAndMicrophone } from "./media.js";
+import { t } from "./i18n.js";
+import { byTestId, attachTrack, mediaErrorReason } from "./ui.js";
+
+// A classroom's uplink is often a few hundred kbit/s: ask the camera for little.
+const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 15 } };
+
+/** @type {LessonPage} */
+let page;
+
+function renderHand(p) {
+  const view = p.view;
+  const me = p.you && p.you.id;
+  const hand = view.hands.find((h) => h.classroom_id === me);
+  const onStage = !!(view.stage && view.stage.classroom_id === me);
+  const status = byTestId("hand-status");
+  const raise = byTestId("raise-hand");
+  const lower = byTestId("lower-hand");
+  byTestId("on-stage").hidden = !onStage;
+  status.hidden = !hand;
+  status.classList.toggle("up", !!hand);
+  status.textContent = hand ? t("cls.hand_up", { student: hand.student }) : "";
+  status.dataset.student = hand ? hand.student : "";
+  raise.hidden = !!hand || onStage;
+  raise.disabled = page.conn.state !== "open" || view.state === "ended";
+  lower.hidden = !hand;
+}
+
+const options = viewerOptions(renderHand);
+page = new LessonPage({
+  role: "classroom",
+  ...options,
+  // No token: this is the join page's job (type the code).
+  noToken: () => location.replace("/join"),
+});
+setCurrentPage(page);
+
+if (page.token) {
+  wireHand();
+  openDevices();
+  byTestId("fullscreen").addEventListener("click", () => {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else document.documentElement.requestFullscreen().catch(() => {});
+  });
+}
+
+function wireHand() {
+  const dialog = /** @type {HTMLDialogElement} */ (byTestId("raise-dialog"));
+  const input = /** @type {HTMLInputElement} */ (byTestId("student-name"));
+  const error = byTestId("raise-error");
+  byTestId("raise-hand").addEventListener("click", () => {
+    input.value = "";
+    error.textContent = "";
+    dialog.showModal();
+    input.focus();
+  });
+  byTestId("raise-cancel").addEventListener("click", () => dialog.close());
+  byTestId("raise-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const student = input.value.trim().replace(/\s+/g, " ");
+    if (!student) {
+      error.textContent = t("cls.need_name");
+      return;
+    }
+    if (!page.conn.raiseHand(student)) {
+      error.textContent = t("conn.reconnecting");
+      return;
+    }
+    dialog.close();
+  });
+  byTestId("lower-hand").addEventListener("click", () => page.conn.lowerHand());
+}
+
+async function openDevices() {
+  const { video, audio, error } = await openCameraAndMicrophone(CAMERA);
+  if (video) {
+    await page.media.setTrack("camera", video);
+    attachTrack(/** @type {HTMLVideoElement} */ (byTestId("self-video")), video);
+  }
+  if (audio) await page.media.setTrack("microphone", audio);
+  if (error) {
+    const text = !video && !audio
+      ? (error.name === "NotFoundError" ? t("camera.missing") : t("camera.refused", { reason: mediaErrorReason(error) }))
+      : t("camera.partial", { reason: mediaErrorReason(error) });
+    page.banner(text, "error", "camera", [{ label: t("camera.retry"), onClick: () => openDevices() }]);
+  } else {
+    page.banners.querySelectorAll('[data-key="camera"]').forEach((el) => el.remove());
+  }
+}

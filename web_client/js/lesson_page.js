@@ -1,0 +1,226 @@
+// What every lesson page (teacher, classroom, observer) does the same way: read the
+// token, join over the protocol, keep the peer connection up, fold events into the
+// lesson view, show the connection state, and turn failures into sentences.
+
+import { LessonConnection, tokenFromLocation } from "./protocol.js";
+import { MediaLink, FlowWatch } from "./media.js";
+import { fromWelcome, apply } from "./lesson_state.js";
+import { t, initI18n, onLangChange } from "./i18n.js";
+import { ConnectionBadge, SoundGate, showBanner, showFullMessage, errorText, byTestId, attachTrack } from "./ui.js";
+
+/** After a failed peer connection, wait this long before offering again (doubling). */
+const MEDIA_RETRY_MIN_MS = 1000;
+const MEDIA_RETRY_MAX_MS = 15000;
+/** A "disconnected" peer connection often recovers by itself; past this, start over. */
+const MEDIA_DISCONNECTED_GRACE_MS = 8000;
+
+export class LessonPage {
+  /**
+   * @param {{
+   *   role: "teacher"|"classroom"|"observer",
+   *   render: (page: LessonPage) => void,
+   *   onTrack?: (slot: string, track: MediaStreamTrack) => void,
+   *   onFlow?: (slot: string, flowing: boolean, stats: any) => void,
+   *   onEvent?: (event: any) => void,
+   *   onLink?: (link: any) => void,
+   *   onWelcome?: (welcome: any) => void,
+   *   noToken?: () => void,
+   * }} options
+   */
+  constructor(options) {
+    this.options = options;
+    this.role = options.role;
+    initI18n();
+    this.main = /** @type {HTMLElement} */ (document.querySelector("main"));
+    this.banners = byTestId("banners");
+    this.badge = new ConnectionBadge(byTestId("connection"));
+    this.sound = new SoundGate(document.body);
+    /** @type {import("./lesson_state.js").LessonView|null} */
+    this.view = null;
+    this.you = null;
+    this.ended = false;
+    this.mediaRetryMs = MEDIA_RETRY_MIN_MS;
+    this._mediaTimer = null;
+    this._disconnectTimer = null;
+
+    this.token = tokenFromLocation();
+    if (!this.token) {
+      if (options.noToken) options.noToken();
+      else this.fail(t("error.no_token"));
+      return;
+    }
+
+    this.media = new MediaLink({
+      role: this.role,
+      negotiate: (sdp) => this.conn.offer(sdp),
+      onTrack: (slot, track) => options.onTrack && options.onTrack(slot, track),
+      onState: (state) => this._mediaState(state),
+    });
+    this.flow = new FlowWatch(this.media, (slot, flowing, stats) => options.onFlow && options.onFlow(slot, flowing, stats));
+
+    this.conn = new LessonConnection({
+      token: this.token,
+      handlers: {
+        onState: (state, detail) => {
+          this.badge.setSignal(state, detail);
+          if (state === "reconnecting") this.badge.setMedia(null);
+          // Buttons that need the connection enable and disable themselves.
+          this.render();
+        },
+        onWelcome: (welcome) => this._welcome(welcome),
+        onEvent: (event, replayed) => this._event(event, replayed),
+        onLink: (link) => options.onLink && options.onLink(link),
+        onError: (error, fatal) => this._error(error, fatal),
+      },
+    });
+
+    // Stable hooks for tests and for a person debugging on site (docs in tests/e2e).
+    const page = this;
+    window.__classroom = {
+      role: this.role,
+      get pc() { return page.media.pc; },
+      get view() { return page.view; },
+      get you() { return page.you; },
+      get connection() { return page.conn; },
+      media: this.media,
+      inboundStats: () => this.media.inboundStats(),
+      drop: () => this.conn.drop(),
+    };
+
+    onLangChange(() => this.render());
+    this.conn.connect();
+  }
+
+  render() {
+    if (this.view && !this.ended) this.options.render(this);
+  }
+
+  /** Replace the page with a message a person can act on. */
+  fail(text, title = t("error.generic", { message: "" }).replace(/[:：]\s*$/, "")) {
+    showFullMessage(this.main, { title, text, testid: "fatal-error" });
+    this.main.className = "";
+  }
+
+  banner(text, kind = "error", key, actions) {
+    return showBanner(this.banners, { text, kind, key, actions });
+  }
+
+  // -- inside -----------------------------------------------------------------------
+
+  _welcome(welcome) {
+    this.you = welcome.you;
+    this.view = fromWelcome(welcome.lesson, this.view);
+    if (Array.isArray(welcome.ice_servers)) this.media.iceServers = welcome.ice_servers;
+    byTestId("lesson-title").textContent = this.view.title;
+    byTestId("who").textContent = `${t(`role.${this.role}`)}${this.you && this.you.name ? " · " + this.you.name : ""}`;
+    document.title = `${this.view.title} · ${t("app.name")}`;
+    if (this.view.state === "ended") {
+      this._ended();
+      return;
+    }
+    this.options.onWelcome && this.options.onWelcome(welcome);
+    this.render();
+    // A (re)join means a fresh peer connection: the relay replaced or closed the old one.
+    this._startMedia();
+  }
+
+  _event(event, replayed) {
+    if (!this.view) return;
+    if (replayed) {
+      // Missed while disconnected; the snapshot has its effect, the chat line is news.
+      if (event.kind === "chat_posted") this.view.chat.push({ name: event.name, text: event.text, at: event.at });
+      this.options.onEvent && this.options.onEvent(event);
+      this.render();
+      return;
+    }
+    apply(this.view, event);
+    this.options.onEvent && this.options.onEvent(event);
+    if (event.kind === "lesson_ended") {
+      this._ended();
+      return;
+    }
+    this.render();
+  }
+
+  _error(error, fatal) {
+    if (fatal) {
+      this.media && this.media.close();
+      this.flow && this.flow.stop();
+      if (error.code === "lesson_ended") this._ended();
+      else if (error.code === "replaced") {
+        showFullMessage(this.main, {
+          title: t("error.replaced"),
+          testid: "replaced",
+          actions: [{ label: t("error.replaced_take_over"), onClick: () => location.reload() }],
+        });
+        this.main.className = "";
+      } else this.fail(errorText(error));
+      return;
+    }
+    this.banner(errorText(error), "error", `server-${error.code}`);
+  }
+
+  _ended() {
+    this.ended = true;
+    clearTimeout(this._mediaTimer);
+    this.media.close();
+    this.flow.stop();
+    this.conn.close();
+    document.querySelectorAll("dialog[open]").forEach((d) => d.close());
+    showFullMessage(this.main, { title: t("lesson.ended"), text: t("lesson.ended_hint"), testid: "lesson-ended" });
+    this.main.className = "";
+  }
+
+  _startMedia() {
+    clearTimeout(this._mediaTimer);
+    this.flow.reset();
+    this.media.start().then(
+      () => { this.mediaRetryMs = MEDIA_RETRY_MIN_MS; },
+      (err) => {
+        if (this.ended || this.conn.state !== "open") return;
+        this.banner(t("error.media", { message: err && err.message ? err.message : String(err) }), "error", "media");
+        this._retryMedia();
+      },
+    );
+  }
+
+  _retryMedia() {
+    clearTimeout(this._mediaTimer);
+    const delay = this.mediaRetryMs;
+    this.mediaRetryMs = Math.min(MEDIA_RETRY_MAX_MS, this.mediaRetryMs * 2);
+    this._mediaTimer = setTimeout(() => {
+      if (!this.ended && this.conn.state === "open") this._startMedia();
+    }, delay);
+  }
+
+  _mediaState(state) {
+    this.badge.setMedia(state);
+    clearTimeout(this._disconnectTimer);
+    if (state === "connected") {
+      this.mediaRetryMs = MEDIA_RETRY_MIN_MS;
+      this.banners.querySelectorAll('[data-key="media"]').forEach((el) => el.remove());
+    } else if (state === "failed") {
+      this._retryMedia();
+    } else if (state === "disconnected") {
+      this._disconnectTimer = setTimeout(() => {
+        if (this.media.pc && this.media.pc.connectionState === "disconnected") this._retryMedia();
+      }, MEDIA_DISCONNECTED_GRACE_MS);
+    }
+  }
+}
+
+/** Attach the lesson's receive slots to the page's standard elements. */
+export function attachStandardTrack(page, slot, track) {
+  const map = {
+    teacher_camera: "teacher-video",
+    slides: "slides-video",
+    stage_video: "stage-video",
+    teacher_audio: "teacher-audio",
+    stage_audio: "stage-audio",
+  };
+  const el = /** @type {HTMLMediaElement|null} */ (byTestId(map[slot] || ""));
+  if (!el) return;
+  attachTrack(el, track);
+  if (el.tagName === "AUDIO") page.sound.add(el);
+  else el.play().catch(() => {});
+}

@@ -1,0 +1,220 @@
+// One RTCPeerConnection per page, with a fixed transceiver for each media slot.
+//
+// The slots and their order mirror media/slots.py (docs/protocol.md): the relay
+// reads the offer's m-lines by position, and when the stage changes it swaps the
+// source behind a slot, so no renegotiation ever happens during a lesson.
+
+/** @typedef {{slot: string, kind: "audio"|"video", direction: "sendonly"|"recvonly"}} SlotSpec */
+
+const TEACHER_IN = [
+  { slot: "camera", kind: "video", direction: "sendonly" },
+  { slot: "microphone", kind: "audio", direction: "sendonly" },
+  { slot: "screen", kind: "video", direction: "sendonly" },
+];
+const LESSON_OUT = [
+  { slot: "teacher_camera", kind: "video", direction: "recvonly" },
+  { slot: "teacher_audio", kind: "audio", direction: "recvonly" },
+  { slot: "slides", kind: "video", direction: "recvonly" },
+];
+const STAGE_OUT = [
+  { slot: "stage_video", kind: "video", direction: "recvonly" },
+  { slot: "stage_audio", kind: "audio", direction: "recvonly" },
+];
+
+/** @type {Object<string, SlotSpec[]>} */
+export const SLOTS = {
+  teacher: [...TEACHER_IN, ...STAGE_OUT],
+  classroom: [
+    { slot: "camera", kind: "video", direction: "sendonly" },
+    { slot: "microphone", kind: "audio", direction: "sendonly" },
+    ...LESSON_OUT,
+    ...STAGE_OUT,
+  ],
+  observer: [...LESSON_OUT, ...STAGE_OUT],
+};
+
+/** aiortc does not trickle ICE: the offer leaves once gathering is complete, or after this. */
+const GATHER_TIMEOUT_MS = 5000;
+
+/**
+ * Open the camera and the microphone. Either may be refused or missing: the lesson
+ * goes on without it, and the caller shows why.
+ * @returns {Promise<{video: MediaStreamTrack|null, audio: MediaStreamTrack|null, error: any}>}
+ */
+export async function openCameraAndMicrophone(videoConstraints = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 25 } }) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return { video: null, audio: null, error: { name: "NotSupportedError" } };
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      video: videoConstraints,
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+    return { video: stream.getVideoTracks()[0] || null, audio: stream.getAudioTracks()[0] || null, error: null };
+  } catch (error) {
+    // One of the two may still work (a classroom with a microphone but no camera).
+    for (const constraints of [{ audio: true }, { video: videoConstraints }]) {
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia(constraints);
+        return { video: stream.getVideoTracks()[0] || null, audio: stream.getAudioTracks()[0] || null, error };
+      } catch (_) { /* try the next */ }
+    }
+    return { video: null, audio: null, error };
+  }
+}
+
+export class MediaLink {
+  /**
+   * @param {{
+   *   role: string,
+   *   negotiate: (offerSdp: string) => Promise<string>,
+   *   iceServers?: RTCIceServer[],
+   *   onTrack?: (slot: string, track: MediaStreamTrack) => void,
+   *   onState?: (state: string) => void,
+   * }} options
+   */
+  constructor({ role, negotiate, iceServers = [], onTrack, onState }) {
+    if (!SLOTS[role]) throw new Error(`unknown role ${role}`);
+    this.role = role;
+    this.slots = SLOTS[role];
+    this.negotiate = negotiate;
+    this.iceServers = iceServers;
+    this.onTrack = onTrack || (() => {});
+    this.onState = onState || (() => {});
+    /** @type {RTCPeerConnection|null} */
+    this.pc = null;
+    /** @type {Map<string, RTCRtpTransceiver>} */
+    this.transceivers = new Map();
+    /** Tracks to send, by slot; kept across reconnects. @type {Map<string, MediaStreamTrack|null>} */
+    this.local = new Map();
+    this.generation = 0;
+  }
+
+  /** Set (or clear, with null) what a send slot carries; no renegotiation needed. */
+  async setTrack(slot, track) {
+    this.local.set(slot, track);
+    const tr = this.transceivers.get(slot);
+    if (tr) await tr.sender.replaceTrack(track);
+  }
+
+  /** Build a fresh peer connection and negotiate it; a previous one is closed. */
+  async start() {
+    const generation = ++this.generation;
+    this.closePeer();
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+    this.pc = pc;
+    this.transceivers = new Map();
+    for (const spec of this.slots) {
+      const init = { direction: spec.direction };
+      const local = this.local.get(spec.slot);
+      const tr = pc.addTransceiver(spec.direction === "sendonly" && local ? local : spec.kind, init);
+      this.transceivers.set(spec.slot, tr);
+      if (spec.direction === "recvonly") this.onTrack(spec.slot, tr.receiver.track);
+    }
+    pc.onconnectionstatechange = () => {
+      if (this.pc === pc) this.onState(pc.connectionState);
+    };
+    this.onState("connecting");
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForGathering(pc, GATHER_TIMEOUT_MS);
+    if (generation !== this.generation) return;
+    const answer = await this.negotiate(pc.localDescription.sdp);
+    if (generation !== this.generation) return;
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
+  }
+
+  closePeer() {
+    if (this.pc) {
+      this.pc.onconnectionstatechange = null;
+      this.pc.close();
+      this.pc = null;
+    }
+  }
+
+  close() {
+    this.generation++;
+    this.closePeer();
+    for (const track of this.local.values()) if (track) track.stop();
+    this.local.clear();
+  }
+
+  /**
+   * What each receive slot gets, from the browser's own statistics (W3C
+   * webrtc-stats "inbound-rtp": framesDecoded, frameWidth, totalSamplesReceived).
+   * @returns {Promise<Object<string, {kind: string, framesDecoded?: number, frameWidth?: number, frameHeight?: number, totalSamplesReceived?: number, bytesReceived?: number, packetsLost?: number}>>}
+   */
+  async inboundStats() {
+    const out = {};
+    if (!this.pc) return out;
+    const bySlotMid = new Map();
+    for (const [slot, tr] of this.transceivers) if (tr.mid !== null) bySlotMid.set(tr.mid, slot);
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      const slot = bySlotMid.get(s.mid);
+      if (!slot) return;
+      out[slot] = {
+        kind: s.kind,
+        framesDecoded: s.framesDecoded,
+        frameWidth: s.frameWidth,
+        frameHeight: s.frameHeight,
+        totalSamplesReceived: s.totalSamplesReceived,
+        concealedSamples: s.concealedSamples,
+        bytesReceived: s.bytesReceived,
+        packetsLost: s.packetsLost,
+      };
+    });
+    return out;
+  }
+}
+
+/**
+ * Notice which receive slots carry moving pictures / sound, by polling getStats.
+ * Calls onChange(slot, flowing) when a slot starts or stops.
+ */
+export class FlowWatch {
+  constructor(link, onChange, intervalMs = 1500) {
+    this.link = link;
+    this.onChange = onChange;
+    this.last = new Map();
+    this.flowing = new Map();
+    this.timer = setInterval(() => this.poll().catch(() => {}), intervalMs);
+  }
+
+  async poll() {
+    const stats = await this.link.inboundStats();
+    for (const [slot, s] of Object.entries(stats)) {
+      const counter = s.kind === "video" ? s.framesDecoded || 0 : s.bytesReceived || 0;
+      const previous = this.last.get(slot);
+      this.last.set(slot, counter);
+      const flowing = previous !== undefined && counter > previous;
+      if (this.flowing.get(slot) !== flowing) {
+        this.flowing.set(slot, flowing);
+        this.onChange(slot, flowing, s);
+      }
+    }
+  }
+
+  reset() {
+    this.last.clear();
+  }
+
+  stop() {
+    clearInterval(this.timer);
+  }
+}
+
+function waitForGathering(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    };
+    const check = () => { if (pc.iceGatheringState === "complete") done(); };
+    // On a machine with an unreachable interface gathering can hang; send what we have.
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}

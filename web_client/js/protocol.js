@@ -1,0 +1,285 @@
+// The lesson's WebSocket protocol (docs/protocol.md), with no UI in it.
+//
+// One LessonConnection per page. It joins with the page's token, reconnects by
+// itself with backoff after a drop (asking for the events it missed with `since`),
+// answers the server's liveness needs with pings, and hands everything it receives
+// to callbacks. The UI decides what to show; this module decides nothing visible.
+
+export const PROTOCOL_VERSION = 1;
+
+/** Errors after which retrying cannot help: the person must act (new link, new code). */
+const FATAL_CODES = new Set([
+  "bad_token",
+  "token_expired",
+  "lesson_ended",
+  "unsupported_protocol",
+  // The same participant connected again elsewhere (another tab, another PC): two
+  // pages taking the connection from each other forever would help nobody.
+  "replaced",
+]);
+
+/** Bounds of the reconnect backoff, in milliseconds. */
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 10000;
+/** A ping every PING_MS; no message at all for DEAD_MS means the link is gone. */
+const PING_MS = 10000;
+const DEAD_MS = 30000;
+/** How long the relay may take to answer an offer. */
+const ANSWER_TIMEOUT_MS = 20000;
+
+/**
+ * @typedef {"idle"|"connecting"|"open"|"reconnecting"|"closed"} ConnectionState
+ *
+ * @typedef {Object} Handlers
+ * @property {(welcome: any) => void} [onWelcome]   every (re)join's welcome
+ * @property {(event: any, replayed: boolean) => void} [onEvent]  each lesson event, once, in seq
+ *           order; `replayed` when it is already part of the latest welcome's snapshot
+ * @property {(link: any) => void} [onLink]         the teacher's per-classroom link reports
+ * @property {(error: {code: string, message: string}, fatal: boolean) => void} [onError]
+ * @property {(state: ConnectionState, detail?: any) => void} [onState]
+ * @property {(message: any) => void} [onMessage]   any other message type
+ */
+
+/** The WebSocket address of the page's own server. */
+export function defaultSocketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+/** The token carried in the page address' fragment (`#token=...`), or null. */
+export function tokenFromLocation() {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+  return params.get("token");
+}
+
+export class LessonConnection {
+  /**
+   * @param {{token: string, url?: string, handlers?: Handlers}} options
+   */
+  constructor({ token, url, handlers = {} }) {
+    this.token = token;
+    this.url = url || defaultSocketUrl();
+    this.handlers = handlers;
+    /** @type {ConnectionState} */
+    this.state = "idle";
+    /** Sequence number of the last event seen: sent as `since` on a reconnect. */
+    this.seq = null;
+    /** @type {WebSocket|null} */
+    this.ws = null;
+    this.attempt = 0;
+    this.welcomed = false;
+    this.lastHeard = 0;
+    /** @type {any} */ this.you = null;
+    this._timers = new Set();
+    /** @type {{resolve: Function, reject: Function, timer: any, ref: string}|null} */
+    this._pendingAnswer = null;
+    /** Events up to this seq are already in the welcome's snapshot (a reconnect's backlog). */
+    this.replayUntil = 0;
+    this._refs = 0;
+    this._stopped = false;
+  }
+
+  connect() {
+    this._stopped = false;
+    this._open();
+  }
+
+  /** Leave for good: no reconnect. */
+  close() {
+    this._stopped = true;
+    this._clearTimers();
+    this._failAnswer(new Error("connection closed"));
+    if (this.ws) {
+      try { this.ws.close(1000, "bye"); } catch (_) { /* already closed */ }
+    }
+    this.ws = null;
+    this._setState("closed");
+  }
+
+  /** Drop the socket as a network would (tests and the "reconnect now" button). */
+  drop() {
+    if (this.ws) this.ws.close(4000, "dropped by client");
+  }
+
+  // -- what a participant can say (docs/protocol.md, client messages) ------------
+
+  raiseHand(student) { return this.send({ type: "raise_hand", student }); }
+  lowerHand() { return this.send({ type: "lower_hand" }); }
+  dismissHand(classroomId) { return this.send({ type: "dismiss_hand", classroom_id: classroomId }); }
+  grantFloor(classroomId) { return this.send({ type: "grant_floor", classroom_id: classroomId }); }
+  revokeFloor() { return this.send({ type: "revoke_floor" }); }
+  chat(text) { return this.send({ type: "chat", text }); }
+  endLesson() { return this.send({ type: "end_lesson" }); }
+  ping() { return this.send({ type: "ping" }); }
+
+  /**
+   * Send an SDP offer and wait for the relay's answer.
+   * @param {string} sdp
+   * @returns {Promise<string>} the answer's SDP
+   */
+  offer(sdp) {
+    this._failAnswer(new Error("superseded by a newer offer"));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pendingAnswer = null;
+        reject(new Error("the server did not answer the media offer in time"));
+      }, ANSWER_TIMEOUT_MS);
+      const ref = `offer-${++this._refs}`;
+      this._pendingAnswer = { resolve, reject, timer, ref };
+      if (!this.send({ type: "offer", sdp, ref })) {
+        this._failAnswer(new Error("not connected"));
+      }
+    });
+  }
+
+  /** @returns {boolean} whether the message left (false while disconnected) */
+  send(message) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN || !this.welcomed) return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  // -- inside -----------------------------------------------------------------------
+
+  _open() {
+    this._clearTimers();
+    this.welcomed = false;
+    this._setState(this.attempt === 0 && this.seq === null ? "connecting" : "reconnecting");
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      this._scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      this.lastHeard = Date.now();
+      /** @type {any} */
+      const join = { type: "join", token: this.token, protocol: PROTOCOL_VERSION };
+      if (this.seq !== null) join.since = this.seq;
+      ws.send(JSON.stringify(join));
+      this._every(PING_MS, () => {
+        if (Date.now() - this.lastHeard > DEAD_MS) {
+          // A half-open socket on a weak link: nothing comes, nothing fails. Give up on it.
+          ws.close(4001, "no traffic");
+          return;
+        }
+        if (this.welcomed) this.ping();
+      });
+    };
+    ws.onmessage = (msg) => {
+      this.lastHeard = Date.now();
+      let data;
+      try { data = JSON.parse(msg.data); } catch (_) { return; }
+      this._receive(data);
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.welcomed = false;
+      this._clearTimers();
+      this._failAnswer(new Error("connection lost"));
+      if (this._stopped) {
+        this._setState("closed");
+      } else {
+        this._scheduleReconnect();
+      }
+    };
+    ws.onerror = () => { /* onclose follows and decides */ };
+  }
+
+  _receive(data) {
+    const h = this.handlers;
+    switch (data.type) {
+      case "welcome": {
+        this.welcomed = true;
+        this.attempt = 0;
+        this.you = data.you;
+        const seq = data.lesson && typeof data.lesson.seq === "number" ? data.lesson.seq : null;
+        if (seq !== null) {
+          // The backlog that follows (events since `since`) is already folded into the
+          // snapshot: the UI may keep its chat lines but must not fold them again.
+          this.replayUntil = seq;
+          if (this.seq === null) this.seq = seq;
+        }
+        this._setState("open");
+        h.onWelcome && h.onWelcome(data);
+        break;
+      }
+      case "event": {
+        const event = data.event;
+        if (!event) break;
+        // After a reconnect the server may repeat events the welcome already holds.
+        if (this.seq !== null && typeof event.seq === "number" && event.seq <= this.seq) break;
+        if (typeof event.seq === "number") this.seq = event.seq;
+        const replayed = typeof event.seq === "number" && event.seq <= this.replayUntil;
+        h.onEvent && h.onEvent(event, replayed);
+        if (event.kind === "lesson_ended") this.close();
+        break;
+      }
+      case "link":
+        h.onLink && h.onLink(data);
+        break;
+      case "answer":
+        if (this._pendingAnswer && (!data.ref || data.ref === this._pendingAnswer.ref)) {
+          const { resolve, timer } = this._pendingAnswer;
+          clearTimeout(timer);
+          this._pendingAnswer = null;
+          resolve(data.sdp);
+        }
+        break;
+      case "pong":
+        break;
+      case "error": {
+        const fatal = FATAL_CODES.has(data.code);
+        if (this._pendingAnswer && data.ref && data.ref === this._pendingAnswer.ref) {
+          this._failAnswer(new Error(data.message || data.code));
+        }
+        h.onError && h.onError({ code: data.code, message: data.message }, fatal);
+        if (fatal) this.close();
+        break;
+      }
+      default:
+        h.onMessage && h.onMessage(data);
+    }
+  }
+
+  _scheduleReconnect() {
+    // Exponential backoff with jitter, so that thirty classrooms behind one village
+    // uplink do not all come back in the same second.
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
+    const delay = Math.round(base / 2 + Math.random() * (base / 2));
+    this.attempt += 1;
+    this._setState("reconnecting", { inMs: delay, attempt: this.attempt });
+    this._after(delay, () => this._open());
+  }
+
+  _failAnswer(err) {
+    if (!this._pendingAnswer) return;
+    const { reject, timer } = this._pendingAnswer;
+    clearTimeout(timer);
+    this._pendingAnswer = null;
+    reject(err);
+  }
+
+  _setState(state, detail) {
+    this.state = state;
+    this.handlers.onState && this.handlers.onState(state, detail);
+  }
+
+  _after(ms, fn) {
+    const id = setTimeout(() => { this._timers.delete(id); fn(); }, ms);
+    this._timers.add(id);
+  }
+
+  _every(ms, fn) {
+    const id = setInterval(fn, ms);
+    this._timers.add(id);
+  }
+
+  _clearTimers() {
+    for (const id of this._timers) { clearTimeout(id); clearInterval(id); }
+    this._timers.clear();
+  }
+}

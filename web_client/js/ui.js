@@ -1,0 +1,179 @@
+// Small DOM helpers shared by the pages: element building, the connection badge,
+// banners a person can act on, the "click to start sound" step, durations.
+
+import { t, has, onLangChange } from "./i18n.js";
+
+/**
+ * Build an element: h("button", {class: "big", onclick: fn, dataset: {testid: "x"}}, "text", child)
+ * @returns {HTMLElement}
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    else if (key in el && typeof value !== "string") el[key] = value;
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export function $(selector, root = document) {
+  return /** @type {HTMLElement} */ (root.querySelector(selector));
+}
+
+export function byTestId(id, root = document) {
+  return /** @type {HTMLElement} */ (root.querySelector(`[data-testid="${id}"]`));
+}
+
+/** "1:05", "12 s": how long someone has waited. */
+export function formatWait(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  return `${m}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/** A readable sentence for a server error {code, message}. */
+export function errorText(error) {
+  const code = error && error.code;
+  if (code && has(`error.${code}`)) return t(`error.${code}`, { message: error.message || "" });
+  if (code === "not_allowed" || code === "forbidden") return t("error.not_allowed", { message: error.message || "" });
+  return t("error.generic", { message: (error && (error.message || error.code)) || "?" });
+}
+
+/**
+ * The connection badge: signaling and media state, always visible.
+ * Re-renders when the language changes.
+ */
+export class ConnectionBadge {
+  constructor(el) {
+    this.el = el;
+    this.signal = { state: "idle", detail: null };
+    this.media = null;
+    onLangChange(() => this.render());
+    this.render();
+  }
+
+  setSignal(state, detail) {
+    this.signal = { state, detail };
+    this.render();
+  }
+
+  setMedia(state) {
+    this.media = state;
+    this.render();
+  }
+
+  render() {
+    const { state, detail } = this.signal;
+    let text = t(`conn.${state}`);
+    if (state === "reconnecting" && detail && detail.inMs) {
+      text = t("conn.reconnecting_in", { s: Math.ceil(detail.inMs / 1000), n: detail.attempt });
+    }
+    const parts = [text];
+    if (state === "open" && this.media) parts.push(t(`media.${this.media}`));
+    this.el.textContent = parts.join(" · ");
+    const ok = state === "open" && (!this.media || this.media === "connected");
+    const bad = state === "reconnecting" || state === "closed" || this.media === "failed" || this.media === "disconnected";
+    this.el.dataset.state = ok ? "ok" : bad ? "bad" : "wait";
+    this.el.dataset.signal = state;
+    this.el.dataset.media = this.media || "";
+  }
+}
+
+/**
+ * A banner in `container` with a message and optional action buttons; returns a
+ * function that removes it. `key` replaces an earlier banner with the same key.
+ */
+export function showBanner(container, { key, text, kind = "error", actions = [], testid = "error" }) {
+  if (key) container.querySelectorAll(`[data-key="${key}"]`).forEach((el) => el.remove());
+  const banner = h(
+    "div",
+    { class: `banner banner-${kind}`, role: kind === "error" ? "alert" : "status", dataset: { testid, key: key || "" } },
+    h("span", { class: "banner-text" }, text),
+    ...actions.map(({ label, onClick }) => h("button", { class: "banner-action", onclick: onClick }, label)),
+    h("button", { class: "banner-close", "aria-label": t("close"), onclick: () => banner.remove() }, "×"),
+  );
+  container.append(banner);
+  return () => banner.remove();
+}
+
+/** Replace the whole page body's main area with a full message (lesson ended, bad link). */
+export function showFullMessage(root, { title, text, testid = "full-message", actions = [] }) {
+  root.replaceChildren(
+    h(
+      "div",
+      { class: "full-message", dataset: { testid } },
+      h("h1", {}, title),
+      text ? h("p", {}, text) : null,
+      ...actions.map(({ label, onClick, href }) =>
+        href ? h("a", { class: "button big", href }, label) : h("button", { class: "big", onclick: onClick }, label),
+      ),
+    ),
+  );
+}
+
+/**
+ * Play the given media elements; when the browser's autoplay policy refuses,
+ * show one big "click to start sound" button that plays them all.
+ */
+export class SoundGate {
+  constructor(overlayParent) {
+    this.parent = overlayParent;
+    /** @type {Set<HTMLMediaElement>} */
+    this.elements = new Set();
+    this.overlay = null;
+  }
+
+  add(el) {
+    this.elements.add(el);
+    this.tryPlay(el);
+  }
+
+  tryPlay(el) {
+    const p = el.play();
+    if (p && p.catch) {
+      p.catch((err) => {
+        if (err && err.name === "NotAllowedError") this.block();
+      });
+    }
+  }
+
+  block() {
+    if (this.overlay) return;
+    this.overlay = h(
+      "button",
+      {
+        class: "sound-gate",
+        dataset: { testid: "start-sound" },
+        onclick: () => {
+          for (const el of this.elements) el.play().catch(() => {});
+          this.overlay.remove();
+          this.overlay = null;
+        },
+      },
+      h("span", { class: "sound-gate-icon" }, "🔊"),
+      h("span", { class: "sound-gate-title", dataset: { i18n: "sound.start" } }, t("sound.start")),
+      h("span", { class: "sound-gate-hint", dataset: { i18n: "sound.hint" } }, t("sound.hint")),
+    );
+    this.parent.append(this.overlay);
+  }
+}
+
+/** Attach a remote track to a <video>/<audio> element (one MediaStream per element). */
+export function attachTrack(el, track) {
+  el.srcObject = track ? new MediaStream([track]) : null;
+}
+
+/** Reason words for a getUserMedia / getDisplayMedia failure. */
+export function mediaErrorReason(error) {
+  if (!error) return "";
+  return error.name ? `${error.name}${error.message ? ": " + error.message : ""}` : String(error);
+}

@@ -1,0 +1,50 @@
+// The lesson as a classroom or an observer sees it: slides large, the teacher's
+// camera beside them, the stage when a classroom speaks, and a note when the link
+// is weak and the relay has fallen back to slides or audio only.
+
+import { t } from "./i18n.js";
+import { byTestId } from "./ui.js";
+import { nameOf, deliveryLevel } from "./lesson_state.js";
+import { attachStandardTrack } from "./lesson_page.js";
+
+/** Options for LessonPage shared by the classroom and observer pages. */
+export function viewerOptions(extraRender) {
+  return {
+    onTrack: (slot, track) => attachStandardTrack(currentPage, slot, track),
+    onFlow: (slot, flowing) => {
+      const tiles = { teacher_camera: "teacher-tile", slides: "slides-tile", stage_video: "stage-tile" };
+      const tile = byTestId(tiles[slot] || "");
+      if (tile) tile.dataset.flowing = String(flowing);
+      if (slot === "slides") byTestId("lesson").classList.toggle("no-slides", !flowing);
+    },
+    render: (page) => {
+      renderLesson(page);
+      if (extraRender) extraRender(page);
+    },
+  };
+}
+
+/** @type {any} */
+let currentPage = null;
+export function setCurrentPage(page) {
+  currentPage = page;
+}
+
+export function renderLesson(page) {
+  const view = page.view;
+  const lesson = byTestId("lesson");
+  if (!lesson) return;
+  lesson.classList.toggle("no-stage", !view.stage);
+  if (view.stage) {
+    const name = nameOf(view, view.stage.classroom_id);
+    byTestId("stage-label").textContent = view.stage.student
+      ? t("cls.stage_student", { name, student: view.stage.student })
+      : t("cls.stage", { name });
+  }
+  const weak = byTestId("weak-link");
+  const level = page.you ? deliveryLevel(view.delivery[page.you.id]) : "unknown";
+  const weakText = { low: "cls.weak.low", slides_audio: "cls.weak.slides_audio", audio_only: "cls.weak.audio_only" }[level];
+  weak.hidden = !weakText;
+  weak.dataset.level = level;
+  if (weakText) weak.textContent = t(weakText);
+}
