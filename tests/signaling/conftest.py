@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -57,6 +58,7 @@ class Running:
     media: FakeMedia
     settings: Settings
     server: LessonServer
+    app: FastAPI
 
     @property
     def ws_url(self) -> str:
@@ -80,7 +82,7 @@ async def serve(
         port = server.servers[0].sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as http:
-            yield Running(url, http, media, settings, server)
+            yield Running(url, http, media, settings, server, app)
     finally:
         server.should_exit = True
         async with asyncio.timeout(WAIT_S):

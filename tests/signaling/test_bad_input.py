@@ -1,0 +1,176 @@
+"""Every bad input gets a clear error and changes nothing; the lesson goes on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.signaling.conftest import Clock, Running, connected, create_lesson, joined, snapshot
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def _live_lesson(srv: Running) -> dict[str, Any]:
+    lesson = await create_lesson(srv)
+    return lesson
+
+
+@pytest.mark.parametrize(
+    ("who", "frame", "code"),
+    [
+        ("classroom", "{not json", "bad_json"),
+        ("classroom", "[1, 2]", "bad_json"),
+        ("classroom", b"\x00\x01", "bad_json"),
+        ("classroom", {"type": "dance"}, "unknown_type"),
+        ("classroom", {"student": "no type"}, "unknown_type"),
+        ("classroom", {"type": "raise_hand"}, "invalid_message"),
+        ("classroom", {"type": "raise_hand", "student": 7}, "invalid_message"),
+        ("classroom", {"type": "chat", "text": "x" * 70_000}, "too_large"),
+        ("classroom", {"type": "raise_hand", "student": "   "}, "invalid_command"),
+        ("classroom", {"type": "grant_floor", "classroom_id": "classroom-1"}, "not_allowed"),
+        ("classroom", {"type": "revoke_floor"}, "not_allowed"),
+        ("classroom", {"type": "dismiss_hand", "classroom_id": "classroom-2"}, "not_allowed"),
+        ("classroom", {"type": "end_lesson"}, "not_allowed"),
+        ("classroom", {"type": "lower_hand"}, "invalid_transition"),
+        ("classroom", {"type": "join", "token": "x"}, "already_joined"),
+        ("observer", {"type": "raise_hand", "student": "Li Wei"}, "not_allowed"),
+        ("observer", {"type": "chat", "text": "hello"}, "not_allowed"),
+        ("teacher", {"type": "grant_floor", "classroom_id": "classroom-9"}, "invalid_command"),
+        ("teacher", {"type": "grant_floor", "classroom_id": "observer"}, "invalid_command"),
+        ("teacher", {"type": "grant_floor", "classroom_id": "classroom-2"}, "invalid_transition"),
+        ("teacher", {"type": "revoke_floor"}, "invalid_transition"),
+        ("teacher", {"type": "dismiss_hand", "classroom_id": "classroom-1"}, "invalid_transition"),
+        ("teacher", {"type": "raise_hand", "student": "Teacher"}, "not_allowed"),
+        ("teacher", {"type": "offer", "sdp": ""}, "invalid_message"),
+        ("teacher", {"type": "offer", "sdp": "garbage"}, "bad_sdp"),
+    ],
+)
+async def test_bad_message_after_join(
+    srv: Running, who: str, frame: dict[str, Any] | str | bytes, code: str
+) -> None:
+    lesson = await create_lesson(srv)
+    tokens = {
+        "teacher": lesson["teacher"]["token"],
+        "classroom": lesson["classrooms"][0]["token"],
+        "observer": lesson["observer"]["token"],
+    }
+    async with joined(srv, lesson["teacher"]["token"]) as (teacher, _):
+        await teacher.events(2)
+        async with joined(srv, tokens[who]) if who != "teacher" else _same(teacher) as (peer, _):
+            if who != "teacher":
+                await teacher.event("participant_joined")
+                await peer.event("participant_joined")
+            before = await snapshot(srv, lesson["id"])
+            if isinstance(frame, dict):
+                frame = dict(frame, ref="bad")
+            await peer.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+            err = await peer.error(code)
+            assert err["message"] and "Traceback" not in err["message"]
+            if isinstance(frame, str) and frame.startswith('{"') and code != "too_large":
+                assert err["ref"] == "bad"
+            # Nothing changed, nobody was told anything, and the connection still works.
+            await peer.quiet()
+            await teacher.quiet()
+            assert await snapshot(srv, lesson["id"]) == before
+            if who == "classroom":
+                await peer.send({"type": "raise_hand", "student": "Li Wei"})
+                await teacher.event("hand_raised", student="Li Wei")
+
+
+class _same:
+    """`joined` for a peer that is already connected."""
+
+    def __init__(self, peer: Any) -> None:
+        self.peer = peer
+
+    async def __aenter__(self) -> tuple[Any, None]:
+        return self.peer, None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+async def test_message_before_join_is_refused_and_join_still_works(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    before = await snapshot(srv, lesson["id"])
+    async with connected(srv) as peer:
+        await peer.send({"type": "raise_hand", "student": "Li Wei", "ref": "r"})
+        err = await peer.error("not_joined")
+        assert err["ref"] == "r"
+        await peer.send({"type": "ping"})
+        await peer.error("not_joined")
+        assert await snapshot(srv, lesson["id"]) == before
+        await peer.send({"type": "join", "token": lesson["classrooms"][0]["token"]})
+        await peer.expect("welcome")
+
+
+def _forge(
+    claims: dict[str, Any], key: str = "not-the-server-secret-000", alg: str = "HS256"
+) -> str:
+    return jwt.encode(claims, key, algorithm=alg)
+
+
+@pytest.mark.parametrize("kind", ["forged", "alg_none", "hs512", "garbage", "expired", "protocol"])
+async def test_bad_join_is_refused_and_closed(srv: Running, clock: Clock, kind: str) -> None:
+    lesson = await create_lesson(srv)
+    good = lesson["classrooms"][0]["token"]
+    claims = jwt.decode(good, options={"verify_signature": False})
+    secret = (srv.settings.data_dir / "token.key").read_text().strip()
+    token, code, protocol = good, "bad_token", 1
+    if kind == "forged":
+        token = _forge(dict(claims, role="teacher", sub="teacher"))
+    elif kind == "alg_none":
+        header = jwt.utils.base64url_encode(b'{"alg":"none","typ":"JWT"}').decode()
+        body = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
+        token = f"{header}.{body}."
+    elif kind == "hs512":
+        token = _forge(claims, key=secret, alg="HS512")
+    elif kind == "garbage":
+        token = "hello"
+    elif kind == "expired":
+        clock.t += srv.settings.token_ttl_s + 1
+        code = "token_expired"
+    elif kind == "protocol":
+        code, protocol = "unsupported_protocol", 2
+    before = await snapshot(srv, lesson["id"])
+    async with connected(srv) as peer:
+        await peer.send({"type": "join", "token": token, "protocol": protocol})
+        err = await peer.error(code)
+        assert err["message"]
+        assert await peer.closed() == (1008, code)
+    assert await snapshot(srv, lesson["id"]) == before
+
+
+async def test_token_of_another_lesson(srv: Running) -> None:
+    one = await create_lesson(srv, "One")
+    two = await create_lesson(srv, "Two")
+    async with connected(srv) as peer:
+        await peer.send({"type": "join", "token": one["teacher"]["token"], "lesson_id": two["id"]})
+        err = await peer.error("bad_token")
+        assert "another lesson" in err["message"]
+    r = await srv.http.get(
+        f"/api/lessons/{two['id']}",
+        headers={"Authorization": f"Bearer {one['teacher']['token']}"},
+    )
+    assert r.status_code == 403 and r.json()["code"] == "bad_token"
+    r = await srv.http.post(
+        f"/api/lessons/{two['id']}/end",
+        headers={"Authorization": f"Bearer {one['teacher']['token']}"},
+    )
+    assert r.status_code == 403
+    assert (await snapshot(srv, two["id"]))["state"] == "scheduled"
+
+
+async def test_flood_is_rate_limited_not_broadcast(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    async with joined(srv, lesson["classrooms"][0]["token"]) as (room, _):
+        await room.event("participant_joined")
+        for i in range(60):
+            await room.send({"type": "chat", "text": f"spam {i}"})
+        kinds = [await room.recv() for _ in range(60)]
+        chats = [m for m in kinds if m["type"] == "event"]
+        limited = [m for m in kinds if m.get("code") == "rate_limited"]
+        assert len(chats) == 40 and len(limited) == 20
