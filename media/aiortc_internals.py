@@ -125,13 +125,13 @@ def hook_sender_rtcp(
 
 def sender_rtt_s(sender: RTCRtpSender) -> float | None:
     """Round-trip time aiortc derived from receiver reports (RFC 3550 §6.4.1), smoothed."""
-    rtt = sender._RTCRtpSender__rtt
+    rtt = sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
     return None if rtt is None else float(rtt)
 
 
 def sender_octets(sender: RTCRtpSender) -> int:
     """Payload octets sent so far (the SR octet count, RFC 3550 §6.4.1)."""
-    return int(sender._RTCRtpSender__octet_count)
+    return int(sender._RTCRtpSender__octet_count)  # type: ignore[attr-defined]
 
 
 def replace_decoders(factory: Callable[[Any], Any]) -> None:
@@ -142,4 +142,4 @@ def replace_decoders(factory: Callable[[Any], Any]) -> None:
     aiortc's jitter buffer completed and only a sample decodes. aiortc's decoder
     thread looks `get_decoder` up in its module's namespace at each new codec.
     """
-    aiortc.rtcrtpreceiver.get_decoder = factory
+    aiortc.rtcrtpreceiver.get_decoder = factory  # type: ignore[attr-defined,assignment]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fractions
 from dataclasses import dataclass
+from typing import Any
 
 import av
 from av.audio.resampler import AudioResampler
@@ -85,7 +86,7 @@ class VideoEncoder:
         }
         return codec
 
-    def encode(self, frame: av.VideoFrame, force_keyframe: bool) -> list[av.Packet]:
+    def encode(self, frame: av.VideoFrame, force_keyframe: bool) -> list[av.Packet[Any]]:
         """Encode one source frame (run in a worker thread: libvpx releases the GIL).
 
         `frame` may be shared with other layers' encoders: it is never modified.
@@ -134,13 +135,13 @@ class AudioEncoder:
         )
         self._next_pts: int | None = None
 
-    def encode(self, frame: av.AudioFrame, pts: int) -> list[av.Packet]:
+    def encode(self, frame: av.AudioFrame, pts: int) -> list[av.Packet[Any]]:
         """Encode one decoded frame whose first sample is at `pts` (source clock, 1/48000).
 
         Output packets are stamped on that clock, one 20 ms step apart; a gap in
         the input (lost packets) moves the clock on rather than squeezing time.
         """
-        out: list[av.Packet] = []
+        out: list[av.Packet[Any]] = []
         if self._next_pts is None or pts - self._next_pts > 2 * OPUS_FRAME_SAMPLES:
             self._next_pts = pts
         # The resampler's FIFO insists on gapless pts; ours are set on the way out.

@@ -12,7 +12,7 @@ import contextlib
 import enum
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -108,7 +108,7 @@ class SubscriberTrack(MediaStreamTrack):
     def __init__(self, kind: str, queue_capacity: int, rerequest_after_s: float = 1.0) -> None:
         super().__init__()
         self.kind = kind
-        self._queue: PacketQueue[av.Packet] = PacketQueue(
+        self._queue: PacketQueue[av.Packet[Any]] = PacketQueue(
             queue_capacity, needs_keyframes=(kind == "video")
         )
         self._ready = asyncio.Event()
@@ -166,7 +166,7 @@ class SubscriberTrack(MediaStreamTrack):
             self._pending.unsubscribe(self)
             self._pending = None
 
-    def deliver(self, publisher: Publisher, packet: av.Packet) -> None:
+    def deliver(self, publisher: Publisher, packet: av.Packet[Any]) -> None:
         """Called by a layer for each packet it encodes."""
         if publisher is self._pending:
             if not packet.is_keyframe:
@@ -182,7 +182,7 @@ class SubscriberTrack(MediaStreamTrack):
         if len(self._queue):
             self._ready.set()
 
-    def _monotonic(self, packet: av.Packet) -> av.Packet:
+    def _monotonic(self, packet: av.Packet[Any]) -> av.Packet[Any]:
         """Keep this sender's RTP timestamps increasing across switches.
 
         The layers of a source encode the same frames with the same pts, so a switch
@@ -204,7 +204,7 @@ class SubscriberTrack(MediaStreamTrack):
         self._last_pts = packet.pts
         return packet
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet[Any]:
         while True:
             if self.readyState != "live":
                 raise MediaStreamError

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -102,7 +103,7 @@ class Layer:
     def request_keyframe(self) -> None:
         self._gate.request()
 
-    def publish(self, packets: Sequence[av.Packet]) -> None:
+    def publish(self, packets: Sequence[av.Packet[Any]]) -> None:
         for packet in packets:
             self.frames_encoded += 1
             if packet.is_keyframe and self.kind == "video":
@@ -139,7 +140,7 @@ class VideoLayer(Layer):
         if self.spec.max_fps is not None and self._last_pts is not None:
             # 10% slack so that a 5 fps cap on a 15 fps source keeps every third frame.
             min_step = 0.9 * 90000 / self.spec.max_fps
-            if 0 <= frame.pts - self._last_pts < min_step:
+            if frame.pts is not None and 0 <= frame.pts - self._last_pts < min_step:
                 return
         self._last_pts = frame.pts
         self._latest = frame

@@ -160,9 +160,11 @@ class Relay:
             raise
 
         @pc.on("connectionstatechange")
-        def on_state() -> None:
+        async def on_state() -> None:
+            # ICE/DTLS failed (the classroom's link is gone): free its encoders'
+            # subscriptions now rather than when signaling notices.
             if pc.connectionState == "failed":
-                asyncio.ensure_future(self._drop_if_current(participant))
+                await self._drop_if_current(participant)
 
         lesson.participants[participant_id] = participant
         self._route(lesson)

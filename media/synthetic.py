@@ -50,7 +50,7 @@ class MovingPicture(MediaStreamTrack):
             )
             self._frames.append(planes)
 
-    async def recv(self) -> av.VideoFrame:  # type: ignore[override]
+    async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
         now = time.monotonic()
@@ -84,7 +84,7 @@ class Tone(MediaStreamTrack):
         t = np.arange(rate, dtype=np.float64) / rate
         self._second = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16)
 
-    async def recv(self) -> av.AudioFrame:  # type: ignore[override]
+    async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         now = time.monotonic()
@@ -170,9 +170,12 @@ class SyntheticParticipant:
                     reception.first_frame_at = time.monotonic()
                 if isinstance(frame, av.VideoFrame):
                     reception.sizes.add((frame.width, frame.height))
-                elif self._decode and isinstance(frame, av.AudioFrame):
-                    if np.abs(frame.to_ndarray()).max() > 500:
-                        reception.nonsilent_frames += 1
+                elif (
+                    self._decode
+                    and isinstance(frame, av.AudioFrame)
+                    and np.abs(frame.to_ndarray()).max() > 500
+                ):
+                    reception.nonsilent_frames += 1
                 reception.event.set()
         except MediaStreamError:
             pass

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from classroom.roles import Role
 from media.gateway import MediaError
@@ -116,7 +115,9 @@ async def test_a_granted_classroom_reaches_the_teacher_and_others_until_revoked(
     assert {slot: teacher.received[slot].frames for slot in counts} == counts
     assert room_b.received[Slot.STAGE_VIDEO].frames == counts_b
     # The teacher's own lesson kept flowing to the classrooms meanwhile.
-    await room_b.wait_frames(Slot.TEACHER_CAMERA, room_b.received[Slot.TEACHER_CAMERA].frames + 5, 5)
+    await room_b.wait_frames(
+        Slot.TEACHER_CAMERA, room_b.received[Slot.TEACHER_CAMERA].frames + 5, 5
+    )
 
 
 async def test_a_layer_choice_changes_what_a_classroom_receives(relay: Relay, join: Join) -> None:
@@ -148,7 +149,9 @@ async def test_a_stalled_receiver_does_not_grow_memory(relay: Relay, join: Join)
     assert track is not None
 
     # The relay's socket towards room-a blocks, as a full send buffer would.
-    transport = relay._lessons[LESSON].participants["room-a"].pc.getTransceivers()[0].sender.transport
+    transport = (
+        relay._lessons[LESSON].participants["room-a"].pc.getTransceivers()[0].sender.transport
+    )
     unblock = asyncio.Event()
     send_rtp = transport._send_rtp
 
@@ -213,5 +216,5 @@ async def test_an_offer_with_the_wrong_slots_is_refused(
 
 
 async def test_a_broken_offer_is_refused_with_a_message(relay: Relay) -> None:
-    with pytest.raises(MediaError, match="not a valid SDP|needs"):
+    with pytest.raises(MediaError, match=r"not a valid SDP|needs"):
         await relay.negotiate(LESSON, "someone", Role.CLASSROOM, "v=0\r\nthis is not sdp")

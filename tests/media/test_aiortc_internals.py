@@ -1,0 +1,89 @@
+"""Canaries: what media/aiortc_internals.py (and the packet mode the relay rests on)
+assume of aiortc 1.16 and aioice. If one fails after an upgrade, read that module's
+docstring before changing anything else."""
+
+from __future__ import annotations
+
+import fractions
+import inspect
+
+import aioice.ice
+import aiortc.rtcrtpreceiver
+import av
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
+
+from media.aiortc_internals import gather_on, hook_sender_rtcp, sender_octets, sender_rtt_s
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def test_senders_pack_packets_without_encoding_them() -> None:
+    source = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert ".pack(data)" in source, "aiortc no longer packs pre-encoded av.Packets"
+    packet = av.Packet(b"\x10\x02\x00\x9d\x01\x2a" + b"\x00" * 2000)
+    packet.pts = 90000
+    packet.time_base = fractions.Fraction(1, 90000)
+    payloads, timestamp = Vp8Encoder().pack(packet)
+    assert timestamp == 90000 and len(payloads) == 2
+    audio = av.Packet(b"\xf8" * 60)
+    audio.pts = 960
+    audio.time_base = fractions.Fraction(1, 48000)
+    assert OpusEncoder().pack(audio) == ([b"\xf8" * 60], 960)
+
+
+def test_keyframe_requests_only_set_a_flag_in_packet_mode() -> None:
+    # If aiortc starts forwarding PLI/FIR to track sources itself, the relay's
+    # interception may double the keyframes: revisit hook_sender_rtcp.
+    source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "self._send_keyframe()" in source
+    assert "__force_keyframe = True" in inspect.getsource(RTCRtpSender._send_keyframe)
+
+
+def test_rtcp_is_routed_through_the_senders_handle_rtcp_packet() -> None:
+    source = inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
+    assert "recipient._handle_rtcp_packet(packet)" in source
+
+
+async def test_the_hook_sees_pli_and_remb_and_aiortc_still_handles_them() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    requests: list[int] = []
+    feedback = hook_sender_rtcp(sender, lambda: requests.append(1))
+    await sender._handle_rtcp_packet(
+        RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
+    )
+    remb = RtcpPsfbPacket(fmt=15, ssrc=7, media_ssrc=0, fci=pack_remb_fci(640_000, [sender._ssrc]))
+    await sender._handle_rtcp_packet(remb)
+    assert requests == [1]
+    assert feedback.remb_bps == 640_000 and feedback.remb_reporter == 7
+    assert sender._RTCRtpSender__force_keyframe  # type: ignore[attr-defined]  # aiortc ran too
+    assert sender_rtt_s(sender) is None
+    assert sender_octets(sender) == 0
+    await pc.close()
+
+
+def test_aioice_gathers_host_addresses_through_one_function() -> None:
+    assert list(inspect.signature(aioice.ice.get_host_addresses).parameters) == [
+        "use_ipv4",
+        "use_ipv6",
+    ]
+    assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
+
+
+async def test_gathering_stays_on_the_chosen_addresses() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio", direction="recvonly")
+    with gather_on(("127.0.0.1",)):
+        await pc.setLocalDescription(await pc.createOffer())
+    candidates = [line for line in pc.localDescription.sdp.splitlines() if "a=candidate" in line]
+    assert candidates and all(line.split(" ")[4] == "127.0.0.1" for line in candidates)
+    await pc.close()
+
+
+def test_receivers_look_their_decoder_up_by_module_name() -> None:
+    assert "get_decoder(codec)" in inspect.getsource(aiortc.rtcrtpreceiver.decoder_worker)

@@ -1,0 +1,181 @@
+"""The relay's pure parts, with a hand-advanced clock and no network."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import itertools
+from dataclasses import dataclass
+
+import av
+import pytest
+
+from classroom.roles import Role
+from media.candidates import announce
+from media.encoders import VideoLayerSpec
+from media.fanout import PacketQueue, Push, SubscriberTrack
+from media.gateway import MediaError
+from media.keyframes import KeyframeGate
+from media.ladder import SourceClock
+from media.offer import check_offer
+
+
+@dataclass
+class P:
+    is_keyframe: bool
+    n: int = 0
+
+
+def test_a_storm_of_requests_yields_one_keyframe_per_interval() -> None:
+    gate = KeyframeGate(min_interval_s=1.0)
+    forced_at = []
+    now = 10.0
+    for _ in range(150):  # 15 fps for 10 s, a request before every frame
+        gate.request()
+        if gate.should_force(now):
+            forced_at.append(now)
+            gate.on_keyframe(now)
+        now += 1 / 15
+    assert len(forced_at) == 10
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(forced_at))
+
+
+def test_a_natural_keyframe_answers_pending_requests() -> None:
+    gate = KeyframeGate(min_interval_s=1.0)
+    assert not gate.should_force(0.0)
+    gate.request()
+    gate.on_keyframe(0.5)  # the encoder's first frame, say
+    assert not gate.pending
+    gate.request()
+    assert not gate.should_force(1.2)
+    assert gate.should_force(1.5)
+
+
+def test_a_full_video_queue_skips_to_the_next_keyframe() -> None:
+    queue: PacketQueue[P] = PacketQueue(capacity=3, needs_keyframes=True)
+    assert queue.push(P(False)) is Push.SKIPPED  # a new subscriber waits for a keyframe
+    assert queue.push(P(True, 1)) is Push.QUEUED
+    assert queue.push(P(False, 2)) is Push.QUEUED
+    assert queue.push(P(False, 3)) is Push.QUEUED
+    assert queue.push(P(False, 4)) is Push.OVERFLOWED
+    assert len(queue) == 0 and queue.waiting_for_keyframe
+    for _ in range(1000):  # a stalled receiver: memory stays flat
+        queue.push(P(False))
+    assert len(queue) == 0
+    assert queue.push(P(True, 5)) is Push.QUEUED
+    popped = queue.pop()
+    assert popped is not None and popped.n == 5
+
+
+def test_a_full_audio_queue_drops_the_oldest() -> None:
+    queue: PacketQueue[P] = PacketQueue(capacity=3, needs_keyframes=False)
+    for n in range(10):
+        queue.push(P(True, n))
+    assert [queue.pop().n for _ in range(3)] == [7, 8, 9]  # type: ignore[union-attr]
+    assert queue.dropped == 7
+
+
+class FakeLayer:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.subscribers: set[SubscriberTrack] = set()
+        self.requests = 0
+
+    def subscribe(self, track: SubscriberTrack) -> None:
+        self.subscribers.add(track)
+
+    def unsubscribe(self, track: SubscriberTrack) -> None:
+        self.subscribers.discard(track)
+
+    def request_keyframe(self) -> None:
+        self.requests += 1
+
+
+def packet(pts: int, key: bool) -> av.Packet:
+    p = av.Packet(b"x" * 10)
+    p.pts = pts
+    p.time_base = fractions.Fraction(1, 90000)
+    p.is_keyframe = key
+    return p
+
+
+async def test_a_layer_switch_is_made_before_it_is_broken() -> None:
+    track = SubscriberTrack("video", queue_capacity=10)
+    high, low = FakeLayer("high"), FakeLayer("low")
+    track.follow(high)
+    assert high.requests == 1
+    track.deliver(high, packet(0, True))
+    track.deliver(high, packet(6000, False))
+    track.follow(low)
+    assert low.requests == 1 and track.layer_name == "high"
+    track.deliver(low, packet(12000, False))  # no keyframe yet: high keeps flowing
+    track.deliver(high, packet(12000, False))
+    track.deliver(low, packet(12000, True))  # same frame as high's, now a keyframe
+    assert track.layer_name == "low" and not high.subscribers
+    track.deliver(high, packet(18000, False))  # stale: ignored
+    out = [await asyncio.wait_for(track.recv(), 1) for _ in range(4)]
+    assert [p.pts for p in out] == [0, 6000, 12000, 12001]  # timestamps keep increasing
+    assert out[3].is_keyframe
+    track.stop()
+
+
+def test_layers_never_upscale_and_keep_the_aspect() -> None:
+    high = VideoLayerSpec("high", 1280, 720, 1_200_000)
+    assert high.fit(640, 360) == (640, 360)
+    assert high.fit(1920, 1080) == (1280, 720)
+    assert high.fit(640, 480) == (640, 480)
+    assert VideoLayerSpec("low", 320, 180, 150_000).fit(1280, 720) == (320, 180)
+    assert high.bitrate_for(1280, 720) == 1_200_000
+    assert high.bitrate_for(640, 360) == 600_000
+
+
+def test_the_source_clock_unwraps_rtp_timestamps() -> None:
+    clock = SourceClock(90000, clock=lambda: 100.0)
+    first = clock(2**32 - 3000)
+    assert first == 9_000_000
+    assert clock(3000) == first + 6000  # across the 32-bit wrap
+    assert clock(0) == first + 3000  # a late (reordered) frame stays before
+
+
+def test_announce_rewrites_host_candidates_only() -> None:
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            "c=IN IP4 10.0.0.5",
+            "a=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host",
+            "a=candidate:2 1 udp 1694498815 198.51.100.7 40000 typ srflx raddr 10.0.0.5 rport 40000",
+        ]
+    )
+    out = announce(sdp, "203.0.113.9").split("\r\n")
+    assert out[1] == "c=IN IP4 203.0.113.9"
+    assert out[2] == "a=candidate:1 1 udp 2130706431 203.0.113.9 40000 typ host"
+    assert out[3].split(" ")[4] == "198.51.100.7"
+
+
+@pytest.mark.parametrize(
+    ("sdp", "message"),
+    [
+        ("", "needs 5 media sections"),
+        ("v=0\r\nm=video nonsense\r\n", "not a valid SDP"),
+    ],
+)
+def test_unusable_offers_are_refused_with_a_readable_message(sdp: str, message: str) -> None:
+    with pytest.raises(MediaError, match=message):
+        check_offer(sdp, Role.OBSERVER)
+
+
+async def test_an_offer_with_kinds_in_the_wrong_order_is_refused() -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from media.aiortc_internals import gather_on
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    for kind in ("audio", "video", "video", "video", "audio"):  # camera and mic swapped
+        pc.addTransceiver(kind, direction="recvonly")
+    with gather_on(("127.0.0.1",)):
+        await pc.setLocalDescription(await pc.createOffer())
+    try:
+        with pytest.raises(MediaError, match=r"section 1 \(teacher_camera\) must be video"):
+            check_offer(pc.localDescription.sdp, Role.OBSERVER)
+    finally:
+        await pc.close()
