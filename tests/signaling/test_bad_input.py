@@ -108,7 +108,7 @@ async def test_message_before_join_is_refused_and_join_still_works(srv: Running)
 
 
 def _forge(
-    claims: dict[str, Any], key: str = "not-the-server-secret-000", alg: str = "HS256"
+    claims: dict[str, Any], key: str = "not-the-server-secret-0000000000000", alg: str = "HS256"
 ) -> str:
     return jwt.encode(claims, key, algorithm=alg)
 
