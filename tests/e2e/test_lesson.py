@@ -31,6 +31,12 @@ def test_teacher_reaches_two_classrooms(server, open_page):
         video = wait_flowing(room, "teacher_camera")
         assert video["frameWidth"] > 0
         wait_flowing(room, "teacher_audio")
+    # Slides: the teacher shares the screen; the classrooms show it large.
+    teacher.click("[data-testid=share-screen]")
+    for room in rooms:
+        slides = wait_flowing(room, "slides")
+        assert slides["frameWidth"] > 0
+        room.wait_for_selector("[data-testid=lesson]:not(.no-slides)", timeout=10_000)
     # The teacher sees both classrooms online.
     teacher.wait_for_function(
         "() => document.querySelectorAll('[data-testid=classroom-row][data-online=true]').length === 2"
@@ -38,3 +44,146 @@ def test_teacher_reaches_two_classrooms(server, open_page):
     time.sleep(1)
     screenshot(teacher, "teacher")
     screenshot(rooms[0], "classroom")
+
+
+def test_hand_floor_and_stage(server, open_page):
+    lesson = server.create_lesson("语文 朗读课", ["石桥小学", "河口小学"])
+    teacher = open_page(server.url(lesson["teacher"]["url"]), "teacher")
+    asking = open_page(server.url(lesson["classrooms"][0]["url"]), "asking")
+    other = open_page(server.url(lesson["classrooms"][1]["url"]), "other")
+    for page in (teacher, asking, other):
+        wait_connected(page)
+
+    # A classroom raises a hand for a named student.
+    asking.click("[data-testid=raise-hand]")
+    asking.fill("[data-testid=student-name]", "王小明")
+    asking.click("[data-testid=raise-confirm]")
+    asking.wait_for_selector("[data-testid=hand-status][data-student=王小明]")
+    assert asking.is_hidden("[data-testid=raise-hand]")
+
+    # The teacher sees it, with the student's name and a waiting time.
+    hand = teacher.wait_for_selector("[data-testid=hand][data-student=王小明]")
+    assert "石桥小学" in hand.inner_text()
+    teacher.wait_for_function(
+        "() => /[1-9]s/.test(document.querySelector('[data-testid=hand-wait]').textContent)"
+    )
+    screenshot(teacher, "teacher-hand-raised")
+
+    # The teacher gives the floor: the teacher and the other classroom see and hear it.
+    hand.query_selector("[data-testid=grant]").click()
+    teacher.wait_for_selector("[data-testid=stage-now]:not([hidden])")
+    assert teacher.is_hidden("[data-testid=hand]")
+    asking.wait_for_selector("[data-testid=on-stage]:not([hidden])")
+    other.wait_for_selector("[data-testid=lesson]:not(.no-stage)")
+    assert "王小明" in other.inner_text("[data-testid=stage-label]")
+    stage = wait_flowing(teacher, "stage_video")
+    assert stage["frameWidth"] > 0
+    wait_flowing(teacher, "stage_audio")
+    stage = wait_flowing(other, "stage_video")
+    assert stage["frameWidth"] > 0
+    wait_flowing(other, "stage_audio")
+    time.sleep(1)
+    screenshot(teacher, "teacher-stage")
+    screenshot(other, "classroom-stage")
+
+    # Revoke: the stage closes and its pictures stop.
+    teacher.click("[data-testid=revoke]")
+    other.wait_for_selector("[data-testid=lesson].no-stage")
+    teacher.wait_for_selector("[data-testid=stage-now][hidden]", state="attached")
+    assert asking.is_hidden("[data-testid=on-stage]")
+    time.sleep(2)
+    before = frames_decoded(other, "stage_video")
+    time.sleep(2)
+    assert frames_decoded(other, "stage_video") == before
+
+
+def test_reloaded_classroom_keeps_its_hand(server, open_page):
+    lesson = server.create_lesson("科学 植物的生长", ["石桥小学"])
+    teacher = open_page(server.url(lesson["teacher"]["url"]), "teacher")
+    room = open_page(server.url(lesson["classrooms"][0]["url"]), "classroom")
+    wait_connected(teacher)
+    wait_connected(room)
+    room.click("[data-testid=raise-hand]")
+    room.fill("[data-testid=student-name]", "李华")
+    room.click("[data-testid=raise-confirm]")
+    teacher.wait_for_selector("[data-testid=hand][data-student=李华]")
+
+    # A reload (a projector PC's browser restarted, say) rejoins with the hand up.
+    room.reload()
+    wait_connected(room)
+    room.wait_for_selector("[data-testid=hand-status][data-student=李华]")
+    assert room.is_hidden("[data-testid=raise-hand]")
+    wait_flowing(room, "teacher_camera")
+    assert teacher.locator("[data-testid=hand]").count() == 1
+
+    # A network drop: the page reconnects by itself, hand still up.
+    room.evaluate("() => window.__classroom.drop()")
+    room.wait_for_function(
+        "() => document.querySelector('[data-testid=connection]').dataset.signal !== 'open'",
+        timeout=5_000,
+    )
+    wait_connected(room, timeout_s=20)
+    room.wait_for_selector("[data-testid=hand-status][data-student=李华]")
+    teacher.wait_for_selector("[data-testid=classroom-row][data-online=true]")
+
+    # The teacher ends the lesson: the classroom says so in words.
+    teacher.click("[data-testid=end-lesson]")
+    room.wait_for_selector("[data-testid=lesson-ended]")
+    teacher.wait_for_selector("[data-testid=lesson-ended]")
+    screenshot(room, "classroom-lesson-ended")
+
+
+def test_observer_watches(server, open_page):
+    lesson = server.create_lesson("观摩课", ["石桥小学"])
+    teacher = open_page(server.url(lesson["teacher"]["url"]), "teacher")
+    wait_connected(teacher)
+    observer = open_page(server.url(lesson["observer"]["url"]), "observer")
+    wait_connected(observer)
+    video = wait_flowing(observer, "teacher_camera")
+    assert video["frameWidth"] > 0
+    wait_flowing(observer, "teacher_audio")
+    assert observer.locator("[data-testid=raise-hand]").count() == 0
+    time.sleep(1)
+    screenshot(observer, "observer")
+
+
+def test_wrong_code_is_explained(server, open_page):
+    lesson = server.create_lesson("数学", ["石桥小学"])
+    codes = {room["code"] for room in lesson["classrooms"]}
+    wrong = next(c for c in ("123456", "654321", "111111") if c not in codes)
+    page = open_page(server.base + "/join", "join")
+    page.fill("[data-testid=join-code]", "12")
+    page.click("[data-testid=join-submit]")
+    page.wait_for_selector("[data-testid=join-error]:has-text('6 位数字')")
+    page.fill("[data-testid=join-code]", wrong)
+    page.click("[data-testid=join-submit]")
+    page.wait_for_selector("[data-testid=join-error]:has-text('代码不正确')")
+    screenshot(page, "join-wrong-code")
+    page.click("[data-testid=lang-toggle]")
+    page.wait_for_selector("[data-testid=join-error]:has-text('Wrong code')")
+    # The right code leads to the classroom page.
+    page.click("[data-testid=lang-toggle]")
+    page.fill("[data-testid=join-code]", lesson["classrooms"][0]["code"])
+    page.click("[data-testid=join-submit]")
+    page.wait_for_url("**/classroom#token=*")
+    wait_connected(page)
+    assert page.inner_text("[data-testid=who]").endswith("石桥小学")
+
+
+def test_home_creates_a_lesson(server, open_page):
+    page = open_page(server.base + "/", "home")
+    page.fill("[data-testid=admin-key]", "not-the-key")
+    page.fill("[data-testid=lesson-title-input]", "五年级数学 分数的加法")
+    page.fill("[data-testid=classroom-names]", "石桥小学 五(1)班\n河口小学 五年级\n")
+    page.click("[data-testid=create-submit]")
+    page.wait_for_selector("[data-testid=create-error]:has-text('管理密钥不正确')")
+    page.fill("[data-testid=admin-key]", server.admin_key)
+    page.click("[data-testid=create-submit]")
+    page.wait_for_selector("[data-testid=created]:not([hidden])")
+    codes = page.locator("[data-testid=classroom-code]").all_inner_texts()
+    assert len(codes) == 2 and all(len(c) == 6 and c.isdigit() for c in codes)
+    assert "/teacher#token=" in page.input_value("[data-testid=teacher-url]")
+    screenshot(page, "home-created")
+    # The admin key is kept in this browser.
+    page.reload()
+    assert page.input_value("[data-testid=admin-key]") == server.admin_key

@@ -5,7 +5,7 @@ import { LessonPage } from "./lesson_page.js";
 import { openCameraAndMicrophone } from "./media.js";
 import { classrooms, nameOf, deliveryLevel } from "./lesson_state.js";
 import { t } from "./i18n.js";
-import { h, byTestId, attachTrack, formatWait, mediaErrorReason } from "./ui.js";
+import { h, byTestId, attachTrack, formatWait, mediaErrorReason, reconcile } from "./ui.js";
 
 /** Latest `link` report per classroom (docs/protocol.md: sent to the teacher). */
 const links = new Map();
@@ -150,29 +150,39 @@ function renderHands(p) {
   const count = byTestId("hand-count");
   count.hidden = hands.length === 0;
   count.textContent = String(hands.length);
-  if (hands.length === 0) {
-    list.replaceChildren(h("div", { class: "empty" }, t("t.no_hands")));
-    return;
-  }
   const now = lessonNow();
-  list.replaceChildren(
-    ...hands.map((hand) =>
-      h(
+  const items = hands.length ? hands : [null];
+  reconcile(
+    list,
+    items,
+    (hand) => (hand ? `hand-${hand.classroom_id}` : "empty"),
+    (hand) => {
+      if (!hand) return h("div", { class: "empty" });
+      const id = hand.classroom_id;
+      return h(
         "div",
-        { class: "hand", dataset: { testid: "hand", classroomId: hand.classroom_id, student: hand.student } },
-        h(
-          "div",
-          { class: "who" },
-          h("div", { class: "student" }, hand.student),
-          h("span", { class: "where" }, nameOf(p.view, hand.classroom_id)),
+        { class: "hand", dataset: { testid: "hand", classroomId: id } },
+        h("div", { class: "who" },
+          h("div", { class: "student" }),
+          h("span", { class: "where" }),
           " · ",
-          h("span", { class: "wait", dataset: { testid: "hand-wait" } },
-            t("t.waiting", { t: formatWait(clock.known ? now - hand.raised_at : 0) })),
-        ),
-        h("button", { class: "good", dataset: { testid: "grant" }, onclick: () => p.conn.grantFloor(hand.classroom_id) }, t("t.grant")),
-        h("button", { class: "secondary", dataset: { testid: "dismiss" }, onclick: () => p.conn.dismissHand(hand.classroom_id) }, t("t.dismiss")),
-      ),
-    ),
+          h("span", { class: "wait", dataset: { testid: "hand-wait" } })),
+        h("button", { class: "good", dataset: { testid: "grant" }, onclick: () => p.conn.grantFloor(id) }),
+        h("button", { class: "secondary", dataset: { testid: "dismiss" }, onclick: () => p.conn.dismissHand(id) }),
+      );
+    },
+    (el, hand) => {
+      if (!hand) {
+        el.textContent = t("t.no_hands");
+        return;
+      }
+      el.dataset.student = hand.student;
+      el.querySelector(".student").textContent = hand.student;
+      el.querySelector(".where").textContent = nameOf(p.view, hand.classroom_id);
+      el.querySelector(".wait").textContent = t("t.waiting", { t: formatWait(clock.known ? now - hand.raised_at : 0) });
+      el.querySelector("[data-testid=grant]").textContent = t("t.grant");
+      el.querySelector("[data-testid=dismiss]").textContent = t("t.dismiss");
+    },
   );
 }
 
@@ -180,31 +190,52 @@ function renderClassrooms(p) {
   if (!p.view) return;
   const body = byTestId("classrooms").querySelector("tbody");
   const rooms = classrooms(p.view);
-  if (rooms.length === 0) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: "7", class: "empty" }, t("t.no_classrooms"))));
-    return;
-  }
-  body.replaceChildren(
-    ...rooms.map((room) => {
+  const items = rooms.length ? rooms : [null];
+  reconcile(
+    body,
+    items,
+    (room) => (room ? `room-${room.id}` : "empty"),
+    (room) => {
+      if (!room) return h("tr", {}, h("td", { colspan: "7", class: "empty" }));
+      const id = room.id;
+      return h(
+        "tr",
+        { dataset: { testid: "classroom-row", id } },
+        h("td", { class: "name" }),
+        h("td", {}, h("span", { class: "online-dot" })),
+        h("td", {}, h("span", { class: "deliv" })),
+        h("td", { class: "mono kbps" }),
+        h("td", { class: "mono loss" }),
+        h("td", { class: "mono rtt" }),
+        h("td", {}, h("button", { class: "secondary", dataset: { testid: "call-on" }, onclick: () => p.conn.grantFloor(id) })),
+      );
+    },
+    (el, room) => {
+      if (!room) {
+        el.querySelector("td").textContent = t("t.no_classrooms");
+        return;
+      }
       const link = links.get(room.id);
       const layers = (link && link.layers) || p.view.delivery[room.id];
       const level = room.online ? deliveryLevel(layers) : "unknown";
-      const onStage = p.view.stage && p.view.stage.classroom_id === room.id;
+      const onStage = !!(p.view.stage && p.view.stage.classroom_id === room.id);
       const fresh = room.online && link;
-      return h(
-        "tr",
-        { dataset: { testid: "classroom-row", id: room.id, online: String(room.online), level } },
-        h("td", {}, room.name),
-        h("td", {}, h("span", { class: `online-dot${room.online ? " on" : ""}` }, t(room.online ? "state.online" : "state.offline"))),
-        h("td", {}, h("span", { class: "deliv", dataset: { level } }, t(`delivery.${level}`))),
-        h("td", { class: "mono" }, fresh ? String(Math.round(link.sent_kbps)) : "—"),
-        h("td", { class: "mono" }, fresh ? `${(link.loss * 100).toFixed(1)}%` : "—"),
-        h("td", { class: "mono" }, fresh && typeof link.rtt_ms === "number" ? `${Math.round(link.rtt_ms)} ms` : "—"),
-        h("td", {}, room.online && !onStage
-          ? h("button", { class: "secondary", dataset: { testid: "call-on" }, onclick: () => p.conn.grantFloor(room.id) }, t("t.call_on"))
-          : null),
-      );
-    }),
+      el.dataset.online = String(room.online);
+      el.dataset.level = level;
+      el.querySelector(".name").textContent = room.name;
+      const dot = el.querySelector(".online-dot");
+      dot.classList.toggle("on", room.online);
+      dot.textContent = t(room.online ? "state.online" : "state.offline");
+      const deliv = /** @type {HTMLElement} */ (el.querySelector(".deliv"));
+      deliv.dataset.level = level;
+      deliv.textContent = t(`delivery.${level}`);
+      el.querySelector(".kbps").textContent = fresh ? String(Math.round(link.sent_kbps)) : "—";
+      el.querySelector(".loss").textContent = fresh ? `${(link.loss * 100).toFixed(1)}%` : "—";
+      el.querySelector(".rtt").textContent = fresh && typeof link.rtt_ms === "number" ? `${Math.round(link.rtt_ms)} ms` : "—";
+      const button = /** @type {HTMLElement} */ (el.querySelector("[data-testid=call-on]"));
+      button.hidden = !room.online || onStage;
+      button.textContent = t("t.call_on");
+    },
   );
 }
 

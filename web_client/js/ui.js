@@ -24,6 +24,42 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * Keep `container`'s children in step with `items`, one element per key, reusing the
+ * elements that stay: a list refreshed every second must not swap a button out from
+ * under the teacher's mouse between press and release.
+ * @template T
+ * @param {HTMLElement} container
+ * @param {T[]} items
+ * @param {(item: T) => string} keyOf
+ * @param {(item: T) => HTMLElement} create
+ * @param {(el: HTMLElement, item: T) => void} update
+ */
+export function reconcile(container, items, keyOf, create, update) {
+  /** @type {Map<string, HTMLElement>} */
+  const existing = new Map();
+  for (const child of Array.from(container.children)) {
+    const key = /** @type {HTMLElement} */ (child).dataset.key;
+    if (key) existing.set(key, /** @type {HTMLElement} */ (child));
+    else child.remove();
+  }
+  let previous = null;
+  for (const item of items) {
+    const key = keyOf(item);
+    let el = existing.get(key);
+    existing.delete(key);
+    if (!el) {
+      el = create(item);
+      el.dataset.key = key;
+    }
+    update(el, item);
+    const expected = previous ? previous.nextElementSibling : container.firstElementChild;
+    if (expected !== el) container.insertBefore(el, expected);
+    previous = el;
+  }
+  for (const el of existing.values()) el.remove();
+}
+
 export function $(selector, root = document) {
   return /** @type {HTMLElement} */ (root.querySelector(selector));
 }
