@@ -160,7 +160,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
+def browser_args() -> list[str]:
+    """Chromium's flags; a test may parametrize this name to change them."""
+    return CHROMIUM_ARGS
+
+
+@pytest.fixture
+def browser(tmp_path: Path, browser_args: list[str]) -> Iterator[Any]:
     """One Chromium (persistent context on a fresh folder) for the test's pages."""
     from playwright.sync_api import sync_playwright
 
@@ -169,7 +175,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
             user_data_dir=str(tmp_path / "chromium-profile"),
             executable_path=CHROMIUM,
             headless=True,
-            args=CHROMIUM_ARGS,
+            args=browser_args,
             viewport=VIEWPORT,
             timeout=30_000,
         )

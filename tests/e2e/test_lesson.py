@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import (
+    CHROMIUM_ARGS,
     frames_decoded,
     screenshot,
     wait_connected,
@@ -65,7 +66,7 @@ def test_hand_floor_and_stage(server, open_page):
     hand = teacher.wait_for_selector("[data-testid=hand][data-student=王小明]")
     assert "石桥小学" in hand.inner_text()
     teacher.wait_for_function(
-        "() => /[1-9]s/.test(document.querySelector('[data-testid=hand-wait]').textContent)"
+        "() => /[1-9] 秒/.test(document.querySelector('[data-testid=hand-wait]').textContent)"
     )
     screenshot(teacher, "teacher-hand-raised")
 
@@ -187,3 +188,25 @@ def test_home_creates_a_lesson(server, open_page):
     # The admin key is kept in this browser.
     page.reload()
     assert page.input_value("[data-testid=admin-key]") == server.admin_key
+
+
+AUTOPLAY_BLOCKED = [
+    a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy")
+] + ["--autoplay-policy=document-user-activation-required"]
+
+
+@pytest.mark.parametrize("browser_args", [AUTOPLAY_BLOCKED])
+def test_click_to_start_sound_when_autoplay_is_blocked(server, open_page, browser_args):
+    lesson = server.create_lesson("音乐课", ["石桥小学"])
+    teacher = open_page(server.url(lesson["teacher"]["url"]), "teacher")
+    wait_connected(teacher)
+    room = open_page(server.url(lesson["classrooms"][0]["url"]), "classroom")
+    wait_connected(room)
+    gate = room.wait_for_selector("[data-testid=start-sound]")
+    assert "点击开启声音" in gate.inner_text()
+    screenshot(room, "classroom-start-sound")
+    gate.click()
+    room.wait_for_selector("[data-testid=start-sound]", state="detached")
+    room.wait_for_function(
+        "() => !document.querySelector('[data-testid=teacher-audio]').paused", timeout=5_000
+    )

@@ -90,6 +90,7 @@ const STRINGS = {
     "join.wrong_code": "代码不正确：没有这个课堂代码。请核对后重新输入。",
     "join.bad_format": "请输入 6 位数字。",
     "join.ended": "这节课已经结束，无法进入。",
+    "join.too_many": "输错代码的次数太多，请等一分钟后再试。",
 
     "cls.slides_waiting": "等待老师共享课件…",
     "cls.teacher": "老师",
@@ -133,6 +134,7 @@ const STRINGS = {
     "t.hands": "举手",
     "t.no_hands": "暂无举手",
     "t.waiting": "已等 {t}",
+    "unit.s": "{n} 秒",
     "t.grant": "请发言",
     "t.dismiss": "放下",
     "t.call_on": "点名",
@@ -230,6 +232,7 @@ const STRINGS = {
     "join.wrong_code": "Wrong code: no lesson has this code. Check it and type it again.",
     "join.bad_format": "Please type 6 digits.",
     "join.ended": "This lesson has already ended.",
+    "join.too_many": "Too many wrong codes. Please wait a minute and try again.",
 
     "cls.slides_waiting": "Waiting for the teacher's slides…",
     "cls.teacher": "Teacher",
@@ -273,6 +276,7 @@ const STRINGS = {
     "t.hands": "Raised hands",
     "t.no_hands": "No hands raised",
     "t.waiting": "waiting {t}",
+    "unit.s": "{n} s",
     "t.grant": "Give the floor",
     "t.dismiss": "Dismiss",
     "t.call_on": "Call on",

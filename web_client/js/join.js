@@ -39,8 +39,10 @@ form.addEventListener("submit", async (ev) => {
     const joined = await joinByCode(code);
     location.assign(joined.url);
   } catch (err) {
-    if (err.status === 404 || err.status === 400 || err.status === 422) showError("join.wrong_code");
-    else if (err.status === 410 || err.code === "lesson_ended") showError("join.ended");
+    // docs/protocol.md, HTTP error codes.
+    if (err.code === "unknown_code" || err.status === 404 || err.status === 422) showError("join.wrong_code");
+    else if (err.code === "lesson_ended" || err.status === 409) showError("join.ended");
+    else if (err.code === "too_many_attempts" || err.status === 429) showError("join.too_many");
     else if (err.status === 0) showError("error.network");
     else showError("error.generic", { message: err.message });
     input.select();

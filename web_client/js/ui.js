@@ -71,7 +71,7 @@ export function byTestId(id, root = document) {
 /** "1:05", "12 s": how long someone has waited. */
 export function formatWait(seconds) {
   const s = Math.max(0, Math.floor(seconds));
-  if (s < 60) return `${s}s`;
+  if (s < 60) return t("unit.s", { n: s });
   const m = Math.floor(s / 60);
   return `${m}:${String(s % 60).padStart(2, "0")}`;
 }
@@ -195,7 +195,6 @@ export class SoundGate {
           this.overlay = null;
         },
       },
-      h("span", { class: "sound-gate-icon" }, "🔊"),
       h("span", { class: "sound-gate-title", dataset: { i18n: "sound.start" } }, t("sound.start")),
       h("span", { class: "sound-gate-hint", dataset: { i18n: "sound.hint" } }, t("sound.hint")),
     );

@@ -17,6 +17,14 @@ export function viewerOptions(extraRender) {
       if (tile) tile.dataset.flowing = String(flowing);
       if (slot === "slides") byTestId("lesson").classList.toggle("no-slides", !flowing);
     },
+    // docs/protocol.md: `link` reports reach the participant itself too; they say at
+    // once what the relay sends us, before any delivery_changed event is logged.
+    onLink: (link) => {
+      const page = currentPage;
+      if (!page || !page.view || !page.you || link.participant_id !== page.you.id) return;
+      page.view.delivery[link.participant_id] = { ...(link.layers || {}) };
+      page.render();
+    },
     render: (page) => {
       renderLesson(page);
       if (extraRender) extraRender(page);
