@@ -127,6 +127,22 @@ def test_reloaded_classroom_keeps_its_hand(server, open_page):
     room.wait_for_selector("[data-testid=hand-status][data-student=李华]")
     teacher.wait_for_selector("[data-testid=classroom-row][data-online=true]")
 
+    # The relay falls back to slides and audio for this classroom: the page says so.
+    # (A `link` report as the server sends it, fed to the page's protocol module; the
+    # next real report restores it, so it is read in the same turn.)
+    weak = room.evaluate(
+        """() => {
+            const c = window.__classroom;
+            c.connection._receive({type: "link", participant_id: c.you.id, estimate_kbps: 90,
+                sent_kbps: 80, loss: 0.12, rtt_ms: 380,
+                layers: {teacher_camera: "off", teacher_audio: "high", slides: "low",
+                         stage_video: "off", stage_audio: "off"}});
+            const el = document.querySelector('[data-testid=weak-link]');
+            return {hidden: el.hidden, text: el.textContent};
+        }"""
+    )
+    assert not weak["hidden"] and "只接收课件和声音" in weak["text"], weak
+
     # The teacher ends the lesson: the classroom says so in words.
     teacher.click("[data-testid=end-lesson]")
     room.wait_for_selector("[data-testid=lesson-ended]")
@@ -210,3 +226,54 @@ def test_click_to_start_sound_when_autoplay_is_blocked(server, open_page, browse
     room.wait_for_function(
         "() => !document.querySelector('[data-testid=teacher-audio]').paused", timeout=5_000
     )
+
+
+WITHOUT_DEVICES = [a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"]
+
+
+@pytest.mark.parametrize("browser_args", [WITHOUT_DEVICES])
+def test_camera_refused_is_explained(server, open_page, browser_args):
+    lesson = server.create_lesson("数学", ["石桥小学"])
+    teacher = open_page(server.url(lesson["teacher"]["url"]), "teacher")
+    banner = teacher.wait_for_selector("[data-testid=error]:has-text('摄像头')")
+    assert "重试" in banner.inner_text()
+    # The lesson still runs: the page joined and negotiated without a camera.
+    wait_connected(teacher)
+    screenshot(teacher, "teacher-camera-refused")
+
+
+def test_client_modules(server, open_page):
+    """The pure parts of the client, run in the browser: the lesson fold, delivery
+    levels, and that both languages name every string."""
+    page = open_page(server.base + "/join", "modules")
+    result = page.evaluate(
+        """async () => {
+            const s = await import('/static/js/lesson_state.js');
+            const i18n = await import('/static/js/i18n.js');
+            const view = s.fromWelcome({id: 'l', title: 'T', state: 'live', seq: 3, origin: 0,
+                participants: [{id: 'classroom-1', role: 'classroom', name: 'A', online: true}],
+                hands: [], stage: null, delivery: {}});
+            s.apply(view, {kind: 'hand_raised', seq: 4, at: 5, classroom_id: 'classroom-1', student: 'Li'});
+            const raised = view.hands.length;
+            s.apply(view, {kind: 'floor_granted', seq: 5, at: 6, classroom_id: 'classroom-1', student: 'Li'});
+            const afterGrant = {hands: view.hands.length, stage: view.stage && view.stage.student};
+            s.apply(view, {kind: 'participant_left', seq: 6, at: 7, participant_id: 'classroom-1'});
+            s.apply(view, {kind: 'floor_revoked', seq: 7, at: 7, classroom_id: 'classroom-1', reason: 'left'});
+            const levels = [
+                s.deliveryLevel({teacher_camera: 'high', slides: 'high'}),
+                s.deliveryLevel({teacher_camera: 'low', slides: 'high'}),
+                s.deliveryLevel({teacher_camera: 'off', slides: 'mid'}),
+                s.deliveryLevel({teacher_camera: 'off', slides: 'off', teacher_audio: 'high'}),
+                s.deliveryLevel({}),
+            ];
+            const zh = i18n.keysOf('zh-CN'), en = i18n.keysOf('en');
+            return {raised, afterGrant, online: view.participants[0].online, stage: view.stage,
+                    seq: view.seq, levels,
+                    onlyZh: zh.filter(k => !en.includes(k)), onlyEn: en.filter(k => !zh.includes(k))};
+        }"""
+    )
+    assert result["raised"] == 1
+    assert result["afterGrant"] == {"hands": 0, "stage": "Li"}
+    assert result["online"] is False and result["stage"] is None and result["seq"] == 7
+    assert result["levels"] == ["full", "low", "slides_audio", "audio_only", "unknown"]
+    assert result["onlyZh"] == [] and result["onlyEn"] == []

@@ -112,6 +112,7 @@ const STRINGS = {
     "obs.label": "观课模式：只看不说",
 
     "t.preview": "我的摄像头",
+    "t.camera_off": "摄像头未打开",
     "t.screen": "课件（屏幕共享）",
     "t.share": "共享课件",
     "t.stop_share": "停止共享",
@@ -254,6 +255,7 @@ const STRINGS = {
     "obs.label": "Observer: watch only",
 
     "t.preview": "My camera",
+    "t.camera_off": "Camera is off",
     "t.screen": "Slides (screen share)",
     "t.share": "Share slides",
     "t.stop_share": "Stop sharing",
@@ -333,6 +335,11 @@ export function t(key, params) {
     text = text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
   }
   return text;
+}
+
+/** The keys of a language's table (tests check that both languages have the same). */
+export function keysOf(language) {
+  return Object.keys(STRINGS[language] || {});
 }
 
 export function has(key) {

@@ -221,6 +221,16 @@ export function attachStandardTrack(page, slot, track) {
   const el = /** @type {HTMLMediaElement|null} */ (byTestId(map[slot] || ""));
   if (!el) return;
   attachTrack(el, track);
-  if (el.tagName === "AUDIO") page.sound.add(el);
-  else el.play().catch(() => {});
+  if (el.tagName === "AUDIO") {
+    page.sound.add(el);
+    return;
+  }
+  el.play().catch(() => {});
+  // The first picture hides the placeholder at once; FlowWatch notices when it stops.
+  const tile = /** @type {HTMLElement|null} */ (el.closest(".tile"));
+  const shown = () => {
+    if (tile && el.videoWidth > 0) tile.dataset.flowing = "true";
+  };
+  el.onresize = shown;
+  el.onplaying = shown;
 }

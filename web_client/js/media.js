@@ -187,7 +187,8 @@ export class FlowWatch {
       const counter = s.kind === "video" ? s.framesDecoded || 0 : s.bytesReceived || 0;
       const previous = this.last.get(slot);
       this.last.set(slot, counter);
-      const flowing = previous !== undefined && counter > previous;
+      if (previous === undefined) continue; // one sample says nothing about motion
+      const flowing = counter > previous;
       if (this.flowing.get(slot) !== flowing) {
         this.flowing.set(slot, flowing);
         this.onChange(slot, flowing, s);

@@ -74,6 +74,7 @@ async function startCamera() {
   if (video) {
     await page.media.setTrack("camera", video);
     attachTrack(/** @type {HTMLVideoElement} */ (byTestId("preview-video")), video);
+    byTestId("preview-tile").dataset.flowing = "true";
   }
   if (audio) await page.media.setTrack("microphone", audio);
   if (error) {
