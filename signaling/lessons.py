@@ -85,7 +85,7 @@ class Lessons:
         self._live: dict[str, Lesson] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._codes: dict[str, tuple[str, str]] = {}
-        self._roster: dict[tuple[str, str], Attendee] = {}
+        self._roster: dict[tuple[str, str], list[Attendee]] = {}
         # Set when the server is shutting down: connections it closes are not
         # participants leaving, so no Leave is recorded and the stage survives a restart.
         self.closing = False
@@ -250,7 +250,11 @@ class Lessons:
     async def attach(
         self, lesson_id: str, participant_id: str, attendee: Attendee, since: int | None
     ) -> Unsubscribe:
-        """Make `attendee` the connection of a participant; Join if it was offline.
+        """Make `attendee` a connection of a participant; Join if it was offline.
+
+        A teacher or classroom has one connection: a new one replaces the old. An
+        observer link is shared (an inspector and a parent may watch at once), so
+        its connections add up, and it leaves when the last one closes.
 
         The welcome is queued before the Join's events are published, so the
         client sees its snapshot first and every later event after it.
@@ -258,10 +262,15 @@ class Lessons:
         async with self._lock(lesson_id):
             lesson = await self._require_live(lesson_id)
             key = (lesson_id, participant_id)
-            previous = self._roster.get(key)
-            self._roster[key] = attendee
-            if previous is not None and previous is not attendee:
-                previous.replace()
+            shared = lesson.participants[participant_id].role is Role.OBSERVER
+            previous = self._roster.get(key, [])
+            if shared:
+                self._roster[key] = [*previous, attendee]
+            else:
+                self._roster[key] = [attendee]
+                for old in previous:
+                    if old is not attendee:
+                        old.replace()
             unsubscribe = self._bus.subscribe(lesson_id, attendee.deliver)
             backlog = lesson.events_since(since) if since is not None else []
             attendee.welcome(lesson.snapshot(), backlog)
@@ -275,11 +284,16 @@ class Lessons:
             return unsubscribe
 
     async def detach(self, lesson_id: str, participant_id: str, attendee: Attendee) -> None:
-        """The connection closed. If it was the participant's current one, Leave."""
+        """A connection closed. If it was the participant's last one, Leave."""
         async with self._lock(lesson_id):
             key = (lesson_id, participant_id)
-            if self._roster.get(key) is not attendee:
+            current = self._roster.get(key, [])
+            if attendee not in current:
                 return  # replaced by a newer connection: the participant is still here
+            rest = [a for a in current if a is not attendee]
+            if rest:
+                self._roster[key] = rest
+                return
             del self._roster[key]
             lesson = self._live.get(lesson_id)
             if self.closing or lesson is None:

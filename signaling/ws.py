@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from classroom import commands as c
 from classroom.errors import DomainError
 from classroom.events import Event
+from classroom.roles import Role
 from media.gateway import MediaError, MediaGateway
 from signaling import protocol as p
 from signaling.bus import Envelope, Unsubscribe
@@ -102,6 +104,11 @@ class Services:
     now: Callable[[], float]
 
 
+# Observer connections share one participant (the observer link) but each has its
+# own peer connection on the relay, named apart by a number.
+_viewer_numbers = itertools.count(1)
+
+
 class Connection:
     def __init__(self, transport: Transport, services: Services) -> None:
         self._t = transport
@@ -111,6 +118,7 @@ class Connection:
         self._drop_reason: str | None = None
         self._flush_then_close = False
         self._claims: Claims | None = None
+        self._media_id: str | None = None
         self._unsubscribe: Unsubscribe | None = None
         self._tokens = RATE_BURST
         self._last_refill = services.now()
@@ -145,6 +153,11 @@ class Connection:
                     self._claims.lesson_id, self._claims.participant_id, self
                 )
                 await asyncio.shield(asyncio.ensure_future(detach))
+                if self._media_id != self._claims.participant_id and self._media_id:
+                    # An observer's peer connection is its connection's own: the
+                    # participant's Leave (on the last one) cannot name it.
+                    with contextlib.suppress(Exception):
+                        await self._s.media.disconnect(self._claims.lesson_id, self._media_id)
             metrics.ws_connections.dec()
 
     async def _last_words(self, reason: str) -> None:
@@ -286,6 +299,9 @@ class Connection:
             self._refuse("bad_token", "this link is not valid for this lesson")
             return False
         self._claims = claims
+        self._media_id = claims.participant_id
+        if claims.role is Role.OBSERVER:
+            self._media_id = f"{claims.participant_id}~{next(_viewer_numbers)}"
         try:
             self._unsubscribe = await lessons.attach(
                 claims.lesson_id, claims.participant_id, self, msg.since
@@ -342,7 +358,7 @@ class Connection:
         try:
             sdp = await asyncio.wait_for(
                 self._s.media.negotiate(
-                    claims.lesson_id, claims.participant_id, claims.role, msg.sdp
+                    claims.lesson_id, self._media_id or claims.participant_id, claims.role, msg.sdp
                 ),
                 self._s.settings.negotiate_timeout_s,
             )

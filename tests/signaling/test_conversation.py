@@ -207,3 +207,32 @@ async def test_link_reports_reach_teacher_and_become_delivery_events(srv: Runnin
         await teacher.quiet()
         await vb.quiet()
         assert (await snapshot(srv, lid))["delivery"] == {a["id"]: layers}
+
+
+async def test_an_observer_link_serves_several_viewers_at_once(srv: Running) -> None:
+    """An inspector and a parent watch with the same link: nobody is replaced, each
+    gets a peer connection of its own, and the observer leaves with the last one."""
+    lesson = await create_lesson(srv)
+    link = lesson["observer"]["token"]
+    async with joined(srv, lesson["teacher"]["token"]) as (teacher, _):
+        await teacher.events(2)
+        async with joined(srv, link) as (inspector, _):
+            await teacher.event("participant_joined", role="observer")
+            await inspector.event("participant_joined", role="observer")
+            async with joined(srv, link) as (parent, _):
+                for viewer, ref in ((inspector, "i"), (parent, "p")):
+                    await viewer.send({"type": "offer", "sdp": "v=0\r\n", "ref": ref})
+                    await viewer.expect("answer", sdp=ANSWER_SDP, ref=ref)
+                await inspector.quiet()
+                await teacher.quiet()  # no second join, no replacement
+            media_ids = [c[2] for c in srv.media.calls if c[0] == "negotiate"]
+            assert len(set(media_ids)) == 2
+            assert all(mid.startswith("observer~") for mid in media_ids)
+
+            async def parent_pc_closed() -> bool:
+                return ("disconnect", lesson["id"], media_ids[1]) in srv.media.calls
+
+            await eventually(parent_pc_closed)
+            snap = await snapshot(srv, lesson["id"])
+            assert [p["online"] for p in snap["participants"] if p["role"] == "observer"] == [True]
+        await teacher.event("participant_left", role="observer")
