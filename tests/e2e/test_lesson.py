@@ -45,6 +45,12 @@ def test_teacher_reaches_two_classrooms(server, open_page):
     time.sleep(1)
     screenshot(teacher, "teacher")
     screenshot(rooms[0], "classroom")
+    # A 1080p projector, and the English page one click away (remembered).
+    rooms[1].set_viewport_size({"width": 1920, "height": 1080})
+    rooms[1].click("[data-testid=lang-toggle]")
+    rooms[1].wait_for_selector("[data-testid=raise-hand]:has-text('Raise hand')")
+    screenshot(rooms[1], "classroom-1080p-en")
+    assert rooms[1].evaluate("() => localStorage.getItem('classroom.lang')") == "en"
 
 
 def test_hand_floor_and_stage(server, open_page):

@@ -92,7 +92,15 @@ export class LessonPage {
   }
 
   render() {
-    if (this.view && !this.ended) this.options.render(this);
+    if (!this.view) return;
+    this._renderTopbar();
+    if (!this.ended) this.options.render(this);
+  }
+
+  _renderTopbar() {
+    byTestId("lesson-title").textContent = this.view.title;
+    byTestId("who").textContent = `${t(`role.${this.role}`)}${this.you && this.you.name ? " · " + this.you.name : ""}`;
+    document.title = `${this.view.title} · ${t("app.name")}`;
   }
 
   /** Replace the page with a message a person can act on. */
@@ -111,9 +119,7 @@ export class LessonPage {
     this.you = welcome.you;
     this.view = fromWelcome(welcome.lesson, this.view);
     if (Array.isArray(welcome.ice_servers)) this.media.iceServers = welcome.ice_servers;
-    byTestId("lesson-title").textContent = this.view.title;
-    byTestId("who").textContent = `${t(`role.${this.role}`)}${this.you && this.you.name ? " · " + this.you.name : ""}`;
-    document.title = `${this.view.title} · ${t("app.name")}`;
+    this._renderTopbar();
     if (this.view.state === "ended") {
       this._ended();
       return;
