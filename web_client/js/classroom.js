@@ -6,7 +6,7 @@ import { LessonPage } from "./lesson_page.js";
 import { viewerOptions, setCurrentPage } from "./viewer.js";
 import { openCameraAndMicrophone } from "./media.js";
 import { t } from "./i18n.js";
-import { byTestId, attachTrack, mediaErrorReason } from "./ui.js";
+import { byTestId, attachTrack, mediaErrorReason, cameraProblem } from "./ui.js";
 
 // A classroom's uplink is often a few hundred kbit/s: ask the camera for little.
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 15 } };
@@ -86,7 +86,7 @@ async function openDevices() {
   if (audio) await page.media.setTrack("microphone", audio);
   if (error) {
     const text = !video && !audio
-      ? (error.name === "NotFoundError" ? t("camera.missing") : t("camera.refused", { reason: mediaErrorReason(error) }))
+      ? cameraProblem(error)
       : t("camera.partial", { reason: mediaErrorReason(error) });
     page.banner(text, "error", "camera", [{ label: t("camera.retry"), onClick: () => openDevices() }]);
   } else {

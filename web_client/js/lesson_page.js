@@ -43,6 +43,10 @@ export class LessonPage {
     this._mediaTimer = null;
     this._disconnectTimer = null;
 
+    if (typeof RTCPeerConnection === "undefined") {
+      this.fail(t("browser.no_webrtc"));
+      return;
+    }
     this.token = tokenFromLocation();
     if (!this.token) {
       if (options.noToken) options.noToken();

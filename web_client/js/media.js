@@ -43,7 +43,9 @@ const GATHER_TIMEOUT_MS = 5000;
  */
 export async function openCameraAndMicrophone(videoConstraints = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 25 } }) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    return { video: null, audio: null, error: { name: "NotSupportedError" } };
+    // Browsers open cameras only on https:// or localhost pages.
+    const name = window.isSecureContext ? "NotSupportedError" : "InsecureContext";
+    return { video: null, audio: null, error: { name } };
   }
   try {
     const stream = await navigator.mediaDevices.getUserMedia({

@@ -169,6 +169,7 @@ export class LessonConnection {
       });
     };
     ws.onmessage = (msg) => {
+      if (this.ws !== ws) return; // a socket this client already gave up on
       this.lastHeard = Date.now();
       let data;
       try { data = JSON.parse(msg.data); } catch (_) { return; }

@@ -5,7 +5,7 @@ import { LessonPage } from "./lesson_page.js";
 import { openCameraAndMicrophone } from "./media.js";
 import { classrooms, nameOf, deliveryLevel } from "./lesson_state.js";
 import { t } from "./i18n.js";
-import { h, byTestId, attachTrack, formatWait, mediaErrorReason, reconcile } from "./ui.js";
+import { h, byTestId, attachTrack, formatWait, mediaErrorReason, reconcile, cameraProblem } from "./ui.js";
 
 /** Latest `link` report per classroom (docs/protocol.md: sent to the teacher). */
 const links = new Map();
@@ -79,7 +79,7 @@ async function startCamera() {
   if (audio) await page.media.setTrack("microphone", audio);
   if (error) {
     const text = !video && !audio
-      ? (error.name === "NotFoundError" ? t("camera.missing") : t("camera.refused", { reason: mediaErrorReason(error) }))
+      ? cameraProblem(error)
       : t("camera.partial", { reason: mediaErrorReason(error) });
     page.banner(text, "error", "camera", [{ label: t("camera.retry"), onClick: () => startCamera() }]);
   } else {

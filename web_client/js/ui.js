@@ -212,3 +212,11 @@ export function mediaErrorReason(error) {
   if (!error) return "";
   return error.name ? `${error.name}${error.message ? ": " + error.message : ""}` : String(error);
 }
+
+/** What to tell a person whose camera and microphone could not be opened. */
+export function cameraProblem(error) {
+  if (error && error.name === "InsecureContext") return t("camera.insecure");
+  if (error && error.name === "NotFoundError") return t("camera.missing");
+  if (error && error.name === "NotReadableError") return t("camera.busy");
+  return t("camera.refused", { reason: mediaErrorReason(error) });
+}
