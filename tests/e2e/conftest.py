@@ -95,9 +95,62 @@ def _http(method: str, url: str, body: Any = None, token: str | None = None) -> 
 
 @dataclass
 class Server:
-    base: str
-    admin_key: str
-    log: Path
+    """A `classroom serve` process on a port and a data folder of its own."""
+
+    data_dir: Path
+    port: int = 0
+    admin_key: str = ADMIN_KEY
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.port = self.port or _free_port()
+        self.log = self.data_dir / "server.log"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "CLASSROOM_ADMIN_KEY": self.admin_key,
+            "CLASSROOM_DATA_DIR": str(self.data_dir),
+            "CLASSROOM_HOST": "127.0.0.1",
+            "CLASSROOM_PORT": str(self.port),
+            "CLASSROOM_ICE_HOST_ADDRESSES": "127.0.0.1",
+        }
+        command = [sys.executable, "-m", "signaling", "serve"]
+        console = shutil.which("classroom")
+        if console and Path(console).parent == Path(sys.executable).parent:
+            command = [console, "serve"]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if _http("GET", f"{self.base}/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """SIGTERM (a graceful shutdown), then SIGKILL if it lingers; by PID only."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
     def create_lesson(self, title: str, classrooms: list[str]) -> dict[str, Any]:
         status, body = _http(
@@ -113,50 +166,35 @@ class Server:
         return url
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _need_chromium() -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed")
-    port = _free_port()
-    data_dir = tmp_path_factory.mktemp("server-data")
-    log_path = data_dir / "server.log"
-    env = {
-        **os.environ,
-        "CLASSROOM_ADMIN_KEY": ADMIN_KEY,
-        "CLASSROOM_DATA_DIR": str(data_dir),
-        "CLASSROOM_HOST": "127.0.0.1",
-        "CLASSROOM_PORT": str(port),
-        "CLASSROOM_ICE_HOST_ADDRESSES": "127.0.0.1",
-    }
-    command = [sys.executable, "-m", "signaling", "serve"]
-    console = shutil.which("classroom")
-    if console and Path(console).parent == Path(sys.executable).parent:
-        command = [console, "serve"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    base = f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the session's tests; each test makes lessons of its own."""
+    _need_chromium()
+    srv = Server(tmp_path_factory.mktemp("server-data"))
+    srv.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if _http("GET", f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield Server(base, ADMIN_KEY, log_path)
+        yield srv
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        srv.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[Server]:
+    """A server for one test that stops and restarts it."""
+    _need_chromium()
+    data = tmp_path / "server-data"
+    data.mkdir()
+    srv = Server(data)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture

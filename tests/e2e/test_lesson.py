@@ -283,3 +283,28 @@ def test_client_modules(server, open_page):
     assert result["online"] is False and result["stage"] is None and result["seq"] == 7
     assert result["levels"] == ["full", "low", "slides_audio", "audio_only", "unknown"]
     assert result["onlyZh"] == [] and result["onlyEn"] == []
+
+
+def test_pages_come_back_after_a_server_restart(own_server, open_page):
+    lesson = own_server.create_lesson("数学", ["石桥小学"])
+    teacher = open_page(own_server.url(lesson["teacher"]["url"]), "teacher")
+    room = open_page(own_server.url(lesson["classrooms"][0]["url"]), "classroom")
+    wait_connected(teacher)
+    wait_connected(room)
+    room.click("[data-testid=raise-hand]")
+    room.fill("[data-testid=student-name]", "张伟")
+    room.click("[data-testid=raise-confirm]")
+    teacher.wait_for_selector("[data-testid=hand][data-student=张伟]")
+
+    own_server.stop()
+    for page in (teacher, room):
+        page.wait_for_selector("[data-testid=connection][data-state=bad]", timeout=10_000)
+    screenshot(room, "classroom-reconnecting")
+    own_server.start()
+
+    # Both pages come back by themselves (backoff of at most 10 s), media included.
+    wait_connected(teacher, timeout_s=30)
+    wait_connected(room, timeout_s=30)
+    room.wait_for_selector("[data-testid=hand-status][data-student=张伟]")
+    teacher.wait_for_selector("[data-testid=hand][data-student=张伟]")
+    wait_flowing(room, "teacher_camera")
