@@ -84,15 +84,24 @@ class PacketQueue(Generic[T]):
         self.waiting_for_keyframe = self._needs_keyframes
 
 
+class Subscriber(Protocol):
+    """What a layer hands its packets to: a participant's outgoing slot
+    (SubscriberTrack) or the recorder (media.recorder)."""
+
+    def deliver(self, publisher: Publisher, packet: av.Packet[Any]) -> None: ...
+
+    def follow(self, publisher: Publisher | None) -> None: ...
+
+
 class Publisher(Protocol):
     """What a subscriber needs from the layer it receives (media.ladder.Layer)."""
 
     @property
     def name(self) -> str: ...
 
-    def subscribe(self, track: SubscriberTrack) -> None: ...
+    def subscribe(self, track: Subscriber) -> None: ...
 
-    def unsubscribe(self, track: SubscriberTrack) -> None: ...
+    def unsubscribe(self, track: Subscriber) -> None: ...
 
     def request_keyframe(self) -> None: ...
 

@@ -25,7 +25,7 @@ from media.encoders import (
     VideoEncoder,
     VideoLayerSpec,
 )
-from media.fanout import SubscriberTrack
+from media.fanout import Subscriber
 from media.keyframes import KeyframeGate
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class Layer:
         self.kind = kind
         self._gate = gate
         self._clock = clock
-        self._subscribers: set[SubscriberTrack] = set()
+        self._subscribers: set[Subscriber] = set()
         self.frames_encoded = 0
         self.keyframes = 0
         self.closed = False
@@ -94,10 +94,10 @@ class Layer:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self, track: SubscriberTrack) -> None:
+    def subscribe(self, track: Subscriber) -> None:
         self._subscribers.add(track)
 
-    def unsubscribe(self, track: SubscriberTrack) -> None:
+    def unsubscribe(self, track: Subscriber) -> None:
         self._subscribers.discard(track)
 
     def request_keyframe(self) -> None:
