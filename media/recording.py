@@ -139,6 +139,15 @@ class WebmWriter:
         self._container.mux(out)
         self.packets[kind] += 1
 
+    def skip(self, seconds: float) -> None:
+        """Leave `seconds` of source time out of the file (a paused recording): what
+        comes next follows what came before without a gap."""
+        self._origin += seconds
+
+    @property
+    def opened(self) -> bool:
+        return self._container is not None
+
     @property
     def duration_s(self) -> float:
         """Time of the last packet written, on the recording's time line."""

@@ -16,6 +16,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from aiortc import (
     RTCBundlePolicy,
@@ -40,6 +42,7 @@ from media.fanout import SubscriberTrack
 from media.gateway import LinkReport, MediaError
 from media.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
 from media.offer import check_offer
+from media.recorder import Recorder, Sources
 from media.settings import RelaySettings
 from media.slots import Slot
 
@@ -55,6 +58,29 @@ _FROM_TEACHER = {
     Slot.SLIDES: Slot.SCREEN,
 }
 _FROM_STAGE = {Slot.STAGE_VIDEO: Slot.CAMERA, Slot.STAGE_AUDIO: Slot.MICROPHONE}
+
+
+def _recorded_sources(lesson: Lesson) -> Sources:
+    """The top layer of each source the recorder keeps: the latest teacher's camera,
+    microphone and screen, and the stage classroom's camera and microphone."""
+    teachers = [p for p in lesson.participants.values() if p.role is Role.TEACHER]
+    teacher = max(teachers, key=lambda p: p.joined_at) if teachers else None
+    stage = lesson.participants.get(lesson.stage) if lesson.stage else None
+    if stage is not None and stage.role is not Role.CLASSROOM:
+        stage = None
+
+    def top(who: Participant | None, slot: Slot) -> Any:
+        ladder = None if who is None else who.ladders.get(slot)
+        return None if ladder is None else ladder.layers[0]
+
+    return Sources(
+        camera=top(teacher, Slot.CAMERA),
+        audio=top(teacher, Slot.MICROPHONE),
+        slides=top(teacher, Slot.SCREEN),
+        stage_video=top(stage, Slot.CAMERA),
+        stage_audio=top(stage, Slot.MICROPHONE),
+        stage_id=None if stage is None else stage.participant_id,
+    )
 
 
 def _codec_preferences(transceiver: RTCRtpTransceiver, kind: str) -> None:
@@ -88,6 +114,7 @@ class Participant:
 
 @dataclass
 class Lesson:
+    lesson_id: str = ""
     participants: dict[str, Participant] = field(default_factory=dict)
     stage: str | None = None
 
@@ -108,6 +135,7 @@ class Relay:
             max_workers=self._settings.encoder_threads, thread_name_prefix="media-encode"
         )
         self._listeners: set[asyncio.Queue[LinkReport]] = set()
+        self._recorders: dict[str, Recorder] = {}
         self._reporter: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -119,7 +147,7 @@ class Relay:
         if self._closed:
             raise MediaError("the media relay is shutting down")
         specs = check_offer(offer_sdp, role)
-        lesson = self._lessons.setdefault(lesson_id, Lesson())
+        lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))
         old = lesson.participants.pop(participant_id, None)
         if old is not None:
             await self._close_participant(old)
@@ -175,7 +203,7 @@ class Relay:
         return answer_sdp
 
     async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:
-        lesson = self._lessons.setdefault(lesson_id, Lesson())
+        lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))
         lesson.stage = classroom_id
         self._route(lesson)
 
@@ -199,6 +227,9 @@ class Relay:
 
     async def close(self) -> None:
         self._closed = True
+        # A graceful stop finalizes the recordings (seek index, durations).
+        for lesson_id in list(self._recorders):
+            self.stop_recording(lesson_id)
         for lesson_id in list(self._lessons):
             await self.end_lesson(lesson_id)
         if self._reporter is not None:
@@ -206,6 +237,21 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reporter
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # --- recording: one more subscriber of the top layers (media.recorder) ----------
+
+    def start_recording(self, lesson_id: str, directory: Path, meta: dict[str, Any]) -> Recorder:
+        """Record the lesson's sources into `directory` from now on."""
+        self.stop_recording(lesson_id)
+        recorder = Recorder(directory, clock=self._clock, meta=meta)
+        self._recorders[lesson_id] = recorder
+        self._route(self._lessons.setdefault(lesson_id, Lesson(lesson_id)))
+        return recorder
+
+    def stop_recording(self, lesson_id: str) -> dict[str, Any] | None:
+        """Finish the lesson's recording; its manifest, or None if none was running."""
+        recorder = self._recorders.pop(lesson_id, None)
+        return None if recorder is None else recorder.close()
 
     # --- beyond the gateway: the allocator's handle, and introspection -------------
 
@@ -289,6 +335,9 @@ class Relay:
                     out.track.follow(None)
                 else:
                     out.track.follow(ladder.layer(out.choice))
+        recorder = self._recorders.get(lesson.lesson_id)
+        if recorder is not None:
+            recorder.update(_recorded_sources(lesson))
 
     async def _drop_if_current(self, participant: Participant) -> None:
         lesson = self._lessons.get(participant.lesson_id)
