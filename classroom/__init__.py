@@ -9,13 +9,16 @@ from classroom.commands import (
     Leave,
     LowerHand,
     NoteDelivery,
+    PauseRecording,
     PostChat,
     RaiseHand,
+    ResumeRecording,
     RevokeFloor,
+    StartRecording,
 )
 from classroom.errors import DomainError, InvalidCommand, InvalidTransition, NotAllowed
 from classroom.events import Event, ParticipantSpec
-from classroom.lesson import Hand, Lesson, LessonState, Participant, StageHolder
+from classroom.lesson import Hand, Lesson, LessonState, Participant, RecordingState, StageHolder
 from classroom.roles import ADMIN, SYSTEM, Role, may
 
 __all__ = [
@@ -39,10 +42,14 @@ __all__ = [
     "NoteDelivery",
     "Participant",
     "ParticipantSpec",
+    "PauseRecording",
     "PostChat",
     "RaiseHand",
+    "RecordingState",
+    "ResumeRecording",
     "RevokeFloor",
     "Role",
     "StageHolder",
+    "StartRecording",
     "may",
 ]

@@ -56,6 +56,26 @@ class EndLesson(Command):
 
 
 @dataclass(frozen=True)
+class StartRecording(Command):
+    """The teacher published media: the server starts recording (a system command).
+
+    A server restarted mid-lesson starts a new recording, with a new id.
+    """
+
+    recording_id: str
+
+
+@dataclass(frozen=True)
+class PauseRecording(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class ResumeRecording(Command):
+    pass
+
+
+@dataclass(frozen=True)
 class NoteDelivery(Command):
     """The relay reports that what it sends a participant changed (a system command)."""
 

@@ -158,6 +158,33 @@ class ChatPosted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecordingStarted(Event):
+    kind: ClassVar[str] = "recording_started"
+    recording_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingPaused(Event):
+    kind: ClassVar[str] = "recording_paused"
+    recording_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingResumed(Event):
+    kind: ClassVar[str] = "recording_resumed"
+    recording_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingStopped(Event):
+    """The recording ended with the lesson (`reason` "ended")."""
+
+    kind: ClassVar[str] = "recording_stopped"
+    recording_id: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeliveryChanged(Event):
     """What the relay sends a participant changed (its link got weaker or stronger).
 

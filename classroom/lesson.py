@@ -29,6 +29,12 @@ class LessonState(StrEnum):
     ENDED = "ended"
 
 
+class RecordingState(StrEnum):
+    OFF = "off"
+    RECORDING = "recording"
+    PAUSED = "paused"
+
+
 @dataclass
 class Participant:
     participant_id: str
@@ -61,6 +67,8 @@ class Lesson:
     hands: list[Hand] = field(default_factory=list)
     stage: StageHolder | None = None
     delivery: dict[str, dict[str, str]] = field(default_factory=dict)
+    recording_id: str | None = None
+    recording: RecordingState = RecordingState.OFF
     log: list[e.Event] = field(default_factory=list)
 
     # -- creation and replay ---------------------------------------------------------
@@ -160,6 +168,9 @@ class Lesson:
                 "since": self.stage.since,
             },
             "delivery": {pid: dict(layers) for pid, layers in self.delivery.items()},
+            "recording": None
+            if self.recording_id is None
+            else {"id": self.recording_id, "state": str(self.recording)},
         }
 
     # -- deciding ------------------------------------------------------------------
@@ -230,8 +241,26 @@ class Lesson:
                     raise InvalidCommand(f"a chat message has 1 to {MAX_CHAT_TEXT} characters")
                 who = self.participants[by]
                 return [(e.ChatPosted, {"participant_id": by, "name": who.name, "text": text})]
+            case c.StartRecording(recording_id=rid):
+                if self.state is not LessonState.LIVE:
+                    raise InvalidTransition("a recording starts once the lesson is live")
+                if rid == self.recording_id:
+                    raise InvalidTransition("this recording has started already")
+                return [(e.RecordingStarted, {"recording_id": rid})]
+            case c.PauseRecording():
+                if self.recording is not RecordingState.RECORDING:
+                    raise InvalidTransition("the lesson is not being recorded")
+                return [(e.RecordingPaused, {"recording_id": self.recording_id})]
+            case c.ResumeRecording():
+                if self.recording is not RecordingState.PAUSED:
+                    raise InvalidTransition("the recording is not paused")
+                return [(e.RecordingResumed, {"recording_id": self.recording_id})]
             case c.EndLesson():
                 drafts: list[tuple[type[e.Event], dict[str, Any]]] = []
+                if self.recording is not RecordingState.OFF:
+                    drafts.append(
+                        (e.RecordingStopped, {"recording_id": self.recording_id, "reason": "ended"})
+                    )
                 if self.stage is not None:
                     drafts.append(
                         (
@@ -342,6 +371,17 @@ class Lesson:
                 self.stage = None
             case e.DeliveryChanged(participant_id=pid, layers=layers):
                 self.delivery[pid] = dict(layers)
+            case e.RecordingStarted(recording_id=rid):
+                # A new recording after a restart keeps a pause the teacher asked for.
+                if self.recording is not RecordingState.PAUSED:
+                    self.recording = RecordingState.RECORDING
+                self.recording_id = rid
+            case e.RecordingPaused():
+                self.recording = RecordingState.PAUSED
+            case e.RecordingResumed():
+                self.recording = RecordingState.RECORDING
+            case e.RecordingStopped():
+                self.recording = RecordingState.OFF
         self.log.append(event)
 
 
@@ -356,4 +396,7 @@ _VERBS = {
     "Join": "join",
     "Leave": "leave",
     "NoteDelivery": "report delivery",
+    "StartRecording": "start the recording",
+    "PauseRecording": "pause the recording",
+    "ResumeRecording": "resume the recording",
 }

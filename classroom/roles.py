@@ -23,13 +23,24 @@ SYSTEM = "system"
 # participant's.
 PERMISSIONS: dict[str, frozenset[str]] = {
     Role.TEACHER: frozenset(
-        {"Join", "Leave", "DismissHand", "GrantFloor", "RevokeFloor", "PostChat", "EndLesson"}
+        {
+            "Join",
+            "Leave",
+            "DismissHand",
+            "GrantFloor",
+            "RevokeFloor",
+            "PostChat",
+            "EndLesson",
+            # Pausing the recording is the teacher's call (a private moment, a break).
+            "PauseRecording",
+            "ResumeRecording",
+        }
     ),
     Role.CLASSROOM: frozenset({"Join", "Leave", "RaiseHand", "LowerHand", "PostChat"}),
     # Observers watch; they cannot speak, raise a hand or chat.
     Role.OBSERVER: frozenset({"Join", "Leave"}),
     ADMIN: frozenset({"EndLesson"}),
-    SYSTEM: frozenset({"NoteDelivery"}),
+    SYSTEM: frozenset({"NoteDelivery", "StartRecording"}),
 }
 
 
