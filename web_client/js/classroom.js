@@ -36,6 +36,12 @@ const options = viewerOptions(renderHand);
 page = new LessonPage({
   role: "classroom",
   ...options,
+  // A village uplink of a few hundred kbit/s: the microphone goes first, the camera
+  // is capped (the relay re-encodes it for everyone anyway).
+  sendOptions: {
+    camera: { maxBitrate: 500_000, priority: "low" },
+    microphone: { priority: "high" },
+  },
   // No token: this is the join page's job (type the code).
   noToken: () => location.replace("/join"),
 });

@@ -25,6 +25,7 @@ export class LessonPage {
    *   onLink?: (link: any) => void,
    *   onWelcome?: (welcome: any) => void,
    *   noToken?: () => void,
+   *   sendOptions?: Object<string, any>,
    * }} options
    */
   constructor(options) {
@@ -59,6 +60,7 @@ export class LessonPage {
       negotiate: (sdp) => this.conn.offer(sdp),
       onTrack: (slot, track) => options.onTrack && options.onTrack(slot, track),
       onState: (state) => this._mediaState(state),
+      sendOptions: options.sendOptions,
     });
     this.flow = new FlowWatch(this.media, (slot, flowing, stats) => options.onFlow && options.onFlow(slot, flowing, stats));
 

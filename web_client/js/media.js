@@ -73,9 +73,10 @@ export class MediaLink {
    *   iceServers?: RTCIceServer[],
    *   onTrack?: (slot: string, track: MediaStreamTrack) => void,
    *   onState?: (state: string) => void,
+   *   sendOptions?: Object<string, {maxBitrate?: number, priority?: RTCPriorityType, degradationPreference?: string}>,
    * }} options
    */
-  constructor({ role, negotiate, iceServers = [], onTrack, onState }) {
+  constructor({ role, negotiate, iceServers = [], onTrack, onState, sendOptions = {} }) {
     if (!SLOTS[role]) throw new Error(`unknown role ${role}`);
     this.role = role;
     this.slots = SLOTS[role];
@@ -83,6 +84,7 @@ export class MediaLink {
     this.iceServers = iceServers;
     this.onTrack = onTrack || (() => {});
     this.onState = onState || (() => {});
+    this.sendOptions = sendOptions;
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
     /** @type {Map<string, RTCRtpTransceiver>} */
@@ -123,6 +125,34 @@ export class MediaLink {
     const answer = await this.negotiate(pc.localDescription.sdp);
     if (generation !== this.generation) return;
     await pc.setRemoteDescription({ type: "answer", sdp: answer });
+    await this._applySendOptions();
+  }
+
+  /**
+   * Per-slot sender settings (W3C webrtc-pc RTCRtpEncodingParameters): a bitrate cap
+   * for a classroom's weak uplink, audio first when the link is short, slides that
+   * keep their resolution. A browser that refuses one still sends.
+   */
+  async _applySendOptions() {
+    for (const [slot, options] of Object.entries(this.sendOptions)) {
+      const tr = this.transceivers.get(slot);
+      if (!tr) continue;
+      try {
+        const params = tr.sender.getParameters();
+        if (!params.encodings || params.encodings.length === 0) params.encodings = [{}];
+        for (const enc of params.encodings) {
+          if (options.maxBitrate) enc.maxBitrate = options.maxBitrate;
+          if (options.priority) {
+            enc.priority = options.priority;
+            enc.networkPriority = options.priority;
+          }
+        }
+        if (options.degradationPreference) params.degradationPreference = options.degradationPreference;
+        await tr.sender.setParameters(params);
+      } catch (err) {
+        console.warn(`sender settings for ${slot} not applied:`, err);
+      }
+    }
   }
 
   closePeer() {

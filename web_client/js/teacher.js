@@ -15,6 +15,12 @@ let clock = { lessonAt: 0, localS: 0, known: false };
 /** @type {LessonPage} */
 const page = new LessonPage({
   role: "teacher",
+  // The relay decodes these once and encodes a ladder from them: send them good.
+  sendOptions: {
+    camera: { maxBitrate: 1_500_000 },
+    microphone: { priority: "high" },
+    screen: { maxBitrate: 1_200_000, degradationPreference: "maintain-resolution" },
+  },
   render: (p) => render(p),
   onTrack: (slot, track) => {
     if (slot === "stage_video") attachTrack(/** @type {HTMLVideoElement} */ (byTestId("stage-video")), track);
