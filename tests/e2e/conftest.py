@@ -33,7 +33,7 @@ CHROMIUM = "/usr/bin/chromium"
 ADMIN_KEY = "e2e-admin-key"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
-VIEWPORT = {"width": 1366, "height": 768}
+VIEWPORT: Any = {"width": 1366, "height": 768}
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -125,7 +125,11 @@ class Server:
             command = [console, "serve"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                command,
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + 20
@@ -154,9 +158,13 @@ class Server:
 
     def create_lesson(self, title: str, classrooms: list[str]) -> dict[str, Any]:
         status, body = _http(
-            "POST", f"{self.base}/api/lessons", {"title": title, "classrooms": classrooms}, self.admin_key
+            "POST",
+            f"{self.base}/api/lessons",
+            {"title": title, "classrooms": classrooms},
+            self.admin_key,
         )
         assert status == 201, body
+        assert isinstance(body, dict)
         return body
 
     def url(self, url: str) -> str:
@@ -226,8 +234,9 @@ def browser(tmp_path: Path, browser_args: list[str]) -> Iterator[Any]:
 
 
 @pytest.fixture
-def open_page(browser: Any, request: pytest.FixtureRequest) -> Callable[..., Any]:
-    """Open a page; its console errors are printed if the test fails."""
+def open_page(browser: Any) -> Iterator[Callable[[str, str], Any]]:
+    """Open a page (at most three); its console lines are printed after the test
+    (pytest shows them when it fails)."""
     pages: list[Any] = []
 
     def _open(url: str, name: str) -> Any:
@@ -268,7 +277,8 @@ def wait_connected(page: Any, timeout_s: float = 15) -> None:
 
 
 def inbound(page: Any) -> dict[str, Any]:
-    return page.evaluate("() => window.__classroom.inboundStats()")
+    stats: dict[str, Any] = page.evaluate("() => window.__classroom.inboundStats()")
+    return stats
 
 
 def wait_flowing(page: Any, slot: str, timeout_s: float = 20) -> dict[str, Any]:
@@ -284,9 +294,12 @@ def wait_flowing(page: Any, slot: str, timeout_s: float = 20) -> dict[str, Any]:
             value = last.get(key) or 0
             if first is None and value > 0:
                 first = last
-            elif first is not None and value > (first.get(key) or 0):
-                if last.get("kind") != "video" or (last.get("frameWidth") or 0) > 0:
-                    return last
+            elif (
+                first is not None
+                and value > (first.get(key) or 0)
+                and (last.get("kind") != "video" or (last.get("frameWidth") or 0) > 0)
+            ):
+                return last
         time.sleep(0.5)
     raise AssertionError(f"{page.name}: {slot} not flowing within {timeout_s}s; last stats {last}")
 

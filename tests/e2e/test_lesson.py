@@ -212,9 +212,9 @@ def test_home_creates_a_lesson(server, open_page):
     assert page.input_value("[data-testid=admin-key]") == server.admin_key
 
 
-AUTOPLAY_BLOCKED = [
-    a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy")
-] + ["--autoplay-policy=document-user-activation-required"]
+AUTOPLAY_BLOCKED = [a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy")] + [
+    "--autoplay-policy=document-user-activation-required"
+]
 
 
 @pytest.mark.parametrize("browser_args", [AUTOPLAY_BLOCKED])
