@@ -85,7 +85,13 @@ class SenderFeedback:
     remb_reporter: int | None = None
     # RFC 3550 §6.4.1: fraction lost since the previous report, 0..1.
     fraction_lost: float = 0.0
+    # Cumulative figures of the latest report block: packets lost, and the extended
+    # highest sequence number received. Their differences between two reports give
+    # the loss over that interval exactly (RFC 3550 §A.3).
     packets_lost: int = 0
+    highest_sequence: int | None = None
+    reports: int = 0
+    rembs: int = 0
     keyframe_requests: int = 0
 
 
@@ -110,11 +116,14 @@ def hook_sender_rtcp(
                     if sender._ssrc in ssrcs:
                         feedback.remb_bps = bitrate
                         feedback.remb_reporter = packet.ssrc
+                        feedback.rembs += 1
         elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
                     feedback.fraction_lost = report.fraction_lost / 256.0
                     feedback.packets_lost = report.packets_lost
+                    feedback.highest_sequence = report.highest_sequence
+                    feedback.reports += 1
         await original(packet)
 
     # The DTLS transport's router calls `recipient._handle_rtcp_packet(packet)`,

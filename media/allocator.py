@@ -84,21 +84,49 @@ def rank(allocation: Allocation, offers: Sequence[SlotOffer]) -> tuple[int, ...]
     return tuple(out)
 
 
+def next_step(allocation: Allocation, offers: Sequence[SlotOffer]) -> Allocation | None:
+    """The allocation one layer better on the first slot (in priority order) that can climb."""
+    for offer in sorted(offers, key=lambda o: o.priority):
+        names = [name for name, _ in offer.layers]
+        layer = allocation.get(offer.slot, OFF)
+        index = names.index(layer) if layer in names else -1
+        if index + 1 < len(names):
+            return {**allocation, offer.slot: names[index + 1]}
+    return None
+
+
 @dataclass(frozen=True)
 class Decision:
     allocation: Allocation
-    # "down" (the link got weaker), "up" (it recovered) or "reshape" (slots changed).
+    # "down" (the link got weaker), "up" (it recovered), "probe" (trying one layer
+    # more than the estimate covers) or "reshape" (slots came or went).
     reason: str
 
 
+@dataclass
+class _Probe:
+    started_ms: int
+    estimate_kbps: float
+    fallback: Allocation
+
+
 class Allocator:
-    """Hysteresis around `allocate()`, per participant.
+    """Hysteresis and probing around `allocate()`, per participant.
 
     - Down at once: when what is being sent no longer fits the estimate, the next
       update drops to what fits (a late drop costs freezes and audio gaps).
     - Up with care: a better allocation must fit within `headroom` of the estimate
       and stay possible for `up_hold_ms`, and no upgrade comes within `after_down_ms`
       of a downgrade (as mediasoup's consumers do after a bandwidth drop).
+    - Probing: a receiver's delay-based estimate (REMB) never rises far above what
+      it receives (libwebrtc clamps it to 1.5x the incoming rate), so a classroom
+      sent only audio and slides would never be offered the camera. When nothing
+      better fits, the next layer up is tried (after `probe_hold_ms` of quiet) if it
+      costs at most `probe_ceiling` times the estimate, and kept while the
+      estimate follows. If the estimate
+      falls instead, or has not caught up after `probe_grace_ms`, the probe ends
+      (back to what was sent before) and the next one waits twice as long, from
+      `after_down_ms` up to `max_backoff_ms`.
     """
 
     def __init__(
@@ -106,14 +134,24 @@ class Allocator:
         headroom: float = 0.85,
         up_hold_ms: int = 2000,
         after_down_ms: int = 6000,
+        probe_ceiling: float = 1.6,
+        probe_hold_ms: int = 1000,
+        probe_grace_ms: int = 10_000,
+        max_backoff_ms: int = 120_000,
     ) -> None:
         self.headroom = headroom
         self.up_hold_ms = up_hold_ms
         self.after_down_ms = after_down_ms
+        self.probe_ceiling = probe_ceiling
+        self.probe_hold_ms = probe_hold_ms
+        self.probe_grace_ms = probe_grace_ms
+        self.max_backoff_ms = max_backoff_ms
         self.current: Allocation = {}
         self._slots: frozenset[str] = frozenset()
         self._down_at: int | None = None
         self._up_since: int | None = None
+        self._probe: _Probe | None = None
+        self._backoff_ms = after_down_ms
 
     def update(
         self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int
@@ -125,7 +163,11 @@ class Allocator:
             # fits now, keeping the no-upgrade window of a recent downgrade.
             self._slots = slots
             self._up_since = None
+            self._probe = None
             return self._set(allocate(estimate_kbps * self.headroom, offers), "reshape")
+
+        if self._probe is not None:
+            return self._watch_probe(estimate_kbps, offers, now_ms)
 
         if cost(self.current, offers) > estimate_kbps:
             self._down_at = now_ms
@@ -135,18 +177,49 @@ class Allocator:
                 return None
             return self._set(fitting, "down")
 
-        better = allocate(estimate_kbps * self.headroom, offers)
-        if rank(better, offers) <= rank(self.current, offers):
+        if self._down_at is not None and now_ms - self._down_at < self._backoff_ms:
             self._up_since = None
             return None
-        if self._down_at is not None and now_ms - self._down_at < self.after_down_ms:
-            return None
+        better = allocate(estimate_kbps * self.headroom, offers)
+        reason = "up"
+        if rank(better, offers) <= rank(self.current, offers):
+            step = next_step(self.current, offers)
+            if step is None or cost(step, offers) > estimate_kbps * self.probe_ceiling:
+                self._up_since = None
+                return None
+            better, reason = step, "probe"
         if self._up_since is None:
             self._up_since = now_ms
-        if now_ms - self._up_since < self.up_hold_ms:
+        hold = self.probe_hold_ms if reason == "probe" else self.up_hold_ms
+        if now_ms - self._up_since < hold:
             return None
         self._up_since = None
-        return self._set(better, "up")
+        if reason == "probe":
+            self._probe = _Probe(now_ms, estimate_kbps, dict(self.current))
+        return self._set(better, reason)
+
+    def _watch_probe(
+        self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int
+    ) -> Decision | None:
+        probe = self._probe
+        assert probe is not None
+        if cost(self.current, offers) <= estimate_kbps:
+            # The estimate caught up: the link carries it. Probing may go on at the
+            # shortest interval.
+            self._probe = None
+            self._backoff_ms = self.after_down_ms
+            return None
+        failed = estimate_kbps < probe.estimate_kbps * 0.9
+        expired = now_ms - probe.started_ms > self.probe_grace_ms
+        if not (failed or expired):
+            return None
+        self._probe = None
+        self._down_at = now_ms
+        self._backoff_ms = min(self.max_backoff_ms, self._backoff_ms * 2)
+        fallback = probe.fallback
+        if cost(fallback, offers) > estimate_kbps:
+            fallback = allocate(estimate_kbps * self.headroom, offers)
+        return self._set(fallback, "down")
 
     def _set(self, allocation: Allocation, reason: str) -> Decision:
         self.current = allocation

@@ -11,6 +11,13 @@ The rules are those of Google Congestion Control (draft-ietf-rmcat-gcc-02):
   (RFC 3550 §6.4.2): under 2 % it may grow by 5 %, over 10 % it shrinks by half the
   loss, in between it holds (gcc-02 §6);
 - the estimate is the lower of the two, and A_s never exceeds the REMB (gcc-02 §6).
+
+One departure from gcc-02: with low loss and a fresh REMB, A_s is set to the REMB
+instead of creeping up 5 % a second. The receiver's delay-based figure already
+says what the link carries, and Chromium's REMB itself climbs slowly after a drop
+(about 8 %/s measured here); a second slow climb on top of it would keep a
+recovered classroom on low quality for a minute. Loss can only ever pull the
+estimate below the REMB.
 """
 
 from __future__ import annotations
@@ -79,12 +86,15 @@ class Estimator:
                 if self._rtt is None
                 else (1 - SMOOTHING) * self._rtt + SMOOTHING * feedback.rtt_ms
             )
+        remb = self._fresh_remb(now_ms)
         if feedback.fraction_lost is not None:
             lost = min(1.0, max(0.0, feedback.fraction_lost))
             self._loss = (1 - SMOOTHING) * self._loss + SMOOTHING * lost
-            self._apply_loss(lost, now_ms)
+            self._apply_loss(lost, now_ms, remb)
+        elif feedback.remb_bps is not None and self._loss < LOSS_LOW:
+            # A new REMB while the link is clean: it stands (see the module notes).
+            self._loss_based = float(feedback.remb_bps)
 
-        remb = self._fresh_remb(now_ms)
         if remb is not None:
             self._loss_based = min(self._loss_based, float(remb))
         self._loss_based = min(max(self._loss_based, self._min), self._max)
@@ -97,9 +107,11 @@ class Estimator:
         self._estimate = Estimate(bitrate, round(self._loss, 4), self._rtt, by)
         return self._estimate
 
-    def _apply_loss(self, lost: float, now_ms: int) -> None:
+    def _apply_loss(self, lost: float, now_ms: int, remb: int | None) -> None:
         if lost > LOSS_HIGH:
             self._loss_based *= 1 - 0.5 * lost
+        elif lost < LOSS_LOW and remb is not None:
+            self._loss_based = max(self._loss_based, float(remb))
         elif lost < LOSS_LOW:
             due = (
                 self._last_increase_at is None

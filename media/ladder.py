@@ -27,6 +27,7 @@ from media.encoders import (
 )
 from media.fanout import Subscriber
 from media.keyframes import KeyframeGate
+from media.meter import RateMeter
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class Layer:
         self.frames_encoded = 0
         self.keyframes = 0
         self.closed = False
+        # What this layer costs a receiver's link, measured (the allocator's input).
+        self.meter = RateMeter()
 
     @property
     def active(self) -> bool:

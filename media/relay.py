@@ -38,6 +38,7 @@ from media.aiortc_internals import (
     sender_rtt_s,
 )
 from media.candidates import announce
+from media.downlink import Downlink, SlotView
 from media.fanout import SubscriberTrack
 from media.gateway import LinkReport, MediaError
 from media.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
@@ -110,6 +111,7 @@ class Participant:
     ladders: dict[Slot, Ladder] = field(default_factory=dict)
     outgoing: dict[Slot, Outgoing] = field(default_factory=dict)
     joined_at: float = 0.0
+    downlink: Downlink = field(default_factory=Downlink)
 
 
 @dataclass
@@ -137,6 +139,7 @@ class Relay:
         self._listeners: set[asyncio.Queue[LinkReport]] = set()
         self._recorders: dict[str, Recorder] = {}
         self._reporter: asyncio.Task[None] | None = None
+        self._adapter: asyncio.Task[None] | None = None
         self._closed = False
 
     # --- MediaGateway -------------------------------------------------------------
@@ -232,10 +235,11 @@ class Relay:
             self.stop_recording(lesson_id)
         for lesson_id in list(self._lessons):
             await self.end_lesson(lesson_id)
-        if self._reporter is not None:
-            self._reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reporter
+        for task in (self._reporter, self._adapter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     # --- recording: one more subscriber of the top layers (media.recorder) ----------
@@ -314,23 +318,32 @@ class Relay:
             executor=self._executor,
         )
 
-    def _route(self, lesson: Lesson) -> None:
-        """Point every outgoing slot of the lesson at the layer it should carry now.
-
-        Idempotent: called after any change (a join, a leave, the stage, a layer).
-        """
+    def _sources(self, lesson: Lesson) -> tuple[Participant | None, Participant | None]:
+        """The teacher whose media the lesson carries, and the classroom on stage."""
         teachers = [p for p in lesson.participants.values() if p.role is Role.TEACHER]
         teacher = max(teachers, key=lambda p: p.joined_at) if teachers else None
         stage = lesson.participants.get(lesson.stage) if lesson.stage else None
         if stage is not None and stage.role is not Role.CLASSROOM:
             stage = None
+        return teacher, stage
+
+    def _source(self, lesson: Lesson, participant: Participant, slot: Slot) -> Ladder | None:
+        """The ladder that feeds `participant`'s outgoing `slot` now, if any."""
+        teacher, stage = self._sources(lesson)
+        if slot in _FROM_TEACHER and teacher is not None:
+            return teacher.ladders.get(_FROM_TEACHER[slot])
+        if slot in _FROM_STAGE and stage is not None and stage is not participant:
+            return stage.ladders.get(_FROM_STAGE[slot])
+        return None
+
+    def _route(self, lesson: Lesson) -> None:
+        """Point every outgoing slot of the lesson at the layer it should carry now.
+
+        Idempotent: called after any change (a join, a leave, the stage, a layer).
+        """
         for participant in lesson.participants.values():
             for slot, out in participant.outgoing.items():
-                ladder: Ladder | None = None
-                if slot in _FROM_TEACHER and teacher is not None:
-                    ladder = teacher.ladders.get(_FROM_TEACHER[slot])
-                elif slot in _FROM_STAGE and stage is not None and stage is not participant:
-                    ladder = stage.ladders.get(_FROM_STAGE[slot])
+                ladder = self._source(lesson, participant, slot)
                 if ladder is None or out.choice is None:
                     out.track.follow(None)
                 else:
@@ -338,6 +351,49 @@ class Relay:
         recorder = self._recorders.get(lesson.lesson_id)
         if recorder is not None:
             recorder.update(_recorded_sources(lesson))
+
+    # --- adapting to each participant's downlink -------------------------------------
+
+    async def _adapt_loop(self) -> None:
+        interval = self._settings.allocation_interval_s
+        while not self._closed:
+            await asyncio.sleep(interval)
+            now = self._clock()
+            for lesson in list(self._lessons.values()):
+                changed = False
+                for participant in list(lesson.participants.values()):
+                    if participant.outgoing:
+                        changed |= self._adapt(lesson, participant, now)
+                if changed:
+                    self._route(lesson)
+
+    def _adapt(self, lesson: Lesson, participant: Participant, now: float) -> bool:
+        views: dict[Slot, SlotView] = {}
+        for slot, out in participant.outgoing.items():
+            ladder = self._source(lesson, participant, slot)
+            rtt = sender_rtt_s(out.sender)
+            views[slot] = SlotView(
+                out.feedback,
+                _layer_costs(ladder, now) if ladder is not None else (),
+                None if rtt is None else rtt * 1000,
+            )
+        decision = participant.downlink.tick(views, now)
+        # Without adaptation the estimate is still kept, for the link reports.
+        if decision is None or not self._settings.adaptive:
+            return False
+        for slot, out in participant.outgoing.items():
+            layer = decision.allocation.get(str(slot))
+            if layer is not None:
+                out.choice = None if layer == "off" else layer
+        logger.info(
+            "%s/%s: %s to %s at %.0f kbit/s",
+            participant.lesson_id,
+            participant.participant_id,
+            decision.reason,
+            decision.allocation,
+            participant.downlink.estimate.bitrate_bps / 1000,
+        )
+        return True
 
     async def _drop_if_current(self, participant: Participant) -> None:
         lesson = self._lessons.get(participant.lesson_id)
@@ -356,6 +412,8 @@ class Relay:
     def _ensure_reporter(self) -> None:
         if self._reporter is None:
             self._reporter = asyncio.create_task(self._report_loop(), name="link-reports")
+        if self._adapter is None:
+            self._adapter = asyncio.create_task(self._adapt_loop(), name="downlinks")
 
     async def _report_loop(self) -> None:
         interval = self._settings.report_interval_s
@@ -369,31 +427,19 @@ class Relay:
                         self._broadcast(self._report(participant, interval))
 
     def _report(self, participant: Participant, interval_s: float) -> LinkReport:
-        # REMB (draft-alvestrand-rmcat-remb) is one estimate per reporting receiver
-        # covering the SSRCs it lists: Chrome sends one for all our video senders,
-        # aiortc one per receiver. Summing one value per reporter fits both.
-        remb: dict[int, int] = {}
         sent_octets = 0
-        loss = 0.0
-        rtts: list[float] = []
         for out in participant.outgoing.values():
-            fb = out.feedback
-            if fb.remb_bps is not None and fb.remb_reporter is not None:
-                remb[fb.remb_reporter] = fb.remb_bps
             octets = sender_octets(out.sender)
             sent_octets += octets - out.octets_at_last_report
             out.octets_at_last_report = octets
-            loss = max(loss, fb.fraction_lost)
-            rtt = sender_rtt_s(out.sender)
-            if rtt is not None:
-                rtts.append(rtt)
+        estimate = participant.downlink.estimate
         return LinkReport(
             lesson_id=participant.lesson_id,
             participant_id=participant.participant_id,
-            estimate_kbps=sum(remb.values()) / 1000.0,
+            estimate_kbps=estimate.bitrate_bps / 1000.0,
             sent_kbps=sent_octets * 8 / 1000.0 / interval_s,
-            loss=loss,
-            rtt_ms=min(rtts) * 1000.0 if rtts else None,
+            loss=estimate.loss,
+            rtt_ms=estimate.rtt_ms,
             layers={slot.value: out.track.layer_name for slot, out in participant.outgoing.items()},
         )
 
@@ -411,3 +457,23 @@ class Relay:
                 yield await queue.get()
         finally:
             self._listeners.discard(queue)
+
+
+def _layer_costs(ladder: Ladder, now: float) -> tuple[tuple[str, float], ...]:
+    """A source's layers, cheapest first, with what each costs on the wire in kbit/s.
+
+    Measured when the layer is sending; for a paused layer, what it cost when it
+    last sent, or its nominal bit rate (with a 10 % allowance for packet headers).
+    """
+    costs = []
+    for layer in reversed(ladder.layers):
+        kbps = layer.meter.kbps(now) or layer.meter.last_kbps()
+        if kbps is None:
+            spec = getattr(layer, "spec", None)
+            kbps = spec.bitrate * 1.1 / 1000 if spec is not None else _AUDIO_NOMINAL_KBPS
+        costs.append((layer.name, kbps))
+    return tuple(costs)
+
+
+# Opus at 28 kbit/s plus 50 packets a second of headers (media.meter).
+_AUDIO_NOMINAL_KBPS = 53.0

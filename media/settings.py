@@ -30,5 +30,11 @@ class RelaySettings:
     audio_queue_packets: int = 25
     # How often link reports are produced.
     report_interval_s: float = 1.0
+    # Choose each participant's layers from its own RTCP feedback (media.downlink);
+    # off, every slot carries the layer set with Relay.set_layer (default "high"),
+    # and the estimate is only reported.
+    adaptive: bool = True
+    # How often the downlinks are looked at: a drop is acted on within this much.
+    allocation_interval_s: float = 0.5
     # Threads encoding video layers (libvpx releases the GIL while encoding).
     encoder_threads: int = 4

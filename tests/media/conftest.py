@@ -14,8 +14,20 @@ Join = Callable[..., Awaitable[SyntheticParticipant]]
 
 
 @pytest.fixture
-async def relay() -> AsyncIterator[Relay]:
-    relay = Relay(RelaySettings(host_addresses=("127.0.0.1",), encoder_threads=2))
+def adaptive() -> bool:
+    """Fan-out tests pin layers with set_layer; adaptation tests override this."""
+    return False
+
+
+@pytest.fixture
+async def relay(adaptive: bool) -> AsyncIterator[Relay]:
+    settings = RelaySettings(
+        host_addresses=("127.0.0.1",),
+        encoder_threads=2,
+        adaptive=adaptive,
+        allocation_interval_s=0.2,
+    )
+    relay = Relay(settings)
     yield relay
     await relay.close()
 

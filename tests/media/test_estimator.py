@@ -75,3 +75,20 @@ def test_bounds_and_smoothing() -> None:
     # Loss shown is smoothed: one bad report moves it part of the way.
     e = Estimator().update(Feedback(fraction_lost=0.5, rtt_ms=300), 0)
     assert 0 < e.loss < 0.5 and e.rtt_ms == 300
+
+
+def test_after_a_drop_a_clean_link_follows_the_remb_back_up() -> None:
+    est = Estimator(initial_bps=2_000_000)
+    est.update(Feedback(remb_bps=300_000), 0)
+    assert est.estimate.bitrate_bps == 300_000
+    # The receiver's estimate recovers and the link is clean: no second slow climb.
+    est.update(Feedback(remb_bps=1_500_000, fraction_lost=0.0), 1000)
+    assert est.estimate.bitrate_bps == 1_500_000
+
+
+def test_loss_still_pulls_below_a_high_remb_and_holds_in_the_middle_band() -> None:
+    est = Estimator(initial_bps=2_000_000)
+    est.update(Feedback(remb_bps=2_000_000, fraction_lost=0.3), 0)
+    assert est.estimate.bitrate_bps == 1_700_000
+    est.update(Feedback(remb_bps=2_000_000, fraction_lost=0.05), 1000)
+    assert est.estimate.bitrate_bps == 1_700_000  # 2..10 %: hold, even under a higher REMB

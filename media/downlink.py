@@ -1,0 +1,107 @@
+"""One participant's downlink: RTCP feedback in, layer choices out.
+
+Each tick, the feedback that arrived since the last one (REMB, receiver-report
+counters) becomes one `Feedback` for the participant's `Estimator`; the estimate
+and each slot's measured layer costs go to its `Allocator`. The relay applies the
+decision; nothing here touches aiortc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from media.aiortc_internals import SenderFeedback
+from media.allocator import Allocator, Decision, SlotOffer
+from media.estimator import Estimate, Estimator, Feedback
+from media.slots import Slot
+
+# Audio never stops because video wants more; then the lesson's content (slides),
+# then the teacher's face, then the classroom on stage (ARCHITECTURE.md).
+PRIORITY: dict[Slot, int] = {
+    Slot.TEACHER_AUDIO: 0,
+    Slot.STAGE_AUDIO: 0,
+    Slot.SLIDES: 1,
+    Slot.TEACHER_CAMERA: 2,
+    Slot.STAGE_VIDEO: 3,
+}
+ESSENTIAL = frozenset({Slot.TEACHER_AUDIO, Slot.STAGE_AUDIO})
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """One outgoing slot as the downlink sees it this tick."""
+
+    feedback: SenderFeedback
+    # The source's layers with their cost in kbit/s, cheapest first; empty when the
+    # slot has no source now (no slides shared, nobody on stage).
+    layers: tuple[tuple[str, float], ...]
+    rtt_ms: float | None = None
+
+
+@dataclass
+class _Seen:
+    reports: int = 0
+    rembs: int = 0
+    highest: int | None = None
+    lost: int = 0
+
+
+class Downlink:
+    def __init__(self, estimator: Estimator | None = None, allocator: Allocator | None = None):
+        # libwebrtc's default start rate: a weak link is not flooded before its first
+        # feedback, and probing climbs from there.
+        self.estimator = estimator or Estimator(initial_bps=300_000)
+        self.allocator = allocator or Allocator()
+        self._seen: dict[Slot, _Seen] = {}
+
+    @property
+    def estimate(self) -> Estimate:
+        return self.estimator.estimate
+
+    def tick(self, slots: Mapping[Slot, SlotView], now_s: float) -> Decision | None:
+        now_ms = round(now_s * 1000)
+        feedback = self._collect(slots)
+        if feedback is not None:
+            self.estimator.update(feedback, now_ms)
+        offers = [
+            SlotOffer(str(slot), PRIORITY.get(slot, 9), view.layers, slot in ESSENTIAL)
+            for slot, view in slots.items()
+            if view.layers
+        ]
+        return self.allocator.update(self.estimator.estimate.bitrate_bps / 1000, offers, now_ms)
+
+    def _collect(self, slots: Mapping[Slot, SlotView]) -> Feedback | None:
+        remb_by_reporter: dict[int, int] = {}
+        new_remb = False
+        expected = lost = 0
+        new_report = False
+        rtts: list[float] = []
+        for slot, view in slots.items():
+            fb = view.feedback
+            seen = self._seen.setdefault(slot, _Seen())
+            if fb.remb_bps is not None and fb.remb_reporter is not None:
+                # REMB is one estimate per reporting receiver for all the streams it
+                # lists (draft-alvestrand-rmcat-remb-03 §2): sum over reporters.
+                remb_by_reporter[fb.remb_reporter] = fb.remb_bps
+            if fb.rembs != seen.rembs:
+                new_remb = True
+                seen.rembs = fb.rembs
+            if fb.reports != seen.reports and fb.highest_sequence is not None:
+                if seen.highest is not None:
+                    # RFC 3550 §A.3: loss over an interval from cumulative counters.
+                    expected += max(0, fb.highest_sequence - seen.highest)
+                    lost += max(0, fb.packets_lost - seen.lost)
+                    new_report = True
+                seen.reports = fb.reports
+                seen.highest = fb.highest_sequence
+                seen.lost = fb.packets_lost
+            if view.rtt_ms is not None:
+                rtts.append(view.rtt_ms)
+        if not (new_remb or new_report):
+            return None
+        return Feedback(
+            remb_bps=sum(remb_by_reporter.values()) if new_remb and remb_by_reporter else None,
+            fraction_lost=min(1.0, lost / expected) if new_report and expected else None,
+            rtt_ms=min(rtts) if rtts else None,
+        )

@@ -1,0 +1,130 @@
+"""A participant's downlink: RTCP feedback in, layer choices out; pure and with real peers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from classroom.roles import Role
+from media.aiortc_internals import SenderFeedback
+from media.allocator import Allocator
+from media.downlink import Downlink, SlotView
+from media.estimator import Estimator
+from media.relay import Relay
+from media.slots import Slot
+from tests.media.conftest import LESSON, Join
+
+AUDIO = (("high", 53.0),)
+CAMERA = (("low", 165.0), ("mid", 550.0), ("high", 1320.0))
+SLIDES = (("low", 60.0), ("high", 120.0))
+
+
+def remb(fb: SenderFeedback, bps: int) -> None:
+    fb.remb_bps, fb.remb_reporter, fb.rembs = bps, 7, fb.rembs + 1
+
+
+def report(fb: SenderFeedback, highest: int, lost: int) -> None:
+    fb.highest_sequence, fb.packets_lost, fb.reports = highest, lost, fb.reports + 1
+
+
+def views(**feedback: SenderFeedback) -> dict[Slot, SlotView]:
+    layers = {"teacher_audio": AUDIO, "teacher_camera": CAMERA, "slides": SLIDES}
+    return {Slot(name): SlotView(fb, layers[name]) for name, fb in feedback.items()}
+
+
+def test_priorities_audio_then_slides_then_camera() -> None:
+    down = Downlink(Estimator(initial_bps=250_000), Allocator())
+    fbs = {
+        "teacher_audio": SenderFeedback(),
+        "teacher_camera": SenderFeedback(),
+        "slides": SenderFeedback(),
+    }
+    decision = down.tick(views(**fbs), 0.0)
+    assert decision is not None
+    # 250 kbit/s x 0.85: audio 53 + slides 120 fit; the camera's 165 does not.
+    assert decision.allocation == {
+        "teacher_audio": "high",
+        "teacher_camera": "off",
+        "slides": "high",
+    }
+
+
+def test_loss_is_counted_over_all_slots_from_cumulative_counters() -> None:
+    down = Downlink(Estimator(initial_bps=1_000_000), Allocator())
+    audio, camera = SenderFeedback(), SenderFeedback()
+    report(audio, 1000, 0)
+    report(camera, 5000, 0)
+    down.tick(views(teacher_audio=audio, teacher_camera=camera), 0.0)
+    # Next interval: 100 audio packets with 0 lost, 900 video packets with 200 lost:
+    # 20 % over the interval, whatever each report's own fraction says.
+    report(audio, 1100, 0)
+    report(camera, 5900, 200)
+    down.tick(views(teacher_audio=audio, teacher_camera=camera), 1.0)
+    assert down.estimate.bitrate_bps == 900_000  # GCC: x (1 - 0.2 / 2)
+
+
+def test_a_remb_counts_once_and_goes_stale() -> None:
+    down = Downlink(Estimator(initial_bps=1_000_000), Allocator())
+    camera = SenderFeedback()
+    remb(camera, 300_000)
+    down.tick(views(teacher_camera=camera), 0.0)
+    assert down.estimate.bitrate_bps == 300_000
+    for t in range(1, 8):  # no new REMB for 7 s: it no longer holds the estimate down
+        report(camera, 100 * t, 0)
+        down.tick(views(teacher_camera=camera), float(t))
+    assert down.estimate.limited_by == "loss"
+
+
+@pytest.fixture
+def adaptive() -> bool:
+    return True
+
+
+def squeeze(relay: Relay, participant_id: str) -> dict[Slot, SenderFeedback]:
+    """Stand in for the classroom's RTCP: the relay reads these records from now on.
+
+    The real records keep being written by aiortc's feedback (on loopback, a fast
+    link); swapping them lets the test say what the link is.
+    """
+    participant = relay._participant(LESSON, participant_id)
+    fakes = {}
+    for slot, out in participant.outgoing.items():
+        out.feedback = fakes[slot] = SenderFeedback()
+    return fakes
+
+
+async def test_a_collapsing_link_keeps_audio_and_the_camera_comes_back(
+    relay: Relay, join: Join
+) -> None:
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    feedback = squeeze(relay, "room-a")
+    # A good link first: the camera flows.
+    for fb in feedback.values():
+        remb(fb, 3_000_000)
+    await room.wait_frames(Slot.TEACHER_CAMERA, 5, timeout=10)
+
+    for fb in feedback.values():
+        remb(fb, 120_000)
+    camera = relay.outgoing_track(LESSON, "room-a", Slot.TEACHER_CAMERA)
+    assert camera is not None
+    async with asyncio.timeout(3):
+        while camera.layer_name != "off":
+            await asyncio.sleep(0.1)
+    # The classroom still hears the teacher.
+    heard = room.received[Slot.TEACHER_AUDIO].frames
+    await room.wait_frames(Slot.TEACHER_AUDIO, heard + 25, timeout=3)
+    seen = room.received[Slot.TEACHER_CAMERA].frames
+    await asyncio.sleep(1)
+    assert room.received[Slot.TEACHER_CAMERA].frames <= seen + 2
+
+    # The link recovers: after the quiet period and the hold, the camera returns.
+    async with asyncio.timeout(15):
+        while camera.layer_name == "off":
+            for fb in feedback.values():
+                remb(fb, 3_000_000)
+            await asyncio.sleep(0.3)
+    await room.wait_frames(
+        Slot.TEACHER_CAMERA, room.received[Slot.TEACHER_CAMERA].frames + 10, timeout=5
+    )

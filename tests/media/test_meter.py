@@ -1,0 +1,35 @@
+"""Measured layer cost, with hand-advanced time."""
+
+from __future__ import annotations
+
+import pytest
+
+from media.meter import PACKET_OVERHEAD_BYTES, RateMeter
+
+
+def test_steady_rate_includes_packet_overhead() -> None:
+    meter = RateMeter(window_s=2.0)
+    for i in range(300):  # 15 frames a second of 1000 bytes, 10 s
+        meter.add(1000, i / 15)
+    wire_bps = 15 * 8 * (1000 + PACKET_OVERHEAD_BYTES)
+    assert meter.kbps(299 / 15) == pytest.approx(wire_bps / 1000, rel=0.05)
+
+
+def test_follows_a_change_within_a_few_windows() -> None:
+    meter = RateMeter(window_s=2.0)
+    for i in range(150):
+        meter.add(2000, i / 15)
+    for i in range(150, 300):
+        meter.add(500, i / 15)
+    assert meter.kbps(299 / 15) == pytest.approx(
+        15 * 8 * (500 + PACKET_OVERHEAD_BYTES) / 1000, rel=0.1
+    )
+
+
+def test_unknown_before_and_after_sending() -> None:
+    meter = RateMeter(window_s=2.0)
+    assert meter.kbps(0) is None
+    for i in range(30):
+        meter.add(100, i / 50)
+    assert meter.kbps(0.6) is not None
+    assert meter.kbps(10) is None  # paused: its old figure no longer holds
