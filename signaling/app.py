@@ -32,6 +32,8 @@ from signaling import keys
 from signaling.bus import LocalBus
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
+from signaling.recordings import Recordings, RecordingsApiError, ReplayTokens
+from signaling.recordings import router as recordings_router
 from signaling.settings import Settings
 from signaling.store import DB_FILE, Store
 from signaling.tokens import TokenError, TokenIssuer
@@ -39,7 +41,7 @@ from signaling.ws import Connection, Services, StarletteTransport
 
 log = logging.getLogger(__name__)
 
-PAGES = {"teacher", "classroom", "observer", "join"}
+PAGES = {"teacher", "classroom", "observer", "join", "replay"}
 PAGE_OF_ROLE = {Role.TEACHER: "teacher", Role.CLASSROOM: "classroom", Role.OBSERVER: "observer"}
 # A 6-digit code is guessable by brute force; each client address gets this many
 # wrong codes per window before /api/join answers 429.
@@ -73,6 +75,8 @@ class Runtime:
     tokens: TokenIssuer
     admin_key: str
     services: Services
+    recordings: Recordings
+    replay_tokens: ReplayTokens
 
 
 def _runtime(request: Request) -> Runtime:
@@ -99,15 +103,23 @@ def create_app(
         store = Store(settings.data_dir / DB_FILE)
         await store.open()
         lessons = Lessons(store, LocalBus(), media, now, metrics)
+        recordings = Recordings(settings.data_dir / "recordings", media, lessons, now)
+        lessons.event_listeners.append(recordings.on_events)
+        lessons.publish_listeners.append(recordings.published)
+        replay_tokens = ReplayTokens(keys.token_secret(settings), now)
         links: asyncio.Task[None] | None = None
         try:
+            await recordings.load()
             await lessons.load()
             services = Services(lessons, tokens, media, metrics, settings, now)
-            app.state.runtime = Runtime(store, lessons, tokens, admin_key, services)
+            app.state.runtime = Runtime(
+                store, lessons, tokens, admin_key, services, recordings, replay_tokens
+            )
             links = asyncio.create_task(_follow_links(media, lessons))
             yield
         finally:
             lessons.closing = True
+            await recordings.close()
             if links is not None:
                 links.cancel()
                 await asyncio.gather(links, return_exceptions=True)
@@ -121,6 +133,10 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RecordingsApiError)
+    async def _recordings_error(_: Request, exc: RecordingsApiError) -> JSONResponse:
         return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
@@ -252,6 +268,15 @@ def create_app(
         rt: Runtime = ws.app.state.runtime
         await Connection(StarletteTransport(ws), rt.services).run()
 
+    app.include_router(
+        recordings_router(
+            get_recordings=lambda r: _runtime(r).recordings,
+            get_tokens=lambda r: _runtime(r).tokens,
+            get_replay=lambda r: _runtime(r).replay_tokens,
+            get_admin_key=lambda r: _runtime(r).admin_key,
+            base_url=settings.base_url,
+        )
+    )
     _serve_web_client(app, settings.web_client_dir)
     return app
 

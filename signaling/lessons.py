@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,6 +57,12 @@ class Attendee(Protocol):
     def replace(self) -> None: ...
 
 
+# Called with a command's events once they are stored and published (the recording's
+# timeline follows the lesson this way), and with a participant's successful offer.
+EventListener = Callable[[str, list[Event]], Awaitable[None]]
+PublishListener = Callable[[str, str, Role], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class CreatedLesson:
     lesson: Lesson
@@ -89,6 +95,8 @@ class Lessons:
         # Set when the server is shutting down: connections it closes are not
         # participants leaving, so no Leave is recorded and the stage survives a restart.
         self.closing = False
+        self.event_listeners: list[EventListener] = []
+        self.publish_listeners: list[PublishListener] = []
         metrics.count_live_lessons(lambda: len(self._live))
 
     # -- loading and creating ------------------------------------------------------
@@ -223,6 +231,11 @@ class Lessons:
         for ev in events:
             self._metrics.events.labels(ev.kind).inc()
             await self._bus.publish(lesson_id, event_envelope(ev))
+        for listener in self.event_listeners:
+            try:
+                await listener(lesson_id, events)
+            except Exception:
+                log.exception("an event listener failed for lesson %s", lesson_id)
         if any(ev.kind == "lesson_ended" for ev in events):
             self._live.pop(lesson_id, None)
             self._codes = {k: v for k, v in self._codes.items() if v[0] != lesson_id}
@@ -303,6 +316,14 @@ class Lessons:
                     await self._execute_locked(lesson, c.Leave(), participant_id)
                 except DomainError as exc:
                     log.info("leave of %s refused: %s", participant_id, exc.message)
+
+    async def published(self, lesson_id: str, participant_id: str, role: Role) -> None:
+        """A participant's media offer was answered (the teacher's starts the recording)."""
+        for listener in self.publish_listeners:
+            try:
+                await listener(lesson_id, participant_id, role)
+            except Exception:
+                log.exception("a publish listener failed for lesson %s", lesson_id)
 
     def connected(self, lesson_id: str) -> list[str]:
         return [pid for (lid, pid) in self._roster if lid == lesson_id]

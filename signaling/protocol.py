@@ -79,6 +79,14 @@ class PingMsg(_ClientMessage):
     type: Literal["ping"]
 
 
+class PauseRecordingMsg(_ClientMessage):
+    type: Literal["pause_recording"]
+
+
+class ResumeRecordingMsg(_ClientMessage):
+    type: Literal["resume_recording"]
+
+
 ClientMessage = Annotated[
     JoinMsg
     | RaiseHandMsg
@@ -89,7 +97,9 @@ ClientMessage = Annotated[
     | ChatMsg
     | EndLessonMsg
     | OfferMsg
-    | PingMsg,
+    | PingMsg
+    | PauseRecordingMsg
+    | ResumeRecordingMsg,
     Field(discriminator="type"),
 ]
 
@@ -107,6 +117,8 @@ CLIENT_TYPES = frozenset(
         EndLessonMsg,
         OfferMsg,
         PingMsg,
+        PauseRecordingMsg,
+        ResumeRecordingMsg,
     )
 )
 

@@ -375,6 +375,7 @@ class Connection:
             self._error("media_unavailable", "the media relay failed on this offer", msg.ref)
             return
         self._send(p.AnswerMsg(sdp=sdp, ref=msg.ref))
+        await self._s.lessons.published(claims.lesson_id, claims.participant_id, claims.role)
 
 
 def _command(msg: p.ClientMessage) -> c.Command:
@@ -393,4 +394,8 @@ def _command(msg: p.ClientMessage) -> c.Command:
             return c.PostChat(text)
         case p.EndLessonMsg():
             return c.EndLesson()
+        case p.PauseRecordingMsg():
+            return c.PauseRecording()
+        case p.ResumeRecordingMsg():
+            return c.ResumeRecording()
     raise ValueError(f"{msg.type} is not a lesson command")

@@ -1,0 +1,540 @@
+"""Recordings: started when the teacher publishes, fed the lesson's events, served over HTTP.
+
+On disk, one folder per recording under `<data-dir>/recordings/<rid>/`:
+
+- `manifest.json`: written by the recorder (media.recorder): the files, each with
+  its `offset` on the recording's time line, its tracks and codecs, the pauses;
+  `state` "recording", "finished", or "interrupted" (the server died; set when the
+  next server starts and repairs the files);
+- `camera.webm`, `slides.webm`, `stage-NN.webm`: the media;
+- `timeline.jsonl`: the lesson's events, one JSON line each, `t` being the
+  recording's time line (seconds) and `at` the lesson time; written through, so a
+  crash keeps every event written before it;
+- `offline.webm` and `offline.json`: the offline copy and its progress.
+
+Chapters derive from the time line at read time (`chapters()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol, runtime_checkable
+
+import av
+import jwt
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from classroom import commands as c
+from classroom.errors import DomainError
+from classroom.events import Event
+from classroom.roles import SYSTEM, Role
+from media.recorder import MANIFEST, write_json
+from signaling.offline import OFFLINE_FILE, OfflineCopies, read_status
+from signaling.tokens import TokenError, TokenIssuer
+
+log = logging.getLogger(__name__)
+
+TIMELINE = "timeline.jsonl"
+REPLAY_ROLE = "replay"
+# How long the media links handed to a page work; a share link may say less.
+ACCESS_TTL_S = 6 * 3600
+MAX_SHARE_TTL_S = 30 * 24 * 3600
+# Chapters closer than this to the previous one are folded into it: a grant
+# right after a revoke is one moment of the lesson, not two chapters.
+MIN_CHAPTER_GAP_S = 3.0
+
+
+class RecorderHandle(Protocol):
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def now(self) -> float: ...
+
+
+@runtime_checkable
+class RecordingMedia(Protocol):
+    """What a relay that can record offers (media.relay.Relay)."""
+
+    def start_recording(
+        self, lesson_id: str, directory: Path, meta: dict[str, Any]
+    ) -> RecorderHandle: ...
+
+    def stop_recording(self, lesson_id: str) -> dict[str, Any] | None: ...
+
+
+class LessonsPort(Protocol):
+    """What recordings need of signaling.lessons.Lessons."""
+
+    async def execute(self, lesson_id: str, command: c.Command, by: str) -> list[Event]: ...
+
+    def live(self, lesson_id: str) -> Any: ...
+
+
+@dataclass
+class _Active:
+    rid: str
+    directory: Path
+    handle: RecorderHandle
+    timeline: IO[str]
+
+
+class Recordings:
+    def __init__(
+        self,
+        root: Path,
+        media: object,
+        lessons: LessonsPort,
+        now: Callable[[], float],
+        offline: OfflineCopies | None = None,
+    ) -> None:
+        self.root = root
+        self._media = media if isinstance(media, RecordingMedia) else None
+        self._lessons = lessons
+        self._now = now
+        self.offline = offline or OfflineCopies()
+        self._active: dict[str, _Active] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """After a start: recordings a dead server left "recording" are repaired and
+        marked "interrupted"; the files play to the last cluster written."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for directory in sorted(self.root.iterdir()):
+            manifest = _read_manifest(directory)
+            if manifest is None or manifest.get("state") != "recording":
+                continue
+            try:
+                manifest = await asyncio.to_thread(repair, directory, manifest)
+            except Exception:
+                log.exception("could not repair recording %s", directory.name)
+                continue
+            self.offline.request(directory, manifest)
+
+    async def close(self) -> None:
+        """Shutdown: the relay's close finalizes the files; the timelines are closed."""
+        for lesson_id in list(self._active):
+            active = self._active.pop(lesson_id)
+            if self._media is not None:
+                self._media.stop_recording(lesson_id)
+            active.timeline.close()
+        await self.offline.close()
+
+    # -- following the lesson --------------------------------------------------------
+
+    async def published(self, lesson_id: str, participant_id: str, role: Role) -> None:
+        """A participant's offer succeeded: the teacher's first one starts the recording."""
+        if role is not Role.TEACHER or self._media is None or lesson_id in self._active:
+            return
+        lesson = self._lessons.live(lesson_id)
+        if lesson is None:
+            return
+        rid = "r" + secrets.token_hex(6)
+        directory = self.root / rid
+        now = self._now()
+        meta = {
+            "id": rid,
+            "lesson_id": lesson_id,
+            "title": lesson.title,
+            "started_at": now,
+            "lesson_at": round(now - lesson.origin, 3),
+        }
+        handle = self._media.start_recording(lesson_id, directory, meta)
+        timeline = open(directory / TIMELINE, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._active[lesson_id] = _Active(rid, directory, handle, timeline)
+        # Who was there when the recording began: the snapshot, at time 0.
+        self._write(lesson_id, {"t": 0.0, "kind": "snapshot", "lesson": lesson.snapshot()})
+        try:
+            await self._lessons.execute(lesson_id, c.StartRecording(rid), SYSTEM)
+        except DomainError as exc:
+            log.info("recording of %s not started: %s", lesson_id, exc.message)
+            self._stop(lesson_id)
+
+    async def on_events(self, lesson_id: str, events: list[Event]) -> None:
+        """Called by Lessons after a command's events are stored."""
+        for event in events:
+            active = self._active.get(lesson_id)
+            if active is None:
+                continue
+            if event.kind == "recording_paused":
+                active.handle.pause()
+            elif event.kind == "recording_resumed":
+                active.handle.resume()
+            self._write(lesson_id, {"t": round(active.handle.now(), 3), **event.to_dict()})
+            if event.kind in ("recording_stopped", "lesson_ended"):
+                self._stop(lesson_id)
+
+    def _write(self, lesson_id: str, entry: dict[str, Any]) -> None:
+        active = self._active[lesson_id]
+        try:
+            active.timeline.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        except OSError:
+            log.exception("could not write the timeline of %s", active.rid)
+
+    def _stop(self, lesson_id: str) -> None:
+        active = self._active.pop(lesson_id, None)
+        if active is None:
+            return
+        active.timeline.close()
+        manifest = self._media.stop_recording(lesson_id) if self._media is not None else None
+        if manifest is not None:
+            self.offline.request(active.directory, manifest)
+
+    def is_active(self, rid: str) -> bool:
+        return any(a.rid == rid for a in self._active.values())
+
+    # -- reading ------------------------------------------------------------------------
+
+    def directory(self, rid: str) -> Path | None:
+        if not rid.isalnum():
+            return None
+        directory = self.root / rid
+        return directory if (directory / MANIFEST).is_file() else None
+
+    def of_lesson(self, lesson_id: str) -> list[dict[str, Any]]:
+        found = []
+        if self.root.is_dir():
+            for directory in self.root.iterdir():
+                manifest = _read_manifest(directory)
+                if manifest is not None and manifest.get("lesson_id") == lesson_id:
+                    found.append(self._summary(manifest))
+        return sorted(found, key=lambda m: m.get("started_at") or 0)
+
+    def _summary(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": manifest["id"],
+            "lesson_id": manifest.get("lesson_id"),
+            "title": manifest.get("title"),
+            "started_at": manifest.get("started_at"),
+            "state": manifest.get("state"),
+            "duration": manifest.get("duration"),
+        }
+
+    def describe(self, rid: str) -> dict[str, Any] | None:
+        directory = self.directory(rid)
+        manifest = None if directory is None else _read_manifest(directory)
+        if directory is None or manifest is None:
+            return None
+        timeline = read_timeline(directory)
+        return {
+            **self._summary(manifest),
+            "files": manifest.get("files", []),
+            "pauses": manifest.get("pauses", []),
+            "timeline": [e for e in timeline if e.get("kind") != "snapshot"],
+            "chapters": chapters(timeline, manifest),
+            "offline": read_status(directory),
+        }
+
+    async def delete(self, rid: str) -> None:
+        directory = self.directory(rid)
+        if directory is None:
+            return
+        self.offline.cancel(directory)
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+
+
+def _read_manifest(directory: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def read_timeline(directory: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    try:
+        lines = (directory / TIMELINE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        with contextlib.suppress(ValueError):  # a line cut by a crash
+            out.append(json.loads(line))
+    return out
+
+
+def chapters(timeline: list[dict[str, Any]], manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The moments a viewer jumps to: where what is on screen changes.
+
+    - the start (`start`);
+    - the slides first shown (`slides`: from the manifest, the slides file's offset);
+    - each stage turn (`floor_granted`, with the classroom and the student whose
+      hand it answered): a question is what a pupil who missed the lesson looks for;
+    - the return to the teacher (`floor_revoked`);
+    - the lesson going on after a pause (`recording_resumed`).
+
+    Joins, hands without a grant, chat and delivery changes stay in the timeline
+    only: they do not change what the replay shows, and there are many of them.
+    """
+    names: dict[str, str] = {}
+    for entry in timeline:
+        if entry.get("kind") == "snapshot":
+            for p in entry["lesson"].get("participants", []):
+                names[p["id"]] = p["name"]
+    marks: list[dict[str, Any]] = [{"t": 0.0, "kind": "start"}]
+    for f in manifest.get("files", []):
+        if f.get("role") == "slides" and f.get("offset") is not None:
+            marks.append({"t": float(f["offset"]), "kind": "slides"})
+    for entry in timeline:
+        kind = entry.get("kind")
+        t = float(entry.get("t") or 0.0)
+        if kind == "floor_granted":
+            cid = entry.get("classroom_id", "")
+            marks.append(
+                {
+                    "t": t,
+                    "kind": kind,
+                    "classroom_id": cid,
+                    "classroom": names.get(cid, cid),
+                    "student": entry.get("student"),
+                }
+            )
+        elif (kind == "floor_revoked" and entry.get("reason") != "replaced") or (
+            kind == "recording_resumed"
+        ):
+            marks.append({"t": t, "kind": kind})
+    marks.sort(key=lambda m: m["t"])
+    out: list[dict[str, Any]] = []
+    for mark in marks:
+        if out and mark["t"] - out[-1]["t"] < MIN_CHAPTER_GAP_S:
+            # The later mark says better what the moment is (a grant beats "start").
+            out[-1] = {**mark, "t": out[-1]["t"]}
+            continue
+        out.append(mark)
+    return out
+
+
+def repair(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A recording cut by a crash: remux each file (copy, no re-encoding) so it gets
+    a seek index and a duration, measure it, and mark the recording "interrupted"."""
+    ffmpeg = shutil.which("ffmpeg")
+    for f in manifest.get("files", []):
+        path = directory / f["name"]
+        if not path.is_file():
+            continue
+        if ffmpeg is not None:
+            fixed = path.with_name(path.stem + ".fixed.webm")
+            done = subprocess.run(
+                [ffmpeg, "-v", "quiet", "-y", "-i", str(path), "-c", "copy", str(fixed)],
+                capture_output=True,
+                timeout=600,
+            )
+            if fixed.is_file() and fixed.stat().st_size > 0:
+                os.replace(fixed, path)
+            elif done.returncode != 0:
+                log.warning("could not remux %s", path)
+        f["duration"] = round(_last_packet_s(path), 3)
+    ends = [
+        float(f["offset"] or 0) + float(f["duration"] or 0)
+        for f in manifest.get("files", [])
+        if f.get("offset") is not None
+    ]
+    manifest["duration"] = round(max(ends, default=0.0), 3)
+    manifest["state"] = "interrupted"
+    write_json(directory / MANIFEST, manifest)
+    return manifest
+
+
+def _last_packet_s(path: Path) -> float:
+    last = 0.0
+    try:
+        with av.open(str(path)) as container:
+            for packet in container.demux():
+                if packet.pts is not None and packet.time_base is not None:
+                    last = max(last, float(packet.pts * packet.time_base))
+    except (av.FFmpegError, OSError):
+        pass
+    return last
+
+
+# -- HTTP ------------------------------------------------------------------------------
+
+
+class ShareRequest(BaseModel):
+    ttl_s: int = Field(default=7 * 24 * 3600, ge=60, le=MAX_SHARE_TTL_S)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads a recording: the admin, a participant of its lesson, or a replay link."""
+
+    admin: bool = False
+    role: str | None = None
+
+    @property
+    def may_manage(self) -> bool:
+        return self.admin or self.role == str(Role.TEACHER)
+
+
+class ReplayTokens:
+    """Signed replay links: one recording, read only, until `exp`.
+
+    Same secret and algorithm as participants' tokens but a different shape (`typ`
+    replay, role `replay`): TokenIssuer refuses them (no such role) and these refuse
+    participant tokens, so neither opens the other's doors.
+    """
+
+    def __init__(self, secret: str, now: Callable[[], float]) -> None:
+        self._secret = secret
+        self._now = now
+
+    def issue(self, rid: str, lesson_id: str, ttl_s: float) -> tuple[str, float]:
+        now = self._now()
+        exp = int(now + ttl_s)
+        payload = {
+            "typ": REPLAY_ROLE,
+            "role": REPLAY_ROLE,
+            "rec": rid,
+            "lesson": lesson_id,
+            "iat": int(now),
+            "exp": exp,
+        }
+        return jwt.encode(payload, self._secret, algorithm="HS256"), float(exp)
+
+    def verify(self, token: str, rid: str) -> float:
+        """The link's expiry, or TokenError."""
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                options={"verify_exp": False, "require": ["exp", "rec", "typ"]},
+            )
+        except jwt.InvalidTokenError:
+            raise TokenError("bad_token", "this link or token is not valid") from None
+        if payload.get("typ") != REPLAY_ROLE:
+            raise TokenError("bad_token", "this link or token is not valid")
+        if float(payload["exp"]) <= self._now():
+            raise TokenError("token_expired", "this replay link has expired; ask for a new one")
+        if payload["rec"] != rid:
+            raise TokenError("bad_token", "this link is for another recording")
+        return float(payload["exp"])
+
+
+class RecordingsApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def router(
+    get_recordings: Callable[[Request], Recordings],
+    get_tokens: Callable[[Request], TokenIssuer],
+    get_replay: Callable[[Request], ReplayTokens],
+    get_admin_key: Callable[[Request], str],
+    base_url: Callable[[], str],
+) -> APIRouter:
+    """The recordings' HTTP API (docs/protocol.md, "Recordings")."""
+    api = APIRouter()
+
+    def credential(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        # <video src> cannot send headers: media URLs carry a replay token instead.
+        access = request.query_params.get("access", "")
+        if access:
+            return access
+        raise RecordingsApiError(401, "unauthorized", "send Authorization: Bearer <key or token>")
+
+    def reader(request: Request, lesson_id: str | None, rid: str | None) -> Reader:
+        token = credential(request)
+        if hmac.compare_digest(token.encode(), get_admin_key(request).encode()):
+            return Reader(admin=True)
+        error: TokenError | None = None
+        if rid is not None:
+            try:
+                get_replay(request).verify(token, rid)
+                return Reader(role=REPLAY_ROLE)
+            except TokenError as exc:
+                # A replay link's own complaint (expired, another recording) says more.
+                if exc.code == "token_expired" or "recording" in exc.message:
+                    error = exc
+        if error is None:
+            try:
+                return Reader(role=str(get_tokens(request).verify(token, lesson_id).role))
+            except TokenError as exc:
+                error = exc
+        status = 401 if error.code == "token_expired" else 403
+        raise RecordingsApiError(status, error.code, error.message)
+
+    def manifest_or_404(request: Request, rid: str) -> dict[str, Any]:
+        directory = get_recordings(request).directory(rid)
+        manifest = None if directory is None else _read_manifest(directory)
+        if manifest is None:
+            raise RecordingsApiError(404, "not_found", "there is no such recording")
+        return manifest
+
+    @api.get("/api/lessons/{lesson_id}/recordings")
+    async def list_recordings(lesson_id: str, request: Request) -> dict[str, Any]:
+        reader(request, lesson_id, None)
+        return {"recordings": get_recordings(request).of_lesson(lesson_id)}
+
+    @api.get("/api/recordings/{rid}")
+    async def get_recording(rid: str, request: Request) -> dict[str, Any]:
+        manifest = manifest_or_404(request, rid)
+        reader(request, str(manifest.get("lesson_id")), rid)
+        recordings = get_recordings(request)
+        described = recordings.describe(rid)
+        assert described is not None
+        access, _ = get_replay(request).issue(rid, str(manifest.get("lesson_id")), ACCESS_TTL_S)
+        for f in described["files"]:
+            f["url"] = f"/api/recordings/{rid}/files/{f['name']}?access={access}"
+        if described["offline"].get("state") == "done":
+            described["offline"]["url"] = (
+                f"/api/recordings/{rid}/files/{OFFLINE_FILE}?access={access}"
+            )
+        return described
+
+    @api.get("/api/recordings/{rid}/files/{name}")
+    async def get_file(rid: str, name: str, request: Request) -> FileResponse:
+        manifest = manifest_or_404(request, rid)
+        reader(request, str(manifest.get("lesson_id")), rid)
+        names = {f["name"] for f in manifest.get("files", [])} | {OFFLINE_FILE}
+        directory = get_recordings(request).directory(rid)
+        path = None if directory is None or name not in names else directory / name
+        if path is None or not path.is_file():
+            raise RecordingsApiError(404, "not_found", "this recording has no such file")
+        # Starlette's FileResponse answers Range requests (206, 416) by itself.
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if name == OFFLINE_FILE:
+            headers["Content-Disposition"] = f'attachment; filename="{rid}-offline.webm"'
+        return FileResponse(path, media_type="video/webm", headers=headers)
+
+    @api.post("/api/recordings/{rid}/share")
+    async def share(rid: str, request: Request, body: ShareRequest | None = None) -> dict[str, Any]:
+        manifest = manifest_or_404(request, rid)
+        who = reader(request, str(manifest.get("lesson_id")), rid)
+        if not who.may_manage:
+            raise RecordingsApiError(403, "not_allowed", "only the teacher shares a recording")
+        ttl = (body or ShareRequest()).ttl_s
+        token, expires = get_replay(request).issue(rid, str(manifest.get("lesson_id")), ttl)
+        return {"token": token, "url": f"{base_url()}/replay#token={token}", "expires": expires}
+
+    @api.delete("/api/recordings/{rid}", status_code=204)
+    async def delete(rid: str, request: Request) -> None:
+        manifest = manifest_or_404(request, rid)
+        who = reader(request, str(manifest.get("lesson_id")), rid)
+        if not who.may_manage:
+            raise RecordingsApiError(403, "not_allowed", "only the teacher deletes a recording")
+        recordings = get_recordings(request)
+        if recordings.is_active(rid):
+            raise RecordingsApiError(409, "recording_active", "the lesson is still being recorded")
+        await recordings.delete(rid)
+
+    return api
