@@ -39,6 +39,8 @@ from media.recording import AUDIO_RATE, VIDEO_RATE, WebmWriter, vp8_keyframe_siz
 Clock = Callable[[], float]
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+# 3 s of Opus: how long a file with a picture waits for it before starting with sound.
+EARLY_AUDIO_PACKETS = 150
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ class _Part:
         if audio:
             self.taps["audio"] = _Tap(self, "audio")
         self.writer: WebmWriter | None = None
+        # Sound that comes before the first picture, kept until the picture comes.
+        self._early: list[av.Packet[Any]] = []
         self.offset: float | None = None
         self.ended_at: float | None = None
         self.size: tuple[int, int] | None = None
@@ -120,8 +124,15 @@ class _Part:
             return
         rate = VIDEO_RATE if kind == "video" else AUDIO_RATE
         if self.writer is None:
-            # The file's time 0 is its first packet, on the relay's clock.
+            if kind == "audio" and "video" in self.taps and len(self._early) < EARLY_AUDIO_PACKETS:
+                self._early.append(packet)
+                return
+            # The file's time 0 is its first packet on the relay's clock. Sources are
+            # timed apart (media.ladder.SourceClock): the first keyframe may be stamped
+            # before the sound that came first, and must not fall before time 0.
             origin = packet.pts / rate
+            if self._early:
+                origin = min(origin, (self._early[0].pts or 0) / AUDIO_RATE)
             self.writer = WebmWriter(
                 self.recorder.directory / self.name,
                 video="video" in self.taps,
@@ -130,6 +141,9 @@ class _Part:
             )
             self.offset = round(self.recorder.timeline_at(origin), 3)
             self.recorder.save()
+            early, self._early = self._early, []
+            for sound in early:
+                self.writer.write("audio", sound)
         if kind == "video" and self.size is None:
             self.size = vp8_keyframe_size(bytes(packet))
         self.writer.write(kind, packet)

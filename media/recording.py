@@ -74,6 +74,9 @@ class WebmWriter:
         self._audio: av.AudioStream | None = None
         self._early_audio: list[av.Packet[Any]] = []
         self._last = {"video": -1, "audio": -1}
+        # Video is written from a keyframe on: at the start (also when sound opened the
+        # file first) and after a dropped frame, whose successors would not decode.
+        self._video_needs_keyframe = True
         self.packets = {"video": 0, "audio": 0}
         self.closed = False
 
@@ -129,7 +132,13 @@ class WebmWriter:
         # Matroska wants rising timestamps per track; a packet from before the
         # recording began, or a repeat after a source switch, is dropped.
         if ms < 0 or ms <= self._last[kind]:
+            if kind == "video":
+                self._video_needs_keyframe = True
             return
+        if kind == "video" and self._video_needs_keyframe:
+            if not packet.is_keyframe:
+                return
+            self._video_needs_keyframe = False
         self._last[kind] = ms
         out = av.Packet(bytes(packet))
         out.pts = out.dts = ms
