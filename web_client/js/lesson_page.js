@@ -141,7 +141,6 @@ export class LessonPage {
     if (replayed) {
       // Missed while disconnected; the snapshot has its effect, the chat line is news.
       if (event.kind === "chat_posted") this.view.chat.push({ name: event.name, text: event.text, at: event.at });
-      this.options.onEvent && this.options.onEvent(event);
       this.render();
       return;
     }

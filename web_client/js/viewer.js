@@ -49,6 +49,10 @@ export function renderLesson(page) {
       ? t("cls.stage_student", { name, student: view.stage.student })
       : t("cls.stage", { name });
   }
+  // Until the teacher is here, say so where the teacher's picture will be.
+  const teacher = view.participants.find((p) => p.role === "teacher");
+  const waiting = byTestId("teacher-tile").querySelector(".placeholder");
+  waiting.textContent = teacher && teacher.online ? t("cls.teacher_waiting") : t("lesson.scheduled");
   const weak = byTestId("weak-link");
   const level = page.you ? deliveryLevel(view.delivery[page.you.id]) : "unknown";
   const weakText = { low: "cls.weak.low", slides_audio: "cls.weak.slides_audio", audio_only: "cls.weak.audio_only" }[level];
