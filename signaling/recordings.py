@@ -311,8 +311,10 @@ def chapters(timeline: list[dict[str, Any]], manifest: dict[str, Any]) -> list[d
     out: list[dict[str, Any]] = []
     for mark in marks:
         if out and mark["t"] - out[-1]["t"] < MIN_CHAPTER_GAP_S:
-            # The later mark says better what the moment is (a grant beats "start").
-            out[-1] = {**mark, "t": out[-1]["t"]}
+            # One moment, one chapter: the later mark names it (slides shown then a
+            # grant: the grant), except that the lesson's start stays the start.
+            if out[-1]["kind"] != "start":
+                out[-1] = {**mark, "t": out[-1]["t"]}
             continue
         out.append(mark)
     return out

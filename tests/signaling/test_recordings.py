@@ -190,7 +190,7 @@ async def test_a_recorded_lesson_is_listed_described_served_and_deleted(
     assert files["camera.webm"]["tracks"][1]["codec"] == "opus"
     assert 3.9 < files["slides.webm"]["offset"] < 4.2
     kinds = [e["kind"] for e in info["timeline"]]
-    assert kinds[0] == "recording_started"
+    assert "recording_started" in kinds[:2]  # a join may land first
     assert {"hand_raised", "floor_granted", "chat_posted", "recording_paused"} <= set(kinds)
     hand = next(e for e in info["timeline"] if e["kind"] == "hand_raised")
     assert hand["student"] == "王小明" and 3.9 < hand["t"] < 4.2
