@@ -84,14 +84,18 @@ def rank(allocation: Allocation, offers: Sequence[SlotOffer]) -> tuple[int, ...]
     return tuple(out)
 
 
-def next_step(allocation: Allocation, offers: Sequence[SlotOffer]) -> Allocation | None:
-    """The allocation one layer better on the first slot (in priority order) that can climb."""
+def next_step(
+    allocation: Allocation, offers: Sequence[SlotOffer], ceiling_kbps: float
+) -> Allocation | None:
+    """One layer better on the first slot, in priority order, whose step fits `ceiling_kbps`."""
     for offer in sorted(offers, key=lambda o: o.priority):
         names = [name for name, _ in offer.layers]
         layer = allocation.get(offer.slot, OFF)
         index = names.index(layer) if layer in names else -1
         if index + 1 < len(names):
-            return {**allocation, offer.slot: names[index + 1]}
+            step = {**allocation, offer.slot: names[index + 1]}
+            if cost(step, offers) <= ceiling_kbps:
+                return step
     return None
 
 
@@ -136,15 +140,15 @@ class Allocator:
         after_down_ms: int = 6000,
         probe_ceiling: float = 1.6,
         probe_hold_ms: int = 1000,
-        probe_grace_ms: int = 10_000,
-        max_backoff_ms: int = 120_000,
+        probe_confirm_ms: int = 3000,
+        max_backoff_ms: int = 24_000,
     ) -> None:
         self.headroom = headroom
         self.up_hold_ms = up_hold_ms
         self.after_down_ms = after_down_ms
         self.probe_ceiling = probe_ceiling
         self.probe_hold_ms = probe_hold_ms
-        self.probe_grace_ms = probe_grace_ms
+        self.probe_confirm_ms = probe_confirm_ms
         self.max_backoff_ms = max_backoff_ms
         self.current: Allocation = {}
         self._slots: frozenset[str] = frozenset()
@@ -183,8 +187,8 @@ class Allocator:
         better = allocate(estimate_kbps * self.headroom, offers)
         reason = "up"
         if rank(better, offers) <= rank(self.current, offers):
-            step = next_step(self.current, offers)
-            if step is None or cost(step, offers) > estimate_kbps * self.probe_ceiling:
+            step = next_step(self.current, offers, estimate_kbps * self.probe_ceiling)
+            if step is None:
                 self._up_since = None
                 return None
             better, reason = step, "probe"
@@ -203,15 +207,13 @@ class Allocator:
     ) -> Decision | None:
         probe = self._probe
         assert probe is not None
-        if cost(self.current, offers) <= estimate_kbps:
-            # The estimate caught up: the link carries it. Probing may go on at the
-            # shortest interval.
-            self._probe = None
-            self._backoff_ms = self.after_down_ms
-            return None
-        failed = estimate_kbps < probe.estimate_kbps * 0.9
-        expired = now_ms - probe.started_ms > self.probe_grace_ms
-        if not (failed or expired):
+        if estimate_kbps >= cost(self.current, offers) * 0.9:
+            if now_ms - probe.started_ms >= self.probe_confirm_ms:
+                # No congestion came of it: the link carries it. Probing may go on
+                # at the shortest interval.
+                self._probe = None
+                self._backoff_ms = self.after_down_ms
+                self._down_at = None
             return None
         self._probe = None
         self._down_at = now_ms

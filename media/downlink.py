@@ -8,13 +8,16 @@ decision; nothing here touches aiortc.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from media.aiortc_internals import SenderFeedback
-from media.allocator import Allocator, Decision, SlotOffer
+from media.allocator import Allocator, Decision, SlotOffer, cost
 from media.estimator import Estimate, Estimator, Feedback
 from media.slots import Slot
+
+logger = logging.getLogger(__name__)
 
 # Audio never stops because video wants more; then the lesson's content (slides),
 # then the teacher's face, then the classroom on stage (ARCHITECTURE.md).
@@ -26,6 +29,9 @@ PRIORITY: dict[Slot, int] = {
     Slot.STAGE_VIDEO: 3,
 }
 ESSENTIAL = frozenset({Slot.TEACHER_AUDIO, Slot.STAGE_AUDIO})
+# Loss is reported once this many packets were expected: a report on a few dozen
+# says 2 % after a single loss, which is noise, not a trend (GCC's 2 % band).
+MIN_LOSS_SAMPLE = 100
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class Downlink:
         self.estimator = estimator or Estimator(initial_bps=300_000)
         self.allocator = allocator or Allocator()
         self._seen: dict[Slot, _Seen] = {}
+        self._expected = 0
+        self._lost = 0
 
     @property
     def estimate(self) -> Estimate:
@@ -62,13 +70,15 @@ class Downlink:
     def tick(self, slots: Mapping[Slot, SlotView], now_s: float) -> Decision | None:
         now_ms = round(now_s * 1000)
         feedback = self._collect(slots)
-        if feedback is not None:
-            self.estimator.update(feedback, now_ms)
         offers = [
             SlotOffer(str(slot), PRIORITY.get(slot, 9), view.layers, slot in ESSENTIAL)
             for slot, view in slots.items()
             if view.layers
         ]
+        if feedback is not None:
+            sending = round(cost(self.allocator.current, offers) * 1000)
+            estimate = self.estimator.update(feedback, now_ms, sending_bps=sending or None)
+            logger.debug("%s sending %d -> %s", feedback, sending, estimate)
         return self.allocator.update(self.estimator.estimate.bitrate_bps / 1000, offers, now_ms)
 
     def _collect(self, slots: Mapping[Slot, SlotView]) -> Feedback | None:
@@ -98,10 +108,16 @@ class Downlink:
                 seen.lost = fb.packets_lost
             if view.rtt_ms is not None:
                 rtts.append(view.rtt_ms)
-        if not (new_remb or new_report):
+        self._expected += expected
+        self._lost += lost
+        fraction = None
+        if new_report and self._expected >= MIN_LOSS_SAMPLE:
+            fraction = min(1.0, self._lost / self._expected)
+            self._expected = self._lost = 0
+        if not new_remb and fraction is None:
             return None
         return Feedback(
             remb_bps=sum(remb_by_reporter.values()) if new_remb and remb_by_reporter else None,
-            fraction_lost=min(1.0, lost / expected) if new_report and expected else None,
+            fraction_lost=fraction,
             rtt_ms=min(rtts) if rtts else None,
         )

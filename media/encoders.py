@@ -28,6 +28,10 @@ class VideoLayerSpec:
     height: int
     bitrate: int
     max_fps: float | None = None
+    # What the layer usually costs, before it has been measured (bit/s). Camera
+    # content fills its target; a slide is still most of the time and costs a
+    # small part of its ceiling (about 25 kbit/s at 720p measured here).
+    expected_bitrate: int | None = None
 
     def fit(self, source_width: int, source_height: int) -> tuple[int, int]:
         """The layer's size for a given source: within the spec's box, aspect kept,

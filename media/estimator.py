@@ -12,12 +12,16 @@ The rules are those of Google Congestion Control (draft-ietf-rmcat-gcc-02):
   loss, in between it holds (gcc-02 §6);
 - the estimate is the lower of the two, and A_s never exceeds the REMB (gcc-02 §6).
 
-One departure from gcc-02: with low loss and a fresh REMB, A_s is set to the REMB
-instead of creeping up 5 % a second. The receiver's delay-based figure already
-says what the link carries, and Chromium's REMB itself climbs slowly after a drop
-(about 8 %/s measured here); a second slow climb on top of it would keep a
-recovered classroom on low quality for a minute. Loss can only ever pull the
-estimate below the REMB.
+Two departures, both from what Chromium's REMB turned out to mean here:
+- A REMB does not say what a link could carry. libwebrtc's receive-side estimate
+  never rises above about 1.5x what it receives, and it *falls* only when it sees
+  queues grow (overuse). So while the REMB has not fallen lately, what the relay
+  already sends without complaint (`sending_bps`) counts as carried, even above the
+  REMB; after a fall, the REMB rules for `CONGESTION_HOLD_MS`.
+- With low loss, A_s follows that delay-based figure at once instead of creeping
+  up 5 % a second: a second slow climb on top of the receiver's own would keep a
+  recovered classroom on low quality for a minute. Loss can only ever pull the
+  estimate down.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ INCREASE_INTERVAL_MS = 1000
 REMB_TIMEOUT_MS = 5000
 # Loss and RTT shown to people are smoothed so that one report does not flap them.
 SMOOTHING = 0.3
+# A REMB this much below the previous one is the receiver seeing congestion.
+REMB_FALL = 0.97
+CONGESTION_HOLD_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class Estimator:
         self._remb: int | None = None
         self._remb_at: int | None = None
         self._last_increase_at: int | None = None
+        self._congested_at: int | None = None
+        self._congested = False
         self._loss = 0.0
         self._rtt: float | None = None
         self._estimate = Estimate(initial_bps, 0.0, None, "initial")
@@ -76,10 +85,20 @@ class Estimator:
     def estimate(self) -> Estimate:
         return self._estimate
 
-    def update(self, feedback: Feedback, now_ms: int) -> Estimate:
+    @property
+    def congested(self) -> bool:
+        return self._congested
+
+    def update(self, feedback: Feedback, now_ms: int, sending_bps: int | None = None) -> Estimate:
+        """Fold in one piece of feedback; `sending_bps` is what the relay sends now."""
         if feedback.remb_bps is not None:
+            if self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL:
+                self._congested_at = now_ms
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
+        self._congested = (
+            self._congested_at is not None and now_ms - self._congested_at < CONGESTION_HOLD_MS
+        )
         if feedback.rtt_ms is not None:
             self._rtt = (
                 feedback.rtt_ms
@@ -87,13 +106,16 @@ class Estimator:
                 else (1 - SMOOTHING) * self._rtt + SMOOTHING * feedback.rtt_ms
             )
         remb = self._fresh_remb(now_ms)
+        if remb is not None and sending_bps is not None and not self._congested:
+            # Not congested: what already goes through is carried (module notes).
+            remb = max(remb, sending_bps)
         if feedback.fraction_lost is not None:
             lost = min(1.0, max(0.0, feedback.fraction_lost))
             self._loss = (1 - SMOOTHING) * self._loss + SMOOTHING * lost
             self._apply_loss(lost, now_ms, remb)
-        elif feedback.remb_bps is not None and self._loss < LOSS_LOW:
-            # A new REMB while the link is clean: it stands (see the module notes).
-            self._loss_based = float(feedback.remb_bps)
+        elif remb is not None and self._loss < LOSS_LOW:
+            # A clean link: the delay-based figure stands (see the module notes).
+            self._loss_based = float(remb)
 
         if remb is not None:
             self._loss_based = min(self._loss_based, float(remb))

@@ -36,12 +36,13 @@ Clock = Callable[[], float]
 CAMERA_LAYERS = (
     VideoLayerSpec("high", 1280, 720, 1_200_000),
     VideoLayerSpec("mid", 640, 360, 500_000),
-    VideoLayerSpec("low", 320, 180, 150_000),
+    # Small enough that audio, slides and a moving face fit a 300 kbit/s link.
+    VideoLayerSpec("low", 320, 180, 110_000),
 )
 # Slides are text: sharpness matters, motion does not.
 SLIDES_LAYERS = (
-    VideoLayerSpec("high", 1920, 1080, 1_000_000, max_fps=5),
-    VideoLayerSpec("low", 960, 540, 300_000, max_fps=5),
+    VideoLayerSpec("high", 1920, 1080, 1_000_000, max_fps=5, expected_bitrate=150_000),
+    VideoLayerSpec("low", 960, 540, 300_000, max_fps=5, expected_bitrate=80_000),
 )
 LAYER_ORDER = ("high", "mid", "low")
 

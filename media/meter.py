@@ -25,13 +25,14 @@ class RateMeter:
         self._since: float | None = None
         self._rate: float | None = None
         self._last: float | None = None
+        self._first: float | None = None
 
     def add(self, payload_bytes: int, now: float) -> None:
         packets = max(1, math.ceil(payload_bytes / PAYLOAD_PER_PACKET))
         self._bits += 8 * (payload_bytes + packets * PACKET_OVERHEAD_BYTES)
         self._last = now
         if self._since is None:
-            self._since = now
+            self._since = self._first = now
         self._fold(now)
 
     def _fold(self, now: float) -> None:
@@ -46,12 +47,22 @@ class RateMeter:
         self._bits = 0.0
         self._since = now
 
+    def _warm(self) -> bool:
+        # A layer starts with a keyframe: its first fraction of a second says little
+        # of what it costs. A figure comes once a whole window was seen.
+        return (
+            self._rate is not None
+            and self._first is not None
+            and self._last is not None
+            and self._last - self._first >= self._window
+        )
+
     def last_kbps(self) -> float | None:
         """The last rate measured, however old (a paused layer's best guess)."""
-        return None if self._rate is None else self._rate / 1000
+        return self._rate / 1000 if self._warm() and self._rate is not None else None
 
     def kbps(self, now: float) -> float | None:
-        """The recent rate, or None if the layer has not sent lately (then it is unknown)."""
+        """The recent rate, or None if unknown (not sending lately, or only just started)."""
         if self._last is None or now - self._last > self._window:
             return None
-        return None if self._rate is None else self._rate / 1000
+        return self.last_kbps()

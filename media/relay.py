@@ -371,11 +371,14 @@ class Relay:
         views: dict[Slot, SlotView] = {}
         for slot, out in participant.outgoing.items():
             ladder = self._source(lesson, participant, slot)
-            rtt = sender_rtt_s(out.sender)
+            # aiortc pairs a paused sender's reports with stale SR times (its SR
+            # carries the NTP time of the last packet sent): only a sending slot's
+            # RTT means anything, and a negative one never does.
+            rtt = sender_rtt_s(out.sender) if out.track.layer_name != "off" else None
             views[slot] = SlotView(
                 out.feedback,
                 _layer_costs(ladder, now) if ladder is not None else (),
-                None if rtt is None else rtt * 1000,
+                rtt * 1000 if rtt is not None and rtt > 0 else None,
             )
         decision = participant.downlink.tick(views, now)
         # Without adaptation the estimate is still kept, for the link reports.
@@ -463,14 +466,17 @@ def _layer_costs(ladder: Ladder, now: float) -> tuple[tuple[str, float], ...]:
     """A source's layers, cheapest first, with what each costs on the wire in kbit/s.
 
     Measured when the layer is sending; for a paused layer, what it cost when it
-    last sent, or its nominal bit rate (with a 10 % allowance for packet headers).
+    last sent, or its expected bit rate (with a 10 % allowance for packet headers).
     """
     costs = []
     for layer in reversed(ladder.layers):
         kbps = layer.meter.kbps(now) or layer.meter.last_kbps()
         if kbps is None:
             spec = getattr(layer, "spec", None)
-            kbps = spec.bitrate * 1.1 / 1000 if spec is not None else _AUDIO_NOMINAL_KBPS
+            if spec is None:
+                kbps = _AUDIO_NOMINAL_KBPS
+            else:
+                kbps = (spec.expected_bitrate or spec.bitrate) * 1.1 / 1000
         costs.append((layer.name, kbps))
     return tuple(costs)
 

@@ -70,6 +70,50 @@ class MovingPicture(MediaStreamTrack):
         return self._count
 
 
+class SlideDeck(MediaStreamTrack):
+    """Slides as a screen share sends them: sharp, mostly still, a new page now and then."""
+
+    kind = "video"
+
+    def __init__(
+        self, width: int = 1280, height: int = 720, fps: int = 5, page_every_s: float = 10.0
+    ) -> None:
+        super().__init__()
+        self._fps = fps
+        self._per_page = max(1, round(page_every_s * fps))
+        self._start: float | None = None
+        self._count = 0
+        rng = np.random.default_rng(7)
+        chroma = np.full((height // 4, width), 128, dtype=np.uint8)
+        self._pages = []
+        for _ in range(4):
+            luma = np.full((height, width), 235, dtype=np.uint8)
+            # Lines of "text": dark dashes of random length on a white page.
+            for row in range(height // 10, height - height // 10, max(8, height // 24)):
+                x = width // 12
+                while x < width - width // 12:
+                    word = int(rng.integers(width // 40, width // 12))
+                    luma[row : row + max(2, height // 90), x : x + word] = 30
+                    x += word + width // 80
+            self._pages.append(np.concatenate([luma, chroma, chroma]))
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._count / self._fps
+        if due > now:
+            await asyncio.sleep(due - now)
+        page = self._pages[(self._count // self._per_page) % len(self._pages)]
+        frame = av.VideoFrame.from_ndarray(page, format="yuv420p")
+        frame.pts = self._count * (90000 // self._fps)
+        frame.time_base = fractions.Fraction(1, 90000)
+        self._count += 1
+        return frame
+
+
 class Tone(MediaStreamTrack):
     """A 440 Hz tone in 20 ms frames, paced in real time."""
 

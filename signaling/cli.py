@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,12 +60,14 @@ class LessonServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, media: MediaGateway | None = None) -> None:
+    """Run the server; `media` replaces the relay (benchmarks compare baselines)."""
     admin_key, created = keys.admin_key(settings)
     if created:
         path = settings.data_dir / keys.ADMIN_KEY_FILE
         print(f"Admin key (shown once, kept in {path}): {admin_key}", flush=True)
-    media = build_media(settings)
+    if media is None:
+        media = build_media(settings)
     app = create_app(settings, media)
     config = uvicorn.Config(
         app,
@@ -88,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_serve.add_argument("--data-dir", type=Path, help="where lessons are kept")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # e.g. CLASSROOM_DEBUG=media.downlink,media.relay: those loggers at DEBUG.
+    for name in filter(None, os.environ.get("CLASSROOM_DEBUG", "").split(",")):
+        logging.getLogger(name.strip()).setLevel(logging.DEBUG)
     overrides: dict[str, Any] = {
         k: v
         for k, v in {"host": args.host, "port": args.port, "data_dir": args.data_dir}.items()

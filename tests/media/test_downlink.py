@@ -128,3 +128,16 @@ async def test_a_collapsing_link_keeps_audio_and_the_camera_comes_back(
     await room.wait_frames(
         Slot.TEACHER_CAMERA, room.received[Slot.TEACHER_CAMERA].frames + 10, timeout=5
     )
+
+
+def test_loss_waits_for_enough_packets_to_mean_something() -> None:
+    down = Downlink(Estimator(initial_bps=1_000_000), Allocator())
+    audio = SenderFeedback()
+    report(audio, 0, 0)
+    down.tick(views(teacher_audio=audio), 0.0)
+    report(audio, 40, 1)  # 1 of 40: 2.5 %, from one lost packet
+    down.tick(views(teacher_audio=audio), 1.0)
+    assert down.estimate.loss == 0.0  # not reported yet
+    report(audio, 120, 1)  # 1 of 120 so far: under 1 %
+    down.tick(views(teacher_audio=audio), 2.0)
+    assert 0 < down.estimate.loss < 0.01

@@ -92,3 +92,23 @@ def test_loss_still_pulls_below_a_high_remb_and_holds_in_the_middle_band() -> No
     assert est.estimate.bitrate_bps == 1_700_000
     est.update(Feedback(remb_bps=2_000_000, fraction_lost=0.05), 1000)
     assert est.estimate.bitrate_bps == 1_700_000  # 2..10 %: hold, even under a higher REMB
+
+
+def test_what_is_sent_without_complaint_counts_as_carried() -> None:
+    """Chromium's REMB sits near 1.5x what it receives: it is no ceiling by itself."""
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=150_000), 0, sending_bps=100_000)
+    assert est.estimate.bitrate_bps == 150_000
+    e = est.update(Feedback(remb_bps=160_000, fraction_lost=0.0), 1000, sending_bps=340_000)
+    assert e.bitrate_bps == 340_000 and not est.congested
+
+
+def test_a_falling_remb_is_congestion_and_rules_for_a_while() -> None:
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=400_000), 0, sending_bps=300_000)
+    e = est.update(Feedback(remb_bps=250_000), 1000, sending_bps=340_000)
+    assert est.congested and e.bitrate_bps == 250_000
+    # Still congested 4 s later, whatever is being sent...
+    assert est.update(Feedback(remb_bps=250_000), 5000, sending_bps=340_000).bitrate_bps == 250_000
+    # ...and no longer after 5 s without a fall.
+    assert est.update(Feedback(remb_bps=250_000), 6500, sending_bps=340_000).bitrate_bps == 340_000

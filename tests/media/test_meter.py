@@ -29,7 +29,12 @@ def test_follows_a_change_within_a_few_windows() -> None:
 def test_unknown_before_and_after_sending() -> None:
     meter = RateMeter(window_s=2.0)
     assert meter.kbps(0) is None
-    for i in range(30):
+    meter.add(8000, 0.0)  # a layer starts with a keyframe...
+    for i in range(1, 30):
         meter.add(100, i / 50)
-    assert meter.kbps(0.6) is not None
+    assert meter.kbps(0.6) is None  # ...so its first half second says little
+    for i in range(30, 150):
+        meter.add(100, i / 50)
+    assert meter.kbps(3.0) is not None
     assert meter.kbps(10) is None  # paused: its old figure no longer holds
+    assert meter.last_kbps() is not None  # but it is the best guess for a restart
