@@ -1,0 +1,372 @@
+"""What a rural classroom on a weak link really receives, read from its own browser.
+
+    python -m scripts.bench_weaklink --profile geo --relay ours [--seconds 40]
+
+The link emulator (scripts.linkemu) joins two network namespaces: the server and a
+synthetic teacher (an aiortc peer sending a moving 720p camera, slides and a tone)
+live in one, a classroom page in headless Chromium in the other, so every packet to
+the classroom crosses the profile's link. Figures come from the classroom page's own
+getStats() once a second, and from the lesson's delivery_changed events (the relay's
+decisions, as the teacher sees them). `--relay naive` serves the same pages on stock
+aiortc with one encoder per classroom (scripts.naive_relay), for the side-by-side.
+
+The last line printed is a JSON object. Needs root, iproute2 and Debian's chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scripts.linkemu import PROFILES, SERVER_ADDR
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]  # fmt: skip
+# When the step profile changes (scripts.linkemu): down at 20 s, up at 50 s.
+STEP_DOWN_S, STEP_UP_S = 20.0, 50.0
+DEFAULT_SECONDS = {"step": 80.0}
+# The classroom's receive slots, in the order its page adds transceivers (media.slots).
+CLASSROOM_SLOTS = [
+    "camera", "microphone", "teacher_camera", "teacher_audio", "slides", "stage_video",
+    "stage_audio",
+]  # fmt: skip
+
+STATS_JS = """
+async () => {
+  const c = window.__classroom;
+  if (!c || !c.pc) return null;
+  const mids = c.pc.getTransceivers().map((t) => t.mid);
+  const out = {};
+  (await c.pc.getStats()).forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    out[mids.indexOf(s.mid)] = {
+      framesDecoded: s.framesDecoded, frameWidth: s.frameWidth,
+      freezeCount: s.freezeCount, totalFreezesDuration: s.totalFreezesDuration,
+      packetsReceived: s.packetsReceived, packetsLost: s.packetsLost,
+      retransmittedPacketsReceived: s.retransmittedPacketsReceived,
+      nackCount: s.nackCount, bytesReceived: s.bytesReceived,
+      totalSamplesReceived: s.totalSamplesReceived, concealedSamples: s.concealedSamples,
+    };
+  });
+  return out;
+}
+"""
+
+
+def _http(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _server(relay: str, port: int, data_dir: Path, admin_key: str) -> Iterator[str]:
+    env = {
+        **os.environ,
+        "CLASSROOM_ADMIN_KEY": admin_key,
+        "CLASSROOM_ICE_HOST_ADDRESSES": SERVER_ADDR,
+    }
+    common = ["--host", SERVER_ADDR, "--port", str(port), "--data-dir", str(data_dir)]
+    module = "signaling" if relay == "ours" else "scripts.naive_relay"
+    command = [sys.executable, "-m", module, *(["serve"] if relay == "ours" else []), *common]
+    log = open(data_dir / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://{SERVER_ADDR}:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _http("GET", base + "/healthz")
+                break
+            except OSError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"no server; see {data_dir}/server.log") from exc
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@dataclass
+class Teacher:
+    """A synthetic teacher over the real protocol; keeps the lesson's events with their times."""
+
+    events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+
+    async def run(self, ws_url: str, token: str, ready: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
+
+        from classroom.roles import Role
+        from media.synthetic import MovingPicture, SlideDeck, SyntheticParticipant
+
+        videos = iter([MovingPicture(1280, 720, 15), SlideDeck(1280, 720, 5)])
+        peer = SyntheticParticipant(
+            Role.TEACHER, send_video=lambda: next(videos), host_addresses=(SERVER_ADDR,)
+        )
+        try:
+            async with connect(ws_url, max_size=2**22) as ws:
+                await ws.send(json.dumps({"type": "join", "token": token, "protocol": 1}))
+                await ws.send(json.dumps({"type": "offer", "sdp": await peer.offer()}))
+                async for raw in ws:
+                    msg = json.loads(raw)
+                    if msg["type"] == "answer":
+                        await peer.accept(msg["sdp"])
+                        ready.set()
+                    elif msg["type"] == "event":
+                        self.events.append((time.monotonic(), msg["event"]))
+                    elif msg["type"] == "error":
+                        raise RuntimeError(f"teacher refused: {msg}")
+        finally:
+            await peer.close()
+
+
+def _chromium_in(namespace: str, folder: Path) -> str:
+    """An executable that starts Chromium inside the classroom's namespace.
+
+    Playwright talks to Chromium over inherited pipes, which `ip netns exec` keeps.
+    """
+    wrapper = folder / "chromium-in-netns"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def _delta(samples: list[dict[str, Any]], slot: str, key: str) -> float:
+    index = CLASSROOM_SLOTS.index(slot)
+    values = [s["stats"].get(str(index), {}).get(key) for s in samples]
+    values = [v for v in values if v is not None]
+    return float(values[-1] - values[0]) if len(values) >= 2 else 0.0
+
+
+def _score(layers: dict[str, str]) -> tuple[int, int]:
+    rank = {"off": 0, "low": 1, "mid": 2, "high": 3}
+    return rank.get(layers.get("slides", "off"), 0), rank.get(
+        layers.get("teacher_camera", "off"), 0
+    )
+
+
+def summarize(
+    profile: str,
+    relay: str,
+    seconds: float,
+    t0: float,
+    samples: list[dict[str, Any]],
+    events: list[tuple[float, dict[str, Any]]],
+    classroom_id: str,
+) -> dict[str, Any]:
+    span = samples[-1]["t"] - samples[0]["t"] if len(samples) > 1 else 1.0
+    concealed = _delta(samples, "teacher_audio", "concealedSamples")
+    total = _delta(samples, "teacher_audio", "totalSamplesReceived")
+    video = ("teacher_camera", "slides")
+    video_packets = sum(_delta(samples, s, "packetsReceived") for s in video)
+    resent = sum(_delta(samples, s, "retransmittedPacketsReceived") for s in video)
+    # Slides at full resolution: seconds in which frames came at the source's width.
+    slides_index = str(CLASSROOM_SLOTS.index("slides"))
+    full_res_frames = 0.0
+    for before, after in itertools.pairwise(samples):
+        a, b = before["stats"].get(slides_index, {}), after["stats"].get(slides_index, {})
+        if b.get("frameWidth", 0) >= 1280 and "framesDecoded" in a:
+            full_res_frames += b["framesDecoded"] - a["framesDecoded"]
+    decisions = [
+        (t - t0, e["layers"])
+        for t, e in events
+        if e.get("kind") == "delivery_changed" and e.get("participant_id") == classroom_id
+    ]
+    down_switch = up_switch = None
+    if profile == "step" and decisions:
+        before = [layers for t, layers in decisions if t < STEP_DOWN_S]
+        steady = before[-1] if before else None
+        downs = [
+            t
+            for t, layers in decisions
+            if t >= STEP_DOWN_S and steady and _score(layers) < _score(steady)
+        ]
+        if downs:
+            down_switch = round(downs[0] - STEP_DOWN_S, 2)
+        if steady:
+            ups = [
+                t for t, layers in decisions if t >= STEP_UP_S and _score(layers) >= _score(steady)
+            ]
+            if ups:
+                up_switch = round(ups[0] - STEP_UP_S, 2)
+    return {
+        "profile": profile,
+        "relay": relay,
+        "seconds": round(span, 1),
+        "audio_concealed_ratio": round(concealed / total, 4) if total else None,
+        "video_freeze_total_s": round(_delta(samples, "teacher_camera", "totalFreezesDuration"), 2),
+        "video_freezes": int(_delta(samples, "teacher_camera", "freezeCount")),
+        "video_fps_mean": round(_delta(samples, "teacher_camera", "framesDecoded") / span, 2),
+        "slides_fps_mean": round(_delta(samples, "slides", "framesDecoded") / span, 2),
+        "slides_full_res_fps": round(full_res_frames / span, 2),
+        "audio_kbps": round(_delta(samples, "teacher_audio", "bytesReceived") * 8 / 1000 / span, 1),
+        "video_kbps": round(
+            sum(_delta(samples, s, "bytesReceived") for s in ("teacher_camera", "slides"))
+            * 8
+            / 1000
+            / span,
+            1,
+        ),
+        "down_switch_s": down_switch,
+        "up_switch_s": up_switch,
+        "retransmit_ratio": round(resent / video_packets, 4) if video_packets else None,
+        "layer_changes": [
+            (round(t, 1), layers.get("slides"), layers.get("teacher_camera"))
+            for t, layers in decisions
+        ],
+    }
+
+
+async def measure(args: argparse.Namespace, client_ns: str, emulator_pid: int) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    folder = Path(tempfile.mkdtemp(prefix="weaklink-"))
+    admin_key = secrets.token_urlsafe(16)
+    port = _free_port(SERVER_ADDR)
+    with _server(args.relay, port, folder, admin_key) as base:
+        lesson = _http(
+            "POST",
+            base + "/api/lessons",
+            {"title": "Weak link", "classrooms": ["Village"]},
+            admin_key,
+        )
+        room = lesson["classrooms"][0]
+        teacher = Teacher()
+        ready = asyncio.Event()
+        ws_url = base.replace("http://", "ws://") + "/ws"
+        teaching = asyncio.create_task(teacher.run(ws_url, lesson["teacher"]["token"], ready))
+        await asyncio.wait_for(ready.wait(), 30)
+        async with async_playwright() as pw:
+            context = await pw.chromium.launch_persistent_context(
+                str(folder / "profile"),
+                executable_path=_chromium_in(client_ns, folder),
+                headless=True,
+                args=[*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={base}"],
+                viewport={"width": 1366, "height": 768},
+            )
+            try:
+                page = context.pages[0] if context.pages else await context.new_page()
+                await page.goto(f"{base}/classroom#token={room['token']}", timeout=60_000)
+                # Wait until the teacher's sound plays, then start the profile's clock.
+                audio = str(CLASSROOM_SLOTS.index("teacher_audio"))
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    stats = await page.evaluate(STATS_JS)
+                    if stats and stats.get(audio, {}).get("totalSamplesReceived"):
+                        break
+                    await asyncio.sleep(0.5)
+                else:
+                    raise RuntimeError("the classroom page never received the teacher's audio")
+                os.kill(emulator_pid, signal.SIGUSR1)
+                t0 = time.monotonic()
+                samples: list[dict[str, Any]] = []
+                while time.monotonic() - t0 < args.seconds:
+                    stats = await page.evaluate(STATS_JS)
+                    samples.append({"t": time.monotonic() - t0, "stats": stats or {}})
+                    await asyncio.sleep(1.0)
+                await page.screenshot(path=str(folder / "classroom.png"))
+            finally:
+                await context.close()
+        teaching.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await teaching
+    result = summarize(
+        args.profile, args.relay, args.seconds, t0, samples, teacher.events, room["id"]
+    )
+    result["artifacts"] = str(folder)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
+    parser.add_argument("--relay", choices=("ours", "naive"), default="ours")
+    parser.add_argument("--seconds", type=float)
+    args = parser.parse_args()
+    if args.seconds is None:
+        args.seconds = DEFAULT_SECONDS.get(args.profile, 40.0)
+    inner = os.environ.get("WEAKLINK_INNER")
+    if inner:
+        client_ns, emulator_pid = inner.split(",")
+        result = asyncio.run(measure(args, client_ns, int(emulator_pid)))
+        print(json.dumps(result), flush=True)
+        return
+    # Outside: make the link, then run this script again inside the server's namespace.
+    emulator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scripts.linkemu",
+            "--profile",
+            args.profile,
+            "--tag",
+            f"b{os.getpid()}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert emulator.stdout is not None
+        line = emulator.stdout.readline()
+        if not line.startswith("ready "):
+            raise SystemExit(f"the link emulator did not start: {line!r}")
+        link = json.loads(line[6:])
+        env = {**os.environ, "WEAKLINK_INNER": f"{link['client_ns']},{emulator.pid}"}
+        inner = ["ip", "netns", "exec", link["server_ns"], sys.executable, "-m"]
+        inner += ["scripts.bench_weaklink", "--profile", args.profile, "--relay", args.relay]
+        inner += ["--seconds", str(args.seconds)]
+        done = subprocess.run(
+            inner, env=env, capture_output=True, text=True, timeout=args.seconds + 300
+        )
+        sys.stderr.write(done.stderr[-4000:])
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f"the measurement failed (exit {done.returncode})")
+        result = json.loads(lines[-1])
+    finally:
+        emulator.send_signal(signal.SIGTERM)
+        out, _ = emulator.communicate(timeout=15)
+    stats = [s for s in out.splitlines() if s.startswith("stats ")]
+    if stats:
+        result["link"] = json.loads(stats[-1][6:])
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
