@@ -184,8 +184,14 @@ def test_wrong_code_is_explained(server, open_page):
     screenshot(page, "join-wrong-code")
     page.click("[data-testid=lang-toggle]")
     page.wait_for_selector("[data-testid=join-error]:has-text('Wrong code')")
-    # The right code leads to the classroom page.
     page.click("[data-testid=lang-toggle]")
+    # A damaged link says what to do; a link without a token goes to the code page.
+    page.goto(server.base + "/classroom#token=not-a-token")
+    page.wait_for_selector("[data-testid=fatal-error]:has-text('链接无效')")
+    screenshot(page, "classroom-bad-link")
+    page.goto(server.base + "/classroom")
+    page.wait_for_url("**/join")
+    # The right code leads to the classroom page.
     page.fill("[data-testid=join-code]", lesson["classrooms"][0]["code"])
     page.click("[data-testid=join-submit]")
     page.wait_for_url("**/classroom#token=*")

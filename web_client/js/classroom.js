@@ -85,6 +85,12 @@ function wireHand() {
 
 async function openDevices() {
   const { video, audio, error } = await openCameraAndMicrophone(CAMERA);
+  if (!byTestId("self-video")) {
+    // The page has already turned into a message (bad link, lesson over): let go.
+    video && video.stop();
+    audio && audio.stop();
+    return;
+  }
   if (video) {
     await page.media.setTrack("camera", video);
     attachTrack(/** @type {HTMLVideoElement} */ (byTestId("self-video")), video);

@@ -178,7 +178,7 @@ export class LessonPage {
     this.flow.stop();
     this.conn.close();
     document.querySelectorAll("dialog[open]").forEach((d) => d.close());
-    showFullMessage(this.main, { title: t("lesson.ended"), text: t("lesson.ended_hint"), testid: "lesson-ended" });
+    showFullMessage(this.main, { titleKey: "lesson.ended", textKey: "lesson.ended_hint", testid: "lesson-ended" });
     this.main.className = "";
   }
 

@@ -77,6 +77,12 @@ function wire() {
 
 async function startCamera() {
   const { video, audio, error } = await openCameraAndMicrophone();
+  if (!byTestId("preview-video")) {
+    // The page has already turned into a message (bad link, lesson over): let go.
+    video && video.stop();
+    audio && audio.stop();
+    return;
+  }
   if (video) {
     await page.media.setTrack("camera", video);
     attachTrack(/** @type {HTMLVideoElement} */ (byTestId("preview-video")), video);

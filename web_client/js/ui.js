@@ -142,13 +142,14 @@ export function showBanner(container, { key, text, kind = "error", actions = [],
 }
 
 /** Replace the whole page body's main area with a full message (lesson ended, bad link). */
-export function showFullMessage(root, { title, text, testid = "full-message", actions = [] }) {
+export function showFullMessage(root, { title, text, titleKey, textKey, testid = "full-message", actions = [] }) {
+  // With keys, the message follows a language switch (applyTo re-reads data-i18n).
   root.replaceChildren(
     h(
       "div",
       { class: "full-message", dataset: { testid } },
-      h("h1", {}, title),
-      text ? h("p", {}, text) : null,
+      h("h1", { dataset: titleKey ? { i18n: titleKey } : {} }, titleKey ? t(titleKey) : title),
+      text || textKey ? h("p", { dataset: textKey ? { i18n: textKey } : {} }, textKey ? t(textKey) : text) : null,
       ...actions.map(({ label, onClick, href }) =>
         href ? h("a", { class: "button big", href }, label) : h("button", { class: "big", onclick: onClick }, label),
       ),
