@@ -15,6 +15,13 @@ instead of silently here:
    setLocalDescription() can gather on the operator's addresses (or 127.0.0.1 in
    tests) without touching other peer connections.
 3. The sender's RTT estimate and octet count are private attributes.
+4. A sender writes every packet through `sender.transport._send_rtp()`, looking
+   its private `__transport` up each time: a proxy there paces it (media.pacer).
+5. A sender answers a NACK from its private history with `_retransmit(seq)`; the
+   history keeps `RTP_HISTORY_SIZE` packets (128 in aiortc: about a second of
+   720p, short for a 600 ms satellite round trip). We wrap `_retransmit` to skip
+   packets too old to help and to keep resends within a budget, and make the
+   history longer.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 
 import aioice.ice
 import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
 from aiortc import RTCRtpSender
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -35,6 +43,8 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpSrPacket,
+    RtpPacket,
+    is_rtcp,
     unpack_remb_fci,
 )
 
@@ -152,3 +162,71 @@ def replace_decoders(factory: Callable[[Any], Any]) -> None:
     thread looks `get_decoder` up in its module's namespace at each new codec.
     """
     aiortc.rtcrtpreceiver.get_decoder = factory  # type: ignore[attr-defined,assignment]
+
+
+# Packets kept per sender for resending: at 1.2 Mbit/s, 512 packets are about 4 s,
+# enough for a satellite link's 600 ms round trip and a late NACK.
+RTP_HISTORY_SIZE = 512
+
+
+def lengthen_history() -> None:
+    """Make every sender keep `RTP_HISTORY_SIZE` packets (aiortc reads the module global)."""
+    aiortc.rtcrtpsender.RTP_HISTORY_SIZE = RTP_HISTORY_SIZE  # type: ignore[attr-defined]
+
+
+class _PacedTransport:
+    """Stands in for a sender's RTCDtlsTransport; everything but sending passes through."""
+
+    def __init__(self, transport: Any, send: Callable[[bytes], Awaitable[None]]) -> None:
+        self._transport = transport
+        self._send = send
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    async def _send_rtp(self, data: bytes) -> None:
+        await self._send(data)
+
+
+def pace_sender(sender: RTCRtpSender, pacer: Any, *, wait: bool) -> None:
+    """Route a sender's packets through `pacer` (media.pacer.Pacer).
+
+    `wait`: video waits for its turn; audio (wait=False) is sent at once and only
+    draws from the budget. RTCP is never held back.
+    """
+    transport = sender._RTCRtpSender__transport  # type: ignore[attr-defined]
+    if isinstance(transport, _PacedTransport):
+        transport = transport._transport
+
+    async def send(data: bytes) -> None:
+        if is_rtcp(data):
+            pass
+        elif wait:
+            await pacer.wait(len(data))
+        else:
+            pacer.consume(len(data))
+        await transport._send_rtp(data)
+
+    sender._RTCRtpSender__transport = _PacedTransport(transport, send)  # type: ignore[attr-defined]
+
+
+def budget_resends(sender: RTCRtpSender, budget: Any, clock_rate: int) -> None:
+    """Answer NACKs only within `budget` (media.pacer.ResendBudget) and while still useful.
+
+    A packet's age is read from RTP timestamps (RFC 3550 §5.1): the newest sent
+    minus the requested one, so no send times need keeping.
+    """
+    original: Callable[[int], Awaitable[None]] = sender._retransmit
+
+    async def retransmit(sequence_number: int) -> None:
+        history: dict[int, RtpPacket] = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
+        size = aiortc.rtcrtpsender.RTP_HISTORY_SIZE  # type: ignore[attr-defined]
+        packet = history.get(sequence_number % size)
+        if packet is None or packet.sequence_number != sequence_number:
+            return
+        newest = sender._RTCRtpSender__rtp_timestamp  # type: ignore[attr-defined]
+        age_s = ((newest - packet.timestamp) & 0xFFFFFFFF) / clock_rate
+        if budget.allow(len(packet.payload), age_s):
+            await original(sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]

@@ -32,6 +32,9 @@ class VideoLayerSpec:
     # content fills its target; a slide is still most of the time and costs a
     # small part of its ceiling (about 25 kbit/s at 720p measured here).
     expected_bitrate: int | None = None
+    # At least this long between forced keyframes of this layer, whatever the
+    # relay's default: a slide's keyframe costs many seconds of its usual rate.
+    min_keyframe_interval_s: float = 0.0
 
     def fit(self, source_width: int, source_height: int) -> tuple[int, int]:
         """The layer's size for a given source: within the spec's box, aspect kept,

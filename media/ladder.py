@@ -41,8 +41,24 @@ CAMERA_LAYERS = (
 )
 # Slides are text: sharpness matters, motion does not.
 SLIDES_LAYERS = (
-    VideoLayerSpec("high", 1920, 1080, 1_000_000, max_fps=5, expected_bitrate=150_000),
-    VideoLayerSpec("low", 960, 540, 300_000, max_fps=5, expected_bitrate=80_000),
+    VideoLayerSpec(
+        "high",
+        1920,
+        1080,
+        1_000_000,
+        max_fps=5,
+        expected_bitrate=150_000,
+        min_keyframe_interval_s=3.0,
+    ),
+    VideoLayerSpec(
+        "low",
+        960,
+        540,
+        300_000,
+        max_fps=5,
+        expected_bitrate=80_000,
+        min_keyframe_interval_s=3.0,
+    ),
 )
 LAYER_ORDER = ("high", "mid", "low")
 
@@ -217,7 +233,13 @@ class Ladder:
         executor: Executor,
     ) -> Ladder:
         layers = [
-            VideoLayer(spec, KeyframeGate(keyframe_interval_s), clock, executor) for spec in specs
+            VideoLayer(
+                spec,
+                KeyframeGate(max(keyframe_interval_s, spec.min_keyframe_interval_s)),
+                clock,
+                executor,
+            )
+            for spec in specs
         ]
         return cls(track, layers, clock)
 

@@ -32,8 +32,11 @@ from aiortc import (
 from classroom.roles import Role
 from media.aiortc_internals import (
     SenderFeedback,
+    budget_resends,
     gather_on,
     hook_sender_rtcp,
+    lengthen_history,
+    pace_sender,
     sender_octets,
     sender_rtt_s,
 )
@@ -43,6 +46,7 @@ from media.fanout import SubscriberTrack
 from media.gateway import LinkReport, MediaError
 from media.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
 from media.offer import check_offer
+from media.pacer import Pacer, ResendBudget
 from media.recorder import Recorder, Sources
 from media.settings import RelaySettings
 from media.slots import Slot
@@ -112,6 +116,8 @@ class Participant:
     outgoing: dict[Slot, Outgoing] = field(default_factory=dict)
     joined_at: float = 0.0
     downlink: Downlink = field(default_factory=Downlink)
+    pacer: Pacer | None = None
+    resends: ResendBudget | None = None
 
 
 @dataclass
@@ -131,6 +137,7 @@ class Relay:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings or RelaySettings()
+        lengthen_history()
         self._clock = clock
         self._lessons: dict[str, Lesson] = {}
         self._executor = ThreadPoolExecutor(
@@ -186,6 +193,8 @@ class Relay:
             for spec, transceiver in zip(specs, transceivers, strict=True):
                 if spec.direction == "sendonly":
                     participant.ladders[spec.slot] = self._ladder(spec.slot, transceiver)
+            if self._settings.adaptive:
+                self._pace(participant)
         except BaseException:
             await self._close_participant(participant)
             raise
@@ -306,6 +315,22 @@ class Relay:
         feedback = hook_sender_rtcp(transceiver.sender, track.request_keyframe)
         return Outgoing(slot, transceiver.sender, track, feedback)
 
+    def _pace(self, participant: Participant) -> None:
+        """Pace the participant's video and budget its resends (media.pacer).
+
+        After negotiation: aiortc settles each sender's transport (the bundle) while
+        applying the descriptions, and pacing wraps the transport it ends up with.
+        """
+        rate = participant.downlink.estimate.bitrate_bps
+        participant.pacer = Pacer(rate * PACING_FACTOR, self._clock)
+        participant.resends = ResendBudget(RESEND_SHARE, self._clock)
+        participant.resends.set_rate(rate)
+        for out in participant.outgoing.values():
+            video = out.track.kind == "video"
+            pace_sender(out.sender, participant.pacer, wait=video)
+            if video:
+                budget_resends(out.sender, participant.resends, clock_rate=90000)
+
     def _ladder(self, slot: Slot, transceiver: RTCRtpTransceiver) -> Ladder:
         track = transceiver.receiver.track
         if slot is Slot.MICROPHONE:
@@ -381,6 +406,10 @@ class Relay:
                 rtt * 1000 if rtt is not None and rtt > 0 else None,
             )
         decision = participant.downlink.tick(views, now)
+        estimate = participant.downlink.estimate.bitrate_bps
+        if participant.pacer is not None and participant.resends is not None:
+            participant.pacer.set_rate(max(MIN_PACING_BPS, estimate * PACING_FACTOR))
+            participant.resends.set_rate(estimate)
         # Without adaptation the estimate is still kept, for the link reports.
         if decision is None or not self._settings.adaptive:
             return False
@@ -480,6 +509,13 @@ def _layer_costs(ladder: Ladder, now: float) -> tuple[tuple[str, float], ...]:
         costs.append((layer.name, kbps))
     return tuple(costs)
 
+
+# Video leaves a little faster than the link is thought to carry: a burst drains
+# in well under a second, and the estimate may be low.
+PACING_FACTOR = 1.25
+MIN_PACING_BPS = 100_000
+# Resends may take this share of the estimated rate (the rest is fresh media).
+RESEND_SHARE = 0.15
 
 # Opus at 28 kbit/s plus 50 packets a second of headers (media.meter).
 _AUDIO_NOMINAL_KBPS = 53.0

@@ -9,6 +9,7 @@ import inspect
 
 import aioice.ice
 import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
 import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
@@ -17,7 +18,14 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
 
-from media.aiortc_internals import gather_on, hook_sender_rtcp, sender_octets, sender_rtt_s
+from media.aiortc_internals import (
+    gather_on,
+    hook_sender_rtcp,
+    lengthen_history,
+    pace_sender,
+    sender_octets,
+    sender_rtt_s,
+)
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -87,3 +95,48 @@ async def test_gathering_stays_on_the_chosen_addresses() -> None:
 
 def test_receivers_look_their_decoder_up_by_module_name() -> None:
     assert "get_decoder(codec)" in inspect.getsource(aiortc.rtcrtpreceiver.decoder_worker)
+
+
+async def test_senders_send_through_their_private_transport_each_time() -> None:
+    # pace_sender swaps `__transport` for a proxy; aiortc must keep reading it
+    # through the `transport` property on every packet, RTCP and resend.
+    run_rtp = inspect.getsource(RTCRtpSender._run_rtp)
+    assert "await self.transport._send_rtp(packet_bytes)" in run_rtp
+    assert "await self.transport._send_rtp(packet_bytes)" in inspect.getsource(
+        RTCRtpSender._retransmit
+    )
+    assert "await self.transport._send_rtp(payload)" in inspect.getsource(RTCRtpSender._send_rtcp)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    assert hasattr(sender, "_RTCRtpSender__transport")
+    await pc.close()
+
+
+async def test_the_paced_transport_passes_everything_else_through() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    real = sender.transport
+    consumed: list[int] = []
+
+    class Pacer:
+        def consume(self, size: int) -> None:
+            consumed.append(size)
+
+    pace_sender(sender, Pacer(), wait=False)
+    assert sender.transport is not real
+    assert sender.transport._stats_id == real._stats_id
+    assert sender.transport.state == real.state
+    pace_sender(sender, Pacer(), wait=False)  # wrapping twice keeps one proxy
+    assert sender.transport._transport is real
+    await pc.close()
+
+
+def test_resends_come_from_a_history_indexed_by_the_module_constant() -> None:
+    # budget_resends reads the history the way _retransmit does, and
+    # lengthen_history changes the constant both the store and the lookup use.
+    source = inspect.getsource(RTCRtpSender._retransmit)
+    assert "self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)" in source
+    assert "% RTP_HISTORY_SIZE] = (" in inspect.getsource(RTCRtpSender._run_rtp)
+    assert "self.__rtp_timestamp = packet.timestamp" in inspect.getsource(RTCRtpSender._run_rtp)
+    lengthen_history()
+    assert aiortc.rtcrtpsender.RTP_HISTORY_SIZE == 512

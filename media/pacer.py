@@ -1,0 +1,105 @@
+"""Spreading a participant's video over time, and keeping resends within a budget.
+
+aiortc sends every packet of a frame back to back. A 720p slide's keyframe is
+tens of kilobytes: into a 256 kbit/s rural link whose modem buffers a few hundred
+milliseconds, a burst like that overflows the queue, and the packets lost with
+it include the teacher's voice. The pacer lets video out at a rate just above
+what the participant's link is estimated to carry; audio is never held back but
+counts against the same budget, so video yields to it.
+
+Resends (NACK, RFC 4585 §6.2.1) help only when they arrive in time and do not
+crowd out fresh media: `ResendBudget` allows a share of the rate, and packets
+older than the receiver can still use are not resent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+
+
+class Pacer:
+    """A token bucket in bytes that video waits on and audio only draws from."""
+
+    def __init__(self, rate_bps: float, clock: Clock, burst_s: float = 0.03) -> None:
+        self._clock = clock
+        self._burst_s = burst_s
+        self.rate_bps = rate_bps
+        self._tokens = self._capacity()
+        self._at = clock()
+        self._lock = asyncio.Lock()
+        self.waited_s = 0.0
+
+    def _capacity(self) -> float:
+        # At least two full packets, so that pacing never splits a small frame.
+        return max(2 * 1300.0, self.rate_bps / 8 * self._burst_s)
+
+    def set_rate(self, rate_bps: float) -> None:
+        self._refill()
+        self.rate_bps = rate_bps
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._capacity(), self._tokens + (now - self._at) * self.rate_bps / 8)
+        self._at = now
+
+    def consume(self, size: int) -> None:
+        """Audio and control: sent at once, paid for (the balance may go below zero)."""
+        self._refill()
+        self._tokens -= size
+
+    def delay_for(self, size: int) -> float:
+        """How long a packet of `size` bytes must wait now (pure; for tests and `wait`)."""
+        self._refill()
+        missing = size - self._tokens
+        return 0.0 if missing <= 0 else missing * 8 / self.rate_bps
+
+    async def wait(self, size: int) -> None:
+        """Video: wait for the tokens, in arrival order, then pay."""
+        async with self._lock:
+            delay = self.delay_for(size)
+            if delay > 0:
+                self.waited_s += delay
+                await asyncio.sleep(delay)
+                self._refill()
+            self._tokens -= size
+
+
+class ResendBudget:
+    """How many bytes of resends a participant may send, and which packets are still worth it."""
+
+    def __init__(
+        self, share: float, clock: Clock, max_age_s: float = 1.0, min_bps: float = 16_000
+    ) -> None:
+        self.share = share
+        self.max_age_s = max_age_s
+        self._min_bps = min_bps
+        self._clock = clock
+        self.rate_bps = min_bps
+        self._tokens = 0.0
+        self._at = clock()
+        self.resent = 0
+        self.refused_old = 0
+        self.refused_budget = 0
+
+    def set_rate(self, media_bps: float) -> None:
+        self.rate_bps = max(self._min_bps, media_bps * self.share)
+
+    def allow(self, size: int, age_s: float) -> bool:
+        if age_s > self.max_age_s:
+            self.refused_old += 1
+            return False
+        now = self._clock()
+        # Half a second of budget at most: a burst of NACKs after a loss spike is
+        # answered in part, and a keyframe request follows for the rest.
+        cap = self.rate_bps / 8 * 0.5
+        self._tokens = min(cap, self._tokens + (now - self._at) * self.rate_bps / 8)
+        self._at = now
+        if self._tokens < size:
+            self.refused_budget += 1
+            return False
+        self._tokens -= size
+        self.resent += 1
+        return True
