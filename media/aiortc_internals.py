@@ -17,6 +17,12 @@ instead of silently here:
 3. The sender's RTT estimate and octet count are private attributes.
 4. A sender writes every packet through `sender.transport._send_rtp()`, looking
    its private `__transport` up each time: a proxy there paces it (media.pacer).
+6. aioice checks ICE consent (RFC 7675) every ~5 s with a single STUN request
+   that it gives up on after its initial 0.5 s timeout, and closes the connection
+   after six failures. On a satellite link (600 ms round trip and more) every
+   check fails and the classroom is cut off after 30 s. Consent requests (the
+   only ones aioice sends with `retransmissions=0`) get two retransmissions, so
+   an answer is awaited 3.5 s (a late answer to the first try counts).
 5. A sender answers a NACK from its private history with `_retransmit(seq)`; the
    history keeps `RTP_HISTORY_SIZE` packets (128 in aiortc: about a second of
    720p, short for a 600 ms satellite round trip). We wrap `_retransmit` to skip
@@ -52,6 +58,36 @@ _host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.Co
     "media_host_addresses", default=None
 )
 _HOOK_MARK = "_classroom_media_hook"
+
+
+# What the consent fix (6. above) gives a consent check: 0.5 + 1 + 2 s of waiting.
+CONSENT_RETRANSMISSIONS = 2
+_CONSENT_MARK = "_classroom_consent_hook"
+
+
+def patient_consent(request: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Wrap StunProtocol.request so that consent checks (retransmissions=0) retry."""
+
+    async def wrapped(
+        self: Any,
+        message: Any,
+        addr: tuple[str, int],
+        integrity_key: bytes | None = None,
+        retransmissions: int | None = None,
+    ) -> Any:
+        if retransmissions == 0:
+            retransmissions = CONSENT_RETRANSMISSIONS
+        return await request(self, message, addr, integrity_key, retransmissions)
+
+    setattr(wrapped, _CONSENT_MARK, True)
+    return wrapped
+
+
+def install_consent_hook() -> None:
+    """Let consent checks wait for a long round trip (idempotent)."""
+    protocol = aioice.ice.StunProtocol
+    if not getattr(protocol.request, _CONSENT_MARK, False):
+        protocol.request = patient_consent(protocol.request)  # type: ignore[method-assign,assignment]
 
 
 def install_host_address_hook() -> None:

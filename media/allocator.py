@@ -139,6 +139,7 @@ class Allocator:
         up_hold_ms: int = 2000,
         after_down_ms: int = 6000,
         probe_ceiling: float = 1.6,
+        probe_min_kbps: float = 100.0,
         probe_hold_ms: int = 1000,
         probe_confirm_ms: int = 3000,
         max_backoff_ms: int = 24_000,
@@ -147,6 +148,7 @@ class Allocator:
         self.up_hold_ms = up_hold_ms
         self.after_down_ms = after_down_ms
         self.probe_ceiling = probe_ceiling
+        self.probe_min_kbps = probe_min_kbps
         self.probe_hold_ms = probe_hold_ms
         self.probe_confirm_ms = probe_confirm_ms
         self.max_backoff_ms = max_backoff_ms
@@ -187,7 +189,8 @@ class Allocator:
         better = allocate(estimate_kbps * self.headroom, offers)
         reason = "up"
         if rank(better, offers) <= rank(self.current, offers):
-            step = next_step(self.current, offers, estimate_kbps * self.probe_ceiling)
+            ceiling = max(estimate_kbps * self.probe_ceiling, estimate_kbps + self.probe_min_kbps)
+            step = next_step(self.current, offers, ceiling)
             if step is None:
                 self._up_since = None
                 return None

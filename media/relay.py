@@ -35,6 +35,7 @@ from media.aiortc_internals import (
     budget_resends,
     gather_on,
     hook_sender_rtcp,
+    install_consent_hook,
     lengthen_history,
     pace_sender,
     sender_octets,
@@ -138,6 +139,7 @@ class Relay:
     ) -> None:
         self._settings = settings or RelaySettings()
         lengthen_history()
+        install_consent_hook()
         self._clock = clock
         self._lessons: dict[str, Lesson] = {}
         self._executor = ThreadPoolExecutor(

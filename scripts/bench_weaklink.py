@@ -201,7 +201,7 @@ def summarize(
     full_res_frames = 0.0
     for before, after in itertools.pairwise(samples):
         a, b = before["stats"].get(slides_index, {}), after["stats"].get(slides_index, {})
-        if b.get("frameWidth", 0) >= 1280 and "framesDecoded" in a:
+        if (b.get("frameWidth") or 0) >= 1280 and a.get("framesDecoded") is not None:
             full_res_frames += b["framesDecoded"] - a["framesDecoded"]
     decisions = [
         (t - t0, e["layers"])
@@ -309,6 +309,7 @@ async def measure(args: argparse.Namespace, client_ns: str, emulator_pid: int) -
     result = summarize(
         args.profile, args.relay, args.seconds, t0, samples, teacher.events, room["id"]
     )
+    (folder / "samples.json").write_text(json.dumps({"samples": samples, "events": teacher.events}))
     result["artifacts"] = str(folder)
     return result
 

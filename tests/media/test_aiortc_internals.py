@@ -19,10 +19,13 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
 
 from media.aiortc_internals import (
+    CONSENT_RETRANSMISSIONS,
     gather_on,
     hook_sender_rtcp,
+    install_consent_hook,
     lengthen_history,
     pace_sender,
+    patient_consent,
     sender_octets,
     sender_rtt_s,
 )
@@ -140,3 +143,30 @@ def test_resends_come_from_a_history_indexed_by_the_module_constant() -> None:
     assert "self.__rtp_timestamp = packet.timestamp" in inspect.getsource(RTCRtpSender._run_rtp)
     lengthen_history()
     assert aiortc.rtcrtpsender.RTP_HISTORY_SIZE == 512
+
+
+def test_consent_checks_are_the_only_requests_sent_without_retransmission() -> None:
+    # install_consent_hook turns retransmissions=0 into a few; if aioice changes
+    # how it checks consent, the classrooms on satellite links are cut off again.
+    import aioice.stun
+
+    consent = inspect.getsource(aioice.ice.Connection.query_consent)
+    assert "retransmissions=0" in consent
+    assert inspect.getsource(aioice.ice).count("retransmissions=0") == 1
+    assert aioice.stun.RETRY_RTO == 0.5 and aioice.ice.CONSENT_FAILURES == 6
+
+
+async def test_consent_checks_get_retransmissions_and_other_requests_do_not_change() -> None:
+    seen: list[int | None] = []
+
+    async def original(self, message, addr, integrity_key=None, retransmissions=None):  # type: ignore[no-untyped-def]
+        seen.append(retransmissions)
+
+    wrapped = patient_consent(original)
+    await wrapped(None, "consent", ("198.18.0.2", 1), b"key", 0)
+    await wrapped(None, "check", ("198.18.0.2", 1), b"key", None)
+    await wrapped(None, "check", ("198.18.0.2", 1), b"key", 3)
+    assert seen == [CONSENT_RETRANSMISSIONS, None, 3]
+    install_consent_hook()
+    install_consent_hook()  # idempotent: wrapped once
+    assert getattr(aioice.ice.StunProtocol.request, "_classroom_consent_hook", False)

@@ -61,14 +61,18 @@ def test_down_at_once_up_after_hold_and_quiet_period() -> None:
 
 
 def test_no_flapping_around_the_threshold() -> None:
-    alloc = Allocator(headroom=0.85, up_hold_ms=2000, after_down_ms=6000, probe_ceiling=0)
+    alloc = Allocator(
+        headroom=0.85, up_hold_ms=2000, after_down_ms=6000, probe_ceiling=0, probe_min_kbps=0
+    )
     alloc.update(800, LESSON, 0)  # camera mid (680 budget)
     flaps = run(alloc, [(t, 800 + (60 if (t // 500) % 2 else -60)) for t in range(500, 20000, 500)])
     assert flaps == []
 
 
 def test_upgrade_needs_the_better_allocation_to_last() -> None:
-    alloc = Allocator(headroom=0.85, up_hold_ms=2000, after_down_ms=0, probe_ceiling=0)
+    alloc = Allocator(
+        headroom=0.85, up_hold_ms=2000, after_down_ms=0, probe_ceiling=0, probe_min_kbps=0
+    )
     alloc.update(300, LESSON, 0)
     # Good for 1.5 s, then gone again: no upgrade.
     assert run(alloc, [(500, 2000), (1000, 2000), (1500, 2000), (2000, 300), (2500, 2000)]) == []
@@ -86,7 +90,7 @@ def test_a_new_slot_reshapes_at_once() -> None:
 def probing() -> Allocator:
     return Allocator(
         headroom=0.85, up_hold_ms=2000, after_down_ms=6000, probe_ceiling=1.6,
-        probe_hold_ms=2000, probe_confirm_ms=3000, max_backoff_ms=24_000,
+        probe_min_kbps=50, probe_hold_ms=2000, probe_confirm_ms=3000, max_backoff_ms=24_000,
     )  # fmt: skip
 
 
@@ -130,7 +134,7 @@ def test_congestion_during_a_probe_falls_back_at_once_and_backs_off() -> None:
 def test_no_probe_beyond_the_ceiling() -> None:
     alloc = probing()
     # 118 kbit/s: audio + slides low (100) fit the headroom; slides high (190) is
-    # more than 1.6 x 118 = 188.8, and so is the camera's step: nothing to try.
+    # more than 1.6 x 118 = 188.8 (and 118 + 50), and so is the camera's step.
     step_through(alloc, [(0, 118)])
     assert alloc.current == {"teacher_audio": "high", "slides": "low", "teacher_camera": OFF}
     assert step_through(alloc, [(t, 118) for t in range(500, 6000, 500)]) == []
@@ -145,3 +149,12 @@ def test_a_step_of_a_later_slot_is_tried_when_the_first_is_too_big() -> None:
     decisions = [alloc.update(150, offers, t) for t in range(500, 3000, 500)]
     probe = next(d for d in decisions if d)
     assert probe.reason == "probe" and probe.allocation["teacher_camera"] == "low"
+
+
+def test_from_audio_alone_a_small_step_in_bits_is_tried() -> None:
+    """REMB near 1.5x the audio it receives: slides are 2.5x in ratio, 60 kbit/s in bits."""
+    alloc = Allocator(probe_ceiling=1.6, probe_min_kbps=100, probe_hold_ms=1000)
+    alloc.update(60, LESSON, 0)
+    assert alloc.current["slides"] == OFF
+    decisions = [alloc.update(60, LESSON, t) for t in range(500, 2000, 500)]
+    assert any(d and d.reason == "probe" and d.allocation["slides"] == "low" for d in decisions)
