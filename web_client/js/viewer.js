@@ -55,7 +55,9 @@ export function renderLesson(page) {
   waiting.textContent = teacher && teacher.online ? t("cls.teacher_waiting") : t("lesson.scheduled");
   const weak = byTestId("weak-link");
   const level = page.you ? deliveryLevel(view.delivery[page.you.id]) : "unknown";
-  const weakText = { low: "cls.weak.low", slides_audio: "cls.weak.slides_audio", audio_only: "cls.weak.audio_only" }[level];
+  // Only a fallback is worth a note over the slides; a lower layer is the relay's
+  // everyday work (the teacher's page shows it).
+  const weakText = { slides_audio: "cls.weak.slides_audio", audio_only: "cls.weak.audio_only" }[level];
   weak.hidden = !weakText;
   weak.dataset.level = level;
   if (weakText) weak.textContent = t(weakText);
