@@ -318,3 +318,63 @@ def test_pages_come_back_after_a_server_restart(own_server, open_page):
     room.wait_for_selector("[data-testid=hand-status][data-student=张伟]")
     teacher.wait_for_selector("[data-testid=hand][data-student=张伟]")
     wait_flowing(room, "teacher_camera")
+
+
+def test_protocol_module_reconnects_with_since(server, open_page):
+    """protocol.js against a scripted socket: the rejoin carries `since`, the backlog
+    is marked as already in the snapshot, answers match their offer, and a fatal
+    error stops the retries."""
+    page = open_page(server.base + "/join", "protocol")
+    result = page.evaluate(
+        """async () => {
+            const sockets = [];
+            class FakeSocket {
+                static OPEN = 1;
+                constructor(url) { this.url = url; this.readyState = 0; this.sent = []; sockets.push(this);
+                    setTimeout(() => { this.readyState = 1; this.onopen && this.onopen(); }, 0); }
+                send(text) { this.sent.push(JSON.parse(text)); }
+                close() { this.readyState = 3; setTimeout(() => this.onclose && this.onclose({}), 0); }
+                deliver(msg) { this.onmessage({data: JSON.stringify(msg)}); }
+            }
+            window.WebSocket = FakeSocket;
+            const { LessonConnection } = await import('/static/js/protocol.js');
+            const seen = [], states = [], errors = [];
+            const conn = new LessonConnection({token: 'tok', url: 'ws://x/ws', handlers: {
+                onEvent: (e, replayed) => seen.push([e.seq, replayed]),
+                onState: (s) => states.push(s),
+                onError: (e, fatal) => errors.push([e.code, fatal]),
+            }});
+            const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
+            const welcome = (seq) => ({type: 'welcome', protocol: 1, you: {id: 'classroom-1', role: 'classroom', name: 'A'},
+                                       lesson: {id: 'l', seq, participants: [], hands: [], stage: null, delivery: {}}});
+            conn.connect(); await tick();
+            const first = sockets[0].sent[0];
+            sockets[0].deliver(welcome(5));
+            sockets[0].deliver({type: 'event', event: {kind: 'chat_posted', seq: 6, at: 1}});
+            // An offer answered by ref.
+            const answer = conn.offer('v=0 offer');
+            const offerMsg = sockets[0].sent.find((m) => m.type === 'offer');
+            sockets[0].deliver({type: 'answer', sdp: 'v=0 answer', ref: offerMsg.ref});
+            const answerSdp = await answer;
+            // The network drops; the client comes back by itself with since = 6.
+            sockets[0].close();
+            for (let i = 0; i < 200 && sockets.length < 2; i++) await tick(10);
+            await tick();
+            const rejoin = sockets[1].sent[0];
+            sockets[1].deliver(welcome(8));
+            sockets[1].deliver({type: 'event', event: {kind: 'hand_raised', seq: 7, at: 2}});
+            sockets[1].deliver({type: 'event', event: {kind: 'hand_lowered', seq: 8, at: 3}});
+            sockets[1].deliver({type: 'event', event: {kind: 'hand_lowered', seq: 8, at: 3}});
+            sockets[1].deliver({type: 'event', event: {kind: 'chat_posted', seq: 9, at: 4}});
+            // Replaced elsewhere: no more retries.
+            sockets[1].deliver({type: 'error', code: 'replaced', message: 'elsewhere'});
+            await tick(1500);
+            return {first, rejoin, seen, answerSdp, errors, sockets: sockets.length, last: states[states.length - 1]};
+        }"""
+    )
+    assert result["first"] == {"type": "join", "token": "tok", "protocol": 1}
+    assert result["rejoin"] == {"type": "join", "token": "tok", "protocol": 1, "since": 6}
+    assert result["seen"] == [[6, False], [7, True], [8, True], [9, False]]
+    assert result["answerSdp"] == "v=0 answer"
+    assert result["errors"] == [["replaced", True]]
+    assert result["sockets"] == 2 and result["last"] == "closed"

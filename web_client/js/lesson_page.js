@@ -105,7 +105,9 @@ export class LessonPage {
 
   _renderTopbar() {
     byTestId("lesson-title").textContent = this.view.title;
-    byTestId("who").textContent = `${t(`role.${this.role}`)}${this.you && this.you.name ? " · " + this.you.name : ""}`;
+    // A classroom's name says where it is; "Teacher" / "Observer" would repeat the role.
+    const name = this.role === "classroom" && this.you && this.you.name ? ` · ${this.you.name}` : "";
+    byTestId("who").textContent = `${t(`role.${this.role}`)}${name}`;
     document.title = `${this.view.title} · ${t("app.name")}`;
   }
 
