@@ -81,6 +81,7 @@ def test_hand_floor_and_stage(server, open_page):
     teacher.wait_for_selector("[data-testid=stage-now]:not([hidden])")
     assert teacher.is_hidden("[data-testid=hand]")
     asking.wait_for_selector("[data-testid=on-stage]:not([hidden])")
+    asking.wait_for_selector("[data-testid=lesson].me-on-stage")
     other.wait_for_selector("[data-testid=lesson]:not(.no-stage)")
     assert "王小明" in other.inner_text("[data-testid=stage-label]")
     stage = wait_flowing(teacher, "stage_video")
@@ -92,6 +93,7 @@ def test_hand_floor_and_stage(server, open_page):
     time.sleep(1)
     screenshot(teacher, "teacher-stage")
     screenshot(other, "classroom-stage")
+    screenshot(asking, "classroom-on-stage")
 
     # Revoke: the stage closes and its pictures stop.
     teacher.click("[data-testid=revoke]")

@@ -42,7 +42,10 @@ export function renderLesson(page) {
   const view = page.view;
   const lesson = byTestId("lesson");
   if (!lesson) return;
-  lesson.classList.toggle("no-stage", !view.stage);
+  // The classroom on stage sees itself in its own corner (outlined), not echoed back.
+  const stageIsMe = !!(view.stage && page.you && view.stage.classroom_id === page.you.id);
+  lesson.classList.toggle("no-stage", !view.stage || stageIsMe);
+  lesson.classList.toggle("me-on-stage", stageIsMe);
   if (view.stage) {
     const name = nameOf(view, view.stage.classroom_id);
     byTestId("stage-label").textContent = view.stage.student
