@@ -42,6 +42,13 @@ def test_teacher_reaches_two_classrooms(server, open_page):
     teacher.wait_for_function(
         "() => document.querySelectorAll('[data-testid=classroom-row][data-online=true]').length === 2"
     )
+    # ...and how well each receives the lesson, from the relay's `link` reports.
+    teacher.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid=classroom-row]')].every((row) =>
+            /^\\d+$/.test(row.querySelector('.kbps').textContent) &&
+            /ms$/.test(row.querySelector('.rtt').textContent) &&
+            row.dataset.level !== 'unknown')"""
+    )
     time.sleep(1)
     screenshot(teacher, "teacher")
     screenshot(rooms[0], "classroom")
