@@ -160,9 +160,17 @@ class Allocator:
         self._backoff_ms = after_down_ms
 
     def update(
-        self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int
+        self,
+        estimate_kbps: float,
+        offers: Sequence[SlotOffer],
+        now_ms: int,
+        may_probe: bool = True,
     ) -> Decision | None:
-        """The new allocation if it should change now, else None."""
+        """The new allocation if it should change now, else None.
+
+        `may_probe`: False until the receiver has said anything (a first guess is
+        no ground to send more than it).
+        """
         slots = frozenset(o.slot for o in offers)
         if slots != self._slots:
             # A slot appeared or went (the stage started or ended): start from what
@@ -189,6 +197,9 @@ class Allocator:
         better = allocate(estimate_kbps * self.headroom, offers)
         reason = "up"
         if rank(better, offers) <= rank(self.current, offers):
+            if not may_probe or self.probe_ceiling <= 0:
+                self._up_since = None
+                return None
             ceiling = max(estimate_kbps * self.probe_ceiling, estimate_kbps + self.probe_min_kbps)
             step = next_step(self.current, offers, ceiling)
             if step is None:

@@ -55,9 +55,9 @@ class _Seen:
 
 class Downlink:
     def __init__(self, estimator: Estimator | None = None, allocator: Allocator | None = None):
-        # libwebrtc's default start rate: a weak link is not flooded before its first
-        # feedback, and probing climbs from there.
-        self.estimator = estimator or Estimator(initial_bps=300_000)
+        # Below libwebrtc's 300 kbit/s default start: a rural link of 256 kbit/s is not
+        # flooded before its first feedback, and probing climbs from there.
+        self.estimator = estimator or Estimator(initial_bps=250_000)
         self.allocator = allocator or Allocator()
         self._seen: dict[Slot, _Seen] = {}
         self._expected = 0
@@ -79,7 +79,10 @@ class Downlink:
             sending = round(cost(self.allocator.current, offers) * 1000)
             estimate = self.estimator.update(feedback, now_ms, sending_bps=sending or None)
             logger.debug("%s sending %d -> %s", feedback, sending, estimate)
-        return self.allocator.update(self.estimator.estimate.bitrate_bps / 1000, offers, now_ms)
+        estimate = self.estimator.estimate
+        return self.allocator.update(
+            estimate.bitrate_bps / 1000, offers, now_ms, may_probe=estimate.limited_by != "initial"
+        )
 
     def _collect(self, slots: Mapping[Slot, SlotView]) -> Feedback | None:
         remb_by_reporter: dict[int, int] = {}

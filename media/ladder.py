@@ -39,27 +39,19 @@ CAMERA_LAYERS = (
     # Small enough that audio, slides and a moving face fit a 300 kbit/s link.
     VideoLayerSpec("low", 320, 180, 110_000),
 )
-# Slides are text: sharpness matters, motion does not.
+# Slides are text: sharpness matters, motion does not. Both layers keep the full
+# picture; the lower one gives up frame rate (a slide a second still reads), and
+# rate targets stay low because they size the keyframes a weak link must take.
 SLIDES_LAYERS = (
     VideoLayerSpec(
-        "high",
-        1920,
-        1080,
-        1_000_000,
-        max_fps=5,
-        expected_bitrate=150_000,
-        min_keyframe_interval_s=3.0,
+        "high", 1920, 1080, 400_000, max_fps=5, expected_bitrate=60_000,
+        min_keyframe_interval_s=3.0, static_thresh=300,
     ),
     VideoLayerSpec(
-        "low",
-        960,
-        540,
-        300_000,
-        max_fps=5,
-        expected_bitrate=80_000,
-        min_keyframe_interval_s=3.0,
+        "low", 1920, 1080, 100_000, max_fps=1, expected_bitrate=30_000,
+        min_keyframe_interval_s=3.0, static_thresh=300,
     ),
-)
+)  # fmt: skip
 LAYER_ORDER = ("high", "mid", "low")
 
 

@@ -514,7 +514,7 @@ def _layer_costs(ladder: Ladder, now: float) -> tuple[tuple[str, float], ...]:
 
 # Video leaves a little faster than the link is thought to carry: a burst drains
 # in well under a second, and the estimate may be low.
-PACING_FACTOR = 1.25
+PACING_FACTOR = 1.15
 MIN_PACING_BPS = 100_000
 # Resends may take this share of the estimated rate (the rest is fresh media).
 RESEND_SHARE = 0.15

@@ -135,7 +135,8 @@ class Teacher:
         from classroom.roles import Role
         from media.synthetic import MovingPicture, SlideDeck, SyntheticParticipant
 
-        videos = iter([MovingPicture(1280, 720, 15), SlideDeck(1280, 720, 5)])
+        # A 640x360 camera: this machine also runs Chromium and the relay's encoders.
+        videos = iter([MovingPicture(640, 360, 15), SlideDeck(1280, 720, 5)])
         peer = SyntheticParticipant(
             Role.TEACHER, send_video=lambda: next(videos), host_addresses=(SERVER_ADDR,)
         )
