@@ -29,6 +29,9 @@ class SlotOffer:
     priority: int
     layers: tuple[tuple[str, float], ...]
     essential: bool = False
+    # The cheapest layer may use all of the estimate, not only what the headroom
+    # leaves (slides at a frame a second keep the lesson readable on a bad link).
+    floor: bool = False
 
 
 Allocation = dict[str, str]
@@ -42,24 +45,29 @@ def cost(allocation: Allocation, offers: Sequence[SlotOffer]) -> float:
     return total
 
 
-def allocate(budget_kbps: float, offers: Sequence[SlotOffer]) -> Allocation:
+def allocate(
+    budget_kbps: float, offers: Sequence[SlotOffer], floor_kbps: float | None = None
+) -> Allocation:
     """The best allocation within a budget, slots served in priority order.
 
     First every slot gets its cheapest layer, in priority order, while the budget
-    lasts (so a tight link keeps audio, then audio + slides); then slots climb to
-    their best affordable layer, again in priority order (slides reach full
-    resolution before the camera leaves its lowest layer).
+    lasts (a `floor` slot may use up to `floor_kbps` instead), so a tight link
+    keeps audio, then audio + slides; then slots climb to their best layer within
+    the budget, again in priority order (slides reach full quality before the
+    camera leaves its lowest layer).
     """
     ordered = sorted(offers, key=lambda o: o.priority)
     chosen: dict[str, int] = {}
     left = budget_kbps
+    left_floor = budget_kbps if floor_kbps is None else max(floor_kbps, budget_kbps)
     for offer in ordered:
         if not offer.layers:
             continue
         cheapest = offer.layers[0][1]
-        if offer.essential or cheapest <= left:
+        if offer.essential or cheapest <= (left_floor if offer.floor else left):
             chosen[offer.slot] = 0
             left -= cheapest
+            left_floor -= cheapest
     for offer in ordered:
         index = chosen.get(offer.slot)
         if index is None:
@@ -178,7 +186,7 @@ class Allocator:
             self._slots = slots
             self._up_since = None
             self._probe = None
-            return self._set(allocate(estimate_kbps * self.headroom, offers), "reshape")
+            return self._set(self._fit(estimate_kbps, offers), "reshape")
 
         if self._probe is not None:
             return self._watch_probe(estimate_kbps, offers, now_ms)
@@ -186,7 +194,7 @@ class Allocator:
         if cost(self.current, offers) > estimate_kbps:
             self._down_at = now_ms
             self._up_since = None
-            fitting = allocate(estimate_kbps * self.headroom, offers)
+            fitting = self._fit(estimate_kbps, offers)
             if fitting == self.current:
                 return None
             return self._set(fitting, "down")
@@ -194,7 +202,7 @@ class Allocator:
         if self._down_at is not None and now_ms - self._down_at < self._backoff_ms:
             self._up_since = None
             return None
-        better = allocate(estimate_kbps * self.headroom, offers)
+        better = self._fit(estimate_kbps, offers)
         reason = "up"
         if rank(better, offers) <= rank(self.current, offers):
             if not may_probe or self.probe_ceiling <= 0:
@@ -234,8 +242,13 @@ class Allocator:
         self._backoff_ms = min(self.max_backoff_ms, self._backoff_ms * 2)
         fallback = probe.fallback
         if cost(fallback, offers) > estimate_kbps:
-            fallback = allocate(estimate_kbps * self.headroom, offers)
+            fallback = self._fit(estimate_kbps, offers)
         return self._set(fallback, "down")
+
+    def _fit(self, estimate_kbps: float, offers: Sequence[SlotOffer]) -> Allocation:
+        # Headroom is kept for everything but the floor (audio, then slides at a
+        # frame a second), which may use all of the estimate.
+        return allocate(estimate_kbps * self.headroom, offers, floor_kbps=estimate_kbps)
 
     def _set(self, allocation: Allocation, reason: str) -> Decision:
         self.current = allocation

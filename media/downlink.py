@@ -29,6 +29,9 @@ PRIORITY: dict[Slot, int] = {
     Slot.STAGE_VIDEO: 3,
 }
 ESSENTIAL = frozenset({Slot.TEACHER_AUDIO, Slot.STAGE_AUDIO})
+# Slides at their lowest layer (full picture, a frame a second) may use all of the
+# estimate: on a bad link the lesson's content matters more than headroom.
+FLOOR = frozenset({Slot.SLIDES})
 # Loss is reported once this many packets were expected: a report on a few dozen
 # says 2 % after a single loss, which is noise, not a trend (GCC's 2 % band).
 MIN_LOSS_SAMPLE = 100
@@ -71,7 +74,9 @@ class Downlink:
         now_ms = round(now_s * 1000)
         feedback = self._collect(slots)
         offers = [
-            SlotOffer(str(slot), PRIORITY.get(slot, 9), view.layers, slot in ESSENTIAL)
+            SlotOffer(
+                str(slot), PRIORITY.get(slot, 9), view.layers, slot in ESSENTIAL, slot in FLOOR
+            )
             for slot, view in slots.items()
             if view.layers
         ]

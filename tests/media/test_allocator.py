@@ -158,3 +158,14 @@ def test_from_audio_alone_a_small_step_in_bits_is_tried() -> None:
     assert alloc.current["slides"] == OFF
     decisions = [alloc.update(60, LESSON, t) for t in range(500, 2000, 500)]
     assert any(d and d.reason == "probe" and d.allocation["slides"] == "low" for d in decisions)
+
+
+def test_slides_at_their_lowest_may_use_the_whole_estimate() -> None:
+    floor_slides = SlotOffer("slides", 1, (("low", 60.0), ("high", 150.0)), floor=True)
+    offers = [AUDIO, floor_slides, CAMERA]
+    # 110 kbit/s: the headroom (93.5) would leave slides out; the floor keeps them.
+    alloc = Allocator(headroom=0.85)
+    decision = alloc.update(110, offers, 0)
+    assert decision is not None and decision.allocation["slides"] == "low"
+    # The camera gets no such favour.
+    assert allocate(200 * 0.85, offers, floor_kbps=200)["teacher_camera"] == OFF
