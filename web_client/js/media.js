@@ -201,26 +201,33 @@ export class MediaLink {
 }
 
 /**
- * Notice which receive slots carry moving pictures / sound, by polling getStats.
- * Calls onChange(slot, flowing) when a slot starts or stops.
+ * Notice which receive slots carry pictures / sound, by polling getStats.
+ * Calls onChange(slot, flowing, stats) when a slot starts or stops. Slides may come
+ * at a frame a second or slower: a slot counts as stopped only after `staleMs`
+ * without a new frame, so the layout does not flap between two polls.
  */
 export class FlowWatch {
-  constructor(link, onChange, intervalMs = 1500) {
+  constructor(link, onChange, intervalMs = 1000, staleMs = 6000) {
     this.link = link;
     this.onChange = onChange;
-    this.last = new Map();
-    this.flowing = new Map();
+    this.staleMs = staleMs;
+    /** @type {Map<string, number>} */ this.last = new Map();
+    /** @type {Map<string, number>} */ this.progressAt = new Map();
+    /** @type {Map<string, boolean>} */ this.flowing = new Map();
     this.timer = setInterval(() => this.poll().catch(() => {}), intervalMs);
   }
 
   async poll() {
     const stats = await this.link.inboundStats();
+    const now = Date.now();
     for (const [slot, s] of Object.entries(stats)) {
       const counter = s.kind === "video" ? s.framesDecoded || 0 : s.bytesReceived || 0;
       const previous = this.last.get(slot);
       this.last.set(slot, counter);
       if (previous === undefined) continue; // one sample says nothing about motion
-      const flowing = counter > previous;
+      if (counter > previous) this.progressAt.set(slot, now);
+      const at = this.progressAt.get(slot);
+      const flowing = at !== undefined && now - at < this.staleMs;
       if (this.flowing.get(slot) !== flowing) {
         this.flowing.set(slot, flowing);
         this.onChange(slot, flowing, s);
