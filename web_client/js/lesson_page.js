@@ -94,6 +94,8 @@ export class LessonPage {
     };
 
     onLangChange(() => this.render());
+    // While the page waits to reconnect, a click on the badge tries at once.
+    byTestId("connection").addEventListener("click", () => this.conn.retryNow());
     this.conn.connect();
   }
 

@@ -96,7 +96,13 @@ export class LessonConnection {
     this._setState("closed");
   }
 
-  /** Drop the socket as a network would (tests and the "reconnect now" button). */
+  /** While waiting to reconnect: try now instead (a person pressed "reconnect now"). */
+  retryNow() {
+    if (this._stopped || this.state !== "reconnecting" || this.ws) return;
+    this._open();
+  }
+
+  /** Drop the socket as a network would (tests). */
   drop() {
     if (this.ws) this.ws.close(4000, "dropped by client");
   }

@@ -116,6 +116,8 @@ export class ConnectionBadge {
     const parts = [text];
     if (state === "open" && this.media) parts.push(t(`media.${this.media}`));
     this.el.textContent = parts.join(" · ");
+    this.el.title = state === "reconnecting" ? t("reconnect") : "";
+    this.el.style.cursor = state === "reconnecting" ? "pointer" : "";
     const ok = state === "open" && (!this.media || this.media === "connected");
     const bad = state === "reconnecting" || state === "closed" || this.media === "failed" || this.media === "disconnected";
     this.el.dataset.state = ok ? "ok" : bad ? "bad" : "wait";
