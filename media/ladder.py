@@ -35,7 +35,9 @@ Clock = Callable[[], float]
 
 CAMERA_LAYERS = (
     VideoLayerSpec("high", 1280, 720, 1_200_000),
-    VideoLayerSpec("mid", 640, 360, 500_000),
+    # 300 kbit/s is enough for a face at 360p, and keeps the step from "low" one a
+    # probe can take (a receiver's REMB sits close to what it receives).
+    VideoLayerSpec("mid", 640, 360, 300_000),
     # Small enough that audio, slides and a moving face fit a 300 kbit/s link.
     VideoLayerSpec("low", 320, 180, 110_000),
 )
