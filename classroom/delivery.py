@@ -80,6 +80,8 @@ def delivery_report(
         if since is None or pid not in online_since:
             return
         span = max(0.0, min(now, until_at) - since)
+        if span == 0:
+            return
         report = out[pid]
         report.connected_s += span
         current = layers[pid]

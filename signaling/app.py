@@ -24,7 +24,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from classroom import commands as c
+from classroom.delivery import delivery_report
 from classroom.errors import DomainError
+from classroom.events import LessonEnded
 from classroom.lesson import Lesson
 from classroom.roles import ADMIN, Role
 from media.gateway import MediaGateway
@@ -237,6 +239,22 @@ def create_app(
     async def get_lesson(lesson_id: str, request: Request, rt: Rt) -> dict[str, Any]:
         actor(request, rt, lesson_id)
         return (await lesson_or_404(rt, lesson_id)).snapshot()
+
+    @app.get("/api/lessons/{lesson_id}/delivery")
+    async def get_delivery(lesson_id: str, request: Request, rt: Rt) -> dict[str, Any]:
+        """What each classroom received: seconds at each layer, from the relay's
+        own decisions (delivery_changed events) while the classroom was connected."""
+        actor(request, rt, lesson_id)
+        lesson = await lesson_or_404(rt, lesson_id)
+        ended = next((e.at for e in reversed(lesson.log) if isinstance(e, LessonEnded)), None)
+        until = ended if ended is not None else round(now() - lesson.origin, 3)
+        classrooms = {p.participant_id: p.name for p in lesson.classrooms()}
+        return {
+            "lesson_id": lesson.lesson_id,
+            "state": str(lesson.state),
+            "until_s": until,
+            "classrooms": [r.to_dict() for r in delivery_report(lesson.log, until, classrooms)],
+        }
 
     @app.post("/api/lessons/{lesson_id}/end")
     async def end_lesson(lesson_id: str, request: Request, rt: Rt) -> dict[str, Any]:

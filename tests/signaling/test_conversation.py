@@ -7,6 +7,7 @@ import pytest
 from media.gateway import LinkReport
 from tests.signaling.conftest import (
     ADMIN,
+    Clock,
     Running,
     connected,
     create_lesson,
@@ -236,3 +237,40 @@ async def test_an_observer_link_serves_several_viewers_at_once(srv: Running) -> 
             snap = await snapshot(srv, lesson["id"])
             assert [p["online"] for p in snap["participants"] if p["role"] == "observer"] == [True]
         await teacher.event("participant_left", role="observer")
+
+
+async def test_the_delivery_report_says_how_long_each_classroom_got_what(
+    srv: Running, clock: Clock
+) -> None:
+    lesson = await create_lesson(srv)
+    lid = lesson["id"]
+    a, b = lesson["classrooms"]
+    full = {"teacher_camera": "high", "slides": "high", "teacher_audio": "high"}
+    audio_only = {"teacher_camera": "off", "slides": "off", "teacher_audio": "high"}
+    async with joined(srv, lesson["teacher"]["token"]) as (teacher, _):
+        await teacher.events(2)
+        async with joined(srv, a["token"]):
+            await teacher.event("participant_joined", participant_id=a["id"])
+            for layers, seconds in ((full, 30), (audio_only, 12), (full, 18)):
+                await srv.media.push_report(
+                    LinkReport(lid, a["id"], 300.0, 250.0, 0.0, 600.0, layers)
+                )
+                await teacher.expect("link", participant_id=a["id"])
+                await teacher.event("delivery_changed", participant_id=a["id"])
+                clock.t += seconds
+        await teacher.event("participant_left", participant_id=a["id"])
+        r = await srv.http.get(f"/api/lessons/{lid}/delivery", headers=ADMIN)
+        assert r.status_code == 200, r.text
+        by_id = {c["participant_id"]: c for c in r.json()["classrooms"]}
+        room = by_id[a["id"]]
+        assert room["connected_s"] == 60
+        assert room["level_s"] == {"full": 48, "audio_only": 12}
+        assert room["audio_only_s"] == 12 and room["downgrades"] == 1 and room["upgrades"] == 1
+        assert by_id[b["id"]]["connected_s"] == 0  # never came: reported, and empty
+        # A token of another lesson may not read it.
+        other = await create_lesson(srv)
+        bad = await srv.http.get(
+            f"/api/lessons/{lid}/delivery",
+            headers={"Authorization": f"Bearer {other['teacher']['token']}"},
+        )
+        assert bad.status_code == 403
