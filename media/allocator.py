@@ -95,8 +95,16 @@ def rank(allocation: Allocation, offers: Sequence[SlotOffer]) -> tuple[int, ...]
 def next_step(
     allocation: Allocation, offers: Sequence[SlotOffer], ceiling_kbps: float
 ) -> Allocation | None:
-    """One layer better on the first slot, in priority order, whose step fits `ceiling_kbps`."""
-    for offer in sorted(offers, key=lambda o: o.priority):
+    """One layer better on one slot, the first whose step fits `ceiling_kbps`.
+
+    The order is `allocate()`'s: first a slot that is off gets its cheapest layer
+    (in priority order), then slots climb (in priority order). A classroom that
+    speaks is seen at a low quality before the teacher's face reaches a high one.
+    """
+    ordered = sorted(offers, key=lambda o: o.priority)
+    turn_on = [o for o in ordered if allocation.get(o.slot, OFF) == OFF]
+    climb = [o for o in ordered if allocation.get(o.slot, OFF) != OFF]
+    for offer in turn_on + climb:
         names = [name for name, _ in offer.layers]
         layer = allocation.get(offer.slot, OFF)
         index = names.index(layer) if layer in names else -1

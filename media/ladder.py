@@ -213,6 +213,8 @@ class Ladder:
         self._track = track
         self._clock = SourceClock(90000 if track.kind == "video" else AUDIO_RATE, clock)
         self.frames_in = 0
+        self.last_frame_at: float | None = None
+        self._relay_clock = clock
         self.source_size: tuple[int, int] | None = None
         self._reader = asyncio.create_task(self._read(), name=f"ladder-{track.kind}")
 
@@ -241,6 +243,11 @@ class Ladder:
     def for_audio(cls, track: MediaStreamTrack, *, clock: Clock) -> Ladder:
         return cls(track, [AudioLayer(KeyframeGate(0.0), clock)], clock)
 
+    def live(self, now: float, within_s: float = 5.0) -> bool:
+        """Whether the source sends pictures or sound (a screen share not yet started,
+        a muted camera: no). A still screen share sends a frame a second or more."""
+        return self.last_frame_at is not None and now - self.last_frame_at <= within_s
+
     def layer(self, name: str) -> Layer:
         """The layer called `name`, or the nearest one below it (the lowest if none)."""
         wanted = LAYER_ORDER.index(name) if name in LAYER_ORDER else 0
@@ -256,6 +263,7 @@ class Ladder:
             while True:
                 frame = await self._track.recv()
                 self.frames_in += 1
+                self.last_frame_at = self._relay_clock()
                 if frame.pts is None:
                     continue
                 pts = self._clock(frame.pts)

@@ -402,9 +402,12 @@ class Relay:
             # carries the NTP time of the last packet sent): only a sending slot's
             # RTT means anything, and a negative one never does.
             rtt = sender_rtt_s(out.sender) if out.track.layer_name != "off" else None
+            # A source that sends nothing (slides not shared yet) is offered no
+            # bandwidth: it would only keep the stage or the camera off.
+            live = ladder is not None and ladder.live(now)
             views[slot] = SlotView(
                 out.feedback,
-                _layer_costs(ladder, now) if ladder is not None else (),
+                _layer_costs(ladder, now) if ladder is not None and live else (),
                 rtt * 1000 if rtt is not None and rtt > 0 else None,
             )
         decision = participant.downlink.tick(views, now)

@@ -169,3 +169,19 @@ def test_slides_at_their_lowest_may_use_the_whole_estimate() -> None:
     assert decision is not None and decision.allocation["slides"] == "low"
     # The camera gets no such favour.
     assert allocate(200 * 0.85, offers, floor_kbps=200)["teacher_camera"] == OFF
+
+
+def test_probing_turns_the_stage_on_before_the_camera_climbs() -> None:
+    """As allocate() does: every slot's cheapest layer first, then better ones."""
+    from media.allocator import next_step
+
+    offers = [AUDIO, CAMERA, STAGE_AUDIO, STAGE]
+    now = {
+        "teacher_audio": "high",
+        "teacher_camera": "low",
+        "stage_audio": "high",
+        "stage_video": OFF,
+    }
+    assert next_step(now, offers, 10_000) == {**now, "stage_video": "low"}
+    on = {**now, "stage_video": "low"}
+    assert next_step(on, offers, 10_000) == {**on, "teacher_camera": "mid"}
