@@ -189,12 +189,7 @@ class Allocator:
         """
         slots = frozenset(o.slot for o in offers)
         if slots != self._slots:
-            # A slot appeared or went (the stage started or ended): start from what
-            # fits now, keeping the no-upgrade window of a recent downgrade.
-            self._slots = slots
-            self._up_since = None
-            self._probe = None
-            return self._set(self._fit(estimate_kbps, offers), "reshape")
+            return self._reshape(estimate_kbps, offers, now_ms, may_probe)
 
         if self._probe is not None:
             return self._watch_probe(estimate_kbps, offers, now_ms)
@@ -216,8 +211,7 @@ class Allocator:
             if not may_probe or self.probe_ceiling <= 0:
                 self._up_since = None
                 return None
-            ceiling = max(estimate_kbps * self.probe_ceiling, estimate_kbps + self.probe_min_kbps)
-            step = next_step(self.current, offers, ceiling)
+            step = next_step(self.current, offers, self._ceiling(estimate_kbps))
             if step is None:
                 self._up_since = None
                 return None
@@ -231,6 +225,41 @@ class Allocator:
         if reason == "probe":
             self._probe = _Probe(now_ms, estimate_kbps, dict(self.current))
         return self._set(better, reason)
+
+    def _reshape(
+        self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int, may_probe: bool
+    ) -> Decision:
+        """A slot came or went (the stage started or ended, slides were shared).
+
+        What fits the estimate now is the fallback; but a receiver's REMB sits near
+        what it received, so that alone would switch off the classroom that was
+        just given the floor. What was sent goes on, the newcomers get their
+        cheapest layers, and this is watched as a probe when it exceeds the estimate.
+        """
+        self._slots = frozenset(o.slot for o in offers)
+        self._up_since = None
+        self._probe = None
+        fit = self._fit(estimate_kbps, offers)
+        keep: Allocation = {}
+        for offer in offers:
+            names = [name for name, _ in offer.layers]
+            was = self.current.get(offer.slot)
+            if was is None:
+                keep[offer.slot] = names[0]  # a newcomer: its cheapest layer
+            else:
+                keep[offer.slot] = was if was in names else OFF
+        if (
+            may_probe
+            and self.probe_ceiling > 0
+            and rank(keep, offers) > rank(fit, offers)
+            and cost(keep, offers) <= self._ceiling(estimate_kbps)
+        ):
+            self._probe = _Probe(now_ms, estimate_kbps, fit)
+            return self._set(keep, "reshape")
+        return self._set(fit, "reshape")
+
+    def _ceiling(self, estimate_kbps: float) -> float:
+        return max(estimate_kbps * self.probe_ceiling, estimate_kbps + self.probe_min_kbps)
 
     def _watch_probe(
         self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int

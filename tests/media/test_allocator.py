@@ -185,3 +185,22 @@ def test_probing_turns_the_stage_on_before_the_camera_climbs() -> None:
     assert next_step(now, offers, 10_000) == {**now, "stage_video": "low"}
     on = {**now, "stage_video": "low"}
     assert next_step(on, offers, 10_000) == {**on, "teacher_camera": "mid"}
+
+
+def test_a_new_stage_is_seen_at_once_and_watched_like_a_probe() -> None:
+    alloc = Allocator(headroom=0.85, probe_ceiling=2.0, probe_min_kbps=150, probe_confirm_ms=3000)
+    alloc.update(230, LESSON, 0)  # audio 40 + slides high 150: the camera does not fit
+    assert alloc.current["teacher_camera"] == OFF
+    # A classroom gets the floor: REMB (230) sits near what is received.
+    stage = [*LESSON, STAGE_AUDIO, STAGE]
+    decision = alloc.update(230, stage, 100)
+    assert decision is not None and decision.reason == "reshape"
+    assert (
+        decision.allocation["stage_video"] == "low" and decision.allocation["stage_audio"] == "high"
+    )
+    # Congestion follows: back to what fits, with the stage's sound kept.
+    decision = alloc.update(150, stage, 1000)
+    assert decision is not None and decision.reason == "down"
+    assert (
+        decision.allocation["stage_video"] == OFF and decision.allocation["stage_audio"] == "high"
+    )
