@@ -17,7 +17,11 @@ Two departures, both from what Chromium's REMB turned out to mean here:
   never rises above about 1.5x what it receives, and it *falls* only when it sees
   queues grow (overuse). So while the REMB has not fallen lately, what the relay
   already sends without complaint (`sending_bps`) counts as carried, even above the
-  REMB; after a fall, the REMB rules for `CONGESTION_HOLD_MS`.
+  REMB; after a fall, the REMB rules for `CONGESTION_HOLD_MS`. A fall counts only
+  when the path agrees: loss of 2 % or more, or a round trip grown past its
+  minimum (a queue building). A receiver short of CPU also reports overuse
+  (its packets wait to be read, not on the link), and believing it would starve
+  a classroom whose link is fine.
 - With low loss, A_s follows that delay-based figure at once instead of creeping
   up 5 % a second: a second slow climb on top of the receiver's own would keep a
   recovered classroom on low quality for a minute. Loss can only ever pull the
@@ -41,6 +45,9 @@ SMOOTHING = 0.3
 # A REMB this much below the previous one is the receiver seeing congestion.
 REMB_FALL = 0.97
 CONGESTION_HOLD_MS = 5000
+# A round trip this much above the lowest seen means a queue on the path.
+QUEUE_RTT_FACTOR = 1.25
+QUEUE_RTT_MARGIN_MS = 20.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class Estimator:
         self._last_increase_at: int | None = None
         self._congested_at: int | None = None
         self._congested = False
+        self._min_rtt: float | None = None
         self._loss = 0.0
         self._rtt: float | None = None
         self._estimate = Estimate(initial_bps, 0.0, None, "initial")
@@ -91,8 +99,11 @@ class Estimator:
 
     def update(self, feedback: Feedback, now_ms: int, sending_bps: int | None = None) -> Estimate:
         """Fold in one piece of feedback; `sending_bps` is what the relay sends now."""
+        if feedback.rtt_ms is not None and feedback.rtt_ms > 0:
+            self._min_rtt = min(self._min_rtt or feedback.rtt_ms, feedback.rtt_ms)
         if feedback.remb_bps is not None:
-            if self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL:
+            fell = self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL
+            if fell and self._path_agrees(feedback):
                 self._congested_at = now_ms
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
@@ -128,6 +139,16 @@ class Estimator:
         bitrate = min(max(bitrate, self._min), self._max)
         self._estimate = Estimate(bitrate, round(self._loss, 4), self._rtt, by)
         return self._estimate
+
+    def _path_agrees(self, feedback: Feedback) -> bool:
+        """Whether loss or the round trip confirm a receiver's overuse call."""
+        lost = feedback.fraction_lost if feedback.fraction_lost is not None else self._loss
+        if lost >= LOSS_LOW:
+            return True
+        rtt = feedback.rtt_ms if feedback.rtt_ms is not None else self._rtt
+        if rtt is None or self._min_rtt is None:
+            return True  # nothing to judge by: believe the receiver
+        return rtt > self._min_rtt * QUEUE_RTT_FACTOR + QUEUE_RTT_MARGIN_MS
 
     def _apply_loss(self, lost: float, now_ms: int, remb: int | None) -> None:
         if lost > LOSS_HIGH:

@@ -105,10 +105,25 @@ def test_what_is_sent_without_complaint_counts_as_carried() -> None:
 
 def test_a_falling_remb_is_congestion_and_rules_for_a_while() -> None:
     est = Estimator(initial_bps=300_000)
-    est.update(Feedback(remb_bps=400_000), 0, sending_bps=300_000)
+    est.update(Feedback(remb_bps=400_000), 0, sending_bps=300_000)  # no RTT known yet
     e = est.update(Feedback(remb_bps=250_000), 1000, sending_bps=340_000)
     assert est.congested and e.bitrate_bps == 250_000
     # Still congested 4 s later, whatever is being sent...
     assert est.update(Feedback(remb_bps=250_000), 5000, sending_bps=340_000).bitrate_bps == 250_000
     # ...and no longer after 5 s without a fall.
     assert est.update(Feedback(remb_bps=250_000), 6500, sending_bps=340_000).bitrate_bps == 340_000
+
+
+def test_a_remb_fall_the_path_does_not_confirm_is_not_congestion() -> None:
+    """A receiver short of CPU calls overuse on a link that is fine."""
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=400_000, rtt_ms=40, fraction_lost=0.0), 0, sending_bps=300_000)
+    e = est.update(Feedback(remb_bps=150_000, rtt_ms=42), 1000, sending_bps=340_000)
+    assert not est.congested and e.bitrate_bps == 340_000
+
+
+def test_a_remb_fall_with_a_growing_round_trip_is_congestion() -> None:
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=400_000, rtt_ms=600, fraction_lost=0.0), 0, sending_bps=300_000)
+    e = est.update(Feedback(remb_bps=250_000, rtt_ms=900), 1000, sending_bps=340_000)
+    assert est.congested and e.bitrate_bps == 250_000
