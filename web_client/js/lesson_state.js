@@ -6,9 +6,18 @@
  * @typedef {{classroom_id: string, student: string, raised_at: number}} Hand
  * @typedef {{classroom_id: string, student: string|null, since: number}} Stage
  * @typedef {{
+ *   id: string, state: "recording"|"paused"|"off",
+ *   startedAt: number|null, pausedS: number, pausedAt: number|null, stoppedAt: number|null
+ * }} Recording
+ *   `state` is the server's; the rest is timing in lesson seconds, known only from the
+ *   recording_* events this page saw (the snapshot does not carry it): `startedAt` is null
+ *   when the page joined after the recording started. `pausedS` is the pauses that ended,
+ *   `pausedAt` the start of the one going on.
+ * @typedef {{
  *   id: string, title: string, state: string, seq: number, origin: number|null,
  *   participants: Participant[], hands: Hand[], stage: Stage|null,
- *   delivery: Object<string, Object<string, string>>, chat: any[]
+ *   delivery: Object<string, Object<string, string>>, chat: any[],
+ *   recording: Recording|null
  * }} LessonView
  */
 
@@ -26,6 +35,21 @@ export function fromWelcome(lesson, previous) {
     delivery: normaliseDelivery(lesson.delivery),
     // Chat is not part of the snapshot: keep what this page already saw.
     chat: previous ? previous.chat : [],
+    recording: recordingFromSnapshot(lesson.recording, previous ? previous.recording : null),
+  };
+}
+
+/** The snapshot's `recording`, with the timing this page already knows of the same one. */
+function recordingFromSnapshot(snap, previous) {
+  if (!snap) return null;
+  const same = previous && previous.id === snap.id;
+  return {
+    id: snap.id,
+    state: snap.state,
+    startedAt: same ? previous.startedAt : null,
+    pausedS: same ? previous.pausedS : 0,
+    pausedAt: same ? previous.pausedAt : null,
+    stoppedAt: same ? previous.stoppedAt : null,
   };
 }
 
@@ -87,10 +111,75 @@ export function apply(view, event) {
     case "delivery_changed":
       view.delivery[event.participant_id] = { ...(event.layers || {}) };
       break;
+    case "recording_started":
+    case "recording_paused":
+    case "recording_resumed":
+    case "recording_stopped":
+      view.recording = foldRecording(view.recording, event);
+      break;
     default:
       break;
   }
   return view;
+}
+
+/**
+ * One recording_* event on the recording (a new object; the old one is left as it was).
+ * Folding an event the snapshot already holds (a reconnect's backlog) changes no state,
+ * only fills in the timing.
+ * @param {Recording|null} rec
+ * @returns {Recording}
+ */
+export function foldRecording(rec, event) {
+  const at = typeof event.at === "number" ? event.at : null;
+  const id = event.recording_id ?? (rec ? rec.id : null);
+  if (event.kind === "recording_started") {
+    if (rec && rec.id === id) {
+      // The snapshot already has it (a reconnect's backlog): its state stands, the
+      // start time is news. A pause that follows in the backlog sets pausedAt.
+      return rec.startedAt !== null ? rec : { ...rec, startedAt: at, pausedS: 0, pausedAt: null, stoppedAt: null };
+    }
+    // A new recording after a server restart keeps a pause the teacher asked for
+    // (as classroom/lesson.py does); nothing is written until it is resumed.
+    const paused = !!rec && rec.state === "paused";
+    return { id, state: paused ? "paused" : "recording", startedAt: at, pausedS: 0, pausedAt: paused ? at : null, stoppedAt: null };
+  }
+  const base = rec && rec.id === id
+    ? { ...rec }
+    : { id, state: "off", startedAt: null, pausedS: 0, pausedAt: null, stoppedAt: null };
+  switch (event.kind) {
+    case "recording_paused":
+      base.state = "paused";
+      if (base.pausedAt === null) base.pausedAt = at;
+      break;
+    case "recording_resumed":
+      base.state = "recording";
+      if (base.pausedAt !== null && at !== null) base.pausedS += Math.max(0, at - base.pausedAt);
+      base.pausedAt = null;
+      break;
+    case "recording_stopped":
+      base.state = "off";
+      base.stoppedAt = at;
+      break;
+    default:
+      break;
+  }
+  return base;
+}
+
+/**
+ * Seconds recorded so far at lesson time `now` (pauses left out, as on the recording's
+ * time line), or null when this page does not know when the recording started.
+ * @param {Recording|null} rec
+ * @param {number} now
+ */
+export function recordedSeconds(rec, now) {
+  if (!rec || rec.startedAt === null) return null;
+  // Paused, but since when this page cannot tell (a pause kept across a server restart).
+  if (rec.state === "paused" && rec.pausedAt === null) return null;
+  // A pause going on (even one the lesson ended in) stops the count where it began.
+  const until = rec.pausedAt ?? rec.stoppedAt ?? now;
+  return Math.max(0, until - rec.startedAt - rec.pausedS);
 }
 
 export function nameOf(view, id) {
