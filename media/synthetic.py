@@ -28,16 +28,37 @@ from media.aiortc_internals import gather_on
 from media.slots import SLOTS, Slot
 
 
-class MovingPicture(MediaStreamTrack):
+class _Paced(MediaStreamTrack):
+    """A synthetic source that produces its items in real time, `per_second` of them."""
+
+    def __init__(self, per_second: float) -> None:
+        super().__init__()
+        self._per_second = per_second
+        self._start: float | None = None
+        self._count = 0
+
+    async def _next(self) -> int:
+        """Wait until the next item is due; return its index."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._count / self._per_second
+        if due > now:
+            await asyncio.sleep(due - now)
+        self._count += 1
+        return self._count - 1
+
+
+class MovingPicture(_Paced):
     """A bar sliding over a gradient, paced in real time: frames differ, as a camera's do."""
 
     kind = "video"
 
     def __init__(self, width: int = 640, height: int = 360, fps: int = 15) -> None:
-        super().__init__()
+        super().__init__(fps)
         self._fps = fps
-        self._start: float | None = None
-        self._count = 0
         y = np.tile(np.linspace(16, 235, width, dtype=np.uint8), (height, 1))
         chroma = np.full((height // 2, width // 2), 128, dtype=np.uint8)
         self._frames = []
@@ -51,18 +72,10 @@ class MovingPicture(MediaStreamTrack):
             self._frames.append(planes)
 
     async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        due = self._start + self._count / self._fps
-        if due > now:
-            await asyncio.sleep(due - now)
-        frame = av.VideoFrame.from_ndarray(self._frames[self._count % self._fps], format="yuv420p")
-        frame.pts = self._count * (90000 // self._fps)
+        index = await self._next()
+        frame = av.VideoFrame.from_ndarray(self._frames[index % self._fps], format="yuv420p")
+        frame.pts = index * (90000 // self._fps)
         frame.time_base = fractions.Fraction(1, 90000)
-        self._count += 1
         return frame
 
     @property
@@ -70,7 +83,7 @@ class MovingPicture(MediaStreamTrack):
         return self._count
 
 
-class SlideDeck(MediaStreamTrack):
+class SlideDeck(_Paced):
     """Slides as a screen share sends them: sharp, mostly still, a new page now and then."""
 
     kind = "video"
@@ -78,11 +91,9 @@ class SlideDeck(MediaStreamTrack):
     def __init__(
         self, width: int = 1280, height: int = 720, fps: int = 5, page_every_s: float = 10.0
     ) -> None:
-        super().__init__()
+        super().__init__(fps)
         self._fps = fps
         self._per_page = max(1, round(page_every_s * fps))
-        self._start: float | None = None
-        self._count = 0
         rng = np.random.default_rng(7)
         chroma = np.full((height // 4, width), 128, dtype=np.uint8)
         self._pages = []
@@ -98,52 +109,34 @@ class SlideDeck(MediaStreamTrack):
             self._pages.append(np.concatenate([luma, chroma, chroma]))
 
     async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        due = self._start + self._count / self._fps
-        if due > now:
-            await asyncio.sleep(due - now)
-        page = self._pages[(self._count // self._per_page) % len(self._pages)]
+        index = await self._next()
+        page = self._pages[(index // self._per_page) % len(self._pages)]
         frame = av.VideoFrame.from_ndarray(page, format="yuv420p")
-        frame.pts = self._count * (90000 // self._fps)
+        frame.pts = index * (90000 // self._fps)
         frame.time_base = fractions.Fraction(1, 90000)
-        self._count += 1
         return frame
 
 
-class Tone(MediaStreamTrack):
+class Tone(_Paced):
     """A 440 Hz tone in 20 ms frames, paced in real time."""
 
     kind = "audio"
 
     def __init__(self, rate: int = 48000) -> None:
-        super().__init__()
+        super().__init__(50)  # 20 ms frames
         self._rate = rate
         self._samples = rate // 50
-        self._start: float | None = None
-        self._count = 0
         t = np.arange(rate, dtype=np.float64) / rate
         self._second = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16)
 
     async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        due = self._start + self._count * self._samples / self._rate
-        if due > now:
-            await asyncio.sleep(due - now)
-        offset = (self._count * self._samples) % self._rate
+        index = await self._next()
+        offset = (index * self._samples) % self._rate
         chunk = self._second[offset : offset + self._samples].reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
         frame.sample_rate = self._rate
-        frame.pts = self._count * self._samples
+        frame.pts = index * self._samples
         frame.time_base = fractions.Fraction(1, self._rate)
-        self._count += 1
         return frame
 
 

@@ -1,10 +1,11 @@
 """Fan-out benchmark: one synthetic teacher, N synthetic classrooms, the relay alone in a process.
 
-    python scripts/bench_fanout.py --classrooms 16 --seconds 10 --relay ours
-    python scripts/bench_fanout.py --classrooms 8 --seconds 10 --relay naive
+    python -m scripts.bench_fanout --classrooms 16 --seconds 10 --relay ours
+    python -m scripts.bench_fanout --classrooms 8 --seconds 10 --relay naive
 
 `ours` is media.relay.Relay (encode once per layer, same packets to every sender);
-`naive` is aiortc's MediaRelay with one encoder per classroom, the baseline.
+`naive` is aiortc's MediaRelay with one encoder per classroom, the baseline
+(scripts/naive_relay.py, the same one bench_weaklink serves).
 The relay process's CPU (user+system, all threads) is read from /proc/<pid>/stat
 over the measured window. Classrooms run in a few worker processes; they count
 the frames aiortc's jitter buffer completes and only a sample of them decodes
@@ -28,20 +29,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from classroom.roles import Role
-from media.aiortc_internals import gather_on
 from media.gateway import MediaError
-from media.slots import SLOTS, Slot
+from media.slots import Slot
 
 LOOPBACK = ("127.0.0.1",)
 LESSON = "bench"
@@ -53,44 +45,6 @@ CONNECT_TIMEOUT_S = 60.0
 # --- the relay process --------------------------------------------------------------
 
 
-class NaiveRelay:
-    """aiortc's own way: MediaRelay fans out decoded frames, each sender encodes."""
-
-    def __init__(self) -> None:
-        self._relay = MediaRelay()
-        self._teacher: dict[Slot, MediaStreamTrack] = {}
-        self._pcs: list[RTCPeerConnection] = []
-
-    async def negotiate(self, lesson_id: str, participant_id: str, role: Role, sdp: str) -> str:
-        pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
-        self._pcs.append(pc)
-        transceivers = []
-        for spec in SLOTS[role]:
-            incoming = spec.direction == "sendonly"
-            t = pc.addTransceiver(spec.kind, direction="recvonly" if incoming else "sendonly")
-            wanted = ("video/vp8",) if spec.kind == "video" else ("audio/opus",)
-            caps = RTCRtpSender.getCapabilities(spec.kind).codecs
-            t.setCodecPreferences([c for c in caps if c.mimeType.lower() in wanted])
-            source = {Slot.TEACHER_CAMERA: Slot.CAMERA, Slot.TEACHER_AUDIO: Slot.MICROPHONE}
-            if spec.slot in source and source[spec.slot] in self._teacher:
-                t.sender.replaceTrack(self._relay.subscribe(self._teacher[source[spec.slot]]))
-            transceivers.append((spec, t))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
-        with gather_on(LOOPBACK):
-            await pc.setLocalDescription(await pc.createAnswer())
-        if role is Role.TEACHER:
-            for spec, t in transceivers:
-                if spec.direction == "sendonly":
-                    self._teacher[spec.slot] = t.receiver.track
-        return str(pc.localDescription.sdp)
-
-    async def close(self) -> None:
-        for pc in self._pcs:
-            await pc.close()
-
-
 def relay_process(kind: str, conn: multiprocessing.connection.Connection) -> None:
     asyncio.run(_serve(kind, conn))
 
@@ -98,8 +52,11 @@ def relay_process(kind: str, conn: multiprocessing.connection.Connection) -> Non
 async def _serve(kind: str, conn: multiprocessing.connection.Connection) -> None:
     from media.relay import Relay
     from media.settings import RelaySettings
+    from scripts.naive_relay import NaiveRelay
 
-    gateway: Any = Relay(RelaySettings(host_addresses=LOOPBACK)) if kind == "ours" else NaiveRelay()
+    gateway: Any = (
+        Relay(RelaySettings(host_addresses=LOOPBACK)) if kind == "ours" else NaiveRelay(LOOPBACK)
+    )
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         line = await reader.readline()
