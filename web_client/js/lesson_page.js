@@ -4,7 +4,7 @@
 
 import { LessonConnection, tokenFromLocation } from "./protocol.js";
 import { MediaLink, FlowWatch } from "./media.js";
-import { fromWelcome, apply } from "./lesson_state.js";
+import { fromWelcome, apply, foldRecording } from "./lesson_state.js";
 import { t, initI18n, onLangChange } from "./i18n.js";
 import { ConnectionBadge, SoundGate, showBanner, showFullMessage, errorText, byTestId, attachTrack } from "./ui.js";
 
@@ -145,6 +145,8 @@ export class LessonPage {
     if (replayed) {
       // Missed while disconnected; the snapshot has its effect, the chat line is news.
       if (event.kind === "chat_posted") this.view.chat.push({ name: event.name, text: event.text, at: event.at });
+      // The recording's state is in the snapshot too, but not when it started or paused.
+      if (/^recording_/.test(event.kind)) this.view.recording = foldRecording(this.view.recording, event);
       this.render();
       return;
     }
