@@ -26,6 +26,7 @@ export class LessonPage {
    *   onWelcome?: (welcome: any) => void,
    *   noToken?: () => void,
    *   sendOptions?: Object<string, any>,
+   *   endedActions?: (page: LessonPage) => Array<{labelKey: string, href: string, testid?: string}>,
    * }} options
    */
   constructor(options) {
@@ -184,7 +185,12 @@ export class LessonPage {
     this.flow.stop();
     this.conn.close();
     document.querySelectorAll("dialog[open]").forEach((d) => d.close());
-    showFullMessage(this.main, { titleKey: "lesson.ended", textKey: "lesson.ended_hint", testid: "lesson-ended" });
+    // What the banners said (a refused action, a camera problem) is moot now, and they
+    // would cover the message; the top bar's lesson controls (end, recording) too.
+    this.banners.replaceChildren();
+    document.querySelectorAll("[data-live-only]").forEach((el) => { /** @type {HTMLElement} */ (el).hidden = true; });
+    const actions = this.options.endedActions ? this.options.endedActions(this) : [];
+    showFullMessage(this.main, { titleKey: "lesson.ended", textKey: "lesson.ended_hint", testid: "lesson-ended", actions });
     this.main.className = "";
   }
 

@@ -116,6 +116,8 @@ export class LessonConnection {
   revokeFloor() { return this.send({ type: "revoke_floor" }); }
   chat(text) { return this.send({ type: "chat", text }); }
   endLesson() { return this.send({ type: "end_lesson" }); }
+  pauseRecording() { return this.send({ type: "pause_recording" }); }
+  resumeRecording() { return this.send({ type: "resume_recording" }); }
   ping() { return this.send({ type: "ping" }); }
 
   /**

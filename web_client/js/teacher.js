@@ -3,9 +3,9 @@
 
 import { LessonPage } from "./lesson_page.js";
 import { openCameraAndMicrophone } from "./media.js";
-import { classrooms, nameOf, deliveryLevel } from "./lesson_state.js";
+import { classrooms, nameOf, deliveryLevel, recordedSeconds } from "./lesson_state.js";
 import { t } from "./i18n.js";
-import { h, byTestId, attachTrack, formatWait, mediaErrorReason, reconcile, cameraProblem } from "./ui.js";
+import { h, byTestId, attachTrack, formatWait, formatClock, mediaErrorReason, reconcile, cameraProblem } from "./ui.js";
 
 /** Latest `link` report per classroom (docs/protocol.md: sent to the teacher). */
 const links = new Map();
@@ -43,6 +43,12 @@ const page = new LessonPage({
     links.set(link.participant_id, link);
     renderClassrooms(page);
   },
+  // After the lesson: its replay. The replay page takes any token of the lesson and
+  // opens its latest recording (the token stays in the fragment, never sent to a server).
+  endedActions: (p) =>
+    p.view && p.view.recording
+      ? [{ labelKey: "rec.replay", href: `/replay#token=${encodeURIComponent(p.token)}`, testid: "replay-link" }]
+      : [],
 });
 
 function setClock(lessonAt) {
@@ -56,14 +62,21 @@ function lessonNow() {
 if (page.token) {
   wire();
   startCamera();
-  // Waiting times move every second.
-  setInterval(() => { if (page.view && !page.ended) renderHands(page); }, 1000);
+  // Waiting times and the recording's clock move every second.
+  setInterval(() => {
+    if (!page.view || page.ended) return;
+    renderHands(page);
+    renderRecording(page);
+  }, 1000);
 }
 
 function wire() {
   byTestId("share-screen").addEventListener("click", shareScreen);
   byTestId("stop-screen").addEventListener("click", () => stopScreen());
   byTestId("revoke").addEventListener("click", () => page.conn.revokeFloor());
+  // A refusal comes back as an `error` and shows as a banner, like any other action's.
+  byTestId("pause-recording").addEventListener("click", () => page.conn.pauseRecording());
+  byTestId("resume-recording").addEventListener("click", () => page.conn.resumeRecording());
   byTestId("end-lesson").addEventListener("click", () => {
     if (window.confirm(t("t.end_confirm"))) page.conn.endLesson();
   });
@@ -138,10 +151,35 @@ async function stopScreen(track = screenTrack) {
 
 function render(p) {
   /** @type {HTMLButtonElement} */ (byTestId("end-lesson")).disabled = p.conn.state !== "open";
+  renderRecording(p);
   renderStage(p);
   renderHands(p);
   renderClassrooms(p);
   renderChat(p);
+}
+
+/** The recording badge and its pause/resume button: the snapshot's state, events folded in. */
+function renderRecording(p) {
+  const rec = p.view.recording;
+  const state = rec ? rec.state : "off";
+  const on = state === "recording" || state === "paused";
+  const badge = byTestId("recording");
+  badge.hidden = !on;
+  badge.dataset.state = state;
+  if (on) {
+    byTestId("recording-label").textContent = t(state === "paused" ? "rec.paused" : "rec.recording");
+    // Only what this page saw of the recording tells its length; after a reload, no clock.
+    const seconds = recordedSeconds(rec, lessonNow());
+    const time = byTestId("recording-time");
+    time.hidden = seconds === null || !clock.known;
+    time.textContent = seconds === null ? "" : formatClock(seconds);
+  }
+  const open = p.conn.state === "open";
+  const pause = /** @type {HTMLButtonElement} */ (byTestId("pause-recording"));
+  const resume = /** @type {HTMLButtonElement} */ (byTestId("resume-recording"));
+  pause.hidden = state !== "recording";
+  resume.hidden = state !== "paused";
+  pause.disabled = resume.disabled = !open;
 }
 
 function renderStage(p) {

@@ -68,6 +68,15 @@ export function byTestId(id, root = document) {
   return /** @type {HTMLElement} */ (root.querySelector(`[data-testid="${id}"]`));
 }
 
+/** "0:07", "12:05", "1:02:09": a running time, as a clock shows it. */
+export function formatClock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const two = (n) => String(n).padStart(2, "0");
+  const hours = Math.floor(s / 3600);
+  const minutes = Math.floor(s / 60) % 60;
+  return hours ? `${hours}:${two(minutes)}:${two(s % 60)}` : `${minutes}:${two(s % 60)}`;
+}
+
 /** "1:05", "12 s": how long someone has waited. */
 export function formatWait(seconds) {
   const s = Math.max(0, Math.floor(seconds));
@@ -152,9 +161,13 @@ export function showFullMessage(root, { title, text, titleKey, textKey, testid =
       { class: "full-message", dataset: { testid } },
       h("h1", { dataset: titleKey ? { i18n: titleKey } : {} }, titleKey ? t(titleKey) : title),
       text || textKey ? h("p", { dataset: textKey ? { i18n: textKey } : {} }, textKey ? t(textKey) : text) : null,
-      ...actions.map(({ label, onClick, href }) =>
-        href ? h("a", { class: "button big", href }, label) : h("button", { class: "big", onclick: onClick }, label),
-      ),
+      ...actions.map(({ label, labelKey, onClick, href, testid: actionId }) => {
+        const attrs = { dataset: { ...(labelKey ? { i18n: labelKey } : {}), ...(actionId ? { testid: actionId } : {}) } };
+        const text = labelKey ? t(labelKey) : label;
+        return href
+          ? h("a", { ...attrs, class: "button big", href }, text)
+          : h("button", { ...attrs, class: "big", onclick: onClick }, text);
+      }),
     ),
   );
 }
