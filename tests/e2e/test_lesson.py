@@ -291,16 +291,37 @@ def test_client_modules(server, open_page):
                 s.deliveryLevel({teacher_camera: 'off', slides: 'off', teacher_audio: 'high'}),
                 s.deliveryLevel({}),
             ];
+            // The recording: state from the events, and its length with the pause left out.
+            const rec = [];
+            s.apply(view, {kind: 'recording_started', seq: 8, at: 10, recording_id: 'r1'});
+            rec.push([view.recording.state, s.recordedSeconds(view.recording, 15)]);
+            s.apply(view, {kind: 'recording_paused', seq: 9, at: 20, recording_id: 'r1'});
+            rec.push([view.recording.state, s.recordedSeconds(view.recording, 40)]);
+            s.apply(view, {kind: 'recording_resumed', seq: 10, at: 50, recording_id: 'r1'});
+            rec.push([view.recording.state, s.recordedSeconds(view.recording, 55)]);
+            s.apply(view, {kind: 'recording_stopped', seq: 11, at: 60, recording_id: 'r1', reason: 'ended'});
+            rec.push([view.recording.state, s.recordedSeconds(view.recording, 99)]);
+            // A page that joins later knows the state, not the length.
+            const late = s.fromWelcome({id: 'l', title: 'T', state: 'live', seq: 9, participants: [],
+                hands: [], stage: null, delivery: {}, recording: {id: 'r1', state: 'paused'}});
+            rec.push([late.recording.state, s.recordedSeconds(late.recording, 99)]);
             const zh = i18n.keysOf('zh-CN'), en = i18n.keysOf('en');
             return {raised, afterGrant, online: view.participants[0].online, stage: view.stage,
-                    seq: view.seq, levels,
+                    seq: view.seq, levels, rec,
                     onlyZh: zh.filter(k => !en.includes(k)), onlyEn: en.filter(k => !zh.includes(k))};
         }"""
     )
     assert result["raised"] == 1
     assert result["afterGrant"] == {"hands": 0, "stage": "Li"}
-    assert result["online"] is False and result["stage"] is None and result["seq"] == 7
+    assert result["online"] is False and result["stage"] is None and result["seq"] == 11
     assert result["levels"] == ["full", "low", "slides_audio", "audio_only", "unknown"]
+    assert result["rec"] == [
+        ["recording", 5],
+        ["paused", 10],
+        ["recording", 15],
+        ["off", 20],
+        ["paused", None],
+    ]
     assert result["onlyZh"] == [] and result["onlyEn"] == []
 
 
