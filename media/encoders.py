@@ -14,6 +14,7 @@ from typing import Any
 import av
 from av.audio.resampler import AudioResampler
 from av.video.frame import PictureType
+from av.video.reformatter import VideoReformatter
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 AUDIO_RATE = 48000
@@ -64,6 +65,11 @@ class VideoEncoder:
 
     def __init__(self, spec: VideoLayerSpec) -> None:
         self.spec = spec
+        # Each encoder scales with its own reformatter. VideoFrame.reformat() keeps
+        # one scaler on the frame itself, and the layers of a ladder scale the same
+        # decoded frame to different sizes in different threads at once: sharing
+        # that scaler corrupted the heap (segfaults in libswscale, reproduced).
+        self._reformatter = VideoReformatter()
         self._codec: av.VideoCodecContext | None = None
         self._source_size: tuple[int, int] | None = None
 
@@ -108,10 +114,13 @@ class VideoEncoder:
             self._codec = self._open(width, height)
             self._source_size = size
         codec = self._codec
-        scaled = frame.reformat(width=codec.width, height=codec.height, format="yuv420p")
+        scaled = self._reformatter.reformat(
+            frame, width=codec.width, height=codec.height, format="yuv420p"
+        )
         if force_keyframe:
             if scaled is frame:
                 # Never mark the shared frame: copy it (at most once a second).
+                # to_ndarray() without arguments reads the planes, no scaler.
                 scaled = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
             scaled.pict_type = PictureType.I
         scaled.pts = frame.pts
