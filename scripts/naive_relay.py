@@ -6,7 +6,7 @@ classroom's REMB (clamped to 250 kbit/s..1.5 Mbit/s for VP8), resending every
 NACKed packet. It speaks the same MediaGateway interface as the real relay, so
 the same server, pages and measurements run on both.
 
-    python -m scripts.naive_relay --host 198.18.0.1 --port 8000 --data-dir /tmp/x
+    python -m scripts.naive_relay --host 198.18.0.1 --port 8000 --data-dir ./naive-data
 """
 
 from __future__ import annotations
