@@ -253,13 +253,9 @@ class Connection:
                 return
             if frame is None:
                 return
-            try:
-                msg = p.decode(frame)
-            except p.ProtocolError as exc:
-                self._count_in("_invalid")
-                self._error(exc.code, exc.message, exc.ref)
+            msg = self._decode(frame)
+            if msg is None:
                 continue
-            self._count_in(msg.type)
             if not isinstance(msg, p.JoinMsg):
                 self._error("not_joined", "send a join message first", msg.ref)
                 continue
@@ -321,15 +317,22 @@ class Connection:
         self._tokens -= 1.0
         return True
 
-    async def _handle(self, frame: str | bytes) -> None:
-        assert self._claims is not None
+    def _decode(self, frame: str | bytes) -> p.ClientMessage | None:
+        """A client frame as a message, counted; a bad one is answered and gives None."""
         try:
             msg = p.decode(frame)
         except p.ProtocolError as exc:
             self._count_in("_invalid")
             self._error(exc.code, exc.message, exc.ref)
-            return
+            return None
         self._count_in(msg.type)
+        return msg
+
+    async def _handle(self, frame: str | bytes) -> None:
+        assert self._claims is not None
+        msg = self._decode(frame)
+        if msg is None:
+            return
         if not self._rate_ok():
             self._error("rate_limited", "too many messages; slow down", msg.ref)
             return
