@@ -27,6 +27,7 @@ from aiortc import (
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
+    sdp,
 )
 
 from classroom.roles import Role
@@ -36,8 +37,10 @@ from media.aiortc_internals import (
     gather_on,
     hook_sender_rtcp,
     install_consent_hook,
+    install_red_encoder,
     lengthen_history,
     pace_sender,
+    send_red,
     sender_octets,
     sender_rtt_s,
 )
@@ -104,6 +107,8 @@ class Outgoing:
     track: SubscriberTrack
     feedback: SenderFeedback
     choice: LayerChoice = DEFAULT_LAYER
+    # Audio sent as RED (media.red): each packet carries the previous one too.
+    red: bool = False
     octets_at_last_report: int = 0
 
 
@@ -140,6 +145,7 @@ class Relay:
         self._settings = settings or RelaySettings()
         lengthen_history()
         install_consent_hook()
+        install_red_encoder()
         self._clock = clock
         self._lessons: dict[str, Lesson] = {}
         self._executor = ThreadPoolExecutor(
@@ -189,6 +195,12 @@ class Relay:
                 await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             except Exception as exc:  # aiortc raises ValueError, OperationError, ...
                 raise MediaError(f"the offer cannot be used: {exc}") from None
+            if self._settings.audio_red:
+                sections = sdp.SessionDescription.parse(offer_sdp).media
+                for spec, transceiver, section in zip(specs, transceivers, sections, strict=True):
+                    out = participant.outgoing.get(spec.slot)
+                    if out is not None and spec.kind == "audio":
+                        out.red = send_red(transceiver, section.rtp.codecs)
             answer = await pc.createAnswer()
             with gather_on(self._settings.host_addresses):
                 await pc.setLocalDescription(answer)
@@ -405,9 +417,12 @@ class Relay:
             # A source that sends nothing (slides not shared yet) is offered no
             # bandwidth: it would only keep the stage or the camera off.
             live = ladder is not None and ladder.live(now)
+            costs = _layer_costs(ladder, now) if ladder is not None and live else ()
+            if out.red:
+                costs = tuple((name, kbps + _RED_EXTRA_KBPS) for name, kbps in costs)
             views[slot] = SlotView(
                 out.feedback,
-                _layer_costs(ladder, now) if ladder is not None and live else (),
+                costs,
                 rtt * 1000 if rtt is not None and rtt > 0 else None,
             )
         decision = participant.downlink.tick(views, now)
@@ -524,3 +539,5 @@ RESEND_SHARE = 0.15
 
 # Opus at 28 kbit/s plus 50 packets a second of headers (media.meter).
 _AUDIO_NOMINAL_KBPS = 53.0
+# RED repeats each Opus payload once, with a 4-byte block header.
+_RED_EXTRA_KBPS = 30.0

@@ -39,6 +39,7 @@ def build_media(settings: Settings) -> MediaGateway:
         host_addresses=tuple(settings.ice_host_addresses),
         announced_address=settings.announced_address,
         stun_servers=tuple(settings.stun_urls),
+        audio_red=settings.audio_red,
     )
     relay: MediaGateway = Relay(relay_settings)
     return relay

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     ice_host_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     announced_address: str | None = None
     stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The teacher's audio as RED (RFC 2198) to browsers that offer it.
+    audio_red: bool = True
 
     @field_validator("ice_host_addresses", "stun_urls", mode="before")
     @classmethod

@@ -18,6 +18,18 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.e2e
 
 
+def red_first_on_received_audio(page) -> bool:
+    answer = page.evaluate("() => window.__classroom.pc.remoteDescription.sdp")
+    sections = [s for s in answer.split("m=")[1:] if s.startswith("audio")]
+    sent = [s for s in sections if "a=sendonly" in s]
+    assert sent, answer
+    for section in sent:
+        first = section.split("\r\n")[0].split()[3]
+        if f"a=rtpmap:{first} red/48000/2" not in section:
+            return False
+    return True
+
+
 def test_teacher_reaches_two_classrooms(server, open_page):
     lesson = server.create_lesson("五年级数学 分数的加法", ["石桥小学 五(1)班", "河口小学 五年级"])
     teacher = open_page(server.url(lesson["teacher"]["url"]), "teacher")
@@ -31,7 +43,11 @@ def test_teacher_reaches_two_classrooms(server, open_page):
     for room in rooms:
         video = wait_flowing(room, "teacher_camera")
         assert video["frameWidth"] > 0
-        wait_flowing(room, "teacher_audio")
+        audio = wait_flowing(room, "teacher_audio")
+        # The relay answered RED first (RFC 2198: each packet carries the previous
+        # one too) on the lesson's audio, and the browser decodes it.
+        assert audio["codec"] == "audio/opus", audio
+        assert red_first_on_received_audio(room)
     # Slides: the teacher shares the screen; the classrooms show it large.
     teacher.click("[data-testid=share-screen]")
     for room in rooms:

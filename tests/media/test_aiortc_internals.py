@@ -170,3 +170,22 @@ async def test_consent_checks_get_retransmissions_and_other_requests_do_not_chan
     install_consent_hook()
     install_consent_hook()  # idempotent: wrapped once
     assert getattr(aioice.ice.StunProtocol.request, "_classroom_consent_hook", False)
+
+
+def test_red_can_be_put_first_between_offer_and_answer() -> None:
+    # send_red() edits transceiver._codecs after setRemoteDescription(): the answer
+    # and the sender's parameters must both be built from that list, and the sender
+    # must send with the first codec, built by the get_encoder of its module.
+    import aiortc.rtcpeerconnection as rtcpc
+
+    answer = inspect.getsource(rtcpc.create_media_description_for_transceiver)
+    assert "fmt=[c.payloadType for c in transceiver._codecs]" in answer
+    assert "create_media_description_for_transceiver" in inspect.getsource(
+        RTCPeerConnection.createAnswer
+    )
+    local_rtp = RTCPeerConnection._RTCPeerConnection__localRtp  # type: ignore[attr-defined]
+    assert "codecs=transceiver._codecs" in inspect.getsource(local_rtp)
+    assert "_run_rtp(parameters.codecs[0])" in inspect.getsource(RTCRtpSender.send)
+    source = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "self.__encoder = get_encoder(codec)" in source
+    assert hasattr(aiortc.rtcrtpsender, "get_encoder")

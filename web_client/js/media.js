@@ -173,7 +173,7 @@ export class MediaLink {
   /**
    * What each receive slot gets, from the browser's own statistics (W3C
    * webrtc-stats "inbound-rtp": framesDecoded, frameWidth, totalSamplesReceived).
-   * @returns {Promise<Object<string, {kind: string, framesDecoded?: number, frameWidth?: number, frameHeight?: number, totalSamplesReceived?: number, bytesReceived?: number, packetsLost?: number}>>}
+   * @returns {Promise<Object<string, {kind: string, codec?: string, framesDecoded?: number, frameWidth?: number, frameHeight?: number, totalSamplesReceived?: number, bytesReceived?: number, packetsLost?: number}>>}
    */
   async inboundStats() {
     const out = {};
@@ -183,10 +183,12 @@ export class MediaLink {
     const report = await this.pc.getStats();
     report.forEach((s) => {
       if (s.type !== "inbound-rtp") return;
+      const codec = s.codecId ? report.get(s.codecId) : undefined;
       const slot = bySlotMid.get(s.mid);
       if (!slot) return;
       out[slot] = {
         kind: s.kind,
+        codec: codec ? codec.mimeType : undefined,
         framesDecoded: s.framesDecoded,
         frameWidth: s.frameWidth,
         frameHeight: s.frameHeight,
