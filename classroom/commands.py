@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from classroom.reception import AudioCounters, VideoCounters
+
 
 @dataclass(frozen=True)
 class Command:
@@ -82,3 +84,14 @@ class NoteDelivery(Command):
     participant_id: str
     layers: tuple[tuple[str, str], ...]
     estimate_kbps: float
+
+
+@dataclass(frozen=True)
+class ReportReception(Command):
+    """A classroom's browser says what it received on one peer connection
+    (`media_session`): cumulative counters since that connection opened. None for a
+    kind the browser does not measure (yet)."""
+
+    media_session: str
+    video: VideoCounters | None
+    audio: AudioCounters | None

@@ -5,6 +5,10 @@ The relay notes every change of what it sends a participant as a
 those events, while the participant was connected, tells a teacher honestly how
 much of the lesson each classroom saw in full, in low quality, with slides only,
 or heard only.
+
+What the relay sent is not what the pupils saw: the classroom's browser reports
+freezes and sound gaps as `ReceptionReported` events (classroom.reception). A
+classroom whose browser never reported is unknown (None), not perfect.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from classroom import events as e
+from classroom.reception import AudioCounters, Tally, VideoCounters
 
 OFF = "off"
 # The slots that carry the lesson to a classroom, as media.slots names them.
@@ -42,8 +47,21 @@ class ClassroomDelivery:
     level_s: dict[str, float] = field(default_factory=dict)
     downgrades: int = 0
     upgrades: int = 0
+    # What the classroom's browser counted, summed over its peer connections; None
+    # when it never reported that kind.
+    reported: bool = False
+    video: VideoCounters | None = None
+    audio: AudioCounters | None = None
+
+    @property
+    def audio_concealed_ratio(self) -> float | None:
+        """The share of the teacher's sound the browser had to make up."""
+        if self.audio is None or self.audio.total_samples_received == 0:
+            return None
+        return self.audio.concealed_samples / self.audio.total_samples_received
 
     def to_dict(self) -> dict[str, Any]:
+        video, audio, ratio = self.video, self.audio, self.audio_concealed_ratio
         return {
             "participant_id": self.participant_id,
             "name": self.name,
@@ -56,6 +74,11 @@ class ClassroomDelivery:
             "audio_only_s": round(self.level_s.get("audio_only", 0.0), 1),
             "downgrades": self.downgrades,
             "upgrades": self.upgrades,
+            "reported": self.reported,
+            "freezes": None if video is None else video.freeze_count,
+            "freeze_s": None if video is None else round(video.total_freezes_duration, 1),
+            "audio_concealed_ratio": None if ratio is None else round(ratio, 4),
+            "audio_gap_events": None if audio is None else audio.concealment_events,
         }
 
 
@@ -74,6 +97,8 @@ def delivery_report(
     online_since: dict[str, float] = {}
     layers: dict[str, dict[str, str]] = defaultdict(dict)
     last_at: dict[str, float] = {}
+    video: dict[str, Tally[VideoCounters]] = defaultdict(Tally)
+    audio: dict[str, Tally[AudioCounters]] = defaultdict(Tally)
 
     def account(pid: str, now: float) -> None:
         since = last_at.get(pid)
@@ -114,10 +139,19 @@ def delivery_report(
                     elif _score(new) > _score(old):
                         out[pid].upgrades += 1
                 layers[pid] = dict(new)
+            case e.ReceptionReported(participant_id=pid, media_session=session) if pid in out:
+                out[pid].reported = True
+                if event.video is not None:
+                    video[pid].add(session, VideoCounters.from_dict(event.video))
+                if event.audio is not None:
+                    audio[pid].add(session, AudioCounters.from_dict(event.audio))
             case e.LessonEnded():
                 for pid in list(online_since):
                     account(pid, event.at)
                     online_since.pop(pid)
     for pid in list(online_since):
         account(pid, until_at)
+    for pid, report in out.items():
+        report.video = video[pid].total() if pid in video else None
+        report.audio = audio[pid].total() if pid in audio else None
     return list(out.values())

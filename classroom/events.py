@@ -195,3 +195,19 @@ class DeliveryChanged(Event):
     participant_id: str
     layers: dict[str, str]
     estimate_kbps: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceptionReported(Event):
+    """What a classroom's browser received on one peer connection, as it counted it
+    (classroom.reception): `video` {freeze_count, total_freezes_duration,
+    frames_decoded} and `audio` {concealed_samples, total_samples_received,
+    concealment_events}, cumulative since that peer connection opened; null for a
+    kind the browser did not report.
+    """
+
+    kind: ClassVar[str] = "reception_reported"
+    participant_id: str
+    media_session: str
+    video: dict[str, Any] | None
+    audio: dict[str, Any] | None

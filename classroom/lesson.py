@@ -16,6 +16,7 @@ from typing import Any
 from classroom import commands as c
 from classroom import events as e
 from classroom.errors import InvalidCommand, InvalidTransition, NotAllowed
+from classroom.reception import MAX_SESSION_ID, REPORT_INTERVAL_S
 from classroom.roles import ADMIN, SYSTEM, Role, may
 
 MAX_STUDENT_NAME = 40
@@ -69,6 +70,8 @@ class Lesson:
     delivery: dict[str, dict[str, str]] = field(default_factory=dict)
     recording_id: str | None = None
     recording: RecordingState = RecordingState.OFF
+    # Lesson time of each classroom's last kept reception report.
+    reported_at: dict[str, float] = field(default_factory=dict)
     log: list[e.Event] = field(default_factory=list)
 
     # -- creation and replay ---------------------------------------------------------
@@ -187,8 +190,8 @@ class Lesson:
             raise NotAllowed(f"a {role} may not {_VERBS.get(name, name)}")
         if self.state is LessonState.ENDED:
             raise InvalidTransition("the lesson has ended")
-        drafts = self._decide(command, by)
         at = round(max(0.0, now - self.origin), 3)
+        drafts = self._decide(command, by, at)
         seq = self.seq
         out: list[e.Event] = []
         for cls, fields in drafts:
@@ -206,7 +209,9 @@ class Lesson:
             raise NotAllowed("you are not a participant of this lesson")
         return str(participant.role)
 
-    def _decide(self, command: c.Command, by: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
+    def _decide(
+        self, command: c.Command, by: str, at: float
+    ) -> list[tuple[type[e.Event], dict[str, Any]]]:
         match command:
             case c.Join():
                 return self._join(by)
@@ -279,6 +284,8 @@ class Lesson:
                         {"participant_id": pid, "layers": dict(layers), "estimate_kbps": kbps},
                     )
                 ]
+            case c.ReportReception() as report:
+                return self._reception(by, report, at)
         raise InvalidCommand(f"unknown command {type(command).__name__}")
 
     def _name(self, participant_id: str) -> str:
@@ -322,6 +329,34 @@ class Lesson:
         if self.stage is not None and self.stage.classroom_id == by:
             raise InvalidTransition("your classroom already has the floor")
         return [(e.HandRaised, {"classroom_id": by, "student": student})]
+
+    def _reception(
+        self, by: str, report: c.ReportReception, at: float
+    ) -> list[tuple[type[e.Event], dict[str, Any]]]:
+        session = report.media_session
+        if not 0 < len(session) <= MAX_SESSION_ID:
+            raise InvalidCommand(f"a media session id has 1 to {MAX_SESSION_ID} characters")
+        if report.video is None and report.audio is None:
+            raise InvalidCommand("a reception report needs video or audio counters")
+        for counters in (report.video, report.audio):
+            if counters is not None:
+                counters.check()
+        last = self.reported_at.get(by)
+        if last is not None and at - last < REPORT_INTERVAL_S:
+            # Too soon: dropped without a word. The counters are cumulative, so the
+            # next report carries everything this one said.
+            return []
+        return [
+            (
+                e.ReceptionReported,
+                {
+                    "participant_id": by,
+                    "media_session": session,
+                    "video": None if report.video is None else report.video.to_dict(),
+                    "audio": None if report.audio is None else report.audio.to_dict(),
+                },
+            )
+        ]
 
     def _grant(self, cid: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
         target = self.participants.get(cid)
@@ -382,6 +417,8 @@ class Lesson:
                 self.recording = RecordingState.RECORDING
             case e.RecordingStopped():
                 self.recording = RecordingState.OFF
+            case e.ReceptionReported(participant_id=pid):
+                self.reported_at[pid] = event.at
         self.log.append(event)
 
 
@@ -399,4 +436,5 @@ _VERBS = {
     "StartRecording": "start the recording",
     "PauseRecording": "pause the recording",
     "ResumeRecording": "resume the recording",
+    "ReportReception": "report what a classroom's browser received",
 }

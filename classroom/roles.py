@@ -36,7 +36,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "ResumeRecording",
         }
     ),
-    Role.CLASSROOM: frozenset({"Join", "Leave", "RaiseHand", "LowerHand", "PostChat"}),
+    # Only a classroom's own browser knows what it received (freezes, sound gaps).
+    Role.CLASSROOM: frozenset(
+        {"Join", "Leave", "RaiseHand", "LowerHand", "PostChat", "ReportReception"}
+    ),
     # Observers watch; they cannot speak, raise a hand or chat.
     Role.OBSERVER: frozenset({"Join", "Leave"}),
     ADMIN: frozenset({"EndLesson"}),

@@ -27,9 +27,11 @@ from classroom import (
     ParticipantSpec,
     PostChat,
     RaiseHand,
+    ReportReception,
     RevokeFloor,
     Role,
 )
+from classroom.reception import REPORT_INTERVAL_S, AudioCounters, VideoCounters
 
 T0 = 1_700_000_000.0
 
@@ -59,6 +61,15 @@ def run(lesson: Lesson, steps: list[Step]) -> list[Event]:
 
 
 LIVE: list[Step] = [("t", Join()), ("a", Join()), ("b", Join())]
+
+VIDEO = VideoCounters(freeze_count=2, total_freezes_duration=1.5, frames_decoded=900)
+AUDIO = AudioCounters(concealed_samples=480, total_samples_received=48_000, concealment_events=3)
+
+
+def reception(
+    video: VideoCounters | None = VIDEO, audio: AudioCounters | None = AUDIO, session: str = "s1"
+) -> ReportReception:
+    return ReportReception(session, video, audio)
 
 
 def kinds(events: list[Event]) -> list[str]:
@@ -139,6 +150,15 @@ ACCEPTED: list[tuple[str, list[Step], str, Command, list[str]]] = [
         ["delivery_changed"],
     ),
     ("observer joins", [], "o", Join(), ["participant_joined"]),
+    ("classroom reports reception", LIVE, "a", reception(), ["reception_reported"]),
+    ("reception: sound only", LIVE, "a", reception(video=None), ["reception_reported"]),
+    (
+        "reception long after the last one",
+        [*LIVE, ("a", reception())],
+        "a",
+        reception(),
+        ["reception_reported"],
+    ),
 ]
 
 
@@ -198,6 +218,64 @@ REFUSED: list[tuple[str, list[Step], str, Command, type[DomainError], str]] = [
         NoteDelivery("a", (), 1.0),
         NotAllowed,
         "may not report",
+    ),
+    ("teacher reports reception", LIVE, "t", reception(), NotAllowed, "teacher may not report"),
+    (
+        "observer reports reception",
+        [*LIVE, ("o", Join())],
+        "o",
+        reception(),
+        NotAllowed,
+        "observer may not report",
+    ),
+    (
+        "reception with more concealed than received",
+        LIVE,
+        "a",
+        reception(audio=AudioCounters(10, 5, 1)),
+        InvalidCommand,
+        "cannot exceed",
+    ),
+    (
+        "reception with a negative count",
+        LIVE,
+        "a",
+        reception(video=VideoCounters(-1, 0.0, 10)),
+        InvalidCommand,
+        "freeze_count must be between 0",
+    ),
+    (
+        "reception with a NaN duration",
+        LIVE,
+        "a",
+        reception(video=VideoCounters(0, float("nan"), 10)),
+        InvalidCommand,
+        "total_freezes_duration must be between 0",
+    ),
+    (
+        "reception with an absurd count",
+        LIVE,
+        "a",
+        reception(audio=AudioCounters(0, 10**13, 0)),
+        InvalidCommand,
+        "between 0",
+    ),
+    ("reception with no session", LIVE, "a", reception(session=""), InvalidCommand, "session"),
+    (
+        "reception with nothing in it",
+        LIVE,
+        "a",
+        reception(video=None, audio=None),
+        InvalidCommand,
+        "video or audio",
+    ),
+    (
+        "reception after the end",
+        [*LIVE, ("t", EndLesson())],
+        "a",
+        reception(),
+        InvalidTransition,
+        "has ended",
     ),
     (
         "grant to an unknown classroom",
@@ -297,6 +375,52 @@ def test_refused_changes_nothing(
         lesson.handle(command, by=by, now=T0 + 100)
     assert words in raised.value.message
     assert lesson.snapshot() == snapshot
+
+
+# (seconds after the previous report, whether it is kept)
+INTERVALS = [
+    (1.0, False),
+    (REPORT_INTERVAL_S - 0.1, False),
+    (REPORT_INTERVAL_S, True),
+    (10.0, True),
+]
+
+
+@pytest.mark.parametrize(("gap", "kept"), INTERVALS)
+def test_one_reception_report_per_classroom_per_interval(gap: float, kept: bool) -> None:
+    lesson = new_lesson()
+    run(lesson, LIVE)
+    first = lesson.handle(reception(), by="a", now=T0 + 50)
+    assert kinds(first) == ["reception_reported"]
+    # Another classroom is not held back by the first one's report.
+    assert kinds(lesson.handle(reception(), by="b", now=T0 + 50 + gap)) == ["reception_reported"]
+    # A new peer connection (another session) is still the same classroom.
+    later = lesson.handle(reception(session="s2"), by="a", now=T0 + 50 + gap)
+    assert kinds(later) == (["reception_reported"] if kept else [])
+    # Dropping a report changes nothing, not even the sequence number.
+    assert lesson.seq == first[0].seq + 1 + kept
+
+
+def test_reception_event_carries_the_counters_and_survives_the_log() -> None:
+    lesson = new_lesson()
+    run(lesson, LIVE)
+    (event,) = lesson.handle(reception(video=None), by="a", now=T0 + 50)
+    assert event.to_dict() == {
+        "kind": "reception_reported",
+        "seq": event.seq,
+        "at": 50.0,
+        "participant_id": "a",
+        "media_session": "s1",
+        "video": None,
+        "audio": {
+            "concealed_samples": 480,
+            "total_samples_received": 48_000,
+            "concealment_events": 3,
+        },
+    }
+    # The interval is folded from the log: a lesson read back still drops a report too soon.
+    again = Lesson.replay([Event.from_dict(ev.to_dict()) for ev in lesson.log])
+    assert again.handle(reception(), by="a", now=T0 + 51) == []
 
 
 def test_hand_queue_is_ordered_and_granting_answers_the_hand() -> None:
