@@ -118,8 +118,10 @@ class Layer:
         self._gate.request()
 
     def publish(self, packets: Sequence[av.Packet[Any]]) -> None:
+        now = self._clock()
         for packet in packets:
             self.frames_encoded += 1
+            self.meter.add(packet.size, now)
             if packet.is_keyframe and self.kind == "video":
                 self.keyframes += 1
                 self._gate.on_keyframe(self._clock())

@@ -218,3 +218,21 @@ async def test_an_offer_with_the_wrong_slots_is_refused(
 async def test_a_broken_offer_is_refused_with_a_message(relay: Relay) -> None:
     with pytest.raises(MediaError, match=r"not a valid SDP|needs"):
         await relay.negotiate(LESSON, "someone", Role.CLASSROOM, "v=0\r\nthis is not sdp")
+
+
+async def test_a_layer_measures_what_it_sends(relay: Relay, join: Join) -> None:
+    # The allocator shares a link by these measured costs, not by nominal rates.
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    await room.wait_frames(Slot.TEACHER_CAMERA, 50, timeout=10)  # over 3 s at 15 fps
+    camera = relay.ladder(LESSON, "teacher", Slot.CAMERA)
+    audio = relay.ladder(LESSON, "teacher", Slot.MICROPHONE)
+    assert camera is not None and audio is not None
+    now = time.monotonic()
+    video_kbps = camera.layers[0].meter.kbps(now)
+    audio_kbps = audio.layers[0].meter.kbps(now)
+    assert video_kbps is not None and 20 < video_kbps < 2000, video_kbps
+    # Opus at 28 kbit/s and 50 packets a second of headers.
+    assert audio_kbps is not None and 30 < audio_kbps < 80, audio_kbps
+    # Paused layers have not sent: nothing measured for them.
+    assert camera.layers[2].meter.kbps(now) is None
