@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from classroom import commands as c
 from classroom.errors import DomainError, InvalidCommand, InvalidTransition
-from classroom.events import Event, ParticipantSpec
+from classroom.events import Event, ParticipantSpec, ReceptionReported
 from classroom.lesson import Lesson, LessonState
 from classroom.roles import SYSTEM, Role
 from media.gateway import LinkReport, MediaGateway
@@ -69,9 +69,19 @@ class CreatedLesson:
     participants: list[StoredParticipant]
 
 
+# Who is sent an event; everyone when empty. Each classroom's reception report every
+# 10 s would otherwise reach every other classroom, over links that have no room for
+# what they cannot use: only the teacher and observers are told.
+_WATCHERS = frozenset({str(Role.TEACHER), str(Role.OBSERVER)})
+
+
+def audience(event: Event) -> frozenset[str]:
+    return _WATCHERS if isinstance(event, ReceptionReported) else frozenset()
+
+
 def event_envelope(event: Event) -> Envelope:
     text = encode(EventMsg(event=event.to_dict()))
-    return Envelope("event", text, final=event.kind == "lesson_ended")
+    return Envelope("event", text, roles=audience(event), final=event.kind == "lesson_ended")
 
 
 class Lessons:
@@ -285,7 +295,12 @@ class Lessons:
                     if old is not attendee:
                         old.replace()
             unsubscribe = self._bus.subscribe(lesson_id, attendee.deliver)
-            backlog = lesson.events_since(since) if since is not None else []
+            role = str(lesson.participants[participant_id].role)
+            backlog = [
+                ev
+                for ev in (lesson.events_since(since) if since is not None else [])
+                if not audience(ev) or role in audience(ev)
+            ]
             attendee.welcome(lesson.snapshot(), backlog)
             if not lesson.participants[participant_id].online:
                 try:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from classroom.reception import MAX_COUNT, MAX_SECONDS, MAX_SESSION_ID
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -87,6 +89,41 @@ class ResumeRecordingMsg(_ClientMessage):
     type: Literal["resume_recording"]
 
 
+# Counters are whole numbers as browsers give them (strict: no "5", no 5.0, no true).
+_Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
+_Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+
+
+class VideoReception(_Message):
+    """webrtc-stats inbound-rtp video, summed over teacher_camera and slides."""
+
+    freeze_count: _Count
+    total_freezes_duration: _Seconds
+    frames_decoded: _Count
+
+
+class AudioReception(_Message):
+    """webrtc-stats inbound-rtp audio of teacher_audio."""
+
+    concealed_samples: _Count
+    total_samples_received: _Count
+    concealment_events: _Count
+
+
+class ReceptionMsg(_ClientMessage):
+    type: Literal["reception"]
+    # Random per peer connection: the browser's counters start again with each one.
+    media_session: str = Field(pattern=rf"^[A-Za-z0-9_-]{{1,{MAX_SESSION_ID}}}$")
+    video: VideoReception | None = None
+    audio: AudioReception | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> ReceptionMsg:
+        if self.video is None and self.audio is None:
+            raise ValueError("give video or audio counters")
+        return self
+
+
 ClientMessage = Annotated[
     JoinMsg
     | RaiseHandMsg
@@ -99,7 +136,8 @@ ClientMessage = Annotated[
     | OfferMsg
     | PingMsg
     | PauseRecordingMsg
-    | ResumeRecordingMsg,
+    | ResumeRecordingMsg
+    | ReceptionMsg,
     Field(discriminator="type"),
 ]
 
@@ -119,6 +157,7 @@ CLIENT_TYPES = frozenset(
         PingMsg,
         PauseRecordingMsg,
         ResumeRecordingMsg,
+        ReceptionMsg,
     )
 )
 

@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from classroom import commands as c
 from classroom.errors import DomainError
 from classroom.events import Event
+from classroom.reception import AudioCounters, VideoCounters
 from classroom.roles import Role
 from media.gateway import MediaError, MediaGateway
 from signaling import protocol as p
@@ -401,4 +402,10 @@ def _command(msg: p.ClientMessage) -> c.Command:
             return c.PauseRecording()
         case p.ResumeRecordingMsg():
             return c.ResumeRecording()
+        case p.ReceptionMsg(media_session=session, video=video, audio=audio):
+            return c.ReportReception(
+                session,
+                None if video is None else VideoCounters(**video.model_dump()),
+                None if audio is None else AudioCounters(**audio.model_dump()),
+            )
     raise ValueError(f"{msg.type} is not a lesson command")

@@ -13,6 +13,22 @@ from tests.signaling.conftest import Clock, Running, connected, create_lesson, j
 pytestmark = pytest.mark.timeout(30)
 
 
+VIDEO = {"freeze_count": 3, "total_freezes_duration": 2.5, "frames_decoded": 900}
+AUDIO = {"concealed_samples": 480, "total_samples_received": 48_000, "concealment_events": 2}
+RECEPTION = {"type": "reception", "media_session": "a1b2c3", "video": VIDEO, "audio": AUDIO}
+
+# Not JSON, but Python's parser takes it: the model must refuse what is not a number.
+NAN_DURATION = json.dumps(RECEPTION | {"ref": "bad"}).replace("2.5", "NaN")
+
+
+def _video(**changes: Any) -> dict[str, Any]:
+    return {**RECEPTION, "video": {**VIDEO, **changes}}
+
+
+def _audio(**changes: Any) -> dict[str, Any]:
+    return {**RECEPTION, "audio": {**AUDIO, **changes}}
+
+
 async def _live_lesson(srv: Running) -> dict[str, Any]:
     lesson = await create_lesson(srv)
     return lesson
@@ -46,6 +62,23 @@ async def _live_lesson(srv: Running) -> dict[str, Any]:
         ("teacher", {"type": "raise_hand", "student": "Teacher"}, "not_allowed"),
         ("teacher", {"type": "offer", "sdp": ""}, "invalid_message"),
         ("teacher", {"type": "offer", "sdp": "garbage"}, "bad_sdp"),
+        # What a classroom's browser received: only a classroom's own page says it.
+        ("teacher", RECEPTION, "not_allowed"),
+        ("observer", RECEPTION, "not_allowed"),
+        ("classroom", {**RECEPTION, "media_session": ""}, "invalid_message"),
+        ("classroom", {**RECEPTION, "media_session": "../../etc"}, "invalid_message"),
+        ("classroom", {**RECEPTION, "media_session": "x" * 65}, "invalid_message"),
+        ("classroom", {**RECEPTION, "video": None, "audio": None}, "invalid_message"),
+        ("classroom", _video(freeze_count=-1), "invalid_message"),
+        ("classroom", _video(freeze_count="3"), "invalid_message"),
+        ("classroom", _video(freeze_count=True), "invalid_message"),
+        ("classroom", _video(frames_decoded=1.5), "invalid_message"),
+        ("classroom", _video(total_freezes_duration=-0.1), "invalid_message"),
+        ("classroom", _video(total_freezes_duration=1e300), "invalid_message"),
+        ("classroom", _audio(total_samples_received=10**13), "invalid_message"),
+        ("classroom", {**RECEPTION, "audio": {"concealed_samples": 1}}, "invalid_message"),
+        ("classroom", NAN_DURATION, "invalid_message"),
+        ("classroom", _audio(concealed_samples=48_001), "invalid_command"),
     ],
 )
 async def test_bad_message_after_join(

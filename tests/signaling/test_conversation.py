@@ -274,3 +274,72 @@ async def test_the_delivery_report_says_how_long_each_classroom_got_what(
             headers={"Authorization": f"Bearer {other['teacher']['token']}"},
         )
         assert bad.status_code == 403
+
+
+def reception(session: str, freezes: int, concealed: int, total: int) -> dict[str, object]:
+    return {
+        "type": "reception",
+        "media_session": session,
+        "video": {"freeze_count": freezes, "total_freezes_duration": freezes * 0.5, "frames_decoded": 300},
+        "audio": {"concealed_samples": concealed, "total_samples_received": total, "concealment_events": concealed // 480},
+    }  # fmt: skip
+
+
+async def test_a_classrooms_reception_reaches_the_teacher_and_the_delivery_report(
+    srv: Running, clock: Clock
+) -> None:
+    """What a classroom's browser counted is an event for the teacher and observers
+    (other classrooms' links are spared it), one per classroom per interval, summed
+    over its peer connections in the delivery report."""
+    lesson = await create_lesson(srv)
+    lid = lesson["id"]
+    a, b = lesson["classrooms"]
+    async with (
+        joined(srv, lesson["teacher"]["token"]) as (teacher, _),
+        joined(srv, lesson["observer"]["token"]) as (observer, _),
+        joined(srv, a["token"]) as (va, _),
+        joined(srv, b["token"]) as (vb, _),
+    ):
+        await teacher.events(5)
+        await observer.events(3)
+        await va.events(2)
+        await vb.events(1)
+        await va.send(reception("pc1", 1, 480, 48_000))
+        event = await teacher.event("reception_reported", participant_id=a["id"])
+        assert event["media_session"] == "pc1" and event["video"]["freeze_count"] == 1
+        assert event["audio"]["concealment_events"] == 1
+        await observer.event("reception_reported", participant_id=a["id"])
+        # Too soon after the last one: dropped without a word, nothing recorded.
+        seq = (await snapshot(srv, lid))["seq"]
+        clock.t += 2
+        await va.send(reception("pc1", 5, 4800, 96_000))
+        await va.quiet()
+        await teacher.quiet()
+        assert (await snapshot(srv, lid))["seq"] == seq
+        # After a reconnect the browser counts again from zero, in a new session.
+        clock.t += 10
+        await va.send(reception("pc2", 2, 0, 48_000))
+        await teacher.event("reception_reported", media_session="pc2")
+        await observer.event("reception_reported")
+        # No classroom is sent any reception report, not even its own...
+        await va.quiet()
+        await vb.quiet()
+        # ...nor finds them among the events it missed.
+        async with joined(srv, b["token"], since=0) as (again, _):
+            await again.send({"type": "ping", "ref": "end"})
+            kinds = []
+            while (msg := await again.recv())["type"] == "event":
+                kinds.append(msg["event"]["kind"])
+            assert msg["ref"] == "end" and kinds[0] == "lesson_scheduled"
+            assert "reception_reported" not in kinds and "participant_joined" in kinds
+        r = await srv.http.get(f"/api/lessons/{lid}/delivery", headers=ADMIN)
+        by_id = {c["participant_id"]: c for c in r.json()["classrooms"]}
+        assert {k: by_id[a["id"]][k] for k in ("reported", "freezes", "freeze_s")} == {
+            "reported": True, "freezes": 3, "freeze_s": 1.5,
+        }  # fmt: skip
+        assert by_id[a["id"]]["audio_concealed_ratio"] == 0.005  # 480 of 96 000 samples
+        assert by_id[a["id"]]["audio_gap_events"] == 1
+        # A classroom whose browser never reported is unknown, not perfect.
+        assert by_id[b["id"]]["reported"] is False
+        assert by_id[b["id"]]["freezes"] is None
+        assert by_id[b["id"]]["audio_concealed_ratio"] is None

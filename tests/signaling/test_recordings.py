@@ -151,6 +151,10 @@ async def record_a_lesson(srv: Running, media: RecordingFakeMedia) -> tuple[dict
         await teacher.send({"type": "revoke_floor"})
         await wait_for(teacher, "floor_revoked")
         media.play(3)
+        # The classroom's browser says what it received: a timeline entry, never a chapter.
+        audio = {"concealed_samples": 0, "total_samples_received": 480_000, "concealment_events": 0}
+        await classroom.send({"type": "reception", "media_session": "pc1", "audio": audio})
+        await wait_for(teacher, "reception_reported")
         # Only the teacher pauses.
         await classroom.send({"type": "pause_recording", "ref": "p"})
         assert (await wait_for(classroom, "error"))["code"] == "not_allowed"
@@ -192,6 +196,7 @@ async def test_a_recorded_lesson_is_listed_described_served_and_deleted(
     kinds = [e["kind"] for e in info["timeline"]]
     assert "recording_started" in kinds[:2]  # a join may land first
     assert {"hand_raised", "floor_granted", "chat_posted", "recording_paused"} <= set(kinds)
+    assert "reception_reported" in kinds  # ...and not among the chapters below
     hand = next(e for e in info["timeline"] if e["kind"] == "hand_raised")
     assert hand["student"] == "王小明" and 3.9 < hand["t"] < 4.2
     chat = next(e for e in info["timeline"] if e["kind"] == "chat_posted")
