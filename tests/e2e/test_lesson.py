@@ -9,6 +9,7 @@ import pytest
 
 from tests.e2e.conftest import (
     CHROMIUM_ARGS,
+    _http,
     frames_decoded,
     screenshot,
     wait_connected,
@@ -74,6 +75,22 @@ def test_teacher_reaches_two_classrooms(server, open_page):
     rooms[1].wait_for_selector("[data-testid=raise-hand]:has-text('Raise hand')")
     screenshot(rooms[1], "classroom-1080p-en")
     assert rooms[1].evaluate("() => localStorage.getItem('classroom.lang')") == "en"
+    # The delivery report says what each classroom's own browser counted (its page
+    # reports every 10 s): freezes and sound gaps, not only what the relay sent.
+    url = f"{server.base}/api/lessons/{lesson['id']}/delivery"
+    deadline = time.monotonic() + 20
+    while True:
+        status, report = _http("GET", url, token=server.admin_key)
+        assert status == 200, report
+        received = report["classrooms"]
+        if all(r["reported"] for r in received) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for r in received:
+        assert r["reported"] is True, r
+        assert 0 <= r["audio_concealed_ratio"] <= 1, r
+        assert isinstance(r["audio_gap_events"], int), r
+        assert isinstance(r["freezes"], int) and r["freeze_s"] >= 0, r
 
 
 def test_hand_floor_and_stage(server, open_page):

@@ -7,6 +7,7 @@ import { viewerOptions, setCurrentPage } from "./viewer.js";
 import { openCameraAndMicrophone } from "./media.js";
 import { t } from "./i18n.js";
 import { byTestId, attachTrack, mediaErrorReason, cameraProblem } from "./ui.js";
+import { ReceptionWatch } from "./reception.js";
 
 // A classroom's uplink is often a few hundred kbit/s: ask the camera for little.
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 15 } };
@@ -50,6 +51,8 @@ setCurrentPage(page);
 if (page.token) {
   wireHand();
   openDevices();
+  // Freezes and sound gaps as this browser saw them, for the lesson's delivery report.
+  new ReceptionWatch(page.media, page.conn);
   byTestId("fullscreen").addEventListener("click", () => {
     if (document.fullscreenElement) document.exitFullscreen();
     else document.documentElement.requestFullscreen().catch(() => {});

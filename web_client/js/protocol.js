@@ -118,6 +118,10 @@ export class LessonConnection {
   endLesson() { return this.send({ type: "end_lesson" }); }
   pauseRecording() { return this.send({ type: "pause_recording" }); }
   resumeRecording() { return this.send({ type: "resume_recording" }); }
+  /** A classroom's browser counters (reception.js): cumulative for one peer connection. */
+  reception(mediaSession, video, audio) {
+    return this.send({ type: "reception", media_session: mediaSession, video, audio });
+  }
   ping() { return this.send({ type: "ping" }); }
 
   /**
