@@ -304,6 +304,8 @@ def send_red(transceiver: RTCRtpTransceiver, offered: list[RTCRtpCodecParameters
     opus = next((c for c in codecs if c.mimeType.lower() == "audio/opus"), None)
     if opus is None:
         return False
+    if opus.payloadType is None:
+        return False
     red_type = red_codec(offered, opus.payloadType)
     if red_type is None:
         return False
@@ -324,7 +326,7 @@ def install_red_encoder() -> None:
     It starts with one earlier packet per packet; `sender_red(sender).distance`
     changes that for one sender.
     """
-    original = aiortc.rtcrtpsender.get_encoder  # type: ignore[attr-defined]
+    original: Any = aiortc.rtcrtpsender.get_encoder  # type: ignore[attr-defined]
     if getattr(original, _RED_MARK, False):
         original = original.__wrapped__
 

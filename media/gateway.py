@@ -33,6 +33,10 @@ class LinkReport:
     loss: float
     rtt_ms: float | None
     layers: dict[str, str] = field(default_factory=dict)
+    # For a teacher: who is in which tile of the classrooms mosaic (row by row,
+    # None for an empty tile), and how many tiles make a row.
+    previews: tuple[str | None, ...] = ()
+    preview_columns: int = 0
 
 
 class MediaGateway(Protocol):

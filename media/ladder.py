@@ -218,6 +218,8 @@ class Ladder:
         self.last_frame_at: float | None = None
         self._relay_clock = clock
         self.source_size: tuple[int, int] | None = None
+        # The last decoded picture (the teacher's view of the classrooms samples it).
+        self.latest: av.VideoFrame | None = None
         self._reader = asyncio.create_task(self._read(), name=f"ladder-{track.kind}")
 
     @classmethod
@@ -271,6 +273,7 @@ class Ladder:
                 pts = self._clock(frame.pts)
                 if isinstance(frame, av.VideoFrame):
                     self.source_size = (frame.width, frame.height)
+                    self.latest = frame
                     # A decoded keyframe comes marked I; libvpx would obey the mark
                     # and bypass the keyframe gate.
                     frame.pict_type = PictureType.NONE

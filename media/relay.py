@@ -49,6 +49,7 @@ from media.downlink import Downlink, SlotView
 from media.fanout import SubscriberTrack
 from media.gateway import LinkReport, MediaError
 from media.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
+from media.mosaic import Mosaic
 from media.offer import check_offer
 from media.pacer import Pacer, ResendBudget
 from media.recorder import Recorder, Sources
@@ -131,6 +132,8 @@ class Lesson:
     lesson_id: str = ""
     participants: dict[str, Participant] = field(default_factory=dict)
     stage: str | None = None
+    # The teacher's view of the classrooms, made when a teacher first asks for it.
+    mosaic: Mosaic | None = None
 
 
 class Relay:
@@ -246,6 +249,8 @@ class Relay:
         lesson = self._lessons.pop(lesson_id, None)
         if lesson is None:
             return
+        if lesson.mosaic is not None:
+            lesson.mosaic.close()
         await asyncio.gather(*(self._close_participant(p) for p in lesson.participants.values()))
 
     def link_reports(self) -> AsyncIterator[LinkReport]:
@@ -366,14 +371,38 @@ class Relay:
             stage = None
         return teacher, stage
 
-    def _source(self, lesson: Lesson, participant: Participant, slot: Slot) -> Ladder | None:
+    def _source(
+        self, lesson: Lesson, participant: Participant, slot: Slot
+    ) -> Ladder | Mosaic | None:
         """The ladder that feeds `participant`'s outgoing `slot` now, if any."""
+        if slot is Slot.CLASSROOMS:
+            return self._mosaic(lesson)
         teacher, stage = self._sources(lesson)
         if slot in _FROM_TEACHER and teacher is not None:
             return teacher.ladders.get(_FROM_TEACHER[slot])
         if slot in _FROM_STAGE and stage is not None and stage is not participant:
             return stage.ladders.get(_FROM_STAGE[slot])
         return None
+
+    def _mosaic(self, lesson: Lesson) -> Mosaic:
+        if lesson.mosaic is None:
+
+            def frames() -> dict[str, Any]:
+                """Each classroom not on stage, in order of arrival: its latest picture,
+                or None while its camera sends nothing."""
+                now = self._clock()
+                out: dict[str, Any] = {}
+                rooms = sorted(lesson.participants.values(), key=lambda p: p.joined_at)
+                for room in rooms:
+                    if room.role is not Role.CLASSROOM or room.participant_id == lesson.stage:
+                        continue
+                    camera = room.ladders.get(Slot.CAMERA)
+                    live = camera is not None and camera.live(now, within_s=2.0)
+                    out[room.participant_id] = camera.latest if live and camera else None
+                return out
+
+            lesson.mosaic = Mosaic(frames, clock=self._clock, executor=self._executor)
+        return lesson.mosaic
 
     def _route(self, lesson: Lesson) -> None:
         """Point every outgoing slot of the lesson at the layer it should carry now.
@@ -493,7 +522,15 @@ class Relay:
             loss=estimate.loss,
             rtt_ms=estimate.rtt_ms,
             layers={slot.value: out.track.layer_name for slot, out in participant.outgoing.items()},
+            **self._preview_layout(participant),
         )
+
+    def _preview_layout(self, participant: Participant) -> dict[str, Any]:
+        lesson = self._lessons.get(participant.lesson_id)
+        if Slot.CLASSROOMS not in participant.outgoing or lesson is None or not lesson.mosaic:
+            return {}
+        tiles = lesson.mosaic.mosaic.tiles
+        return {"previews": tuple(tiles.positions), "preview_columns": tiles.columns}
 
     def _broadcast(self, report: LinkReport) -> None:
         for queue in self._listeners:
@@ -511,7 +548,7 @@ class Relay:
             self._listeners.discard(queue)
 
 
-def _layer_costs(ladder: Ladder, now: float) -> tuple[tuple[str, float], ...]:
+def _layer_costs(ladder: Ladder | Mosaic, now: float) -> tuple[tuple[str, float], ...]:
     """A source's layers, cheapest first, with what each costs on the wire in kbit/s.
 
     Measured when the layer is sending; for a paused layer, what it cost when it

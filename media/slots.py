@@ -25,6 +25,8 @@ class Slot(StrEnum):
     SLIDES = "slides"
     STAGE_VIDEO = "stage_video"
     STAGE_AUDIO = "stage_audio"
+    # The teacher's view of the classrooms not on stage: one mosaic (media.mosaic).
+    CLASSROOMS = "classrooms"
 
 
 Kind = Literal["audio", "video"]
@@ -55,7 +57,7 @@ _STAGE_OUT = (
 )
 
 SLOTS: dict[Role, tuple[SlotSpec, ...]] = {
-    Role.TEACHER: _TEACHER_IN + _STAGE_OUT,
+    Role.TEACHER: (*_TEACHER_IN, *_STAGE_OUT, SlotSpec(Slot.CLASSROOMS, "video", "recvonly")),
     Role.CLASSROOM: (
         SlotSpec(Slot.CAMERA, "video", "sendonly"),
         SlotSpec(Slot.MICROPHONE, "audio", "sendonly"),

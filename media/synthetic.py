@@ -149,6 +149,7 @@ class Reception:
     first_frame_at: float | None = None
     sizes: set[tuple[int, int]] = field(default_factory=set)
     nonsilent_frames: int = 0
+    last: av.VideoFrame | None = None
 
     def __post_init__(self) -> None:
         self.event = asyncio.Event()
@@ -207,6 +208,7 @@ class SyntheticParticipant:
                     reception.first_frame_at = time.monotonic()
                 if isinstance(frame, av.VideoFrame):
                     reception.sizes.add((frame.width, frame.height))
+                    reception.last = frame
                 elif (
                     self._decode
                     and isinstance(frame, av.AudioFrame)

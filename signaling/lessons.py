@@ -359,6 +359,8 @@ class Lessons:
             loss=report.loss,
             rtt_ms=report.rtt_ms,
             layers=dict(report.layers),
+            previews=list(report.previews) if report.preview_columns else None,
+            preview_columns=report.preview_columns or None,
         )
         envelope = Envelope(
             "link",

@@ -197,6 +197,10 @@ class LinkMsg(_Message):
     loss: float
     rtt_ms: float | None
     layers: dict[str, str]
+    # Only in the teacher's own report: the classrooms mosaic's tiles, row by row
+    # (a participant id, or null for an empty tile), and the tiles per row.
+    previews: list[str | None] | None = None
+    preview_columns: int | None = None
 
 
 class PongMsg(_Message):

@@ -200,8 +200,8 @@ async def test_link_reports_carry_what_the_classroom_reports(relay: Relay, join:
 @pytest.mark.parametrize(
     ("role", "offer_role", "message"),
     [
-        (Role.TEACHER, Role.CLASSROOM, "needs 5 media sections"),
-        (Role.OBSERVER, Role.TEACHER, "section 1 .teacher_camera. must be recvonly"),
+        (Role.TEACHER, Role.CLASSROOM, "needs 6 media sections"),
+        (Role.OBSERVER, Role.TEACHER, "needs 5 media sections"),
     ],
 )
 async def test_an_offer_with_the_wrong_slots_is_refused(

@@ -12,8 +12,15 @@ import { ReceptionWatch } from "./reception.js";
 // A classroom's uplink is often a few hundred kbit/s: ask the camera for little.
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 15 } };
 
+// Off stage, the camera is only the teacher's small tile of this classroom
+// (160-320 px wide, a few frames a second): it must not take the uplink that the
+// microphone needs. On stage, everyone sees it: it gets what the link gives.
+const CAMERA_PREVIEW = { maxBitrate: 150_000, maxFramerate: 5, scaleResolutionDownBy: 2, priority: "low" };
+const CAMERA_ON_STAGE = { maxBitrate: 500_000, maxFramerate: 15, scaleResolutionDownBy: 1, priority: "low" };
+
 /** @type {LessonPage} */
 let page;
+let cameraOnStage = false;
 
 function renderHand(p) {
   const view = p.view;
@@ -24,6 +31,10 @@ function renderHand(p) {
   const raise = byTestId("raise-hand");
   const lower = byTestId("lower-hand");
   byTestId("on-stage").hidden = !onStage;
+  if (onStage !== cameraOnStage) {
+    cameraOnStage = onStage;
+    p.media.setSendOptions("camera", onStage ? CAMERA_ON_STAGE : CAMERA_PREVIEW);
+  }
   status.hidden = !hand;
   status.classList.toggle("up", !!hand);
   status.textContent = hand ? t("cls.hand_up", { student: hand.student }) : "";
@@ -40,7 +51,7 @@ page = new LessonPage({
   // A village uplink of a few hundred kbit/s: the microphone goes first, the camera
   // is capped (the relay re-encodes it for everyone anyway).
   sendOptions: {
-    camera: { maxBitrate: 500_000, priority: "low" },
+    camera: CAMERA_PREVIEW,
     microphone: { priority: "high" },
   },
   // No token: this is the join page's job (type the code).

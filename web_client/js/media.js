@@ -5,6 +5,7 @@
 // source behind a slot, so no renegotiation ever happens during a lesson.
 
 /** @typedef {{slot: string, kind: "audio"|"video", direction: "sendonly"|"recvonly"}} SlotSpec */
+/** @typedef {{maxBitrate?: number, maxFramerate?: number, scaleResolutionDownBy?: number, priority?: RTCPriorityType, degradationPreference?: string}} SendOptions */
 
 const TEACHER_IN = [
   { slot: "camera", kind: "video", direction: "sendonly" },
@@ -23,7 +24,8 @@ const STAGE_OUT = [
 
 /** @type {Object<string, SlotSpec[]>} */
 export const SLOTS = {
-  teacher: [...TEACHER_IN, ...STAGE_OUT],
+  // The last slot: every classroom not on stage, as one mosaic (media/mosaic.py).
+  teacher: [...TEACHER_IN, ...STAGE_OUT, { slot: "classrooms", kind: "video", direction: "recvonly" }],
   classroom: [
     { slot: "camera", kind: "video", direction: "sendonly" },
     { slot: "microphone", kind: "audio", direction: "sendonly" },
@@ -73,7 +75,7 @@ export class MediaLink {
    *   iceServers?: RTCIceServer[],
    *   onTrack?: (slot: string, track: MediaStreamTrack) => void,
    *   onState?: (state: string) => void,
-   *   sendOptions?: Object<string, {maxBitrate?: number, priority?: RTCPriorityType, degradationPreference?: string}>,
+   *   sendOptions?: Object<string, SendOptions>,
    * }} options
    */
   constructor({ role, negotiate, iceServers = [], onTrack, onState, sendOptions = {} }) {
@@ -133,8 +135,9 @@ export class MediaLink {
    * for a classroom's weak uplink, audio first when the link is short, slides that
    * keep their resolution. A browser that refuses one still sends.
    */
-  async _applySendOptions() {
+  async _applySendOptions(only = null) {
     for (const [slot, options] of Object.entries(this.sendOptions)) {
+      if (only && slot !== only) continue;
       const tr = this.transceivers.get(slot);
       if (!tr) continue;
       try {
@@ -142,6 +145,8 @@ export class MediaLink {
         if (!params.encodings || params.encodings.length === 0) params.encodings = [{}];
         for (const enc of params.encodings) {
           if (options.maxBitrate) enc.maxBitrate = options.maxBitrate;
+          if (options.maxFramerate) enc.maxFramerate = options.maxFramerate;
+          if (options.scaleResolutionDownBy) enc.scaleResolutionDownBy = options.scaleResolutionDownBy;
           if (options.priority) {
             enc.priority = options.priority;
             enc.networkPriority = options.priority;
@@ -153,6 +158,16 @@ export class MediaLink {
         console.warn(`sender settings for ${slot} not applied:`, err);
       }
     }
+  }
+
+  /**
+   * Change one slot's sender settings now (and for the next connection).
+   * @param {string} slot
+   * @param {SendOptions} options
+   */
+  async setSendOptions(slot, options) {
+    this.sendOptions = { ...this.sendOptions, [slot]: { ...(this.sendOptions[slot] || {}), ...options } };
+    if (this.pc) await this._applySendOptions(slot);
   }
 
   closePeer() {

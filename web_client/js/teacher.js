@@ -23,6 +23,7 @@ const page = new LessonPage({
   },
   render: (p) => render(p),
   onTrack: (slot, track) => {
+    if (slot === "classrooms") attachTrack(/** @type {HTMLVideoElement} */ (byTestId("mosaic-video")), track);
     if (slot === "stage_video") attachTrack(/** @type {HTMLVideoElement} */ (byTestId("stage-video")), track);
     if (slot === "stage_audio") {
       const el = /** @type {HTMLAudioElement} */ (byTestId("stage-audio"));
@@ -42,6 +43,7 @@ const page = new LessonPage({
   onLink: (link) => {
     links.set(link.participant_id, link);
     renderClassrooms(page);
+    if (page.you && link.participant_id === page.you.id) renderMosaic(page);
   },
   // After the lesson: its replay. The replay page takes any token of the lesson and
   // opens its latest recording (the token stays in the fragment, never sent to a server).
@@ -155,7 +157,42 @@ function render(p) {
   renderStage(p);
   renderHands(p);
   renderClassrooms(p);
+  renderMosaic(p);
   renderChat(p);
+}
+
+// The mosaic's geometry, as media/mosaic.py draws it.
+const MOSAIC_W = 960;
+const MOSAIC_H = 540;
+
+/**
+ * Names over the classrooms mosaic, from the relay's layout (the teacher's own
+ * `link` report: `previews`, row by row, and `preview_columns`); a raised hand
+ * outlines its classroom's tile.
+ */
+function renderMosaic(p) {
+  const own = p.you ? links.get(p.you.id) : null;
+  const tiles = (own && own.previews) || [];
+  const cols = (own && own.preview_columns) || 1;
+  const width = Math.floor(MOSAIC_W / cols / 2) * 2;
+  const height = Math.floor((width * 9) / 16 / 2) * 2;
+  const rows = Math.max(1, Math.ceil(tiles.length / cols));
+  const top = Math.floor((MOSAIC_H - rows * height) / 2 / 2) * 2;
+  byTestId("mosaic-tile").dataset.flowing = String(tiles.some((id) => id));
+  const hands = new Set(p.view ? p.view.hands.map((hand) => hand.classroom_id) : []);
+  const pct = (v, of) => `${((100 * v) / of).toFixed(3)}%`;
+  byTestId("mosaic-labels").replaceChildren(
+    ...tiles.flatMap((id, i) => {
+      if (!id) return [];
+      const cell = h("div", { class: hands.has(id) ? "cell hand" : "cell", dataset: { testid: "mosaic-cell", id } },
+        h("span", {}, p.view ? nameOf(p.view, id) : id));
+      cell.style.left = pct((i % cols) * width, MOSAIC_W);
+      cell.style.top = pct(top + Math.floor(i / cols) * height, MOSAIC_H);
+      cell.style.width = pct(width, MOSAIC_W);
+      cell.style.height = pct(height, MOSAIC_H);
+      return [cell];
+    }),
+  );
 }
 
 /** The recording badge and its pause/resume button: the snapshot's state, events folded in. */
