@@ -26,10 +26,19 @@ Two departures, both from what Chromium's REMB turned out to mean here:
   up 5 % a second: a second slow climb on top of the receiver's own would keep a
   recovered classroom on low quality for a minute. Loss can only ever pull the
   estimate down.
+- Loss that stays whatever the rate (a noisy radio or satellite hop, not a queue)
+  says nothing about congestion: halving the rate does not lower it, and the GCC
+  rules would starve such a link down to audio. The loss rules therefore judge
+  the loss *above* a floor: a low percentile of the last half minute's samples,
+  in the spirit of libwebrtc's loss-based BWE v2, which estimates an "inherent
+  loss" apart from the loss that sending more causes. A congested link loses
+  only while it is overdriven, so its floor stays near zero. People are shown
+  the loss as measured.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 # gcc-02 §6 thresholds and factors.
@@ -48,6 +57,11 @@ CONGESTION_HOLD_MS = 5000
 # A round trip this much above the lowest seen means a queue on the path.
 QUEUE_RTT_FACTOR = 1.25
 QUEUE_RTT_MARGIN_MS = 20.0
+# The loss floor (module notes): this percentile of the samples of this window,
+# once there are enough of them to tell a steady loss from a passing one.
+FLOOR_WINDOW_MS = 30_000
+FLOOR_MIN_SAMPLES = 20
+FLOOR_PERCENTILE = 0.2
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,7 @@ class Estimator:
         self._min_rtt: float | None = None
         self._loss = 0.0
         self._rtt: float | None = None
+        self._samples: deque[tuple[int, float]] = deque()
         self._estimate = Estimate(initial_bps, 0.0, None, "initial")
 
     @property
@@ -97,13 +112,28 @@ class Estimator:
     def congested(self) -> bool:
         return self._congested
 
+    @property
+    def loss_floor(self) -> float:
+        """The steady loss that is not taken for congestion (module notes)."""
+        if len(self._samples) < FLOOR_MIN_SAMPLES:
+            return 0.0
+        ordered = sorted(lost for _, lost in self._samples)
+        return ordered[int(FLOOR_PERCENTILE * (len(ordered) - 1))]
+
     def update(self, feedback: Feedback, now_ms: int, sending_bps: int | None = None) -> Estimate:
         """Fold in one piece of feedback; `sending_bps` is what the relay sends now."""
+        excess = None
+        if feedback.fraction_lost is not None:
+            lost = min(1.0, max(0.0, feedback.fraction_lost))
+            self._samples.append((now_ms, lost))
+            while self._samples and now_ms - self._samples[0][0] > FLOOR_WINDOW_MS:
+                self._samples.popleft()
+            excess = max(0.0, lost - self.loss_floor)
         if feedback.rtt_ms is not None and feedback.rtt_ms > 0:
             self._min_rtt = min(self._min_rtt or feedback.rtt_ms, feedback.rtt_ms)
         if feedback.remb_bps is not None:
             fell = self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL
-            if fell and self._path_agrees(feedback):
+            if fell and self._path_agrees(excess, feedback.rtt_ms):
                 self._congested_at = now_ms
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
@@ -120,11 +150,11 @@ class Estimator:
         if remb is not None and sending_bps is not None and not self._congested:
             # Not congested: what already goes through is carried (module notes).
             remb = max(remb, sending_bps)
-        if feedback.fraction_lost is not None:
+        if feedback.fraction_lost is not None and excess is not None:
             lost = min(1.0, max(0.0, feedback.fraction_lost))
             self._loss = (1 - SMOOTHING) * self._loss + SMOOTHING * lost
-            self._apply_loss(lost, now_ms, remb)
-        elif remb is not None and self._loss < LOSS_LOW:
+            self._apply_loss(excess, now_ms, remb)
+        elif remb is not None and max(0.0, self._loss - self.loss_floor) < LOSS_LOW:
             # A clean link: the delay-based figure stands (see the module notes).
             self._loss_based = float(remb)
 
@@ -140,12 +170,13 @@ class Estimator:
         self._estimate = Estimate(bitrate, round(self._loss, 4), self._rtt, by)
         return self._estimate
 
-    def _path_agrees(self, feedback: Feedback) -> bool:
-        """Whether loss or the round trip confirm a receiver's overuse call."""
-        lost = feedback.fraction_lost if feedback.fraction_lost is not None else self._loss
+    def _path_agrees(self, excess: float | None, rtt_ms: float | None) -> bool:
+        """Whether loss (above the floor) or the round trip confirm a receiver's
+        overuse call."""
+        lost = excess if excess is not None else max(0.0, self._loss - self.loss_floor)
         if lost >= LOSS_LOW:
             return True
-        rtt = feedback.rtt_ms if feedback.rtt_ms is not None else self._rtt
+        rtt = rtt_ms if rtt_ms is not None else self._rtt
         if rtt is None or self._min_rtt is None:
             return True  # nothing to judge by: believe the receiver
         return rtt > self._min_rtt * QUEUE_RTT_FACTOR + QUEUE_RTT_MARGIN_MS

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from media.estimator import Estimator, Feedback
@@ -127,3 +129,47 @@ def test_a_remb_fall_with_a_growing_round_trip_is_congestion() -> None:
     est.update(Feedback(remb_bps=400_000, rtt_ms=600, fraction_lost=0.0), 0, sending_bps=300_000)
     e = est.update(Feedback(remb_bps=250_000, rtt_ms=900), 1000, sending_bps=340_000)
     assert est.congested and e.bitrate_bps == 250_000
+
+
+def _random_loss(seconds: int, mean: float, step_ms: int = 500) -> list[float]:
+    """Per-sample loss of a link that drops `mean` of packets at random, ~100 a sample."""
+    rng = random.Random(7)
+    return [
+        sum(rng.random() < mean for _ in range(100)) / 100 for _ in range(seconds * 1000 // step_ms)
+    ]
+
+
+def test_a_steady_random_loss_is_not_taken_for_congestion() -> None:
+    """loss10: 10 % lost whatever the rate; GCC alone would starve it to audio."""
+    est = Estimator(initial_bps=1_000_000)
+    now = 0
+    for lost in _random_loss(60, 0.10):
+        now += 500
+        est.update(Feedback(remb_bps=1_500_000, fraction_lost=lost, rtt_ms=100), now, 1_000_000)
+    assert est.loss_floor == pytest.approx(0.08, abs=0.03)
+    assert est.estimate.bitrate_bps >= 800_000
+    # People are still shown the loss as it is.
+    assert est.estimate.loss == pytest.approx(0.10, abs=0.04)
+
+
+def test_loss_that_comes_with_sending_more_is_still_congestion() -> None:
+    """A clean link overdriven: the floor stays at zero and the rate halves as GCC says."""
+    est = Estimator(initial_bps=1_000_000)
+    now = 0
+    for _ in range(40):
+        now += 500
+        est.update(Feedback(remb_bps=1_500_000, fraction_lost=0.0, rtt_ms=100), now, 1_000_000)
+    before = est.estimate.bitrate_bps
+    for _ in range(6):
+        now += 500
+        est.update(Feedback(fraction_lost=0.25, rtt_ms=100), now, 1_000_000)
+    assert est.loss_floor == 0.0
+    assert est.estimate.bitrate_bps < 0.6 * before
+
+
+def test_a_loss_floor_needs_enough_samples() -> None:
+    est = Estimator(initial_bps=1_000_000)
+    for i in range(10):
+        est.update(Feedback(fraction_lost=0.2), i * 500)
+    assert est.loss_floor == 0.0
+    assert est.estimate.bitrate_bps < 700_000
