@@ -28,10 +28,16 @@ class Envelope:
     # The lesson ended with this message: connections close after sending it.
     final: bool = False
 
-    def for_(self, participant_id: str, role: str) -> bool:
+    def for_(self, participant_id: str, role: str, media_id: str | None = None) -> bool:
+        """`media_id`: the connection's own id at the relay (an observer's viewers
+        share one participant id, and each has its own media connection)."""
         if not self.roles and not self.participants:
             return True
-        return role in self.roles or participant_id in self.participants
+        return (
+            role in self.roles
+            or participant_id in self.participants
+            or (media_id is not None and media_id in self.participants)
+        )
 
 
 Subscriber = Callable[[Envelope], None]

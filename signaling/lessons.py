@@ -350,10 +350,13 @@ class Lessons:
         record a change of the layers it receives as a DeliveryChanged event."""
         self._metrics.link_reports.inc()
         lesson = self._live.get(report.lesson_id)
-        if lesson is None or report.participant_id not in lesson.participants:
+        # An observer's viewers share its participant id; each has a media id of its
+        # own ("<participant>~<n>", signaling.ws), and its report is for it alone.
+        participant_id, _, viewer = report.participant_id.partition("~")
+        if lesson is None or participant_id not in lesson.participants:
             return
         msg = LinkMsg(
-            participant_id=report.participant_id,
+            participant_id=participant_id,
             estimate_kbps=report.estimate_kbps,
             sent_kbps=report.sent_kbps,
             loss=report.loss,
@@ -365,10 +368,12 @@ class Lessons:
         envelope = Envelope(
             "link",
             encode(msg),
-            roles=frozenset({str(Role.TEACHER), str(Role.OBSERVER)}),
+            roles=frozenset() if viewer else frozenset({str(Role.TEACHER), str(Role.OBSERVER)}),
             participants=frozenset({report.participant_id}),
         )
         await self._bus.publish(report.lesson_id, envelope)
+        if viewer:
+            return
         participant = lesson.participants[report.participant_id]
         changed = lesson.delivery.get(report.participant_id) != dict(report.layers)
         if report.layers and participant.online and changed:

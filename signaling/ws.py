@@ -232,7 +232,9 @@ class Connection:
 
     def deliver(self, envelope: Envelope) -> None:
         claims = self._claims
-        if claims is None or not envelope.for_(claims.participant_id, str(claims.role)):
+        if claims is None or not envelope.for_(
+            claims.participant_id, str(claims.role), self._media_id
+        ):
             return
         self._enqueue(_Out(envelope.type, envelope.text))
         if envelope.final:

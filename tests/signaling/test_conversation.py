@@ -226,9 +226,20 @@ async def test_an_observer_link_serves_several_viewers_at_once(srv: Running) -> 
                     await viewer.expect("answer", sdp=ANSWER_SDP, ref=ref)
                 await inspector.quiet()
                 await teacher.quiet()  # no second join, no replacement
-            media_ids = [c[2] for c in srv.media.calls if c[0] == "negotiate"]
-            assert len(set(media_ids)) == 2
-            assert all(mid.startswith("observer~") for mid in media_ids)
+                media_ids = [c[2] for c in srv.media.calls if c[0] == "negotiate"]
+                assert len(set(media_ids)) == 2
+                assert all(mid.startswith("observer~") for mid in media_ids)
+                # Each viewer's link report reaches that viewer alone, under the
+                # observer's id (its page compares it with its own `you.id`).
+                layers = {"teacher_camera": "off", "slides": "low", "teacher_audio": "high"}
+                report = LinkReport(
+                    lesson["id"], str(media_ids[1]), 120.0, 110.0, 0.2, 600.0, layers
+                )
+                await srv.media.push_report(report)
+                link = await parent.expect("link", estimate_kbps=120.0)
+                assert link["participant_id"] == str(media_ids[1]).split("~")[0]
+                await inspector.quiet()
+                await teacher.quiet()  # not a classroom's delivery: no event either
 
             async def parent_pc_closed() -> bool:
                 return ("disconnect", lesson["id"], media_ids[1]) in srv.media.calls
