@@ -34,12 +34,16 @@ from aiortc.mediastreams import MediaStreamTrack
 from classroom.roles import Role
 from media.gateway import MediaError
 from media.slots import Slot
+from scripts.stack_sampler import StackSampler
 
 LOOPBACK = ("127.0.0.1",)
 LESSON = "bench"
 MAX_CLASSROOMS = 256
 MAX_SECONDS = 300
 CONNECT_TIMEOUT_S = 60.0
+# BENCH_PROFILE=<file>: the relay process samples its stacks over the measured window
+# and writes where its CPU went there (scripts/stack_sampler.py).
+PROFILE_ENV = "BENCH_PROFILE"
 
 
 # --- the relay process --------------------------------------------------------------
@@ -75,7 +79,15 @@ async def _serve(kind: str, conn: multiprocessing.connection.Connection) -> None
     server = await asyncio.start_server(handle, "127.0.0.1", 0, limit=1 << 20)
     conn.send(server.sockets[0].getsockname()[1])
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, conn.recv)  # "stop"
+    profile_to = os.environ.get(PROFILE_ENV)
+    sampler = StackSampler() if profile_to else None
+    while (message := await loop.run_in_executor(None, conn.recv)) != "stop":
+        # "start" and "measured" bound the measured window.
+        if sampler is not None and message == "start":
+            sampler.start()
+        elif sampler is not None and profile_to and message == "measured":
+            sampler.stop()
+            Path(profile_to).write_text(sampler.report())
     server.close()
     await gateway.close()
 
@@ -258,12 +270,16 @@ async def conduct(args: argparse.Namespace) -> dict[str, Any]:
         sent_before = camera.frames_sent  # frames the teacher's camera produced
         cpu_before, t_before = cpu_seconds(relay.pid), time.monotonic()
         clients_before = sum(cpu_seconds(proc.pid) for proc, _ in workers)
+        relay_conn.send("start")
+        # For attaching a profiler (perf, py-spy) to the relay over the window.
+        print(f"measuring {args.seconds:g} s, relay pid {relay.pid}", file=sys.stderr, flush=True)
         for _, pipe in workers:
             pipe.send("start")
         await asyncio.sleep(args.seconds)
         for _, pipe in workers:
             pipe.send("stop")
         cpu_after, t_after = cpu_seconds(relay.pid), time.monotonic()
+        relay_conn.send("measured")
         clients_after = sum(cpu_seconds(proc.pid) for proc, _ in workers)
         sent_after = camera.frames_sent
         results: dict[str, Any] = {}
