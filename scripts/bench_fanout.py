@@ -2,6 +2,7 @@
 
     python -m scripts.bench_fanout --classrooms 16 --seconds 10 --relay ours
     python -m scripts.bench_fanout --classrooms 8 --seconds 10 --relay naive
+    python -m scripts.bench_fanout --classrooms 64 --seconds 20 --compare-naive 8
 
 `ours` is media.relay.Relay (encode once per layer, same packets to every sender);
 `naive` is aiortc's MediaRelay with one encoder per classroom, the baseline
@@ -11,6 +12,10 @@ over the measured window. Classrooms run in a few worker processes; they count
 the frames aiortc's jitter buffer completes and only a sample of them decodes
 (decoding 64 VP8 streams would measure the load generator, not the relay).
 Every socket is on 127.0.0.1. The last line printed is a JSON object.
+
+`--compare-naive N` then measures the naive relay with N classrooms in the same
+invocation and adds `cpu_ratio_vs_naive` (naive CPU per classroom over ours):
+the machine's load moves both figures, their ratio much less.
 """
 
 from __future__ import annotations
@@ -62,9 +67,13 @@ async def _serve(kind: str, conn: multiprocessing.connection.Connection) -> None
         Relay(RelaySettings(host_addresses=LOOPBACK)) if kind == "ours" else NaiveRelay(LOOPBACK)
     )
 
+    classrooms: list[str] = []
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         line = await reader.readline()
         request = json.loads(line)
+        if request["role"] == Role.CLASSROOM.value:
+            classrooms.append(request["participant"])
         try:
             answer = await gateway.negotiate(
                 LESSON, request["participant"], Role(request["role"]), request["sdp"]
@@ -85,11 +94,32 @@ async def _serve(kind: str, conn: multiprocessing.connection.Connection) -> None
         # "start" and "measured" bound the measured window.
         if sampler is not None and message == "start":
             sampler.start()
-        elif sampler is not None and profile_to and message == "measured":
-            sampler.stop()
-            Path(profile_to).write_text(sampler.report())
+        elif message == "measured":
+            if sampler is not None and profile_to:
+                sampler.stop()
+                Path(profile_to).write_text(sampler.report())
+            conn.send(camera_layers(gateway, classrooms))
     server.close()
     await gateway.close()
+
+
+def camera_layers(gateway: Any, classrooms: list[str]) -> dict[str, int] | None:
+    """How many classrooms get each layer of the teacher's camera now (ours only).
+
+    The relay adapts each classroom's layers to its REMB, and a load generator
+    short of CPU reports less: runs compare only at a similar mix.
+    """
+    if not hasattr(gateway, "outgoing_track"):
+        return None
+    layers: dict[str, int] = {}
+    for cid in classrooms:
+        try:
+            track = gateway.outgoing_track(LESSON, cid, Slot.TEACHER_CAMERA)
+        except MediaError:  # disconnected
+            track = None
+        name = "gone" if track is None else track.layer_name
+        layers[name] = layers.get(name, 0) + 1
+    return layers
 
 
 async def negotiate(port: int, participant: str, role: Role, sdp: str) -> str:
@@ -233,12 +263,12 @@ class Teacher:
     frames_at_start: int = 0
 
 
-async def conduct(args: argparse.Namespace) -> dict[str, Any]:
+async def conduct(args: argparse.Namespace, kind: str, classrooms: int) -> dict[str, Any]:
     from media.synthetic import MovingPicture, SyntheticParticipant, Tone
 
     ctx = multiprocessing.get_context("spawn")
     relay_conn, relay_child = ctx.Pipe()
-    relay = ctx.Process(target=relay_process, args=(args.relay, relay_child), daemon=True)
+    relay = ctx.Process(target=relay_process, args=(kind, relay_child), daemon=True)
     relay.start()
     loop = asyncio.get_running_loop()
     port = await loop.run_in_executor(None, relay_conn.recv)
@@ -252,7 +282,7 @@ async def conduct(args: argparse.Namespace) -> dict[str, Any]:
     )
     await teacher.accept(await negotiate(port, "teacher", Role.TEACHER, await teacher.offer()))
 
-    ids = [f"room{i:03d}" for i in range(args.classrooms)]
+    ids = [f"room{i:03d}" for i in range(classrooms)]
     n_workers = max(1, min(args.workers, len(ids)))
     workers = []
     for w in range(n_workers):
@@ -280,6 +310,7 @@ async def conduct(args: argparse.Namespace) -> dict[str, Any]:
             pipe.send("stop")
         cpu_after, t_after = cpu_seconds(relay.pid), time.monotonic()
         relay_conn.send("measured")
+        layers = await loop.run_in_executor(None, relay_conn.recv)
         clients_after = sum(cpu_seconds(proc.pid) for proc, _ in workers)
         sent_after = camera.frames_sent
         results: dict[str, Any] = {}
@@ -304,11 +335,11 @@ async def conduct(args: argparse.Namespace) -> dict[str, Any]:
     firsts = [r["first_frame_s"] for r in results.values()]
     cores = (cpu_after - cpu_before) / window
     return {
-        "relay": args.relay,
-        "classrooms": args.classrooms,
+        "relay": kind,
+        "classrooms": classrooms,
         "seconds": round(window, 2),
         "server_cpu_cores": round(cores, 4),
-        "cpu_per_classroom": round(cores / args.classrooms, 5),
+        "cpu_per_classroom": round(cores / classrooms, 5),
         "source_fps": round((sent_after - sent_before) / window, 2),
         "delivered_fps_min": round(min(video_fps), 2),
         "delivered_fps_mean": round(sum(video_fps) / len(video_fps), 2),
@@ -317,6 +348,7 @@ async def conduct(args: argparse.Namespace) -> dict[str, Any]:
             None if None in firsts else round(max(f for f in firsts if f is not None), 3)
         ),
         "classrooms_without_video": sum(1 for f in firsts if f is None),
+        "camera_layers_at_end": layers,
         # The load generator shares the machine: when it saturates the cores,
         # delivered_fps measures the clients, not the relay.
         "client_cpu_cores": round((clients_after - clients_before) / window, 3),
@@ -330,12 +362,35 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--relay", choices=("ours", "naive"), default="ours")
     parser.add_argument("--workers", type=int, default=4, help="classroom processes")
+    parser.add_argument(
+        "--compare-naive",
+        type=int,
+        nargs="?",
+        const=8,
+        metavar="N",
+        help="then run the naive relay with N classrooms (default 8) and add the CPU ratio",
+    )
     args = parser.parse_args()
-    if not 1 <= args.classrooms <= MAX_CLASSROOMS:
-        parser.error(f"--classrooms must be within 1..{MAX_CLASSROOMS}")
+    for name, value in (("--classrooms", args.classrooms), ("--compare-naive", args.compare_naive)):
+        if value is not None and not 1 <= value <= MAX_CLASSROOMS:
+            parser.error(f"{name} must be within 1..{MAX_CLASSROOMS}")
     if not 1 <= args.seconds <= MAX_SECONDS:
         parser.error(f"--seconds must be within 1..{MAX_SECONDS}")
-    result = asyncio.run(asyncio.wait_for(conduct(args), timeout=args.seconds + 240))
+
+    def run(kind: str, classrooms: int) -> dict[str, Any]:
+        measured = conduct(args, kind, classrooms)
+        return asyncio.run(asyncio.wait_for(measured, timeout=args.seconds + 240))
+
+    result = run(args.relay, args.classrooms)
+    if args.compare_naive is not None:
+        # One after the other in one invocation, so both see the same machine load.
+        naive = run("naive", args.compare_naive)
+        result["naive_classrooms"] = naive["classrooms"]
+        result["naive_cpu_per_classroom"] = naive["cpu_per_classroom"]
+        result["naive_delivered_fps_mean"] = naive["delivered_fps_mean"]
+        result["cpu_ratio_vs_naive"] = round(
+            naive["cpu_per_classroom"] / result["cpu_per_classroom"], 2
+        )
     print(json.dumps(result))
 
 
