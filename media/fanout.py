@@ -1,18 +1,21 @@
 """Fan-out: the same encoded packets to every subscriber of a layer, through bounded queues.
 
 `PacketQueue` is the pure policy; `SubscriberTrack` is the aiortc track an
-RTCRtpSender pulls from. aiortc packetizes an `av.Packet` returned by recv()
-without re-encoding it, so the cost of a subscriber is packetizing and SRTP.
+RTCRtpSender pulls from. aiortc packetizes a packet returned by recv() without
+re-encoding it, so the cost of a subscriber is packetizing and SRTP; what is
+left of ours per packet and subscriber is kept to a queue push, a pop and a wake-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from fractions import Fraction
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -106,6 +109,47 @@ class Publisher(Protocol):
     def request_keyframe(self) -> None: ...
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SenderPacket:
+    """An encoded packet as a sender packs it, one object for every subscriber of a layer.
+
+    aiortc's packers (`Vp8Encoder.pack`, `OpusEncoder.pack`) read `pts`, `time_base`
+    and `bytes(packet)` only. An `av.Packet` builds a new `Fraction` at each
+    `time_base` read and copies its data at each `bytes()`: once per subscriber,
+    that was a good part of a classroom's cost. This is converted once per packet.
+    """
+
+    data: bytes
+    pts: int | None
+    time_base: Fraction | None
+    is_keyframe: bool
+
+    @classmethod
+    def of(cls, packet: av.Packet[Any]) -> SenderPacket:
+        return cls(bytes(packet), packet.pts, packet.time_base, packet.is_keyframe)
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+class _LastConverted:
+    """`SenderPacket.of`, remembered for the last packet.
+
+    A layer hands each packet to all its subscribers one after the other
+    (media.ladder.Layer.publish), so the first one converts it and the others
+    reuse it. Holding the packet keeps its identity from being reused meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._packet: av.Packet[Any] | None = None
+        self._converted: SenderPacket | None = None
+
+    def __call__(self, packet: av.Packet[Any]) -> SenderPacket:
+        if packet is not self._packet or self._converted is None:
+            self._packet, self._converted = packet, SenderPacket.of(packet)
+        return self._converted
+
+
 class SubscriberTrack(MediaStreamTrack):
     """One outgoing slot of one participant: hands out the packets of the layer it follows.
 
@@ -114,13 +158,16 @@ class SubscriberTrack(MediaStreamTrack):
     on a switch (the layers of a source share one clock, see media.ladder).
     """
 
+    _convert: ClassVar[_LastConverted] = _LastConverted()
+
     def __init__(self, kind: str, queue_capacity: int, rerequest_after_s: float = 1.0) -> None:
         super().__init__()
         self.kind = kind
-        self._queue: PacketQueue[av.Packet[Any]] = PacketQueue(
+        self._queue: PacketQueue[SenderPacket] = PacketQueue(
             queue_capacity, needs_keyframes=(kind == "video")
         )
-        self._ready = asyncio.Event()
+        # The sender's recv() waiting for a packet, if it is: deliver() wakes it.
+        self._waiter: asyncio.Future[None] | None = None
         self._current: Publisher | None = None
         self._pending: Publisher | None = None
         self._rerequest_after_s = rerequest_after_s
@@ -185,13 +232,16 @@ class SubscriberTrack(MediaStreamTrack):
             self._current, self._pending = publisher, None
         elif publisher is not self._current:
             return
-        packet = self._monotonic(packet)
-        if self._queue.push(packet) is Push.OVERFLOWED:
+        if self._queue.push(self._monotonic(self._convert(packet))) is Push.OVERFLOWED:
             publisher.request_keyframe()
-        if len(self._queue):
-            self._ready.set()
+        if self._queue:
+            self._wake()
 
-    def _monotonic(self, packet: av.Packet[Any]) -> av.Packet[Any]:
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _monotonic(self, packet: SenderPacket) -> SenderPacket:
         """Keep this sender's RTP timestamps increasing across switches.
 
         The layers of a source encode the same frames with the same pts, so a switch
@@ -205,34 +255,36 @@ class SubscriberTrack(MediaStreamTrack):
         if pts is None:
             return packet
         if self._last_pts is not None and pts <= self._last_pts:
-            copy = av.Packet(bytes(packet))
-            copy.pts = copy.dts = self._last_pts + 1
-            copy.time_base = packet.time_base
-            copy.is_keyframe = packet.is_keyframe
-            packet = copy
+            packet = dataclasses.replace(packet, pts=self._last_pts + 1)
         self._last_pts = packet.pts
         return packet
 
-    async def recv(self) -> av.Packet[Any]:
+    # aiortc types recv() as returning av frames or packets; its sender packs anything
+    # with a packet's pts, time_base and bytes (tests/media/test_aiortc_internals.py).
+    async def recv(self) -> SenderPacket:  # type: ignore[override]
         while True:
-            if self.readyState != "live":
-                raise MediaStreamError
+            # A stopped track's queue is empty (follow(None) restarts it).
             packet = self._queue.pop()
             if packet is not None:
                 self.packets_out += 1
                 return packet
-            self._ready.clear()
-            if self._queue.waiting_for_keyframe and self._current is not None:
-                # A subscriber waiting for a keyframe asks for one when it is actually
-                # pulling (its sender runs), and again if none came within the interval.
-                self._current.request_keyframe()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ready.wait(), self._rerequest_after_s)
-            else:
-                # The common path: no timer, no extra task per packet.
-                await self._ready.wait()
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                if self._queue.waiting_for_keyframe and self._current is not None:
+                    # A subscriber waiting for a keyframe asks for one when it is actually
+                    # pulling (its sender runs), and again if none came within the interval.
+                    self._current.request_keyframe()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._waiter, self._rerequest_after_s)
+                else:
+                    # The common path: no timer, no extra task per packet.
+                    await self._waiter
+            finally:
+                self._waiter = None
 
     def stop(self) -> None:
         self.follow(None)
         super().stop()
-        self._ready.set()
+        self._wake()

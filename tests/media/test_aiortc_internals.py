@@ -29,6 +29,7 @@ from media.aiortc_internals import (
     sender_octets,
     sender_rtt_s,
 )
+from media.fanout import SenderPacket
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -45,6 +46,20 @@ def test_senders_pack_packets_without_encoding_them() -> None:
     audio.pts = 960
     audio.time_base = fractions.Fraction(1, 48000)
     assert OpusEncoder().pack(audio) == ([b"\xf8" * 60], 960)
+
+
+@pytest.mark.parametrize("kind", ["audio", "video"])
+def test_senders_pack_anything_that_reads_like_a_packet(kind: str) -> None:
+    # SubscriberTrack hands senders a SenderPacket (media.fanout), not an av.Packet:
+    # the sender encodes only frames, and its packers read pts, time_base and bytes().
+    assert "isinstance(data, Frame)" in inspect.getsource(RTCRtpSender._next_encoded_frame)
+    encoded = av.Packet(bytes(range(256)) * 12)  # a video packet of three RTP payloads
+    encoded.pts = 123_456
+    encoded.time_base = fractions.Fraction(1, 48000 if kind == "audio" else 90000)
+    packers = [OpusEncoder() if kind == "audio" else Vp8Encoder() for _ in range(2)]
+    for packer in packers:
+        packer.picture_id = 0  # VP8's starts at random
+    assert packers[0].pack(SenderPacket.of(encoded)) == packers[1].pack(encoded)
 
 
 def test_keyframe_requests_only_set_a_flag_in_packet_mode() -> None:

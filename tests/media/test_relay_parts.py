@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import av
 import pytest
+from aiortc.mediastreams import MediaStreamError
 
 from classroom.roles import Role
 from media.candidates import announce
@@ -117,6 +118,23 @@ async def test_a_layer_switch_is_made_before_it_is_broken() -> None:
     assert [p.pts for p in out] == [0, 6000, 12000, 12001]  # timestamps keep increasing
     assert out[3].is_keyframe
     track.stop()
+
+
+async def test_subscribers_of_a_layer_share_one_packet() -> None:
+    tracks = [SubscriberTrack("audio", queue_capacity=5) for _ in range(3)]
+    layer = FakeLayer("high")
+    for track in tracks:
+        track.follow(layer)
+    sent = packet(960, True)
+    for track in list(layer.subscribers):
+        track.deliver(layer, sent)
+    out = [await asyncio.wait_for(track.recv(), 1) for track in tracks]
+    assert out[0] is out[1] is out[2]
+    assert bytes(out[0]) == bytes(sent) and out[0].pts == 960
+    for track in tracks:
+        track.stop()
+    with pytest.raises(MediaStreamError):
+        await tracks[0].recv()
 
 
 def test_layers_never_upscale_and_keep_the_aspect() -> None:
