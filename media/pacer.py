@@ -27,22 +27,24 @@ class Pacer:
         self._clock = clock
         self._burst_s = burst_s
         self.rate_bps = rate_bps
-        self._tokens = self._capacity()
+        self._capacity = self._capacity_at(rate_bps)
+        self._tokens = self._capacity
         self._at = clock()
         self._lock = asyncio.Lock()
         self.waited_s = 0.0
 
-    def _capacity(self) -> float:
+    def _capacity_at(self, rate_bps: float) -> float:
         # At least two full packets, so that pacing never splits a small frame.
-        return max(2 * 1300.0, self.rate_bps / 8 * self._burst_s)
+        return max(2 * 1300.0, rate_bps / 8 * self._burst_s)
 
     def set_rate(self, rate_bps: float) -> None:
         self._refill()
         self.rate_bps = rate_bps
+        self._capacity = self._capacity_at(rate_bps)
 
     def _refill(self) -> None:
         now = self._clock()
-        self._tokens = min(self._capacity(), self._tokens + (now - self._at) * self.rate_bps / 8)
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self.rate_bps / 8)
         self._at = now
 
     def consume(self, size: int) -> None:
@@ -58,6 +60,12 @@ class Pacer:
 
     async def wait(self, size: int) -> None:
         """Video: wait for the tokens, in arrival order, then pay."""
+        if not self._lock.locked():
+            # Nobody is waiting: a packet within the budget goes at once (most do).
+            self._refill()
+            if self._tokens >= size:
+                self._tokens -= size
+                return
         async with self._lock:
             delay = self.delay_for(size)
             if delay > 0:
