@@ -60,8 +60,11 @@ QUEUE_RTT_MARGIN_MS = 20.0
 # The loss floor (module notes): this percentile of the samples of this window,
 # once there are enough of them to tell a steady loss from a passing one.
 FLOOR_WINDOW_MS = 30_000
-FLOOR_MIN_SAMPLES = 20
-FLOOR_PERCENTILE = 0.2
+FLOOR_MIN_SAMPLES = 10
+FLOOR_PERCENTILE = 0.3
+# A link that loses more than this whatever the rate is past helping by rate: the
+# GCC rules keep their say above it.
+FLOOR_MAX = 0.15
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class Estimator:
         if len(self._samples) < FLOOR_MIN_SAMPLES:
             return 0.0
         ordered = sorted(lost for _, lost in self._samples)
-        return ordered[int(FLOOR_PERCENTILE * (len(ordered) - 1))]
+        return min(FLOOR_MAX, ordered[int(FLOOR_PERCENTILE * (len(ordered) - 1))])
 
     def update(self, feedback: Feedback, now_ms: int, sending_bps: int | None = None) -> Estimate:
         """Fold in one piece of feedback; `sending_bps` is what the relay sends now."""

@@ -169,7 +169,17 @@ def test_loss_that_comes_with_sending_more_is_still_congestion() -> None:
 
 def test_a_loss_floor_needs_enough_samples() -> None:
     est = Estimator(initial_bps=1_000_000)
-    for i in range(10):
-        est.update(Feedback(fraction_lost=0.2), i * 500)
+    for i in range(9):
+        est.update(Feedback(fraction_lost=0.12), i * 500)
     assert est.loss_floor == 0.0
+    est.update(Feedback(fraction_lost=0.12), 5000)
+    assert est.loss_floor == 0.12
+
+
+def test_a_heavy_steady_loss_keeps_the_gcc_rules() -> None:
+    est = Estimator(initial_bps=1_000_000)
+    for i in range(40):
+        est.update(Feedback(fraction_lost=0.4), i * 500)
+    assert est.loss_floor == 0.15
+    assert est.estimate.bitrate_bps == 50_000
     assert est.estimate.bitrate_bps < 700_000
