@@ -116,7 +116,7 @@ class SenderPacket:
     aiortc's packers (`Vp8Encoder.pack`, `OpusEncoder.pack`) read `pts`, `time_base`
     and `bytes(packet)` only. An `av.Packet` builds a new `Fraction` at each
     `time_base` read and copies its data at each `bytes()`: once per subscriber,
-    that was a good part of a classroom's cost. This is converted once per packet.
+    about a microsecond per packet and classroom. This is converted once per packet.
     """
 
     data: bytes
