@@ -1,6 +1,6 @@
 """RED (RFC 2198): each audio packet also carries the previous one(s).
 
-A classroom that loses one packet in ten still has every 20 ms of the
+A classroom that loses one packet in ten still has every 40 ms of the
 teacher's voice when the next packet arrives, at the price of sending each
 Opus payload twice. Chromium offers `red/48000/2` with `fmtp 111/111` (RED
 carrying Opus) and its NetEq splits the blocks back out; Opus's own in-band

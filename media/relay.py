@@ -34,6 +34,7 @@ from classroom.roles import Role
 from media.aiortc_internals import (
     SenderFeedback,
     budget_resends,
+    fast_ntp_clock,
     gather_on,
     hook_sender_rtcp,
     install_consent_hook,
@@ -127,6 +128,10 @@ class Participant:
     resends: ResendBudget | None = None
 
 
+# The teacher whose media the lesson carries, and the classroom on stage.
+LessonSources = tuple[Participant | None, Participant | None]
+
+
 @dataclass
 class Lesson:
     lesson_id: str = ""
@@ -148,6 +153,7 @@ class Relay:
         self._settings = settings or RelaySettings()
         lengthen_history()
         install_consent_hook()
+        fast_ntp_clock()
         install_red_encoder()
         self._clock = clock
         self._lessons: dict[str, Lesson] = {}
@@ -362,7 +368,7 @@ class Relay:
             executor=self._executor,
         )
 
-    def _sources(self, lesson: Lesson) -> tuple[Participant | None, Participant | None]:
+    def _sources(self, lesson: Lesson) -> LessonSources:
         """The teacher whose media the lesson carries, and the classroom on stage."""
         teachers = [p for p in lesson.participants.values() if p.role is Role.TEACHER]
         teacher = max(teachers, key=lambda p: p.joined_at) if teachers else None
@@ -372,12 +378,16 @@ class Relay:
         return teacher, stage
 
     def _source(
-        self, lesson: Lesson, participant: Participant, slot: Slot
+        self, lesson: Lesson, sources: LessonSources, participant: Participant, slot: Slot
     ) -> Ladder | Mosaic | None:
-        """The ladder that feeds `participant`'s outgoing `slot` now, if any."""
+        """The ladder that feeds `participant`'s outgoing `slot` now, if any.
+
+        `sources` are the lesson's `_sources()`, found once for all its participants:
+        found per slot, they made every tick cost the square of the classrooms.
+        """
         if slot is Slot.CLASSROOMS:
             return self._mosaic(lesson)
-        teacher, stage = self._sources(lesson)
+        teacher, stage = sources
         if slot in _FROM_TEACHER and teacher is not None:
             return teacher.ladders.get(_FROM_TEACHER[slot])
         if slot in _FROM_STAGE and stage is not None and stage is not participant:
@@ -409,9 +419,10 @@ class Relay:
 
         Idempotent: called after any change (a join, a leave, the stage, a layer).
         """
+        sources = self._sources(lesson)
         for participant in lesson.participants.values():
             for slot, out in participant.outgoing.items():
-                ladder = self._source(lesson, participant, slot)
+                ladder = self._source(lesson, sources, participant, slot)
                 if ladder is None or out.choice is None:
                     out.track.follow(None)
                 else:
@@ -429,16 +440,19 @@ class Relay:
             now = self._clock()
             for lesson in list(self._lessons.values()):
                 changed = False
+                sources = self._sources(lesson)
                 for participant in list(lesson.participants.values()):
                     if participant.outgoing:
-                        changed |= self._adapt(lesson, participant, now)
+                        changed |= self._adapt(lesson, sources, participant, now)
                 if changed:
                     self._route(lesson)
 
-    def _adapt(self, lesson: Lesson, participant: Participant, now: float) -> bool:
+    def _adapt(
+        self, lesson: Lesson, sources: LessonSources, participant: Participant, now: float
+    ) -> bool:
         views: dict[Slot, SlotView] = {}
         for slot, out in participant.outgoing.items():
-            ladder = self._source(lesson, participant, slot)
+            ladder = self._source(lesson, sources, participant, slot)
             # aiortc pairs a paused sender's reports with stale SR times (its SR
             # carries the NTP time of the last packet sent): only a sending slot's
             # RTT means anything, and a negative one never does.
@@ -574,7 +588,7 @@ MIN_PACING_BPS = 100_000
 # Resends may take this share of the estimated rate (the rest is fresh media).
 RESEND_SHARE = 0.15
 
-# Opus at 28 kbit/s plus 50 packets a second of headers (media.meter).
-_AUDIO_NOMINAL_KBPS = 53.0
+# Opus at 28 kbit/s plus 25 packets a second of headers (media.meter).
+_AUDIO_NOMINAL_KBPS = 41.0
 # RED repeats each Opus payload once, with a 4-byte block header.
 _RED_EXTRA_KBPS = 30.0

@@ -26,8 +26,8 @@ class RelaySettings:
     # A subscriber's queue, in encoded frames. At 15 fps, 30 frames is 2 s of
     # video: more than that and the receiver is better served by a fresh keyframe.
     video_queue_frames: int = 30
-    # Audio is 50 packets a second; 25 packets is half a second of delay at most.
-    audio_queue_packets: int = 25
+    # Audio is 25 packets a second (40 ms each); 12 packets is half a second of delay at most.
+    audio_queue_packets: int = 12
     # How often link reports are produced.
     report_interval_s: float = 1.0
     # Choose each participant's layers from its own RTCP feedback (media.downlink);

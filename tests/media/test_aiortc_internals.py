@@ -8,6 +8,7 @@ import fractions
 import inspect
 
 import aioice.ice
+import aiortc.clock
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import av
@@ -20,6 +21,7 @@ from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
 
 from media.aiortc_internals import (
     CONSENT_RETRANSMISSIONS,
+    fast_ntp_clock,
     gather_on,
     hook_sender_rtcp,
     install_consent_hook,
@@ -157,7 +159,22 @@ def test_resends_come_from_a_history_indexed_by_the_module_constant() -> None:
     assert "% RTP_HISTORY_SIZE] = (" in inspect.getsource(RTCRtpSender._run_rtp)
     assert "self.__rtp_timestamp = packet.timestamp" in inspect.getsource(RTCRtpSender._run_rtp)
     lengthen_history()
-    assert aiortc.rtcrtpsender.RTP_HISTORY_SIZE == 512
+    assert aiortc.rtcrtpsender.RTP_HISTORY_SIZE == 256
+
+
+def test_senders_read_the_ntp_clock_through_the_module() -> None:
+    # fast_ntp_clock replaces aiortc.clock.current_ntp_time: the sender must look
+    # it up on the module at each packet, and get the same time as before.
+    source = inspect.getsource(RTCRtpSender._run_rtp)
+    assert source.count("clock.current_ntp_time()") == 2
+    original = aiortc.clock.current_ntp_time
+    fast_ntp_clock()
+    try:
+        assert aiortc.clock.current_ntp_time is not original
+        difference_s = abs(aiortc.clock.current_ntp_time() - original()) / 2**32
+        assert difference_s < 0.01
+    finally:
+        aiortc.clock.current_ntp_time = original
 
 
 def test_consent_checks_are_the_only_requests_sent_without_retransmission() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from classroom.roles import Role
 from media.aiortc_internals import sender_red
+from media.encoders import OPUS_FRAME_SAMPLES
 from media.red import MAX_BLOCK, Block, RedEncoder, pack, parse
 from media.relay import Relay
 from media.slots import Slot
@@ -129,9 +130,9 @@ async def test_the_relay_sends_red_to_a_classroom_that_offers_it(relay: Relay, j
             await asyncio.sleep(0.1)
         blocks = [parse(payload, ts) for payload, ts in sent]
         for before, after in itertools.pairwise(blocks):
-            # The previous packet's Opus rides along, 20 ms (960 ticks) earlier.
+            # The previous packet's Opus rides along, one packet time earlier.
             assert after[0] == before[-1]
-            assert after[-1].timestamp - after[0].timestamp == 960
+            assert after[-1].timestamp - after[0].timestamp == OPUS_FRAME_SAMPLES
     finally:
         await room.close()
 
