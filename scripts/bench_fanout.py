@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -66,6 +67,7 @@ async def _serve(kind: str, conn: multiprocessing.connection.Connection) -> None
     gateway: Any = (
         Relay(RelaySettings(host_addresses=LOOPBACK)) if kind == "ours" else NaiveRelay(LOOPBACK)
     )
+    gc.freeze()  # as `classroom serve` does, for both relays
 
     classrooms: list[str] = []
 
