@@ -195,12 +195,14 @@ class Allocator:
             return self._watch_probe(estimate_kbps, offers, now_ms)
 
         if cost(self.current, offers) > estimate_kbps:
-            self._down_at = now_ms
-            self._up_since = None
             fitting = self._fit(estimate_kbps, offers)
-            if fitting == self.current:
-                return None
-            return self._set(fitting, "down")
+            # Already at the floor (audio, slides at a frame a second), which is
+            # sent whatever the estimate, nothing is downgraded: on to probing,
+            # which alone can raise a REMB that follows what it receives.
+            if fitting != self.current:
+                self._down_at = now_ms
+                self._up_since = None
+                return self._set(fitting, "down")
 
         if self._down_at is not None and now_ms - self._down_at < self._backoff_ms:
             self._up_since = None

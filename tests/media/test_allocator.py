@@ -204,3 +204,15 @@ def test_a_new_stage_is_seen_at_once_and_watched_like_a_probe() -> None:
     assert (
         decision.allocation["stage_video"] == OFF and decision.allocation["stage_audio"] == "high"
     )
+
+
+def test_an_estimate_below_the_floor_does_not_hold_probes_back() -> None:
+    """Audio is sent whatever the estimate; a REMB that follows what it receives
+    stays under it. Only a probe can raise it: it must still come."""
+    alloc = Allocator(after_down_ms=6000, probe_hold_ms=1000)
+    alloc.update(300, LESSON, 0)
+    alloc.update(30, LESSON, 500)  # a real downgrade: down to audio alone
+    assert alloc.current == {"teacher_audio": "high", "slides": OFF, "teacher_camera": OFF}
+    decisions = [alloc.update(35, LESSON, t) for t in range(1000, 12_000, 500)]
+    probes = [d for d in decisions if d and d.reason == "probe"]
+    assert probes and probes[0].allocation["slides"] == "low"
