@@ -136,7 +136,7 @@ class Estimator:
             self._min_rtt = min(self._min_rtt or feedback.rtt_ms, feedback.rtt_ms)
         if feedback.remb_bps is not None:
             fell = self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL
-            if fell and self._path_agrees(excess, feedback.rtt_ms):
+            if fell and self._path_agrees(feedback.rtt_ms):
                 self._congested_at = now_ms
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
@@ -173,11 +173,10 @@ class Estimator:
         self._estimate = Estimate(bitrate, round(self._loss, 4), self._rtt, by)
         return self._estimate
 
-    def _path_agrees(self, excess: float | None, rtt_ms: float | None) -> bool:
-        """Whether loss (above the floor) or the round trip confirm a receiver's
-        overuse call."""
-        lost = excess if excess is not None else max(0.0, self._loss - self.loss_floor)
-        if lost >= LOSS_LOW:
+    def _path_agrees(self, rtt_ms: float | None) -> bool:
+        """Whether loss (smoothed, above the floor: one sample of 100 packets is noisy)
+        or the round trip confirm a receiver's overuse call."""
+        if max(0.0, self._loss - self.loss_floor) >= LOSS_LOW:
             return True
         rtt = rtt_ms if rtt_ms is not None else self._rtt
         if rtt is None or self._min_rtt is None:

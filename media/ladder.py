@@ -55,6 +55,8 @@ SLIDES_LAYERS = (
     ),
 )  # fmt: skip
 LAYER_ORDER = ("high", "mid", "low")
+# What a low-frame-rate layer (slides) costs is averaged over this long.
+SLOW_LAYER_WINDOW_S = 10.0
 
 
 class SourceClock:
@@ -143,6 +145,11 @@ class VideoLayer(Layer):
     ) -> None:
         super().__init__(spec.name, "video", gate, clock)
         self.spec = spec
+        if spec.max_fps is not None and spec.max_fps <= 5:
+            # Slides cost little most of the time and a lot at a new page (a page
+            # a few seconds apart): a 2 s average swings between the two, and a
+            # link judged by the swing never gets slides back. Ten seconds amortize.
+            self.meter = RateMeter(window_s=SLOW_LAYER_WINDOW_S)
         self._encoder = VideoEncoder(spec)
         self._executor = executor
         self._latest: av.VideoFrame | None = None
