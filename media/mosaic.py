@@ -40,6 +40,10 @@ SPEC = VideoLayerSpec(
 _BLANK_Y, _BLANK_UV = 40, 128
 
 
+# Each classroom not on stage, in order of arrival: its latest picture, or None.
+Frames = Callable[[], dict[str, av.VideoFrame | None]]
+
+
 def columns_for(count: int) -> int:
     """Columns of a square-ish grid of 16:9 tiles for `count` classrooms."""
     return max(1, math.ceil(math.sqrt(min(max(count, 1), MAX_TILES))))
@@ -140,7 +144,7 @@ class MosaicLayer(Layer):
 
     def __init__(
         self,
-        frames: Callable[[], dict[str, av.VideoFrame | None]],
+        frames: Frames,
         *,
         clock: Callable[[], float],
         executor: Executor,
@@ -205,7 +209,7 @@ class Mosaic:
 
     def __init__(
         self,
-        frames: Callable[[], dict[str, av.VideoFrame | None]],
+        frames: Frames,
         *,
         clock: Callable[[], float],
         executor: Executor,
