@@ -38,6 +38,12 @@ instead of silently here:
    datetime objects: about a microsecond per packet and classroom. We make it read
    `time.time_ns()` instead (`fast_ntp_clock`); aiortc looks the module attribute
    up at each call.
+9. Every sender sends a report (RTCP SR + SDES) about once a second, even one
+   that sends nothing: a slot with no source now (no slides shared yet, nobody on
+   stage), three of a classroom's five. Each report costs building, SRTCP and a
+   send, and the classroom's answer costs as much again. We wrap the sender's
+   `_send_rtcp` so that a sender whose packet count has not moved reports only
+   every `IDLE_REPORT_INTERVAL_S`.
 """
 
 from __future__ import annotations
@@ -371,3 +377,28 @@ def _ntp_time_now() -> int:
 def fast_ntp_clock() -> None:
     """Make aiortc read the NTP time without datetime objects (idempotent)."""
     aiortc.clock.current_ntp_time = _ntp_time_now
+
+
+# --- 9. idle senders' reports ---------------------------------------------------------
+
+# How often a sender that sends nothing still reports (it was once a second).
+IDLE_REPORT_INTERVAL_S = 5.0
+
+
+def quiet_when_idle(sender: RTCRtpSender, clock: Callable[[], float]) -> None:
+    """Let `sender` report once every IDLE_REPORT_INTERVAL_S while it sends nothing."""
+    original: Callable[[list[Any]], Awaitable[None]] = sender._send_rtcp
+    last_count: int | None = None
+    last_at = float("-inf")
+
+    async def send_rtcp(packets: list[Any]) -> None:
+        nonlocal last_count, last_at
+        if packets and isinstance(packets[0], RtcpSrPacket):
+            count = packets[0].sender_info.packet_count
+            now = clock()
+            if count == last_count and now - last_at < IDLE_REPORT_INTERVAL_S:
+                return
+            last_count, last_at = count, now
+        await original(packets)
+
+    sender._send_rtcp = send_rtcp  # type: ignore[method-assign]

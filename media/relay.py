@@ -41,6 +41,7 @@ from media.aiortc_internals import (
     install_red_encoder,
     lengthen_history,
     pace_sender,
+    quiet_when_idle,
     send_red,
     sender_octets,
     sender_rtt_s,
@@ -338,6 +339,7 @@ class Relay:
         track = SubscriberTrack(kind, capacity, self._settings.keyframe_min_interval_s)
         transceiver.sender.replaceTrack(track)
         feedback = hook_sender_rtcp(transceiver.sender, track.request_keyframe)
+        quiet_when_idle(transceiver.sender, self._clock)
         return Outgoing(slot, transceiver.sender, track, feedback)
 
     def _pace(self, participant: Participant) -> None:

@@ -221,3 +221,37 @@ def test_red_can_be_put_first_between_offer_and_answer() -> None:
     source = inspect.getsource(RTCRtpSender._next_encoded_frame)
     assert "self.__encoder = get_encoder(codec)" in source
     assert hasattr(aiortc.rtcrtpsender, "get_encoder")
+
+
+def test_senders_report_through_send_rtcp_with_the_sr_first() -> None:
+    # quiet_when_idle() wraps _send_rtcp and reads the SR's packet count.
+    source = inspect.getsource(RTCRtpSender._run_rtcp)
+    assert "RtcpSrPacket(" in source and "await self._send_rtcp(packets)" in source
+    assert source.index("RtcpSrPacket(") < source.index("RtcpSdesPacket(")
+
+
+async def test_an_idle_sender_reports_every_five_seconds() -> None:
+    from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+
+    from media.aiortc_internals import IDLE_REPORT_INTERVAL_S, quiet_when_idle
+
+    sent: list[int] = []
+
+    class Sender:
+        async def _send_rtcp(self, packets: list[object]) -> None:
+            sent.append(packets[0].sender_info.packet_count)  # type: ignore[attr-defined]
+
+    now = [0.0]
+    sender = Sender()
+    quiet_when_idle(sender, lambda: now[0])  # type: ignore[arg-type]
+
+    def sr(count: int) -> list[object]:
+        info = RtcpSenderInfo(ntp_timestamp=0, rtp_timestamp=0, packet_count=count, octet_count=0)
+        return [RtcpSrPacket(ssrc=1, sender_info=info)]
+
+    for second, count in enumerate([0, 0, 0, 0, 0, 0, 5, 9, 9, 9]):
+        now[0] = float(second)
+        await sender._send_rtcp(sr(count))
+    # Idle: at 0 s and 5 s; sending: every report; idle again: quiet.
+    assert sent == [0, 0, 5, 9]
+    assert IDLE_REPORT_INTERVAL_S == 5.0
