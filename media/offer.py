@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aiortc import sdp
+from dataclasses import dataclass
+
+from aiortc import RTCRtpCodecParameters, sdp
 
 from classroom.roles import Role
 from media.gateway import MediaError
@@ -12,8 +14,15 @@ from media.slots import SLOTS, SlotSpec
 REQUIRED_CODEC = {"video": "VP8", "audio": "opus"}
 
 
-def check_offer(offer_sdp: str, role: Role) -> tuple[SlotSpec, ...]:
-    """Return the role's slots if the offer has one matching m-line per slot, in order.
+@dataclass(frozen=True)
+class OfferedSlot:
+    spec: SlotSpec
+    # What the offer's m-line for this slot lists (RED, for one, is looked up there).
+    codecs: list[RTCRtpCodecParameters]
+
+
+def check_offer(offer_sdp: str, role: Role) -> tuple[OfferedSlot, ...]:
+    """The role's slots, if the offer has one matching m-line per slot, in order.
 
     Raises MediaError with a message a user (or a client developer) can act on.
     """
@@ -40,4 +49,6 @@ def check_offer(offer_sdp: str, role: Role) -> tuple[SlotSpec, ...]:
             raise MediaError(f"{where} must offer the {codec} codec")
         if section.ice is None or section.dtls is None:
             raise MediaError(f"{where} lacks ICE or DTLS parameters")
-    return specs
+    return tuple(
+        OfferedSlot(spec, section.rtp.codecs) for spec, section in zip(specs, media, strict=True)
+    )

@@ -27,7 +27,6 @@ from aiortc import (
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
-    sdp,
 )
 
 from classroom.roles import Role
@@ -174,7 +173,8 @@ class Relay:
     ) -> str:
         if self._closed:
             raise MediaError("the media relay is shutting down")
-        specs = check_offer(offer_sdp, role)
+        offered = check_offer(offer_sdp, role)
+        specs = [slot.spec for slot in offered]
         lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))
         old = lesson.participants.pop(participant_id, None)
         if old is not None:
@@ -206,11 +206,10 @@ class Relay:
             except Exception as exc:  # aiortc raises ValueError, OperationError, ...
                 raise MediaError(f"the offer cannot be used: {exc}") from None
             if self._settings.audio_red:
-                sections = sdp.SessionDescription.parse(offer_sdp).media
-                for spec, transceiver, section in zip(specs, transceivers, sections, strict=True):
-                    out = participant.outgoing.get(spec.slot)
-                    if out is not None and spec.kind == "audio":
-                        out.red = send_red(transceiver, section.rtp.codecs)
+                for slot, transceiver in zip(offered, transceivers, strict=True):
+                    out = participant.outgoing.get(slot.spec.slot)
+                    if out is not None and slot.spec.kind == "audio":
+                        out.red = send_red(transceiver, slot.codecs)
             answer = await pc.createAnswer()
             with gather_on(self._settings.host_addresses):
                 await pc.setLocalDescription(answer)
