@@ -105,6 +105,7 @@ class Estimator:
         self._loss = 0.0
         self._rtt: float | None = None
         self._samples: deque[tuple[int, float]] = deque()
+        self._floor = 0.0
         self._estimate = Estimate(initial_bps, 0.0, None, "initial")
 
     @property
@@ -118,20 +119,24 @@ class Estimator:
     @property
     def loss_floor(self) -> float:
         """The steady loss that is not taken for congestion (module notes)."""
+        return self._floor
+
+    def _add_loss_sample(self, lost: float, now_ms: int) -> None:
+        self._samples.append((now_ms, lost))
+        while self._samples and now_ms - self._samples[0][0] > FLOOR_WINDOW_MS:
+            self._samples.popleft()
         if len(self._samples) < FLOOR_MIN_SAMPLES:
-            return 0.0
-        ordered = sorted(lost for _, lost in self._samples)
-        return min(FLOOR_MAX, ordered[int(FLOOR_PERCENTILE * (len(ordered) - 1))])
+            self._floor = 0.0
+        else:
+            ordered = sorted(sample for _, sample in self._samples)
+            self._floor = min(FLOOR_MAX, ordered[int(FLOOR_PERCENTILE * (len(ordered) - 1))])
 
     def update(self, feedback: Feedback, now_ms: int, sending_bps: int | None = None) -> Estimate:
         """Fold in one piece of feedback; `sending_bps` is what the relay sends now."""
-        excess = None
+        lost = None
         if feedback.fraction_lost is not None:
             lost = min(1.0, max(0.0, feedback.fraction_lost))
-            self._samples.append((now_ms, lost))
-            while self._samples and now_ms - self._samples[0][0] > FLOOR_WINDOW_MS:
-                self._samples.popleft()
-            excess = max(0.0, lost - self.loss_floor)
+            self._add_loss_sample(lost, now_ms)
         if feedback.rtt_ms is not None and feedback.rtt_ms > 0:
             self._min_rtt = min(self._min_rtt or feedback.rtt_ms, feedback.rtt_ms)
         if feedback.remb_bps is not None:
@@ -153,11 +158,10 @@ class Estimator:
         if remb is not None and sending_bps is not None and not self._congested:
             # Not congested: what already goes through is carried (module notes).
             remb = max(remb, sending_bps)
-        if feedback.fraction_lost is not None and excess is not None:
-            lost = min(1.0, max(0.0, feedback.fraction_lost))
+        if lost is not None:
             self._loss = (1 - SMOOTHING) * self._loss + SMOOTHING * lost
-            self._apply_loss(excess, now_ms, remb)
-        elif remb is not None and max(0.0, self._loss - self.loss_floor) < LOSS_LOW:
+            self._apply_loss(max(0.0, lost - self._floor), now_ms, remb)
+        elif remb is not None and max(0.0, self._loss - self._floor) < LOSS_LOW:
             # A clean link: the delay-based figure stands (see the module notes).
             self._loss_based = float(remb)
 
@@ -176,7 +180,7 @@ class Estimator:
     def _path_agrees(self, rtt_ms: float | None) -> bool:
         """Whether loss (smoothed, above the floor: one sample of 100 packets is noisy)
         or the round trip confirm a receiver's overuse call."""
-        if max(0.0, self._loss - self.loss_floor) >= LOSS_LOW:
+        if max(0.0, self._loss - self._floor) >= LOSS_LOW:
             return True
         rtt = rtt_ms if rtt_ms is not None else self._rtt
         if rtt is None or self._min_rtt is None:

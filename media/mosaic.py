@@ -163,22 +163,19 @@ class MosaicLayer(Layer):
         if self._worker is None and not self.closed:
             self._worker = asyncio.create_task(self._run(), name="classroom-mosaic")
 
-    def refresh(self) -> bool:
-        """Seat the classrooms that have a camera now; True if the layout changed."""
-        return self.tiles.update(list(self._frames()))
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self.closed:
             started = self._clock()
             if self.active:
-                self.refresh()
-                frames = {p: f for p, f in self._frames().items() if f is not None}
+                present = self._frames()
+                self.tiles.update(list(present))
+                frames = {p: f for p, f in present.items() if f is not None}
                 force = self._gate.should_force(started)
                 pts = round(started * 90000)
                 try:
                     packets = await loop.run_in_executor(
-                        self._executor, self._encode, dict(frames), force, pts
+                        self._executor, self._encode, frames, force, pts
                     )
                 except (av.FFmpegError, ValueError) as exc:
                     logger.warning("classroom mosaic: encoding failed: %s", exc)
