@@ -40,6 +40,21 @@ class LessonNotFound(Exception):
     pass
 
 
+# The viewers of a shared observer link share its participant id; each has a media
+# connection of its own at the relay, under "<participant id>~<viewer number>".
+_VIEWER = "~"
+
+
+def viewer_media_id(participant_id: str, viewer: int) -> str:
+    return f"{participant_id}{_VIEWER}{viewer}"
+
+
+def participant_of(media_id: str) -> tuple[str, bool]:
+    """The participant behind a relay's media id, and whether it is one of its viewers."""
+    participant_id, _, viewer = media_id.partition(_VIEWER)
+    return participant_id, bool(viewer)
+
+
 class LessonOver(InvalidTransition):
     code = "lesson_ended"
 
@@ -350,9 +365,8 @@ class Lessons:
         record a change of the layers it receives as a DeliveryChanged event."""
         self._metrics.link_reports.inc()
         lesson = self._live.get(report.lesson_id)
-        # An observer's viewers share its participant id; each has a media id of its
-        # own ("<participant>~<n>", signaling.ws), and its report is for it alone.
-        participant_id, _, viewer = report.participant_id.partition("~")
+        # A viewer's report (`viewer_media_id`) is for that viewer's connection alone.
+        participant_id, viewer = participant_of(report.participant_id)
         if lesson is None or participant_id not in lesson.participants:
             return
         msg = LinkMsg(

@@ -26,7 +26,7 @@ from classroom.roles import Role
 from media.gateway import MediaError, MediaGateway
 from signaling import protocol as p
 from signaling.bus import Envelope, Unsubscribe
-from signaling.lessons import LessonOver, Lessons
+from signaling.lessons import LessonOver, Lessons, viewer_media_id
 from signaling.metrics import Metrics
 from signaling.settings import Settings
 from signaling.tokens import Claims, TokenError, TokenIssuer
@@ -300,7 +300,7 @@ class Connection:
         self._claims = claims
         self._media_id = claims.participant_id
         if claims.role is Role.OBSERVER:
-            self._media_id = f"{claims.participant_id}~{next(_viewer_numbers)}"
+            self._media_id = viewer_media_id(claims.participant_id, next(_viewer_numbers))
         try:
             self._unsubscribe = await lessons.attach(
                 claims.lesson_id, claims.participant_id, self, msg.since
