@@ -182,22 +182,20 @@ def _need_chromium() -> None:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the session's tests; each test makes lessons of its own."""
-    _need_chromium()
-    srv = Server(tmp_path_factory.mktemp("server-data"))
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from _serving(tmp_path_factory.mktemp("server-data"))
 
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[Server]:
     """A server for one test that stops and restarts it."""
-    _need_chromium()
     data = tmp_path / "server-data"
     data.mkdir()
-    srv = Server(data)
+    yield from _serving(data)
+
+
+def _serving(data_dir: Path) -> Iterator[Server]:
+    _need_chromium()
+    srv = Server(data_dir)
     srv.start()
     try:
         yield srv
@@ -302,6 +300,13 @@ def wait_flowing(page: Any, slot: str, timeout_s: float = 20) -> dict[str, Any]:
                 return last
         time.sleep(0.5)
     raise AssertionError(f"{page.name}: {slot} not flowing within {timeout_s}s; last stats {last}")
+
+
+def raise_hand(page: Any, student: str) -> None:
+    """A classroom page raises its hand for `student`, through its buttons."""
+    page.click("[data-testid=raise-hand]")
+    page.fill("[data-testid=student-name]", student)
+    page.click("[data-testid=raise-confirm]")
 
 
 def frames_decoded(page: Any, slot: str) -> int:

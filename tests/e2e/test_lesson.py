@@ -11,6 +11,7 @@ from tests.e2e.conftest import (
     CHROMIUM_ARGS,
     _http,
     frames_decoded,
+    raise_hand,
     screenshot,
     wait_connected,
     wait_flowing,
@@ -102,9 +103,7 @@ def test_hand_floor_and_stage(server, open_page):
         wait_connected(page)
 
     # A classroom raises a hand for a named student.
-    asking.click("[data-testid=raise-hand]")
-    asking.fill("[data-testid=student-name]", "王小明")
-    asking.click("[data-testid=raise-confirm]")
+    raise_hand(asking, "王小明")
     asking.wait_for_selector("[data-testid=hand-status][data-student=王小明]")
     assert asking.is_hidden("[data-testid=raise-hand]")
 
@@ -152,9 +151,7 @@ def test_reloaded_classroom_keeps_its_hand(server, open_page):
     room = open_page(server.url(lesson["classrooms"][0]["url"]), "classroom")
     wait_connected(teacher)
     wait_connected(room)
-    room.click("[data-testid=raise-hand]")
-    room.fill("[data-testid=student-name]", "李华")
-    room.click("[data-testid=raise-confirm]")
+    raise_hand(room, "李华")
     teacher.wait_for_selector("[data-testid=hand][data-student=李华]")
 
     # A reload (a projector PC's browser restarted, say) rejoins with the hand up.
@@ -364,9 +361,7 @@ def test_pages_come_back_after_a_server_restart(own_server, open_page):
     room = open_page(own_server.url(lesson["classrooms"][0]["url"]), "classroom")
     wait_connected(teacher)
     wait_connected(room)
-    room.click("[data-testid=raise-hand]")
-    room.fill("[data-testid=student-name]", "张伟")
-    room.click("[data-testid=raise-confirm]")
+    raise_hand(room, "张伟")
     teacher.wait_for_selector("[data-testid=hand][data-student=张伟]")
 
     own_server.stop()

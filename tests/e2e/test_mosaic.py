@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import screenshot, wait_connected, wait_flowing
+from tests.e2e.conftest import raise_hand, screenshot, wait_connected, wait_flowing
 
 pytestmark = pytest.mark.e2e
 
@@ -40,9 +40,7 @@ def test_the_teacher_sees_the_classrooms(server, open_page):
     assert all(w > 50 and h > 30 for _, _, w, h in boxes)
 
     # A raised hand outlines its classroom's tile.
-    rooms[1].click("[data-testid=raise-hand]")
-    rooms[1].fill("[data-testid=student-name]", "李华")
-    rooms[1].click("[data-testid=raise-confirm]")
+    raise_hand(rooms[1], "李华")
     teacher.wait_for_selector("[data-testid=mosaic-cell].hand:has-text('河口小学')")
     screenshot(teacher, "teacher-mosaic")
 

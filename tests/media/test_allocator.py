@@ -94,50 +94,39 @@ def probing() -> Allocator:
     )  # fmt: skip
 
 
-def step_through(alloc: Allocator, steps: list[tuple[int, float]]) -> list[tuple[int, str, str]]:
-    out = []
-    for now, kbps in steps:
-        decision = alloc.update(kbps, LESSON, now)
-        if decision:
-            out.append((now, decision.reason, decision.allocation["teacher_camera"]))
-    return out
-
-
 def test_a_probe_the_link_carries_is_kept() -> None:
     """REMB sits near what is received; only sending more shows the link carries more."""
     alloc = probing()
     # 250 kbit/s: audio 40 + slides high 150 fit; the camera's 150 more does not.
-    assert step_through(alloc, [(0, 250)]) == [(0, "reshape", OFF)]
-    changes = step_through(alloc, [(t, 250) for t in range(500, 2600, 500)])
+    assert run(alloc, [(0, 250)]) == [(0, "reshape", OFF)]
+    changes = run(alloc, [(t, 250) for t in range(500, 2600, 500)])
     assert changes == [(2500, "probe", "low")]  # 340 kbit/s <= 1.6 x 250, after the hold
     # No congestion: the estimator reports what is sent as carried (340), for 3 s.
-    assert step_through(alloc, [(t, 340) for t in range(3000, 6000, 500)]) == []
+    assert run(alloc, [(t, 340) for t in range(3000, 6000, 500)]) == []
     # The probe is kept; the next one (camera mid, 690) needs an estimate of 432 or more.
-    assert step_through(alloc, [(t, 340) for t in range(6000, 12000, 500)]) == []
-    changes = step_through(alloc, [(t, 450) for t in range(12000, 15000, 500)])
+    assert run(alloc, [(t, 340) for t in range(6000, 12000, 500)]) == []
+    changes = run(alloc, [(t, 450) for t in range(12000, 15000, 500)])
     assert changes and changes[0][1:] == ("probe", "mid")
 
 
 def test_congestion_during_a_probe_falls_back_at_once_and_backs_off() -> None:
     alloc = probing()
-    step_through(alloc, [(t, 250) for t in range(0, 2600, 500)])
+    run(alloc, [(t, 250) for t in range(0, 2600, 500)])
     assert alloc.current["teacher_camera"] == "low"  # probing
     # 2.5 s in, the receiver's REMB falls below what is sent: congestion.
-    assert step_through(alloc, [(3000, 340), (4500, 340), (5000, 300)]) == [(5000, "down", OFF)]
+    assert run(alloc, [(3000, 340), (4500, 340), (5000, 300)]) == [(5000, "down", OFF)]
     # No new probe for twice the quiet period (12 s), then one after the hold.
-    assert step_through(alloc, [(t, 250) for t in range(5500, 17000, 500)]) == []
-    assert step_through(alloc, [(t, 250) for t in range(17000, 19500, 500)]) == [
-        (19000, "probe", "low")
-    ]
+    assert run(alloc, [(t, 250) for t in range(5500, 17000, 500)]) == []
+    assert run(alloc, [(t, 250) for t in range(17000, 19500, 500)]) == [(19000, "probe", "low")]
 
 
 def test_no_probe_beyond_the_ceiling() -> None:
     alloc = probing()
     # 118 kbit/s: audio + slides low (100) fit the headroom; slides high (190) is
     # more than 1.6 x 118 = 188.8 (and 118 + 50), and so is the camera's step.
-    step_through(alloc, [(0, 118)])
+    run(alloc, [(0, 118)])
     assert alloc.current == {"teacher_audio": "high", "slides": "low", "teacher_camera": OFF}
-    assert step_through(alloc, [(t, 118) for t in range(500, 6000, 500)]) == []
+    assert run(alloc, [(t, 118) for t in range(500, 6000, 500)]) == []
 
 
 def test_a_step_of_a_later_slot_is_tried_when_the_first_is_too_big() -> None:
