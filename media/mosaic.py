@@ -167,9 +167,11 @@ class MosaicLayer(Layer):
         loop = asyncio.get_running_loop()
         while not self.closed:
             started = self._clock()
+            # The seats follow the lesson even while no one receives the picture (a
+            # teacher whose link carries only the stage): the layout stays true.
+            present = self._frames()
+            self.tiles.update(list(present))
             if self.active:
-                present = self._frames()
-                self.tiles.update(list(present))
                 frames = {p: f for p, f in present.items() if f is not None}
                 force = self._gate.should_force(started)
                 pts = round(started * 90000)

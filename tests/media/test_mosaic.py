@@ -137,3 +137,43 @@ async def test_no_mosaic_is_encoded_for_no_one(relay: Relay, join: Join) -> None
     await join("room-b", Role.CLASSROOM)
     await asyncio.sleep(1)
     assert relay._lessons[LESSON].mosaic is None
+
+
+class _Receiver:
+    """Enough of a SubscriberTrack for a layer to hand packets to."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+
+    def deliver(self, layer: object, packet: object) -> None:
+        self.packets += 1
+
+
+async def test_the_seats_follow_the_lesson_while_no_one_receives() -> None:
+    """A teacher whose link carries only the stage still gets a true layout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from media.mosaic import MosaicLayer
+
+    picture = av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")
+    present: dict[str, av.VideoFrame | None] = {"room-a": picture, "room-b": picture}
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(1) as executor:
+        layer = MosaicLayer(lambda: dict(present), clock=loop.time, executor=executor)
+        receiver = _Receiver()
+        layer.subscribe(receiver)
+        for _ in range(50):
+            if layer.tiles.positions == ["room-a", "room-b"] and receiver.packets:
+                break
+            await asyncio.sleep(0.05)
+        assert layer.tiles.positions == ["room-a", "room-b"] and receiver.packets
+        layer.unsubscribe(receiver)
+        encoded = layer.frames_encoded
+        del present["room-a"]  # on stage
+        for _ in range(50):
+            if layer.tiles.positions == ["room-b"]:
+                break
+            await asyncio.sleep(0.05)
+        assert layer.tiles.positions == ["room-b"]
+        assert layer.frames_encoded == encoded  # nothing composed for no one
+        layer.close()
