@@ -179,8 +179,9 @@ class MosaicLayer(Layer):
                     packets = await loop.run_in_executor(
                         self._executor, self._encode, frames, force, pts
                     )
-                except (av.FFmpegError, ValueError) as exc:
-                    logger.warning("classroom mosaic: encoding failed: %s", exc)
+                except Exception:
+                    # One bad picture must not end the mosaic for the rest of the lesson.
+                    logger.exception("classroom mosaic: composing or encoding failed")
                     packets = []
                 if not self.closed:
                     self.publish(packets)
