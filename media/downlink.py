@@ -9,6 +9,7 @@ decision; nothing here touches aiortc.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -57,7 +58,14 @@ class _Seen:
 
 
 class Downlink:
-    def __init__(self, estimator: Estimator | None = None, allocator: Allocator | None = None):
+    def __init__(
+        self,
+        estimator: Estimator | None = None,
+        allocator: Allocator | None = None,
+        name: str = "",
+    ):
+        # Whose downlink this is, for the debug log.
+        self.name = name
         # Below libwebrtc's 300 kbit/s default start: a rural link of 256 kbit/s is not
         # flooded before its first feedback, and probing climbs from there.
         self.estimator = estimator or Estimator(initial_bps=250_000)
@@ -81,9 +89,11 @@ class Downlink:
             if view.layers
         ]
         if feedback is not None:
-            sending = round(cost(self.allocator.current, offers) * 1000)
+            # Rounded up: an estimate of what is sent must cover its cost, or the
+            # allocator sees the current layers not fit by a fraction of a bit.
+            sending = math.ceil(cost(self.allocator.current, offers) * 1000)
             estimate = self.estimator.update(feedback, now_ms, sending_bps=sending or None)
-            logger.debug("%s sending %d -> %s", feedback, sending, estimate)
+            logger.debug("%s: %s sending %d -> %s", self.name, feedback, sending, estimate)
         estimate = self.estimator.estimate
         return self.allocator.update(
             estimate.bitrate_bps / 1000, offers, now_ms, may_probe=estimate.limited_by != "initial"

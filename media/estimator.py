@@ -22,6 +22,13 @@ Two departures, both from what Chromium's REMB turned out to mean here:
   minimum (a queue building). A receiver short of CPU also reports overuse
   (its packets wait to be read, not on the link), and believing it would starve
   a classroom whose link is fine.
+- What was carried holds for `CARRIED_WINDOW_MS`, not only while it is being
+  sent: the REMB follows what the receiver gets, so when the relay sends less for
+  a reason of its own (a layer's cost measured higher for a moment, a probe ended)
+  the REMB falls with it, and an estimate that followed would ratchet a clean
+  link down to audio alone, seen here on a 2 Mbit/s link with no loss and a flat
+  round trip. Congestion (a confirmed REMB fall, or loss above the floor over
+  10 %) forgets it.
 - With low loss, A_s follows that delay-based figure at once instead of creeping
   up 5 % a second: a second slow climb on top of the receiver's own would keep a
   recovered classroom on low quality for a minute. Loss can only ever pull the
@@ -57,6 +64,8 @@ CONGESTION_HOLD_MS = 5000
 # A round trip this much above the lowest seen means a queue on the path.
 QUEUE_RTT_FACTOR = 1.25
 QUEUE_RTT_MARGIN_MS = 20.0
+# How long a rate sent without complaint counts as carried (module notes).
+CARRIED_WINDOW_MS = 20_000
 # The loss floor (module notes): this percentile of the samples of this window,
 # once there are enough of them to tell a steady loss from a passing one.
 FLOOR_WINDOW_MS = 30_000
@@ -106,6 +115,8 @@ class Estimator:
         self._rtt: float | None = None
         self._samples: deque[tuple[int, float]] = deque()
         self._floor = 0.0
+        # (time, bit/s) sent while the path showed no congestion, newest last.
+        self._carried: deque[tuple[int, int]] = deque()
         self._estimate = Estimate(initial_bps, 0.0, None, "initial")
 
     @property
@@ -143,6 +154,7 @@ class Estimator:
             fell = self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL
             if fell and self._path_agrees(feedback.rtt_ms):
                 self._congested_at = now_ms
+                self._carried.clear()
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
         self._congested = (
@@ -154,12 +166,16 @@ class Estimator:
                 if self._rtt is None
                 else (1 - SMOOTHING) * self._rtt + SMOOTHING * feedback.rtt_ms
             )
-        remb = self._fresh_remb(now_ms)
-        if remb is not None and sending_bps is not None and not self._congested:
-            # Not congested: what already goes through is carried (module notes).
-            remb = max(remb, sending_bps)
         if lost is not None:
             self._loss = (1 - SMOOTHING) * self._loss + SMOOTHING * lost
+            if lost - self._floor > LOSS_HIGH:
+                self._carried.clear()
+        remb = self._fresh_remb(now_ms)
+        carried = self._note_carried(sending_bps, now_ms)
+        if remb is not None and carried is not None:
+            # Not congested: what went through lately is carried (module notes).
+            remb = max(remb, carried)
+        if lost is not None:
             self._apply_loss(max(0.0, lost - self._floor), now_ms, remb)
         elif remb is not None and max(0.0, self._loss - self._floor) < LOSS_LOW:
             # A clean link: the delay-based figure stands (see the module notes).
@@ -176,6 +192,19 @@ class Estimator:
         bitrate = min(max(bitrate, self._min), self._max)
         self._estimate = Estimate(bitrate, round(self._loss, 4), self._rtt, by)
         return self._estimate
+
+    def _note_carried(self, sending_bps: int | None, now_ms: int) -> int | None:
+        """The most sent within the window while the path showed no congestion."""
+        clean = max(0.0, self._loss - self._floor) < LOSS_LOW
+        if self._congested:
+            self._carried.clear()
+        elif sending_bps is not None and clean:
+            self._carried.append((now_ms, sending_bps))
+        while self._carried and now_ms - self._carried[0][0] > CARRIED_WINDOW_MS:
+            self._carried.popleft()
+        if self._congested or not self._carried:
+            return None
+        return max(rate for _, rate in self._carried)
 
     def _path_agrees(self, rtt_ms: float | None) -> bool:
         """Whether loss (smoothed, above the floor: one sample of 100 packets is noisy)

@@ -188,6 +188,7 @@ class Relay:
             RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         participant = Participant(lesson_id, participant_id, role, pc, joined_at=self._clock())
+        participant.downlink.name = f"{lesson_id}/{participant_id}"
         try:
             transceivers = []
             for spec in specs:

@@ -96,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     p_serve.add_argument("--data-dir", type=Path, help="where lessons are kept")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # e.g. CLASSROOM_DEBUG=media.downlink,media.relay: those loggers at DEBUG.
     for name in filter(None, os.environ.get("CLASSROOM_DEBUG", "").split(",")):
         logging.getLogger(name.strip()).setLevel(logging.DEBUG)

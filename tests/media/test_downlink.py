@@ -50,6 +50,28 @@ def test_priorities_audio_then_slides_then_camera() -> None:
     }
 
 
+def test_a_clean_link_keeps_its_layers_whatever_the_remb_does() -> None:
+    """Measured costs are fractions of a kbit/s and the REMB sits near what is
+    received: neither may walk a clean link down (seen on 2 Mbit/s, to audio alone)."""
+    down = Downlink(Estimator(initial_bps=2_000_000), Allocator())
+    fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
+    layers = {"teacher_audio": AUDIO, "teacher_camera": CAMERA, "slides": SLIDES}
+    remb(fbs["teacher_camera"], 2_000_000)
+    first = down.tick(views(**fbs), 0.0)
+    assert first is not None and first.allocation["teacher_camera"] == "high"
+    for t in range(1, 30):
+        # A keyframe or a page turn moves a cost by a fraction; the REMB dips with it.
+        wobble = 0.3337 * (t % 3)
+        costs = {
+            name: tuple((layer, kbps + wobble) for layer, kbps in layers[name]) for name in layers
+        }
+        remb(fbs["teacher_camera"], 1_350_000 if t % 4 else 1_000_000)
+        report(fbs["teacher_camera"], 200 * t, 0)
+        view = {Slot(n): SlotView(fb, costs[n], rtt_ms=100.0) for n, fb in fbs.items()}
+        decision = down.tick(view, float(t))
+        assert decision is None, (t, decision, down.estimate)
+
+
 def test_loss_is_counted_over_all_slots_from_cumulative_counters() -> None:
     down = Downlink(Estimator(initial_bps=1_000_000), Allocator())
     audio, camera = SenderFeedback(), SenderFeedback()

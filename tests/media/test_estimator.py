@@ -105,6 +105,47 @@ def test_what_is_sent_without_complaint_counts_as_carried() -> None:
     assert e.bitrate_bps == 340_000 and not est.congested
 
 
+def test_sending_less_of_its_own_accord_does_not_lower_the_estimate() -> None:
+    """The REMB follows what the receiver gets: it falls when the relay sends less.
+    On a clean path that fall must not ratchet the estimate down (seen on 2 Mbit/s)."""
+    est = Estimator(initial_bps=300_000)
+    for second in range(5):
+        est.update(
+            Feedback(remb_bps=1_100_000, rtt_ms=100, fraction_lost=0.0),
+            second * 1000,
+            sending_bps=1_000_000,
+        )
+    # The relay drops to audio and slides; the REMB follows, the path stays clean.
+    now = 5000
+    for remb in (600_000, 300_000, 150_000, 120_000):
+        now += 1000
+        e = est.update(Feedback(remb_bps=remb, rtt_ms=101), now, sending_bps=130_000)
+        assert not est.congested and e.bitrate_bps == 1_000_000
+    # What was carried is forgotten after the window, then the REMB rules again.
+    e = est.update(Feedback(remb_bps=120_000, rtt_ms=101), now + 20_000, sending_bps=130_000)
+    assert e.bitrate_bps == 130_000
+
+
+def test_congestion_forgets_what_was_carried() -> None:
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=1_100_000, rtt_ms=100, fraction_lost=0.0), 0, 1_000_000)
+    # The link narrows: the round trip grows and the REMB falls.
+    e = est.update(Feedback(remb_bps=300_000, rtt_ms=400), 1000, sending_bps=1_000_000)
+    assert est.congested and e.bitrate_bps == 300_000
+    # Once the congestion is past, only what was sent since counts.
+    e = est.update(Feedback(remb_bps=280_000, rtt_ms=110), 7000, sending_bps=250_000)
+    assert not est.congested and e.bitrate_bps == 280_000
+
+
+def test_heavy_loss_forgets_what_was_carried() -> None:
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=1_100_000, rtt_ms=100, fraction_lost=0.0), 0, 1_000_000)
+    e = est.update(Feedback(remb_bps=1_100_000, fraction_lost=0.3), 1000, sending_bps=1_000_000)
+    assert e.bitrate_bps < 1_000_000
+    e = est.update(Feedback(remb_bps=200_000, rtt_ms=100), 2000, sending_bps=200_000)
+    assert e.bitrate_bps <= 850_000
+
+
 def test_a_falling_remb_is_congestion_and_rules_for_a_while() -> None:
     est = Estimator(initial_bps=300_000)
     est.update(Feedback(remb_bps=400_000), 0, sending_bps=300_000)  # no RTT known yet
