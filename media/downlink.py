@@ -46,7 +46,9 @@ class SlotView:
     # The source's layers with their cost in kbit/s, cheapest first; empty when the
     # slot has no source now (no slides shared, nobody on stage).
     layers: tuple[tuple[str, float], ...]
-    rtt_ms: float | None = None
+    # Whether it sends now: a paused sender's SR repeats the NTP time of its last
+    # packet, so the round trip its reports give means nothing.
+    sending: bool = True
 
 
 @dataclass
@@ -55,6 +57,7 @@ class _Seen:
     rembs: int = 0
     highest: int | None = None
     lost: int = 0
+    rtts: int = 0
 
 
 class Downlink:
@@ -124,15 +127,19 @@ class Downlink:
                 seen.reports = fb.reports
                 seen.highest = fb.highest_sequence
                 seen.lost = fb.packets_lost
-            if view.rtt_ms is not None:
-                rtts.append(view.rtt_ms)
+            if fb.rtts != seen.rtts:
+                # Only a round trip measured since the last tick: a stale one hides
+                # the queue that builds when a link narrows.
+                seen.rtts = fb.rtts
+                if view.sending and fb.rtt_s is not None:
+                    rtts.append(fb.rtt_s * 1000)
         self._expected += expected
         self._lost += lost
         fraction = None
         if new_report and self._expected >= MIN_LOSS_SAMPLE:
             fraction = min(1.0, self._lost / self._expected)
             self._expected = self._lost = 0
-        if not new_remb and fraction is None:
+        if not new_remb and fraction is None and not rtts:
             return None
         return Feedback(
             remb_bps=sum(remb_by_reporter.values()) if new_remb and remb_by_reporter else None,
