@@ -135,30 +135,24 @@ def test_a_recovered_link_is_found_in_a_few_probes_not_one_per_layer() -> None:
     assert t <= 13_000
 
 
-def test_a_probe_tries_the_best_that_fits_its_ceiling() -> None:
+@pytest.mark.parametrize(
+    ("slides", "estimate", "probe"),
+    [
+        # Ceiling 300: slides high + camera low (340) do not fit, camera low (250) does.
+        ("low", 150, {"slides": "low", "teacher_camera": "low"}),
+        # Ceiling 760: not one layer but two, the camera straight to mid (690).
+        ("high", 380, {"slides": "high", "teacher_camera": "mid"}),
+    ],
+)
+def test_a_probe_tries_the_best_that_fits_its_ceiling(
+    slides: str, estimate: float, probe: dict[str, str]
+) -> None:
     alloc = Allocator(headroom=0.85, probe_ceiling=2.0, probe_min_kbps=150, probe_hold_ms=0)
-    # Slides shared late: only their cheapest layer so far, and no camera.
-    alloc.current = {"teacher_audio": "high", "slides": "low", "teacher_camera": OFF}
+    alloc.current = {"teacher_audio": "high", "slides": slides, "teacher_camera": OFF}
     alloc._slots = frozenset(o.slot for o in LESSON)
-    decision = alloc.update(150, LESSON, 0)
-    # Ceiling 300: slides high + camera low (340) do not fit, camera low (250) does.
+    decision = alloc.update(estimate, LESSON, 0)
     assert decision is not None and decision.reason == "probe"
-    assert decision.allocation == {
-        "teacher_audio": "high",
-        "slides": "low",
-        "teacher_camera": "low",
-    }
-    alloc = Allocator(headroom=0.85, probe_ceiling=2.0, probe_min_kbps=150, probe_hold_ms=0)
-    alloc.current = {"teacher_audio": "high", "slides": "high", "teacher_camera": OFF}
-    alloc._slots = frozenset(o.slot for o in LESSON)
-    decision = alloc.update(380, LESSON, 0)
-    # Ceiling 760: not one layer but two, the camera straight to mid (690).
-    assert decision is not None and decision.reason == "probe"
-    assert decision.allocation == {
-        "teacher_audio": "high",
-        "slides": "high",
-        "teacher_camera": "mid",
-    }
+    assert decision.allocation == {"teacher_audio": "high", **probe}
 
 
 def test_congestion_during_a_probe_falls_back_at_once_and_backs_off() -> None:
