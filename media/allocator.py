@@ -274,9 +274,12 @@ class Allocator:
         layer more. A link that came back (2 Mbit/s after 300 kbit/s) is found
         in a few probes, not one per layer: each probe costs a hold and a confirm."""
         ceiling = self._ceiling(estimate_kbps)
-        jump = allocate(ceiling, offers)
-        if raises(jump, self.current, offers):
-            return jump
+        # Not on a link so slow that the ceiling is the estimate plus a fixed step:
+        # there a jump is a burst the link cannot take (geo: 256 kbit/s, 600 ms).
+        if estimate_kbps * self.probe_ceiling >= estimate_kbps + self.probe_min_kbps:
+            jump = allocate(ceiling, offers)
+            if raises(jump, self.current, offers):
+                return jump
         return next_step(self.current, offers, ceiling)
 
     def _ceiling(self, estimate_kbps: float) -> float:

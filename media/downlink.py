@@ -95,7 +95,10 @@ class Downlink:
             # Rounded up: an estimate of what is sent must cover its cost, or the
             # allocator sees the current layers not fit by a fraction of a bit.
             sending = math.ceil(cost(self.allocator.current, offers) * 1000)
-            estimate = self.estimator.update(feedback, now_ms, sending_bps=sending or None)
+            floor = sum(o.layers[0][1] for o in offers if o.essential or o.floor)
+            estimate = self.estimator.update(
+                feedback, now_ms, sending_bps=sending or None, floor_bps=round(floor * 1000)
+            )
             logger.debug("%s: %s sending %d -> %s", self.name, feedback, sending, estimate)
         estimate = self.estimator.estimate
         return self.allocator.update(

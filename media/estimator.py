@@ -37,7 +37,12 @@ Two departures, both from what Chromium's REMB turned out to mean here:
   moment too) and caps the estimate at `QUEUE_BACKOFF` of what is
   sent (GCC's decrease factor, gcc-02 §5.5). The cap then stays as a ceiling
   over the REMB, which need not have fallen, and rises only with what is sent
-  without complaint afterwards: the allocator's probes.
+  without complaint afterwards: the allocator's probes. It never goes below
+  the floor (audio, slides at their lowest), which is sent whatever the
+  estimate: on a 256 kbit/s satellite link, each full-resolution slide queues
+  for a moment, and backing off below the floor only switched the slides off.
+  The same holds for the REMB: delay alone never takes the floor away; only
+  loss (the rules of A_s) can, on a link that cannot carry even that.
 - With low loss, A_s follows that delay-based figure at once instead of creeping
   up 5 % a second: a second slow climb on top of the receiver's own would keep a
   recovered classroom on low quality for a minute. Loss can only ever pull the
@@ -170,8 +175,16 @@ class Estimator:
             ordered = sorted(sample for _, sample in self._samples)
             self._floor = min(FLOOR_MAX, ordered[int(FLOOR_PERCENTILE * (len(ordered) - 1))])
 
-    def update(self, feedback: Feedback, now_ms: int, sending_bps: int | None = None) -> Estimate:
-        """Fold in one piece of feedback; `sending_bps` is what the relay sends now."""
+    def update(
+        self,
+        feedback: Feedback,
+        now_ms: int,
+        sending_bps: int | None = None,
+        floor_bps: int = 0,
+    ) -> Estimate:
+        """Fold in one piece of feedback; `sending_bps` is what the relay sends now,
+        `floor_bps` what it sends whatever the estimate (audio, slides at their
+        lowest): a queue does not cap the estimate below it (module notes)."""
         if sending_bps is not None:
             if self._sending and sending_bps > self._sending * RAISE_FACTOR:
                 self._raised_at = now_ms
@@ -186,7 +199,7 @@ class Estimator:
             self._queued_samples = self._queued_samples + 1 if queued else 0
             self._min_rtt = min(self._min_rtt or feedback.rtt_ms, feedback.rtt_ms)
             if self._queued_samples >= QUEUE_SAMPLES and sending_bps:
-                cap = int(sending_bps * QUEUE_BACKOFF)
+                cap = max(int(sending_bps * QUEUE_BACKOFF), floor_bps)
                 held = self._congested_at is not None and (
                     now_ms - self._congested_at < CONGESTION_HOLD_MS
                 )
@@ -233,6 +246,9 @@ class Estimator:
         if remb is not None and carried is not None:
             # Not congested: what went through lately is carried (module notes).
             remb = max(remb, carried)
+        if remb is not None:
+            # Delay alone never takes the floor away; loss may (module notes).
+            remb = max(remb, floor_bps)
         if lost is not None:
             self._apply_loss(max(0.0, lost - self._floor), now_ms, remb)
         elif remb is not None and max(0.0, self._loss - self._floor) < LOSS_LOW:

@@ -175,6 +175,21 @@ def test_a_queue_is_congestion_even_when_the_remb_holds_still() -> None:
     assert e.bitrate_bps == 330_000
 
 
+def test_a_queue_does_not_cap_the_estimate_below_the_floor() -> None:
+    """geo: each full-resolution slide queues for a moment on 256 kbit/s; audio and
+    slides at their lowest are sent whatever the estimate says."""
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=200_000, rtt_ms=600, fraction_lost=0.0), 0, 110_000, 110_000)
+    est.update(Feedback(rtt_ms=900), 500, sending_bps=110_000, floor_bps=110_000)
+    e = est.update(Feedback(rtt_ms=950), 1000, sending_bps=110_000, floor_bps=110_000)
+    assert est.congested and e.bitrate_bps == 110_000
+    # Nor does a REMB below it; loss does.
+    e = est.update(Feedback(remb_bps=80_000), 1500, sending_bps=110_000, floor_bps=110_000)
+    assert e.bitrate_bps == 110_000
+    e = est.update(Feedback(fraction_lost=0.4), 2000, sending_bps=110_000, floor_bps=110_000)
+    assert e.bitrate_bps < 110_000
+
+
 def test_a_remb_fall_confirmed_by_the_next_round_trips_is_congestion() -> None:
     """Seen on step: the REMB falls 1 s after the link narrows, the round trip
     grows a second later."""
