@@ -92,12 +92,6 @@ def rank(allocation: Allocation, offers: Sequence[SlotOffer]) -> tuple[int, ...]
     return tuple(out)
 
 
-def raises(allocation: Allocation, than: Allocation, offers: Sequence[SlotOffer]) -> bool:
-    """Whether `allocation` is `than` with some slots higher and none lower."""
-    ranks, others = rank(allocation, offers), rank(than, offers)
-    return ranks != others and all(a >= b for a, b in zip(ranks, others, strict=True))
-
-
 def next_step(
     allocation: Allocation, offers: Sequence[SlotOffer], ceiling_kbps: float
 ) -> Allocation | None:
@@ -152,8 +146,7 @@ class Allocator:
       estimate follows. If the estimate
       falls instead, or has not caught up after `probe_grace_ms`, the probe ends
       (back to what was sent before) and the next one waits twice as long, from
-      `after_down_ms` up to `max_backoff_ms`. A probe tries the best allocation
-      within that ceiling, so a recovered link is found in a few probes.
+      `after_down_ms` up to `max_backoff_ms`.
     """
 
     def __init__(
@@ -164,8 +157,8 @@ class Allocator:
         probe_ceiling: float = 2.0,
         probe_min_kbps: float = 150.0,
         probe_hold_ms: int = 1000,
-        probe_confirm_ms: int = 2000,
-        max_backoff_ms: int = 12_000,
+        probe_confirm_ms: int = 3000,
+        max_backoff_ms: int = 24_000,
     ) -> None:
         self.headroom = headroom
         self.up_hold_ms = up_hold_ms
@@ -216,13 +209,11 @@ class Allocator:
             return None
         better = self._fit(estimate_kbps, offers)
         reason = "up"
-        # Up means up on every slot: trading the camera for sharper slides would
-        # only make the picture come and go.
-        if not raises(better, self.current, offers):
+        if rank(better, offers) <= rank(self.current, offers):
             if not may_probe or self.probe_ceiling <= 0:
                 self._up_since = None
                 return None
-            step = self._probe_step(estimate_kbps, offers)
+            step = next_step(self.current, offers, self._ceiling(estimate_kbps))
             if step is None:
                 self._up_since = None
                 return None
@@ -268,19 +259,6 @@ class Allocator:
             self._probe = _Probe(now_ms, estimate_kbps, fit)
             return self._set(keep, "reshape")
         return self._set(fit, "reshape")
-
-    def _probe_step(self, estimate_kbps: float, offers: Sequence[SlotOffer]) -> Allocation | None:
-        """What a probe tries: the best that fits the probe ceiling, or else one
-        layer more. A link that came back (2 Mbit/s after 300 kbit/s) is found
-        in a few probes, not one per layer: each probe costs a hold and a confirm."""
-        ceiling = self._ceiling(estimate_kbps)
-        # Not on a link so slow that the ceiling is the estimate plus a fixed step:
-        # there a jump is a burst the link cannot take (geo: 256 kbit/s, 600 ms).
-        if estimate_kbps * self.probe_ceiling >= estimate_kbps + self.probe_min_kbps:
-            jump = allocate(ceiling, offers)
-            if raises(jump, self.current, offers):
-                return jump
-        return next_step(self.current, offers, ceiling)
 
     def _ceiling(self, estimate_kbps: float) -> float:
         return max(estimate_kbps * self.probe_ceiling, estimate_kbps + self.probe_min_kbps)

@@ -46,9 +46,7 @@ class SlotView:
     # The source's layers with their cost in kbit/s, cheapest first; empty when the
     # slot has no source now (no slides shared, nobody on stage).
     layers: tuple[tuple[str, float], ...]
-    # Whether it sends now: a paused sender's SR repeats the NTP time of its last
-    # packet, so the round trip its reports give means nothing.
-    sending: bool = True
+    rtt_ms: float | None = None
 
 
 @dataclass
@@ -57,7 +55,6 @@ class _Seen:
     rembs: int = 0
     highest: int | None = None
     lost: int = 0
-    rtts: int = 0
 
 
 class Downlink:
@@ -95,10 +92,7 @@ class Downlink:
             # Rounded up: an estimate of what is sent must cover its cost, or the
             # allocator sees the current layers not fit by a fraction of a bit.
             sending = math.ceil(cost(self.allocator.current, offers) * 1000)
-            floor = sum(o.layers[0][1] for o in offers if o.essential or o.floor)
-            estimate = self.estimator.update(
-                feedback, now_ms, sending_bps=sending or None, floor_bps=round(floor * 1000)
-            )
+            estimate = self.estimator.update(feedback, now_ms, sending_bps=sending or None)
             logger.debug("%s: %s sending %d -> %s", self.name, feedback, sending, estimate)
         estimate = self.estimator.estimate
         return self.allocator.update(
@@ -130,19 +124,15 @@ class Downlink:
                 seen.reports = fb.reports
                 seen.highest = fb.highest_sequence
                 seen.lost = fb.packets_lost
-            if fb.rtts != seen.rtts:
-                # Only a round trip measured since the last tick: a stale one hides
-                # the queue that builds when a link narrows.
-                seen.rtts = fb.rtts
-                if view.sending and fb.rtt_s is not None:
-                    rtts.append(fb.rtt_s * 1000)
+            if view.rtt_ms is not None:
+                rtts.append(view.rtt_ms)
         self._expected += expected
         self._lost += lost
         fraction = None
         if new_report and self._expected >= MIN_LOSS_SAMPLE:
             fraction = min(1.0, self._lost / self._expected)
             self._expected = self._lost = 0
-        if not new_remb and fraction is None and not rtts:
+        if not new_remb and fraction is None:
             return None
         return Feedback(
             remb_bps=sum(remb_by_reporter.values()) if new_remb and remb_by_reporter else None,

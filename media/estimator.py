@@ -19,9 +19,9 @@ Two departures, both from what Chromium's REMB turned out to mean here:
   already sends without complaint (`sending_bps`) counts as carried, even above the
   REMB; after a fall, the REMB rules for `CONGESTION_HOLD_MS`. A fall counts only
   when the path agrees: loss of 2 % or more, or a round trip grown past its
-  minimum (a queue building), then or in the next `FALL_CONFIRM_MS`. A receiver
-  short of CPU also reports overuse (its packets wait to be read, not on the
-  link), and believing it would starve a classroom whose link is fine.
+  minimum (a queue building). A receiver short of CPU also reports overuse
+  (its packets wait to be read, not on the link), and believing it would starve
+  a classroom whose link is fine.
 - What was carried holds for `CARRIED_WINDOW_MS`, not only while it is being
   sent: the REMB follows what the receiver gets, so when the relay sends less for
   a reason of its own (a layer's cost measured higher for a moment, a probe ended)
@@ -29,20 +29,6 @@ Two departures, both from what Chromium's REMB turned out to mean here:
   link down to audio alone, seen here on a 2 Mbit/s link with no loss and a flat
   round trip. Congestion (a confirmed REMB fall, or loss above the floor over
   10 %) forgets it.
-- A queue on the path is congestion whatever the REMB says. Chromium's REMB may
-  hold still while a narrowed link's buffer fills and tail-drops (seen here: a
-  REMB of 384 kbit/s for 30 s on a 300 kbit/s link): a slow overdrive leaves its
-  delay gradient near zero. So a round trip past its minimum (`_queued`) counts
-  as congestion by itself (twice in a row: a keyframe's burst queues for a
-  moment too) and caps the estimate at `QUEUE_BACKOFF` of what is
-  sent (GCC's decrease factor, gcc-02 §5.5). The cap then stays as a ceiling
-  over the REMB, which need not have fallen, and rises only with what is sent
-  without complaint afterwards: the allocator's probes. It never goes below
-  the floor (audio, slides at their lowest), which is sent whatever the
-  estimate: on a 256 kbit/s satellite link, each full-resolution slide queues
-  for a moment, and backing off below the floor only switched the slides off.
-  The same holds for the REMB: delay alone never takes the floor away; only
-  loss (the rules of A_s) can, on a link that cannot carry even that.
 - With low loss, A_s follows that delay-based figure at once instead of creeping
   up 5 % a second: a second slow climb on top of the receiver's own would keep a
   recovered classroom on low quality for a minute. Loss can only ever pull the
@@ -78,19 +64,6 @@ CONGESTION_HOLD_MS = 5000
 # A round trip this much above the lowest seen means a queue on the path.
 QUEUE_RTT_FACTOR = 1.25
 QUEUE_RTT_MARGIN_MS = 20.0
-# A queue found: back off to this share of what is sent (gcc-02 §5.5, beta).
-QUEUE_BACKOFF = 0.85
-# Round trips in a row past the threshold that make a queue.
-QUEUE_SAMPLES = 2
-# A REMB fall is confirmed by a round trip this much above the lowest, within
-# this long after it (a lower bar than a queue on its own: two signals agree).
-FALL_CONFIRM_MS = 3000
-FALL_RTT_FACTOR = 1.1
-FALL_RTT_MARGIN_MS = 15.0
-# ...but not a fall within this long of the relay sending this much more (a probe,
-# an upgrade: a keyframe's burst).
-RAISE_FACTOR = 1.1
-RAISE_GRACE_MS = 2000
 # How long a rate sent without complaint counts as carried (module notes).
 CARRIED_WINDOW_MS = 20_000
 # The loss floor (module notes): this percentile of the samples of this window,
@@ -144,12 +117,6 @@ class Estimator:
         self._floor = 0.0
         # (time, bit/s) sent while the path showed no congestion, newest last.
         self._carried: deque[tuple[int, int]] = deque()
-        # Set by a queue on the path, lifted by what is carried (module notes).
-        self._ceiling: int | None = None
-        self._queued_samples = 0
-        self._fell_at: int | None = None
-        self._sending: int | None = None
-        self._raised_at: int | None = None
         self._estimate = Estimate(initial_bps, 0.0, None, "initial")
 
     @property
@@ -175,55 +142,21 @@ class Estimator:
             ordered = sorted(sample for _, sample in self._samples)
             self._floor = min(FLOOR_MAX, ordered[int(FLOOR_PERCENTILE * (len(ordered) - 1))])
 
-    def update(
-        self,
-        feedback: Feedback,
-        now_ms: int,
-        sending_bps: int | None = None,
-        floor_bps: int = 0,
-    ) -> Estimate:
-        """Fold in one piece of feedback; `sending_bps` is what the relay sends now,
-        `floor_bps` what it sends whatever the estimate (audio, slides at their
-        lowest): a queue does not cap the estimate below it (module notes)."""
-        if sending_bps is not None:
-            if self._sending and sending_bps > self._sending * RAISE_FACTOR:
-                self._raised_at = now_ms
-            self._sending = sending_bps
+    def update(self, feedback: Feedback, now_ms: int, sending_bps: int | None = None) -> Estimate:
+        """Fold in one piece of feedback; `sending_bps` is what the relay sends now."""
         lost = None
         if feedback.fraction_lost is not None:
             lost = min(1.0, max(0.0, feedback.fraction_lost))
             self._add_loss_sample(lost, now_ms)
         if feedback.rtt_ms is not None and feedback.rtt_ms > 0:
-            # Twice in a row: one keyframe's burst queues for a moment too.
-            queued = self._queued(feedback.rtt_ms)
-            self._queued_samples = self._queued_samples + 1 if queued else 0
             self._min_rtt = min(self._min_rtt or feedback.rtt_ms, feedback.rtt_ms)
-            if self._queued_samples >= QUEUE_SAMPLES and sending_bps:
-                cap = max(int(sending_bps * QUEUE_BACKOFF), floor_bps)
-                held = self._congested_at is not None and (
-                    now_ms - self._congested_at < CONGESTION_HOLD_MS
-                )
-                self._ceiling = min(self._ceiling, cap) if held and self._ceiling else cap
-                self._congested_at = now_ms
-                self._carried.clear()
         if feedback.remb_bps is not None:
             fell = self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL
-            # Not a fall just after the relay raised what it sends: the new layer
-            # starts with a keyframe, whose burst the receiver sees as overuse.
-            if fell and not self._just_raised(now_ms):
-                self._fell_at = now_ms
             if fell and self._path_agrees(feedback.rtt_ms):
                 self._congested_at = now_ms
                 self._carried.clear()
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
-        # A fall the path did not confirm at once may be confirmed by the next
-        # round trips: the queue shows in them a second or two after the REMB.
-        pending = self._fell_at is not None and now_ms - self._fell_at <= FALL_CONFIRM_MS
-        if pending and feedback.rtt_ms is not None and self._delayed(feedback.rtt_ms):
-            self._fell_at = None
-            self._congested_at = now_ms
-            self._carried.clear()
         self._congested = (
             self._congested_at is not None and now_ms - self._congested_at < CONGESTION_HOLD_MS
         )
@@ -239,16 +172,9 @@ class Estimator:
                 self._carried.clear()
         remb = self._fresh_remb(now_ms)
         carried = self._note_carried(sending_bps, now_ms)
-        if self._ceiling is not None:
-            if carried is not None:
-                self._ceiling = max(self._ceiling, carried)
-            remb = self._ceiling if remb is None else min(remb, self._ceiling)
         if remb is not None and carried is not None:
             # Not congested: what went through lately is carried (module notes).
             remb = max(remb, carried)
-        if remb is not None:
-            # Delay alone never takes the floor away; loss may (module notes).
-            remb = max(remb, floor_bps)
         if lost is not None:
             self._apply_loss(max(0.0, lost - self._floor), now_ms, remb)
         elif remb is not None and max(0.0, self._loss - self._floor) < LOSS_LOW:
@@ -288,22 +214,7 @@ class Estimator:
         rtt = rtt_ms if rtt_ms is not None else self._rtt
         if rtt is None or self._min_rtt is None:
             return True  # nothing to judge by: believe the receiver
-        return self._queued(rtt)
-
-    def _just_raised(self, now_ms: int) -> bool:
-        return self._raised_at is not None and now_ms - self._raised_at < RAISE_GRACE_MS
-
-    def _delayed(self, rtt_ms: float) -> bool:
-        """Whether a round trip is enough above the lowest to confirm a REMB fall."""
-        if self._min_rtt is None:
-            return False
-        return rtt_ms > max(self._min_rtt * FALL_RTT_FACTOR, self._min_rtt + FALL_RTT_MARGIN_MS)
-
-    def _queued(self, rtt_ms: float) -> bool:
-        """Whether a round trip says a queue is building on the path."""
-        if self._min_rtt is None:
-            return False
-        return rtt_ms > self._min_rtt * QUEUE_RTT_FACTOR + QUEUE_RTT_MARGIN_MS
+        return rtt > self._min_rtt * QUEUE_RTT_FACTOR + QUEUE_RTT_MARGIN_MS
 
     def _apply_loss(self, lost: float, now_ms: int, remb: int | None) -> None:
         if lost > LOSS_HIGH:

@@ -43,6 +43,7 @@ from media.aiortc_internals import (
     quiet_when_idle,
     send_red,
     sender_octets,
+    sender_rtt_s,
 )
 from media.candidates import announce
 from media.downlink import Downlink, SlotView
@@ -454,13 +455,21 @@ class Relay:
         views: dict[Slot, SlotView] = {}
         for slot, out in participant.outgoing.items():
             ladder = self._source(lesson, sources, participant, slot)
+            # aiortc pairs a paused sender's reports with stale SR times (its SR
+            # carries the NTP time of the last packet sent): only a sending slot's
+            # RTT means anything, and a negative one never does.
+            rtt = sender_rtt_s(out.sender) if out.track.layer_name != "off" else None
             # A source that sends nothing (slides not shared yet) is offered no
             # bandwidth: it would only keep the stage or the camera off.
             live = ladder is not None and ladder.live(now)
             costs = _layer_costs(ladder, now) if ladder is not None and live else ()
             if out.red:
                 costs = tuple((name, kbps + _RED_EXTRA_KBPS) for name, kbps in costs)
-            views[slot] = SlotView(out.feedback, costs, sending=out.track.layer_name != "off")
+            views[slot] = SlotView(
+                out.feedback,
+                costs,
+                rtt * 1000 if rtt is not None and rtt > 0 else None,
+            )
         decision = participant.downlink.tick(views, now)
         estimate = participant.downlink.estimate.bitrate_bps
         if participant.pacer is not None and participant.resends is not None:

@@ -67,8 +67,7 @@ def test_a_clean_link_keeps_its_layers_whatever_the_remb_does() -> None:
         }
         remb(fbs["teacher_camera"], 1_350_000 if t % 4 else 1_000_000)
         report(fbs["teacher_camera"], 200 * t, 0)
-        fbs["teacher_camera"].rtt_s, fbs["teacher_camera"].rtts = 0.1, t
-        view = {Slot(n): SlotView(fb, costs[n]) for n, fb in fbs.items()}
+        view = {Slot(n): SlotView(fb, costs[n], rtt_ms=100.0) for n, fb in fbs.items()}
         decision = down.tick(view, float(t))
         assert decision is None, (t, decision, down.estimate)
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from media.estimator import QUEUE_BACKOFF, Estimator, Feedback
+from media.estimator import Estimator, Feedback
 
 
 def test_remb_caps_the_estimate() -> None:
@@ -144,73 +144,6 @@ def test_heavy_loss_forgets_what_was_carried() -> None:
     assert e.bitrate_bps < 1_000_000
     e = est.update(Feedback(remb_bps=200_000, rtt_ms=100), 2000, sending_bps=200_000)
     assert e.bitrate_bps <= 850_000
-
-
-def test_a_queue_is_congestion_even_when_the_remb_holds_still() -> None:
-    """Seen on step: Chromium's REMB stayed at 384 kbit/s for 30 s on a 300 kbit/s
-    link while its buffer filled and dropped."""
-    est = Estimator(initial_bps=300_000)
-    for second in range(3):
-        est.update(
-            Feedback(remb_bps=384_000, rtt_ms=100, fraction_lost=0.0), second * 1000, 350_000
-        )
-    assert est.estimate.bitrate_bps == 384_000
-    # One long round trip is a burst (a keyframe); two in a row are a queue.
-    e = est.update(Feedback(remb_bps=384_000, rtt_ms=250), 2500, sending_bps=350_000)
-    assert not est.congested and e.bitrate_bps == 384_000
-    e = est.update(Feedback(remb_bps=384_000, rtt_ms=260), 3000, sending_bps=350_000)
-    assert est.congested and e.bitrate_bps == int(350_000 * QUEUE_BACKOFF)
-    # Still queued after the relay sent less: it backs off again.
-    e = est.update(Feedback(remb_bps=384_000, rtt_ms=300), 3500, sending_bps=290_000)
-    assert e.bitrate_bps == int(290_000 * QUEUE_BACKOFF)
-    # The queue drained and the congestion is past: the REMB, which never fell, is
-    # no ground to go back up; what is sent without complaint is.
-    for t in range(9000, 15000, 1000):
-        e = est.update(Feedback(remb_bps=384_000, rtt_ms=101), t, sending_bps=240_000)
-        assert not est.congested and e.bitrate_bps == int(290_000 * QUEUE_BACKOFF)
-    e = est.update(Feedback(remb_bps=384_000, rtt_ms=102), 16_000, sending_bps=330_000)  # a probe
-    assert e.bitrate_bps == 330_000
-    # A REMB fall the path does not confirm takes nothing of it away.
-    e = est.update(Feedback(remb_bps=300_000, rtt_ms=102), 17_000, sending_bps=330_000)
-    assert e.bitrate_bps == 330_000
-
-
-def test_a_queue_does_not_cap_the_estimate_below_the_floor() -> None:
-    """geo: each full-resolution slide queues for a moment on 256 kbit/s; audio and
-    slides at their lowest are sent whatever the estimate says."""
-    est = Estimator(initial_bps=300_000)
-    est.update(Feedback(remb_bps=200_000, rtt_ms=600, fraction_lost=0.0), 0, 110_000, 110_000)
-    est.update(Feedback(rtt_ms=900), 500, sending_bps=110_000, floor_bps=110_000)
-    e = est.update(Feedback(rtt_ms=950), 1000, sending_bps=110_000, floor_bps=110_000)
-    assert est.congested and e.bitrate_bps == 110_000
-    # Nor does a REMB below it; loss does.
-    e = est.update(Feedback(remb_bps=80_000), 1500, sending_bps=110_000, floor_bps=110_000)
-    assert e.bitrate_bps == 110_000
-    e = est.update(Feedback(fraction_lost=0.4), 2000, sending_bps=110_000, floor_bps=110_000)
-    assert e.bitrate_bps < 110_000
-
-
-def test_a_remb_fall_confirmed_by_the_next_round_trips_is_congestion() -> None:
-    """Seen on step: the REMB falls 1 s after the link narrows, the round trip
-    grows a second later."""
-    est = Estimator(initial_bps=300_000)
-    est.update(Feedback(remb_bps=280_000, rtt_ms=102, fraction_lost=0.0), 0, sending_bps=340_000)
-    e = est.update(Feedback(remb_bps=170_000, rtt_ms=104), 1000, sending_bps=340_000)
-    assert not est.congested and e.bitrate_bps == 340_000
-    e = est.update(Feedback(rtt_ms=121), 2000, sending_bps=340_000)
-    assert est.congested and e.bitrate_bps == 170_000
-    # A probe's keyframe: the REMB dips and the round trip jumps for a moment.
-    est = Estimator(initial_bps=300_000)
-    est.update(Feedback(remb_bps=260_000, rtt_ms=101, fraction_lost=0.0), 0, sending_bps=135_000)
-    est.update(Feedback(remb_bps=190_000, rtt_ms=101), 500, sending_bps=380_000)
-    e = est.update(Feedback(rtt_ms=128), 1500, sending_bps=380_000)
-    assert not est.congested and e.bitrate_bps == 380_000
-    # Too late to confirm a fall: a delay past 3 s is judged on its own.
-    est = Estimator(initial_bps=300_000)
-    est.update(Feedback(remb_bps=280_000, rtt_ms=102, fraction_lost=0.0), 0, sending_bps=340_000)
-    est.update(Feedback(remb_bps=170_000, rtt_ms=104), 1000, sending_bps=340_000)
-    e = est.update(Feedback(rtt_ms=121), 4500, sending_bps=340_000)
-    assert not est.congested and e.bitrate_bps == 340_000
 
 
 def test_a_falling_remb_is_congestion_and_rules_for_a_while() -> None:
