@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 async def _record(base: str, lesson: dict[str, Any]) -> str:
-    """A 9 s lesson: the teacher publishes, a classroom has the floor from 4 s to 7 s."""
+    """An 11 s lesson: the teacher publishes, a classroom has the floor from 4 s to 9 s
+    (longer than the 3 s that folds two chapters into one, with room for a busy machine)."""
     ws_url = base.replace("http", "ws") + "/ws"
     room = lesson["classrooms"][0]
     teacher = SyntheticParticipant(Role.TEACHER)
@@ -42,7 +43,7 @@ async def _record(base: str, lesson: dict[str, Any]) -> str:
                         break
             await asyncio.sleep(4)
             await ws.send(json.dumps({"type": "grant_floor", "classroom_id": room["id"]}))
-            await asyncio.sleep(3)
+            await asyncio.sleep(5)
             await ws.send(json.dumps({"type": "revoke_floor"}))
             await asyncio.sleep(2)
             await ws.send(json.dumps({"type": "end_lesson"}))
