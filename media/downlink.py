@@ -58,14 +58,9 @@ class _Seen:
 
 
 class Downlink:
-    def __init__(
-        self,
-        estimator: Estimator | None = None,
-        allocator: Allocator | None = None,
-        name: str = "",
-    ):
-        # Whose downlink this is, for the debug log.
-        self.name = name
+    def __init__(self, estimator: Estimator | None = None, allocator: Allocator | None = None):
+        # Whose downlink this is, for the debug log (the relay names it).
+        self.name = ""
         # Below libwebrtc's 300 kbit/s default start: a rural link of 256 kbit/s is not
         # flooded before its first feedback, and probing climbs from there.
         self.estimator = estimator or Estimator(initial_bps=250_000)

@@ -154,7 +154,6 @@ class Estimator:
             fell = self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL
             if fell and self._path_agrees(feedback.rtt_ms):
                 self._congested_at = now_ms
-                self._carried.clear()
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
         self._congested = (

@@ -163,13 +163,17 @@ class MosaicLayer(Layer):
         if self._worker is None and not self.closed:
             self._worker = asyncio.create_task(self._run(), name="classroom-mosaic")
 
+    def present(self) -> dict[str, Any]:
+        """Each classroom to seat: its latest picture, or None while it sends none."""
+        return self._frames()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self.closed:
             started = self._clock()
             # The seats follow the lesson even while no one receives the picture (a
             # teacher whose link carries only the stage): the layout stays true.
-            present = self._frames()
+            present = self.present()
             self.tiles.update(list(present))
             if self.active:
                 frames = {p: f for p, f in present.items() if f is not None}
@@ -207,22 +211,15 @@ class Mosaic:
 
     kind = "video"
 
-    def __init__(
-        self,
-        frames: Frames,
-        *,
-        clock: Callable[[], float],
-        executor: Executor,
-    ) -> None:
-        self.mosaic = MosaicLayer(frames, clock=clock, executor=executor)
-        self.layers: tuple[Layer, ...] = (self.mosaic,)
-        self._frames = frames
+    def __init__(self, mosaic: MosaicLayer) -> None:
+        self.mosaic = mosaic
+        self.layers: tuple[Layer, ...] = (mosaic,)
 
     def layer(self, name: str) -> Layer:
         return self.mosaic
 
     def live(self, now: float, within_s: float = 5.0) -> bool:
-        return bool(self._frames())
+        return bool(self.mosaic.present())
 
     def close(self) -> None:
         self.mosaic.close()

@@ -50,7 +50,7 @@ from media.downlink import Downlink, SlotView
 from media.fanout import SubscriberTrack
 from media.gateway import LinkReport, MediaError
 from media.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
-from media.mosaic import Mosaic
+from media.mosaic import Mosaic, MosaicLayer
 from media.offer import check_offer
 from media.pacer import Pacer, ResendBudget
 from media.recorder import Recorder, Sources
@@ -413,7 +413,7 @@ class Relay:
                     out[room.participant_id] = camera.latest if live and camera else None
                 return out
 
-            lesson.mosaic = Mosaic(frames, clock=self._clock, executor=self._executor)
+            lesson.mosaic = Mosaic(MosaicLayer(frames, clock=self._clock, executor=self._executor))
         return lesson.mosaic
 
     def _route(self, lesson: Lesson) -> None:

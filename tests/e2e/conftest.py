@@ -274,6 +274,22 @@ def wait_connected(page: Any, timeout_s: float = 15) -> None:
     )
 
 
+def open_lesson(
+    server: Server, open_page: Callable[[str, str], Any], title: str, classrooms: list[str]
+) -> tuple[dict[str, Any], Any, list[Any]]:
+    """A new lesson, its teacher's page and one page per classroom, all connected."""
+    lesson = server.create_lesson(title, classrooms)
+    teacher = open_page(server.url(lesson["teacher"]["url"]), "teacher")
+    wait_connected(teacher)
+    rooms = [
+        open_page(server.url(room["url"]), f"classroom-{i}")
+        for i, room in enumerate(lesson["classrooms"], 1)
+    ]
+    for room in rooms:
+        wait_connected(room)
+    return lesson, teacher, rooms
+
+
 def inbound(page: Any) -> dict[str, Any]:
     stats: dict[str, Any] = page.evaluate("() => window.__classroom.inboundStats()")
     return stats

@@ -11,6 +11,7 @@ from tests.e2e.conftest import (
     CHROMIUM_ARGS,
     _http,
     frames_decoded,
+    open_lesson,
     raise_hand,
     screenshot,
     wait_connected,
@@ -33,15 +34,9 @@ def red_first_on_received_audio(page) -> bool:
 
 
 def test_teacher_reaches_two_classrooms(server, open_page):
-    lesson = server.create_lesson("五年级数学 分数的加法", ["石桥小学 五(1)班", "河口小学 五年级"])
-    teacher = open_page(server.url(lesson["teacher"]["url"]), "teacher")
-    wait_connected(teacher)
-    rooms = [
-        open_page(server.url(room["url"]), f"classroom-{i}")
-        for i, room in enumerate(lesson["classrooms"], 1)
-    ]
-    for room in rooms:
-        wait_connected(room)
+    lesson, teacher, rooms = open_lesson(
+        server, open_page, "五年级数学 分数的加法", ["石桥小学 五(1)班", "河口小学 五年级"]
+    )
     for room in rooms:
         video = wait_flowing(room, "teacher_camera")
         assert video["frameWidth"] > 0

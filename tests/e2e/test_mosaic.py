@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import raise_hand, screenshot, wait_connected, wait_flowing
+from tests.e2e.conftest import open_lesson, raise_hand, screenshot, wait_flowing
 
 pytestmark = pytest.mark.e2e
 
 
 def test_the_teacher_sees_the_classrooms(server, open_page):
-    lesson = server.create_lesson("科学 观察植物", ["石桥小学", "河口小学"])
-    teacher = open_page(server.url(lesson["teacher"]["url"]), "teacher")
-    wait_connected(teacher)
-    rooms = [
-        open_page(server.url(room["url"]), f"room-{i}")
-        for i, room in enumerate(lesson["classrooms"], 1)
-    ]
-    for room in rooms:
-        wait_connected(room)
+    _, teacher, rooms = open_lesson(server, open_page, "科学 观察植物", ["石桥小学", "河口小学"])
 
     # One picture for all of them, at the mosaic's size, decoded by the teacher's page.
     mosaic = wait_flowing(teacher, "classrooms", timeout_s=30)
