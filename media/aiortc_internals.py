@@ -14,7 +14,13 @@ instead of silently here:
    function that answers from a context variable when one is set, so each
    setLocalDescription() can gather on the operator's addresses (or 127.0.0.1 in
    tests) without touching other peer connections.
-3. The sender's RTT estimate and octet count are private attributes.
+3. The sender's octet count is a private attribute. Its RTT estimate is too, and
+   it is of little use to us: aiortc keeps only its latest SR's time, so every
+   receiver report that answers an earlier SR (most of them once the round trip
+   passes a few hundred ms: a queue, a satellite) is ignored, and what remains is
+   smoothed 85/15. We wrap the sender's `_send_rtcp` to remember when each of its
+   recent SRs left, and take each report's round trip ourselves (RFC 3550
+   §6.4.1: arrival - sent - DLSR).
 4. A sender writes every packet through `sender.transport._send_rtp()`, looking
    its private `__transport` up each time: a proxy there paces it (media.pacer).
 6. aioice checks ICE consent (RFC 7675) every ~5 s with a single STUN request
@@ -159,6 +165,15 @@ class SenderFeedback:
     reports: int = 0
     rembs: int = 0
     keyframe_requests: int = 0
+    # The round trip taken from the latest report that answered one of our SRs
+    # (item 3), in seconds, and how many such reports have come.
+    rtt_s: float | None = None
+    rtts: int = 0
+
+
+# SRs remembered per sender for the round trip: about 16 s of reports, well past
+# any round trip worth measuring.
+SR_MEMORY = 16
 
 
 def hook_sender_rtcp(
@@ -167,6 +182,19 @@ def hook_sender_rtcp(
     """Watch the RTCP a sender receives; return the feedback record it keeps updated."""
     feedback = SenderFeedback()
     original: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
+    original_send: Callable[[list[Any]], Awaitable[None]] = sender._send_rtcp
+    # LSR value (the middle 32 bits of an SR's NTP time) -> when that SR left, or
+    # None when several SRs carried it and an answer cannot tell which.
+    sent: dict[int, float | None] = {}
+
+    async def send_rtcp(packets: list[Any]) -> None:
+        await original_send(packets)
+        if packets and isinstance(packets[0], RtcpSrPacket):
+            lsr = (packets[0].sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF
+            # A sender that sent nothing since repeats its NTP time (its last packet's).
+            sent[lsr] = None if lsr in sent else time.time()
+            while len(sent) > SR_MEMORY:
+                del sent[next(iter(sent))]
 
     async def handle_rtcp_packet(packet: Any) -> None:
         if isinstance(packet, RtcpPsfbPacket):
@@ -190,18 +218,19 @@ def hook_sender_rtcp(
                     feedback.packets_lost = report.packets_lost
                     feedback.highest_sequence = report.highest_sequence
                     feedback.reports += 1
+                    left = sent.get(report.lsr) if report.lsr else None
+                    if left is not None:
+                        rtt = time.time() - left - report.dlsr / 65536
+                        if rtt >= 0:
+                            feedback.rtt_s = rtt
+                            feedback.rtts += 1
         await original(packet)
 
     # The DTLS transport's router calls `recipient._handle_rtcp_packet(packet)`,
     # so an instance attribute shadows the method for this sender only.
     sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+    sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
     return feedback
-
-
-def sender_rtt_s(sender: RTCRtpSender) -> float | None:
-    """Round-trip time aiortc derived from receiver reports (RFC 3550 §6.4.1), smoothed."""
-    rtt = sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
-    return None if rtt is None else float(rtt)
 
 
 def sender_octets(sender: RTCRtpSender) -> int:

@@ -30,7 +30,7 @@ class SlotOffer:
     layers: tuple[tuple[str, float], ...]
     essential: bool = False
     # The cheapest layer may use all of the estimate, not only what the headroom
-    # leaves (slides at a frame a second keep the lesson readable on a bad link).
+    # leaves (slides at two frames a second keep the lesson readable on a bad link).
     floor: bool = False
 
 
@@ -142,11 +142,11 @@ class Allocator:
       it receives (libwebrtc clamps it to 1.5x the incoming rate), so a classroom
       sent only audio and slides would never be offered the camera. When nothing
       better fits, the next layer up is tried (after `probe_hold_ms` of quiet) if it
-      costs at most `probe_ceiling` times the estimate, and kept while the
-      estimate follows. If the estimate
-      falls instead, or has not caught up after `probe_grace_ms`, the probe ends
-      (back to what was sent before) and the next one waits twice as long, from
-      `after_down_ms` up to `max_backoff_ms`.
+      costs at most `probe_ceiling` times the estimate, and kept if the estimate
+      has caught up (90 % of its cost) after `probe_confirm_ms`. If congestion
+      comes meanwhile, or it has not caught up by then, the probe ends (back to what
+      was sent before) and the next one waits twice as long, from `after_down_ms`
+      up to `max_backoff_ms`.
     """
 
     def __init__(
@@ -154,10 +154,10 @@ class Allocator:
         headroom: float = 0.85,
         up_hold_ms: int = 2000,
         after_down_ms: int = 6000,
-        probe_ceiling: float = 2.0,
+        probe_ceiling: float = 1.5,
         probe_min_kbps: float = 150.0,
         probe_hold_ms: int = 1000,
-        probe_confirm_ms: int = 3000,
+        probe_confirm_ms: int = 4000,
         max_backoff_ms: int = 24_000,
     ) -> None:
         self.headroom = headroom
@@ -181,22 +181,28 @@ class Allocator:
         offers: Sequence[SlotOffer],
         now_ms: int,
         may_probe: bool = True,
+        alarm: bool = False,
+        sent_kbps: float | None = None,
     ) -> Decision | None:
         """The new allocation if it should change now, else None.
 
         `may_probe`: False until the receiver has said anything (a first guess is
-        no ground to send more than it).
+        no ground to send more than it). `alarm`: the estimator saw congestion just
+        now (a confirmed REMB fall, heavy loss, a queue); a probe under way ends.
+        `sent_kbps`: what really goes out, when known. A layer that was paused is
+        costed at its last or nominal rate, and may send less once it runs: a
+        probe is judged by what it sends.
         """
         slots = frozenset(o.slot for o in offers)
         if slots != self._slots:
             return self._reshape(estimate_kbps, offers, now_ms, may_probe)
 
         if self._probe is not None:
-            return self._watch_probe(estimate_kbps, offers, now_ms)
+            return self._watch_probe(estimate_kbps, offers, now_ms, alarm, sent_kbps)
 
         if cost(self.current, offers) > estimate_kbps:
             fitting = self._fit(estimate_kbps, offers)
-            # Already at the floor (audio, slides at a frame a second), which is
+            # Already at the floor (audio, slides at two frames a second), which is
             # sent whatever the estimate, nothing is downgraded: on to probing,
             # which alone can raise a REMB that follows what it receives.
             if fitting != self.current:
@@ -264,17 +270,29 @@ class Allocator:
         return max(estimate_kbps * self.probe_ceiling, estimate_kbps + self.probe_min_kbps)
 
     def _watch_probe(
-        self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int
+        self,
+        estimate_kbps: float,
+        offers: Sequence[SlotOffer],
+        now_ms: int,
+        alarm: bool,
+        sent_kbps: float | None,
     ) -> Decision | None:
         probe = self._probe
         assert probe is not None
-        if estimate_kbps >= cost(self.current, offers) * 0.9:
-            if now_ms - probe.started_ms >= self.probe_confirm_ms:
-                # No congestion came of it: the link carries it. Probing may go on
-                # at the shortest interval.
-                self._probe = None
-                self._backoff_ms = self.after_down_ms
-                self._down_at = None
+        # The estimator counts a rate sent above its estimate only once feedback on
+        # it has had time to come back: the estimate catches up with a probe late.
+        # Congestion meanwhile is the receiver's answer, and ends it at once.
+        if not alarm and now_ms - probe.started_ms < self.probe_confirm_ms:
+            return None
+        probed = cost(self.current, offers)
+        if sent_kbps is not None:
+            probed = min(probed, sent_kbps)
+        if not alarm and estimate_kbps >= probed * 0.9:
+            # No congestion came of it: the link carries it. Probing may go on
+            # at the shortest interval.
+            self._probe = None
+            self._backoff_ms = self.after_down_ms
+            self._down_at = None
             return None
         self._probe = None
         self._down_at = now_ms
@@ -285,8 +303,8 @@ class Allocator:
         return self._set(fallback, "down")
 
     def _fit(self, estimate_kbps: float, offers: Sequence[SlotOffer]) -> Allocation:
-        # Headroom is kept for everything but the floor (audio, then slides at a
-        # frame a second), which may use all of the estimate.
+        # Headroom is kept for everything but the floor (audio, then slides at two
+        # frames a second), which may use all of the estimate.
         return allocate(estimate_kbps * self.headroom, offers, floor_kbps=estimate_kbps)
 
     def _set(self, allocation: Allocation, reason: str) -> Decision:

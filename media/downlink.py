@@ -4,6 +4,14 @@ Each tick, the feedback that arrived since the last one (REMB, receiver-report
 counters) becomes one `Feedback` for the participant's `Estimator`; the estimate
 and each slot's measured layer costs go to its `Allocator`. The relay applies the
 decision; nothing here touches aiortc.
+
+A REMB from Chromium is an estimate for video alone. Its receive-side estimator
+is fed only the video it receives (and its payload, no headers): audio takes part
+only in send-side estimation, through transport-wide sequence numbers, which
+aiortc does not send (libwebrtc, ReceiveSideCongestionController::OnReceivedPacket).
+So the audio sent beside it is added to the REMB: read as the whole link, a REMB
+of 48 kbit/s on a 256 kbit/s satellite link, the video share after a slide's
+keyframe, left room for audio alone and turned the slides off.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from media.aiortc_internals import SenderFeedback
 from media.allocator import Allocator, Decision, SlotOffer, cost
@@ -30,7 +38,7 @@ PRIORITY: dict[Slot, int] = {
     Slot.STAGE_VIDEO: 3,
 }
 ESSENTIAL = frozenset({Slot.TEACHER_AUDIO, Slot.STAGE_AUDIO})
-# Slides at their lowest layer (full picture, a frame a second) may use all of the
+# Slides at their lowest layer (full picture, two frames a second) may use all of the
 # estimate: on a bad link the lesson's content matters more than headroom.
 FLOOR = frozenset({Slot.SLIDES})
 # Loss is reported once this many packets were expected: a report on a few dozen
@@ -46,7 +54,9 @@ class SlotView:
     # The source's layers with their cost in kbit/s, cheapest first; empty when the
     # slot has no source now (no slides shared, nobody on stage).
     layers: tuple[tuple[str, float], ...]
-    rtt_ms: float | None = None
+    # Whether it sends now: a paused sender's SR repeats the NTP time of its last
+    # packet, so the round trip its reports give means nothing.
+    sending: bool = True
 
 
 @dataclass
@@ -55,6 +65,7 @@ class _Seen:
     rembs: int = 0
     highest: int | None = None
     lost: int = 0
+    rtts: int = 0
 
 
 class Downlink:
@@ -68,12 +79,18 @@ class Downlink:
         self._seen: dict[Slot, _Seen] = {}
         self._expected = 0
         self._lost = 0
+        # What the current layers cost, in bit/s (the pacer lets that much out).
+        self.allocated_bps = 0.0
 
     @property
     def estimate(self) -> Estimate:
         return self.estimator.estimate
 
-    def tick(self, slots: Mapping[Slot, SlotView], now_s: float) -> Decision | None:
+    def tick(
+        self, slots: Mapping[Slot, SlotView], now_s: float, sent_bps: float | None = None
+    ) -> Decision | None:
+        """`sent_bps`: what really went out lately (the pacer's count), if known;
+        otherwise the current layers' cost stands for it."""
         now_ms = round(now_s * 1000)
         feedback = self._collect(slots)
         offers = [
@@ -84,15 +101,29 @@ class Downlink:
             if view.layers
         ]
         if feedback is not None:
-            # Rounded up: an estimate of what is sent must cover its cost, or the
-            # allocator sees the current layers not fit by a fraction of a bit.
-            sending = math.ceil(cost(self.allocator.current, offers) * 1000)
+            # What the current layers cost, or what went out if more, rounded up:
+            # an estimate of what is sent must cover its cost, or the allocator
+            # sees the current layers not fit (measured costs and the pacer's
+            # count differ by a tenth or so) and drops what the link carries.
+            current = self.allocator.current
+            sending = math.ceil(max(sent_bps or 0.0, cost(current, offers) * 1000))
+            if feedback.remb_bps is not None:
+                # Video's share, plus the audio sent beside it (module notes).
+                audio = cost(current, [offer for offer in offers if offer.essential])
+                feedback = replace(feedback, remb_bps=feedback.remb_bps + math.ceil(audio * 1000))
             estimate = self.estimator.update(feedback, now_ms, sending_bps=sending or None)
             logger.debug("%s: %s sending %d -> %s", self.name, feedback, sending, estimate)
         estimate = self.estimator.estimate
-        return self.allocator.update(
-            estimate.bitrate_bps / 1000, offers, now_ms, may_probe=estimate.limited_by != "initial"
+        decision = self.allocator.update(
+            estimate.bitrate_bps / 1000,
+            offers,
+            now_ms,
+            may_probe=estimate.limited_by != "initial",
+            alarm=feedback is not None and self.estimator.alarm,
+            sent_kbps=sent_bps / 1000 if sent_bps is not None else None,
         )
+        self.allocated_bps = cost(self.allocator.current, offers) * 1000
+        return decision
 
     def _collect(self, slots: Mapping[Slot, SlotView]) -> Feedback | None:
         remb_by_reporter: dict[int, int] = {}
@@ -119,15 +150,19 @@ class Downlink:
                 seen.reports = fb.reports
                 seen.highest = fb.highest_sequence
                 seen.lost = fb.packets_lost
-            if view.rtt_ms is not None:
-                rtts.append(view.rtt_ms)
+            if fb.rtts != seen.rtts:
+                # Only a round trip measured since the last tick: a stale one hides
+                # the queue that builds when a link narrows.
+                seen.rtts = fb.rtts
+                if view.sending and fb.rtt_s is not None:
+                    rtts.append(fb.rtt_s * 1000)
         self._expected += expected
         self._lost += lost
         fraction = None
         if new_report and self._expected >= MIN_LOSS_SAMPLE:
             fraction = min(1.0, self._lost / self._expected)
             self._expected = self._lost = 0
-        if not new_remb and fraction is None:
+        if not new_remb and fraction is None and not rtts:
             return None
         return Feedback(
             remb_bps=sum(remb_by_reporter.values()) if new_remb and remb_by_reporter else None,

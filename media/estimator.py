@@ -28,7 +28,9 @@ Two departures, both from what Chromium's REMB turned out to mean here:
   the REMB falls with it, and an estimate that followed would ratchet a clean
   link down to audio alone, seen here on a 2 Mbit/s link with no loss and a flat
   round trip. Congestion (a confirmed REMB fall, or loss above the floor over
-  10 %) forgets it.
+  10 %) forgets it. A rate counts only once a round trip and a report's
+  interval have passed without complaint: a probe sent above a 256 kbit/s
+  satellite link at once counted as carried, and the next probe was sized on it.
 - With low loss, A_s follows that delay-based figure at once instead of creeping
   up 5 % a second: a second slow climb on top of the receiver's own would keep a
   recovered classroom on low quality for a minute. Loss can only ever pull the
@@ -61,11 +63,21 @@ SMOOTHING = 0.3
 # A REMB this much below the previous one is the receiver seeing congestion.
 REMB_FALL = 0.97
 CONGESTION_HOLD_MS = 5000
-# A round trip this much above the lowest seen means a queue on the path.
+# A round trip this much above the lowest seen means a queue on the path; this
+# many such round trips in a row, a queue that grows.
 QUEUE_RTT_FACTOR = 1.25
 QUEUE_RTT_MARGIN_MS = 20.0
+QUEUE_SAMPLES = 2
 # How long a rate sent without complaint counts as carried (module notes).
 CARRIED_WINDOW_MS = 20_000
+# A rate counts as carried only once feedback on it could have come back: a round
+# trip, a modem's queue filling (a few hundred ms) and a receiver report's interval
+# (Chromium sends one about every second).
+CARRIED_PROOF_MS = 1500
+# What got through an overdriven link, times this, is what it carries after.
+BACKOFF = 0.85
+# Until then it counts up to the estimate it was sent under, and this much over it.
+UNPROVEN_MARGIN = 1.1
 # The loss floor (module notes): this percentile of the samples of this window,
 # once there are enough of them to tell a steady loss from a passing one.
 FLOOR_WINDOW_MS = 30_000
@@ -111,13 +123,20 @@ class Estimator:
         self._congested_at: int | None = None
         self._congested = False
         self._min_rtt: float | None = None
+        # Round trips past the queue threshold in a row, and the last back-off.
+        self._queued = 0
+        self._backed_off_at: int | None = None
         self._loss = 0.0
         self._rtt: float | None = None
         self._samples: deque[tuple[int, float]] = deque()
         self._floor = 0.0
-        # (time, bit/s) sent while the path showed no congestion, newest last.
-        self._carried: deque[tuple[int, int]] = deque()
+        # (time, bit/s sent, bit/s known to be carried then) while the path showed
+        # no congestion, newest last.
+        self._carried: deque[tuple[int, int, int]] = deque()
         self._estimate = Estimate(initial_bps, 0.0, None, "initial")
+        # Whether the last update saw congestion: a confirmed REMB fall (and its
+        # hold), or loss above the floor past GCC's 10 %.
+        self.alarm = False
 
     @property
     def estimate(self) -> Estimate:
@@ -167,10 +186,16 @@ class Estimator:
             )
         if lost is not None:
             self._loss = (1 - SMOOTHING) * self._loss + SMOOTHING * lost
-            if lost - self._floor > LOSS_HIGH:
-                self._carried.clear()
+        overdriven = lost is not None and lost - self._floor > LOSS_HIGH
+        if overdriven:
+            assert lost is not None
+            self._back_off(sending_bps, 1 - lost, now_ms)
+        elif self._queue_builds(feedback.rtt_ms, now_ms):
+            overdriven = True
+            self._back_off(sending_bps, 1.0, now_ms)
+        self.alarm = self._congested or overdriven
         remb = self._fresh_remb(now_ms)
-        carried = self._note_carried(sending_bps, now_ms)
+        carried = self._note_carried(sending_bps, remb, now_ms)
         if remb is not None and carried is not None:
             # Not congested: what went through lately is carried (module notes).
             remb = max(remb, carried)
@@ -192,18 +217,71 @@ class Estimator:
         self._estimate = Estimate(bitrate, round(self._loss, 4), self._rtt, by)
         return self._estimate
 
-    def _note_carried(self, sending_bps: int | None, now_ms: int) -> int | None:
-        """The most sent within the window while the path showed no congestion."""
-        clean = max(0.0, self._loss - self._floor) < LOSS_LOW
+    def _note_carried(self, sending_bps: int | None, remb: int | None, now_ms: int) -> int | None:
+        """The most sent within the window while the path showed no congestion.
+
+        A rate counts in full once the receiver has had time to complain about it;
+        before that, only up to what was known to be carried when it was sent (the
+        REMB, or a rate already proven), give or take the wobble of measured costs:
+        sending that says nothing new; sending more is a question still open.
+        """
+        # Just after a back-off, what is sent is what the link was found not to carry.
+        clean = max(0.0, self._loss - self._floor) < LOSS_LOW and self._settled(now_ms)
         if self._congested:
             self._carried.clear()
-        elif sending_bps is not None and clean:
-            self._carried.append((now_ms, sending_bps))
+            return None
         while self._carried and now_ms - self._carried[0][0] > CARRIED_WINDOW_MS:
             self._carried.popleft()
-        if self._congested or not self._carried:
+        proven_at = now_ms - CARRIED_PROOF_MS - (self._rtt or 0.0)
+        if not clean:
+            # The answer came, and it is loss: what was still unanswered was not
+            # carried without complaint.
+            while self._carried and self._carried[-1][0] > proven_at:
+                self._carried.pop()
+        proven = max((rate for at, rate, _ in self._carried if at <= proven_at), default=0)
+        if sending_bps is not None and clean:
+            # Before any feedback, what was sent was sent on the first guess's say-so.
+            guess = self._estimate.bitrate_bps if self._estimate.limited_by == "initial" else 0
+            self._carried.append((now_ms, sending_bps, max(proven, remb or 0, guess)))
+        if not self._carried:
             return None
-        return max(rate for _, rate in self._carried)
+        return max(
+            rate if at <= proven_at else min(rate, int(known * UNPROVEN_MARGIN))
+            for at, rate, known in self._carried
+        )
+
+    def _back_off(self, sending_bps: int | None, through: float, now_ms: int) -> None:
+        """Overdriven: what got through, less a margin, is what the link carries now
+        (libwebrtc backs off to 0.85 of the rate acknowledged). Forgetting it all
+        left the REMB, which counts only the little video a classroom on audio and
+        slides receives, and turned the slides off on a link that carried them."""
+        self._carried.clear()
+        self._backed_off_at = now_ms
+        if sending_bps:
+            rate = min(sending_bps, self._estimate.bitrate_bps)
+            got_through = int(rate * through * BACKOFF)
+            answered = now_ms - CARRIED_PROOF_MS - round(self._rtt or 0.0)
+            self._carried.append((answered, got_through, got_through))
+
+    def _queue_builds(self, rtt_ms: float | None, now_ms: int) -> bool:
+        """Round trips grown past the threshold, `QUEUE_SAMPLES` in a row: a queue
+        fills on the path. Chromium's REMB can stay still meanwhile (seen: 384 kbit/s
+        for 30 s on a 300 kbit/s link while its buffer filled), and a loss comes only
+        once the buffer overflows, taking the teacher's voice with it. After a back-off,
+        its effect takes a round trip and a report to show: no second one before."""
+        if rtt_ms is None or self._min_rtt is None:
+            return False
+        if rtt_ms <= self._min_rtt * QUEUE_RTT_FACTOR + QUEUE_RTT_MARGIN_MS:
+            self._queued = 0
+            return False
+        self._queued += 1
+        return self._queued >= QUEUE_SAMPLES and self._settled(now_ms)
+
+    def _settled(self, now_ms: int) -> bool:
+        """Whether a back-off has had time to show its effect."""
+        return self._backed_off_at is None or (
+            now_ms - self._backed_off_at >= CARRIED_PROOF_MS + (self._rtt or 0.0)
+        )
 
     def _path_agrees(self, rtt_ms: float | None) -> bool:
         """Whether loss (smoothed, above the floor: one sample of 100 packets is noisy)

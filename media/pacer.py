@@ -15,13 +15,23 @@ older than the receiver can still use are not resent.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 
 Clock = Callable[[], float]
 
+# What the pacer sees is an SRTP packet; on the wire it gains UDP and IPv4 headers.
+UDP_IP_BYTES = 28
+# What went out is measured over this long: long enough that one keyframe burst,
+# absorbed by a modem's queue, does not pass for a rate the link carries.
+SENT_WINDOW_S = 2.0
+
 
 class Pacer:
-    """A token bucket in bytes that video waits on and audio only draws from."""
+    """A token bucket in bytes that video waits on and audio only draws from.
+
+    It counts what the link carries: each SRTP packet with its UDP and IP headers
+    (a sixth of a small audio packet)."""
 
     def __init__(self, rate_bps: float, clock: Clock, burst_s: float = 0.03) -> None:
         self._clock = clock
@@ -32,6 +42,9 @@ class Pacer:
         self._at = clock()
         self._lock = asyncio.Lock()
         self.waited_s = 0.0
+        # Bytes let out so far, on the wire, and samples of that count for `sent_bps`.
+        self.sent_bytes = 0
+        self._sent_samples: deque[tuple[float, int]] = deque()
 
     def _capacity_at(self, rate_bps: float) -> float:
         # At least two full packets, so that pacing never splits a small frame.
@@ -49,22 +62,42 @@ class Pacer:
 
     def consume(self, size: int) -> None:
         """Audio and control: sent at once, paid for (the balance may go below zero)."""
+        size += UDP_IP_BYTES
         self._refill()
         self._tokens -= size
+        self.sent_bytes += size
+
+    def sent_bps(self) -> float | None:
+        """What went out (audio, video and resends) over the last `SENT_WINDOW_S`.
+
+        Sampled by the caller's ticks, so that sending costs one addition a packet.
+        None until a window has passed.
+        """
+        now = self._clock()
+        self._sent_samples.append((now, self.sent_bytes))
+        while len(self._sent_samples) > 2 and now - self._sent_samples[1][0] >= SENT_WINDOW_S:
+            self._sent_samples.popleft()
+        since, before = self._sent_samples[0]
+        if now - since < SENT_WINDOW_S:
+            return None
+        return (self.sent_bytes - before) * 8 / (now - since)
 
     def delay_for(self, size: int) -> float:
-        """How long a packet of `size` bytes must wait now (pure; for tests and `wait`)."""
+        """How long a packet of `size` bytes on the wire must wait now (pure; for
+        tests and `wait`)."""
         self._refill()
         missing = size - self._tokens
         return 0.0 if missing <= 0 else missing * 8 / self.rate_bps
 
     async def wait(self, size: int) -> None:
         """Video: wait for the tokens, in arrival order, then pay."""
+        size += UDP_IP_BYTES
         if not self._lock.locked():
             # Nobody is waiting: a packet within the budget goes at once (most do).
             self._refill()
             if self._tokens >= size:
                 self._tokens -= size
+                self.sent_bytes += size
                 return
         async with self._lock:
             delay = self.delay_for(size)
@@ -73,6 +106,7 @@ class Pacer:
                 await asyncio.sleep(delay)
                 self._refill()
             self._tokens -= size
+            self.sent_bytes += size
 
 
 class ResendBudget:

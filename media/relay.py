@@ -43,7 +43,6 @@ from media.aiortc_internals import (
     quiet_when_idle,
     send_red,
     sender_octets,
-    sender_rtt_s,
 )
 from media.candidates import announce
 from media.downlink import Downlink, SlotView
@@ -455,25 +454,21 @@ class Relay:
         views: dict[Slot, SlotView] = {}
         for slot, out in participant.outgoing.items():
             ladder = self._source(lesson, sources, participant, slot)
-            # aiortc pairs a paused sender's reports with stale SR times (its SR
-            # carries the NTP time of the last packet sent): only a sending slot's
-            # RTT means anything, and a negative one never does.
-            rtt = sender_rtt_s(out.sender) if out.track.layer_name != "off" else None
             # A source that sends nothing (slides not shared yet) is offered no
             # bandwidth: it would only keep the stage or the camera off.
             live = ladder is not None and ladder.live(now)
             costs = _layer_costs(ladder, now) if ladder is not None and live else ()
             if out.red:
                 costs = tuple((name, kbps + _RED_EXTRA_KBPS) for name, kbps in costs)
-            views[slot] = SlotView(
-                out.feedback,
-                costs,
-                rtt * 1000 if rtt is not None and rtt > 0 else None,
-            )
-        decision = participant.downlink.tick(views, now)
+            views[slot] = SlotView(out.feedback, costs, sending=out.track.layer_name != "off")
+        sent = participant.pacer.sent_bps() if participant.pacer is not None else None
+        decision = participant.downlink.tick(views, now, sent_bps=sent)
         estimate = participant.downlink.estimate.bitrate_bps
         if participant.pacer is not None and participant.resends is not None:
-            participant.pacer.set_rate(max(MIN_PACING_BPS, estimate * PACING_FACTOR))
+            allocated = participant.downlink.allocated_bps
+            participant.pacer.set_rate(
+                max(MIN_PACING_BPS, max(estimate, allocated) * PACING_FACTOR)
+            )
             participant.resends.set_rate(estimate)
         # Without adaptation the estimate is still kept, for the link reports.
         if decision is None or not self._settings.adaptive:
@@ -583,9 +578,13 @@ def _layer_costs(ladder: Ladder | Mosaic, now: float) -> tuple[tuple[str, float]
     return tuple(costs)
 
 
-# Video leaves a little faster than the link is thought to carry: a burst drains
-# in well under a second, and the estimate may be low.
-PACING_FACTOR = 1.15
+# Video leaves at what the link is thought to carry, or at what was chosen to be
+# sent when that is more (a probe, the floor of audio and slides), and a little
+# over: a keyframe or a new slide is spread at that rate rather than poured into a
+# rural modem's few hundred milliseconds of buffer. Paced 15 % over the estimate,
+# the page turns of a satellite classroom's slides overflowed it and took the
+# teacher's voice with them.
+PACING_FACTOR = 1.05
 MIN_PACING_BPS = 100_000
 # Resends may take this share of the estimated rate (the rest is fresh media).
 RESEND_SHARE = 0.15

@@ -29,7 +29,6 @@ from media.aiortc_internals import (
     pace_sender,
     patient_consent,
     sender_octets,
-    sender_rtt_s,
 )
 from media.fanout import SenderPacket
 
@@ -90,7 +89,6 @@ async def test_the_hook_sees_pli_and_remb_and_aiortc_still_handles_them() -> Non
     assert requests == [1]
     assert feedback.remb_bps == 640_000 and feedback.remb_reporter == 7
     assert sender._RTCRtpSender__force_keyframe  # type: ignore[attr-defined]  # aiortc ran too
-    assert sender_rtt_s(sender) is None
     assert sender_octets(sender) == 0
     await pc.close()
 
@@ -254,3 +252,54 @@ async def test_an_idle_sender_reports_every_five_seconds() -> None:
         await sender._send_rtcp(sr(count))
     # Idle: at 0 s and 5 s; sending: every report; idle again: quiet.
     assert sent == [0, 0, 5, 9]
+
+
+async def test_the_round_trip_comes_from_any_recent_sr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiortc keeps only its latest SR's time; a report answering an earlier one
+    (any round trip longer than the SR interval) must still give a round trip."""
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
+
+    handled: list[object] = []
+
+    class Sender:
+        _ssrc = 1234
+
+        async def _send_rtcp(self, packets: list[object]) -> None:
+            pass
+
+        async def _handle_rtcp_packet(self, packet: object) -> None:
+            handled.append(packet)
+
+    now = [1000.0]
+    monkeypatch.setattr("media.aiortc_internals.time.time", lambda: now[0])
+    sender = Sender()
+    feedback = hook_sender_rtcp(sender, lambda: None)  # type: ignore[arg-type]
+
+    def sr(ntp: int) -> list[object]:
+        info = RtcpSenderInfo(ntp_timestamp=ntp, rtp_timestamp=0, packet_count=1, octet_count=0)
+        return [RtcpSrPacket(ssrc=1234, sender_info=info)]
+
+    def rr(lsr: int, dlsr_s: float) -> RtcpRrPacket:
+        block = RtcpReceiverInfo(
+            ssrc=1234, fraction_lost=0, packets_lost=0, highest_sequence=10, jitter=0,
+            lsr=lsr, dlsr=round(dlsr_s * 65536),
+        )  # fmt: skip
+        return RtcpRrPacket(ssrc=99, reports=[block])
+
+    first, second = 0xAAAA_0000_BBBB_0000, 0xAAAA_0001_CCCC_0000
+    await sender._send_rtcp(sr(first))
+    now[0] += 0.8
+    await sender._send_rtcp(sr(second))
+    now[0] += 0.1
+    # The answer to the first SR, held 0.2 s by the receiver: 0.9 - 0.2 = 0.7 s.
+    await sender._handle_rtcp_packet(rr((first >> 16) & 0xFFFFFFFF, 0.2))
+    assert feedback.rtts == 1 and feedback.rtt_s == pytest.approx(0.7, abs=1e-4)
+    # An SR we never sent gives nothing; aiortc still sees every packet.
+    await sender._handle_rtcp_packet(rr(0x1234_5678, 0.2))
+    assert feedback.rtts == 1 and len(handled) == 2
+    # An idle sender repeats its last packet's NTP time: which SR was answered is
+    # unknown, and a guess would say a round trip of seconds.
+    await sender._send_rtcp(sr(second))
+    now[0] += 0.3
+    await sender._handle_rtcp_packet(rr((second >> 16) & 0xFFFFFFFF, 0.1))
+    assert feedback.rtts == 1

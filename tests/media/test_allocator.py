@@ -38,11 +38,14 @@ def test_stage_comes_after_the_lesson_but_its_audio_is_kept() -> None:
     assert got["stage_video"] == OFF
 
 
-def run(alloc: Allocator, steps: list[tuple[int, float]]) -> list[tuple[int, str, str]]:
-    """Feed (time ms, estimate kbps) pairs; return (time, reason, camera layer) per change."""
+def run(
+    alloc: Allocator, steps: list[tuple[int, float]] | list[tuple[int, float, bool]]
+) -> list[tuple[int, str, str]]:
+    """Feed (time ms, estimate kbps[, congestion alarm]); return (time, reason, camera
+    layer) per change."""
     out = []
-    for now, kbps in steps:
-        decision = alloc.update(kbps, LESSON, now)
+    for now, kbps, *alarm in steps:
+        decision = alloc.update(kbps, LESSON, now, alarm=bool(alarm and alarm[0]))
         if decision:
             out.append((now, decision.reason, decision.allocation["teacher_camera"]))
     return out
@@ -109,12 +112,43 @@ def test_a_probe_the_link_carries_is_kept() -> None:
     assert changes and changes[0][1:] == ("probe", "mid")
 
 
+def test_a_probe_waits_for_the_estimate_to_catch_up() -> None:
+    """The estimator counts a rate above its estimate only once feedback on it could
+    have come back: a round trip and a report later. Until then the probe holds."""
+    alloc = probing()
+    run(alloc, [(t, 250) for t in range(0, 2600, 500)])
+    assert alloc.current["teacher_camera"] == "low"  # probing at 340 on 250
+    assert run(alloc, [(t, 250) for t in range(3000, 5000, 500)]) == []
+    # The estimate may move meanwhile (an old rate leaves the estimator's window):
+    # only congestion ends a probe early.
+    assert run(alloc, [(5000, 230), (5500, 340)]) == []  # caught up after 3 s: kept
+    assert alloc.current["teacher_camera"] == "low"
+    assert run(alloc, [(t, 340) for t in range(6000, 9000, 500)]) == []
+
+
+def test_a_probe_that_never_catches_up_ends() -> None:
+    alloc = probing()
+    run(alloc, [(t, 250) for t in range(0, 2600, 500)])
+    assert run(alloc, [(t, 250) for t in range(3000, 6000, 500)]) == [(5500, "down", OFF)]
+
+
+def test_a_probe_is_judged_by_what_it_sends() -> None:
+    """A paused layer is costed at its nominal rate; running, it may send less."""
+    alloc = probing()
+    run(alloc, [(t, 250) for t in range(0, 2600, 500)])
+    assert alloc.current["teacher_camera"] == "low"  # 340 kbit/s by cost
+    for t in range(3000, 6000, 500):
+        assert alloc.update(280, LESSON, t, sent_kbps=290) is None  # sends 290: kept
+    assert alloc.current["teacher_camera"] == "low"
+
+
 def test_congestion_during_a_probe_falls_back_at_once_and_backs_off() -> None:
     alloc = probing()
     run(alloc, [(t, 250) for t in range(0, 2600, 500)])
     assert alloc.current["teacher_camera"] == "low"  # probing
-    # 2.5 s in, the receiver's REMB falls below what is sent: congestion.
-    assert run(alloc, [(3000, 340), (4500, 340), (5000, 300)]) == [(5000, "down", OFF)]
+    # 2.5 s in, the receiver's REMB falls below what is sent, and the path agrees:
+    # congestion.
+    assert run(alloc, [(3000, 340), (4500, 340), (5000, 300, True)]) == [(5000, "down", OFF)]
     # No new probe for twice the quiet period (12 s), then one after the hold.
     assert run(alloc, [(t, 250) for t in range(5500, 17000, 500)]) == []
     assert run(alloc, [(t, 250) for t in range(17000, 19500, 500)]) == [(19000, "probe", "low")]
@@ -188,7 +222,7 @@ def test_a_new_stage_is_seen_at_once_and_watched_like_a_probe() -> None:
         decision.allocation["stage_video"] == "low" and decision.allocation["stage_audio"] == "high"
     )
     # Congestion follows: back to what fits, with the stage's sound kept.
-    decision = alloc.update(150, stage, 1000)
+    decision = alloc.update(150, stage, 1000, alarm=True)
     assert decision is not None and decision.reason == "down"
     assert (
         decision.allocation["stage_video"] == OFF and decision.allocation["stage_audio"] == "high"

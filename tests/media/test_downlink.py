@@ -67,9 +67,24 @@ def test_a_clean_link_keeps_its_layers_whatever_the_remb_does() -> None:
         }
         remb(fbs["teacher_camera"], 1_350_000 if t % 4 else 1_000_000)
         report(fbs["teacher_camera"], 200 * t, 0)
-        view = {Slot(n): SlotView(fb, costs[n], rtt_ms=100.0) for n, fb in fbs.items()}
+        fbs["teacher_camera"].rtt_s, fbs["teacher_camera"].rtts = 0.1, t
+        view = {Slot(n): SlotView(fb, costs[n]) for n, fb in fbs.items()}
         decision = down.tick(view, float(t))
         assert decision is None, (t, decision, down.estimate)
+
+
+def test_a_remb_counts_the_video_and_the_audio_comes_on_top() -> None:
+    """Chromium's REMB leaves audio out: read as the whole link, it turned a
+    satellite classroom's slides off to leave room for audio it never counted."""
+    down = Downlink(Estimator(initial_bps=120_000), Allocator())
+    fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
+    first = down.tick(views(**fbs), 0.0)
+    assert first is not None
+    assert first.allocation == {"teacher_audio": "high", "slides": "low", "teacher_camera": "off"}
+    remb(fbs["slides"], 100_000)
+    down.tick(views(**fbs), 1.0)
+    # 100 kbit/s of video, and audio's 53 beside it.
+    assert down.estimate.bitrate_bps == 153_000
 
 
 def test_loss_is_counted_over_all_slots_from_cumulative_counters() -> None:

@@ -102,7 +102,24 @@ def test_what_is_sent_without_complaint_counts_as_carried() -> None:
     est.update(Feedback(remb_bps=150_000), 0, sending_bps=100_000)
     assert est.estimate.bitrate_bps == 150_000
     e = est.update(Feedback(remb_bps=160_000, fraction_lost=0.0), 1000, sending_bps=340_000)
+    # Sent above the REMB a moment ago: no feedback on it yet,
+    # so it counts only up to what the REMB says (160) and a margin.
+    assert e.bitrate_bps == 176_000 and not est.congested
+    # A round trip and a report's interval later, without complaint: carried.
+    e = est.update(Feedback(remb_bps=160_000, rtt_ms=300), 2000, sending_bps=340_000)
+    assert e.bitrate_bps == 176_000
+    e = est.update(Feedback(remb_bps=160_000, rtt_ms=300), 2900, sending_bps=340_000)
     assert e.bitrate_bps == 340_000 and not est.congested
+
+
+def test_loss_before_a_rate_is_proven_means_it_was_not_carried() -> None:
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=200_000, rtt_ms=600, fraction_lost=0.0), 0, 200_000)
+    est.update(Feedback(remb_bps=200_000), 1000, sending_bps=280_000)  # a probe
+    # Loss comes back before a round trip and a report have passed: not carried.
+    e = est.update(Feedback(remb_bps=200_000, fraction_lost=0.08), 1500, sending_bps=280_000)
+    e = est.update(Feedback(remb_bps=200_000), 3000, sending_bps=280_000)
+    assert e.bitrate_bps == 200_000
 
 
 def test_sending_less_of_its_own_accord_does_not_lower_the_estimate() -> None:
@@ -146,6 +163,39 @@ def test_heavy_loss_forgets_what_was_carried() -> None:
     assert e.bitrate_bps <= 850_000
 
 
+def test_after_heavy_loss_what_got_through_is_carried() -> None:
+    """A classroom on audio and slides gets a REMB near 1.5x its little video: after
+    an overdriven probe, that alone would leave room for audio and nothing else."""
+    est = Estimator(initial_bps=300_000)
+    for t in range(0, 5000, 500):
+        est.update(Feedback(remb_bps=100_000, rtt_ms=600, fraction_lost=0.0), t, 250_000)
+    assert est.estimate.bitrate_bps == 250_000
+    e = est.update(Feedback(remb_bps=100_000, fraction_lost=0.3), 5000, sending_bps=300_000)
+    # 300 kbit/s sent (a probe over the 250 estimated), 70 % through, a 15 % margin.
+    assert e.bitrate_bps == 148_750
+    e = est.update(Feedback(remb_bps=100_000), 6000, sending_bps=150_000)
+    assert e.bitrate_bps == 148_750
+
+
+def test_a_queue_that_builds_is_congestion_though_the_remb_stays() -> None:
+    est = Estimator(initial_bps=300_000)
+    for t in range(0, 5000, 500):
+        est.update(Feedback(remb_bps=200_000, rtt_ms=100, fraction_lost=0.0), t, 320_000)
+    assert est.estimate.bitrate_bps == 320_000
+    # A 300 kbit/s link: its buffer fills, the REMB does not move, nothing is lost.
+    e = est.update(Feedback(remb_bps=200_000, rtt_ms=190), 5000, sending_bps=320_000)
+    assert e.bitrate_bps == 320_000 and not est.alarm  # one long round trip is no queue
+    e = est.update(Feedback(remb_bps=200_000, rtt_ms=240), 5500, sending_bps=320_000)
+    assert est.alarm and e.bitrate_bps == 272_000  # 0.85 x 320
+    # The queue drains over the next round trips: no second back-off meanwhile...
+    e = est.update(Feedback(remb_bps=200_000, rtt_ms=250), 6000, sending_bps=300_000)
+    e = est.update(Feedback(remb_bps=200_000, rtt_ms=230), 6500, sending_bps=280_000)
+    assert e.bitrate_bps == 272_000
+    # ...and once it is gone, what is sent counts again.
+    e = est.update(Feedback(remb_bps=200_000, rtt_ms=105), 7000, sending_bps=260_000)
+    assert not est.alarm and e.bitrate_bps == 272_000
+
+
 def test_a_falling_remb_is_congestion_and_rules_for_a_while() -> None:
     est = Estimator(initial_bps=300_000)
     est.update(Feedback(remb_bps=400_000), 0, sending_bps=300_000)  # no RTT known yet
@@ -153,8 +203,10 @@ def test_a_falling_remb_is_congestion_and_rules_for_a_while() -> None:
     assert est.congested and e.bitrate_bps == 250_000
     # Still congested 4 s later, whatever is being sent...
     assert est.update(Feedback(remb_bps=250_000), 5000, sending_bps=340_000).bitrate_bps == 250_000
-    # ...and no longer after 5 s without a fall.
-    assert est.update(Feedback(remb_bps=250_000), 6500, sending_bps=340_000).bitrate_bps == 340_000
+    # ...and no longer after 5 s without a fall: what is sent counts again, up to
+    # the REMB and its margin until it has had time to be complained about.
+    assert est.update(Feedback(remb_bps=250_000), 6500, sending_bps=340_000).bitrate_bps == 275_000
+    assert est.update(Feedback(remb_bps=250_000), 8100, sending_bps=340_000).bitrate_bps == 340_000
 
 
 def test_a_remb_fall_the_path_does_not_confirm_is_not_congestion() -> None:
@@ -162,7 +214,8 @@ def test_a_remb_fall_the_path_does_not_confirm_is_not_congestion() -> None:
     est = Estimator(initial_bps=300_000)
     est.update(Feedback(remb_bps=400_000, rtt_ms=40, fraction_lost=0.0), 0, sending_bps=300_000)
     e = est.update(Feedback(remb_bps=150_000, rtt_ms=42), 1000, sending_bps=340_000)
-    assert not est.congested and e.bitrate_bps == 340_000
+    # What was sent under the earlier REMB still stands.
+    assert not est.congested and e.bitrate_bps == 300_000
 
 
 def test_a_remb_fall_with_a_growing_round_trip_is_congestion() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.pacer import Pacer, ResendBudget
+from media.pacer import UDP_IP_BYTES, Pacer, ResendBudget
 
 
 class Clock:
@@ -20,24 +20,41 @@ def test_a_keyframe_is_spread_at_the_pacing_rate() -> None:
     pacer = Pacer(256_000, clock)
     delays = []
     for _ in range(20):  # a 24 KB keyframe in 1200-byte packets, all at once
-        delay = pacer.delay_for(1200)
+        delay = pacer.delay_for(1200 + UDP_IP_BYTES)
         delays.append(delay)
         clock.t += delay
         pacer.consume(1200)
     # The burst allowance lets the first packets go at once; the whole frame takes
-    # its size at the rate, as the link would have taken it anyway.
+    # its size on the wire at the rate, as the link would have taken it anyway.
     assert delays[0] == 0.0
-    assert clock.t == pytest.approx((20 * 1200 - 2600) * 8 / 256_000, rel=0.01)
+    assert clock.t == pytest.approx((20 * 1228 - 2600) * 8 / 256_000, rel=0.01)
 
 
 def test_audio_goes_at_once_and_video_yields_to_it() -> None:
     clock = Clock()
     pacer = Pacer(100_000, clock)
-    pacer.consume(2600)  # the burst allowance is spent
+    pacer.consume(2600 - UDP_IP_BYTES)  # the burst allowance is spent
     for _ in range(5):
         pacer.consume(120)  # audio never waits...
-    # ...and the video packet behind it waits for the audio's share too.
-    assert pacer.delay_for(1200) == pytest.approx((1200 + 600) * 8 / 100_000)
+    # ...and the video packet behind it waits for the audio's share too, headers
+    # included: 5 x (120 + 28) bytes.
+    assert pacer.delay_for(1228) == pytest.approx((1228 + 740) * 8 / 100_000)
+
+
+def test_what_went_out_is_measured_on_the_wire_over_two_seconds() -> None:
+    clock = Clock()
+    pacer = Pacer(1_000_000, clock)
+    assert pacer.sent_bps() is None  # nothing to measure over yet
+    for tick in range(1, 9):  # 50 packets of 222 bytes a second, read every half second
+        for _ in range(25):
+            pacer.consume(250 - UDP_IP_BYTES)
+        clock.t = tick * 0.5
+        rate = pacer.sent_bps()
+        # With UDP and IPv4 headers: 50 x 250 bytes = 100 kbit/s, once 2 s have passed.
+        assert (rate is None) == (clock.t < 2.0)
+    assert rate == pytest.approx(100_000)
+    clock.t = 5.0  # a second of silence halves the two-second figure
+    assert pacer.sent_bps() == pytest.approx(50_000)
 
 
 def test_resends_within_budget_and_only_while_useful() -> None:
