@@ -87,6 +87,25 @@ def test_a_remb_counts_the_video_and_the_audio_comes_on_top() -> None:
     assert down.estimate.bitrate_bps == 153_000
 
 
+def test_what_went_out_counts_once_it_has_been_answered() -> None:
+    """The pacer's count of what left (a probe, a keyframe's burst) is carried once
+    a round trip and a report have passed without complaint, not before."""
+    down = Downlink(Estimator(initial_bps=250_000), Allocator())
+    fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
+    down.tick(views(**fbs), 0.0)
+    estimates = []
+    for tick in range(1, 9):
+        remb(fbs["slides"], 100_000)
+        fbs["slides"].rtt_s, fbs["slides"].rtts = 0.1, tick
+        down.tick(views(**fbs), tick * 0.5, sent_bps=400_000)
+        estimates.append(down.estimate.bitrate_bps)
+    # At first only up to what was known when it left (here the first guess, the
+    # REMB and audio say less) and a margin...
+    assert estimates[:4] == [275_000] * 4
+    # ...then all of it, 1.5 s and a round trip after the first of it.
+    assert estimates[4:] == [400_000] * 4
+
+
 def test_loss_is_counted_over_all_slots_from_cumulative_counters() -> None:
     down = Downlink(Estimator(initial_bps=1_000_000), Allocator())
     audio, camera = SenderFeedback(), SenderFeedback()
