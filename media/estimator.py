@@ -12,7 +12,7 @@ The rules are those of Google Congestion Control (draft-ietf-rmcat-gcc-02):
   loss, in between it holds (gcc-02 §6);
 - the estimate is the lower of the two, and A_s never exceeds the REMB (gcc-02 §6).
 
-Two departures, both from what Chromium's REMB turned out to mean here:
+Departures, from what Chromium's REMB and real rural links turned out to mean here:
 - A REMB does not say what a link could carry. libwebrtc's receive-side estimate
   never rises above about 1.5x what it receives, and it *falls* only when it sees
   queues grow (overuse). So while the REMB has not fallen lately, what the relay
@@ -27,10 +27,15 @@ Two departures, both from what Chromium's REMB turned out to mean here:
   a reason of its own (a layer's cost measured higher for a moment, a probe ended)
   the REMB falls with it, and an estimate that followed would ratchet a clean
   link down to audio alone, seen here on a 2 Mbit/s link with no loss and a flat
-  round trip. Congestion (a confirmed REMB fall, or loss above the floor over
-  10 %) forgets it. A rate counts only once a round trip and a report's
-  interval have passed without complaint: a probe sent above a 256 kbit/s
-  satellite link at once counted as carried, and the next probe was sized on it.
+  round trip. A confirmed REMB fall forgets it. A rate counts only once a round
+  trip and a report's interval have passed without complaint: a probe sent
+  above a 256 kbit/s satellite link at once counted as carried, and the next
+  probe was sized on it.
+- Overdriven, a link is backed off to 0.85 of what got through (libwebrtc does so
+  with what was acknowledged): on loss above the floor over 10 %, and on a queue
+  that grows, two round trips in a row past 1.25x the lowest and 20 ms, though
+  the REMB stays still (Chromium's did, at 384 kbit/s for 30 s on a 300 kbit/s
+  link) and nothing is lost until the modem's buffer overflows.
 - With low loss, A_s follows that delay-based figure at once instead of creeping
   up 5 % a second: a second slow climb on top of the receiver's own would keep a
   recovered classroom on low quality for a minute. Loss can only ever pull the
