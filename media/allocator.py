@@ -126,7 +126,7 @@ class Decision:
 @dataclass
 class _Probe:
     started_ms: int
-    estimate_kbps: float
+    # What to go back to if the probe fails.
     fallback: Allocation
 
 
@@ -231,7 +231,7 @@ class Allocator:
             return None
         self._up_since = None
         if reason == "probe":
-            self._probe = _Probe(now_ms, estimate_kbps, dict(self.current))
+            self._probe = _Probe(now_ms, dict(self.current))
         return self._set(better, reason)
 
     def _reshape(
@@ -262,7 +262,7 @@ class Allocator:
             and rank(keep, offers) > rank(fit, offers)
             and cost(keep, offers) <= self._ceiling(estimate_kbps)
         ):
-            self._probe = _Probe(now_ms, estimate_kbps, fit)
+            self._probe = _Probe(now_ms, fit)
             return self._set(keep, "reshape")
         return self._set(fit, "reshape")
 

@@ -143,7 +143,7 @@ class Estimator:
         self._carried: deque[tuple[int, int, int]] = deque()
         self._estimate = Estimate(initial_bps, 0.0, None, "initial")
         # Whether the last update saw congestion: a confirmed REMB fall (and its
-        # hold), or loss above the floor past GCC's 10 %.
+        # hold), loss above the floor past GCC's 10 %, or a queue that grows.
         self.alarm = False
 
     @property
@@ -194,14 +194,15 @@ class Estimator:
             )
         if lost is not None:
             self._loss = (1 - SMOOTHING) * self._loss + SMOOTHING * lost
-        overdriven = lost is not None and lost - self._floor > LOSS_HIGH
-        if overdriven:
-            assert lost is not None
-            self._back_off(sending_bps, 1 - lost, now_ms)
+        # Overdriven: by heavy loss (what got through is known) or by a queue.
+        through = None
+        if lost is not None and lost - self._floor > LOSS_HIGH:
+            through = 1 - lost
         elif self._queue_builds(feedback.rtt_ms, now_ms):
-            overdriven = True
-            self._back_off(sending_bps, 1.0, now_ms)
-        self.alarm = self._congested or overdriven
+            through = 1.0
+        if through is not None:
+            self._back_off(sending_bps, through, now_ms)
+        self.alarm = self._congested or through is not None
         remb = self._fresh_remb(now_ms)
         carried = self._note_carried(sending_bps, remb, now_ms)
         if remb is not None and carried is not None:
@@ -240,7 +241,7 @@ class Estimator:
             return None
         while self._carried and now_ms - self._carried[0][0] > CARRIED_WINDOW_MS:
             self._carried.popleft()
-        proven_at = now_ms - CARRIED_PROOF_MS - (self._rtt or 0.0)
+        proven_at = now_ms - self._answer_ms()
         if not clean:
             # The answer came, and it is loss: what was still unanswered was not
             # carried without complaint.
@@ -268,7 +269,8 @@ class Estimator:
         if sending_bps:
             rate = min(sending_bps, self._estimate.bitrate_bps)
             got_through = int(rate * through * BACKOFF)
-            answered = now_ms - CARRIED_PROOF_MS - round(self._rtt or 0.0)
+            # Answered already (this is the answer): it counts in full at once.
+            answered = now_ms - round(self._answer_ms())
             self._carried.append((answered, got_through, got_through))
 
     def _queue_builds(self, rtt_ms: float | None, now_ms: int) -> bool:
@@ -279,7 +281,7 @@ class Estimator:
         its effect takes a round trip and a report to show: no second one before."""
         if rtt_ms is None or self._min_rtt is None:
             return False
-        if rtt_ms <= self._min_rtt * QUEUE_RTT_FACTOR + QUEUE_RTT_MARGIN_MS:
+        if not self._queued_rtt(rtt_ms):
             self._queued = 0
             return False
         self._queued += 1
@@ -287,9 +289,16 @@ class Estimator:
 
     def _settled(self, now_ms: int) -> bool:
         """Whether a back-off has had time to show its effect."""
-        return self._backed_off_at is None or (
-            now_ms - self._backed_off_at >= CARRIED_PROOF_MS + (self._rtt or 0.0)
-        )
+        return self._backed_off_at is None or now_ms - self._backed_off_at >= self._answer_ms()
+
+    def _answer_ms(self) -> float:
+        """How long feedback on what is sent now takes to come back (CARRIED_PROOF_MS)."""
+        return CARRIED_PROOF_MS + (self._rtt or 0.0)
+
+    def _queued_rtt(self, rtt_ms: float) -> bool:
+        """Whether a round trip is long enough past the lowest to mean a queue."""
+        assert self._min_rtt is not None
+        return rtt_ms > self._min_rtt * QUEUE_RTT_FACTOR + QUEUE_RTT_MARGIN_MS
 
     def _path_agrees(self, rtt_ms: float | None) -> bool:
         """Whether loss (smoothed, above the floor: one sample of 100 packets is noisy)
@@ -299,7 +308,7 @@ class Estimator:
         rtt = rtt_ms if rtt_ms is not None else self._rtt
         if rtt is None or self._min_rtt is None:
             return True  # nothing to judge by: believe the receiver
-        return rtt > self._min_rtt * QUEUE_RTT_FACTOR + QUEUE_RTT_MARGIN_MS
+        return self._queued_rtt(rtt)
 
     def _apply_loss(self, lost: float, now_ms: int, remb: int | None) -> None:
         if lost > LOSS_HIGH:
