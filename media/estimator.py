@@ -45,7 +45,10 @@ Departures, from what Chromium's REMB and real rural links turned out to mean he
   rules would starve such a link down to audio. The loss rules therefore judge
   the loss *above* a floor: the median of the last half minute's samples (from
   four of them on: on audio and slides, a sample of 100 packets comes every few
-  seconds), in the spirit of libwebrtc's loss-based BWE v2, which
+  seconds; before that, the lowest sample whose round trip showed no queue: on
+  loss10 a floor of zero for the first 20 s kept the camera off, and a full
+  queue, the other cause of heavy loss, shows in the round trip), in the spirit
+  of libwebrtc's loss-based BWE v2, which
   estimates an "inherent loss" apart from the loss that sending more causes. A
   congested link loses only while it is overdriven, less than half the time, so
   its floor stays near zero. A lower percentile left a steady 10 % loss about
@@ -136,7 +139,7 @@ class Estimator:
         self._backed_off_at: int | None = None
         self._loss = 0.0
         self._rtt: float | None = None
-        self._samples: deque[tuple[int, float]] = deque()
+        self._samples: deque[tuple[int, float, bool]] = deque()
         self._floor = 0.0
         # (time, bit/s sent, bit/s known to be carried then) while the path showed
         # no congestion, newest last.
@@ -159,24 +162,29 @@ class Estimator:
         """The steady loss that is not taken for congestion (module notes)."""
         return self._floor
 
-    def _add_loss_sample(self, lost: float, now_ms: int) -> None:
-        self._samples.append((now_ms, lost))
+    def _add_loss_sample(self, lost: float, now_ms: int, flat: bool) -> None:
+        """`flat`: the sample came with a round trip that shows no queue."""
+        self._samples.append((now_ms, lost, flat))
         while self._samples and now_ms - self._samples[0][0] > FLOOR_WINDOW_MS:
             self._samples.popleft()
         if len(self._samples) < FLOOR_MIN_SAMPLES:
-            self._floor = 0.0
+            # Too few for a median: the lowest loss seen with a flat round trip
+            # (a full queue shows in the round trip; a steady loss in every sample).
+            self._floor = min(FLOOR_MAX, min((s for _, s, f in self._samples if f), default=0.0))
         else:
-            ordered = sorted(sample for _, sample in self._samples)
+            ordered = sorted(sample for _, sample, _ in self._samples)
             self._floor = min(FLOOR_MAX, ordered[int(FLOOR_PERCENTILE * (len(ordered) - 1))])
 
     def update(self, feedback: Feedback, now_ms: int, sending_bps: int | None = None) -> Estimate:
         """Fold in one piece of feedback; `sending_bps` is what the relay sends now."""
+        if feedback.rtt_ms is not None and feedback.rtt_ms > 0:
+            self._min_rtt = min(self._min_rtt or feedback.rtt_ms, feedback.rtt_ms)
         lost = None
         if feedback.fraction_lost is not None:
             lost = min(1.0, max(0.0, feedback.fraction_lost))
-            self._add_loss_sample(lost, now_ms)
-        if feedback.rtt_ms is not None and feedback.rtt_ms > 0:
-            self._min_rtt = min(self._min_rtt or feedback.rtt_ms, feedback.rtt_ms)
+            rtt = feedback.rtt_ms if feedback.rtt_ms is not None else self._rtt
+            flat = rtt is not None and self._min_rtt is not None and not self._queued_rtt(rtt)
+            self._add_loss_sample(lost, now_ms, flat)
         if feedback.remb_bps is not None:
             fell = self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL
             if fell and self._path_agrees(feedback.rtt_ms):

@@ -177,6 +177,28 @@ def test_after_heavy_loss_what_got_through_is_carried() -> None:
     assert e.bitrate_bps == 148_750
 
 
+def test_before_the_median_the_floor_is_the_lowest_loss_with_a_flat_round_trip() -> None:
+    """loss10: a sample of 100 packets comes every few seconds on audio and slides, and
+    with a floor of zero for the first four, the first (10.4 %, round trip flat) ended
+    the camera's first probe and GCC's rules kept it off for 20 s. Heavy loss with a
+    round trip past its lowest is a full queue: that is no floor."""
+    for rtt, floor in ((101, 0.12), (180, 0.0)):
+        est = Estimator(initial_bps=300_000)
+        est.update(Feedback(remb_bps=400_000, rtt_ms=100), 0, 300_000)
+        e = est.update(Feedback(remb_bps=400_000, rtt_ms=rtt, fraction_lost=0.12), 500, 300_000)
+        assert est.loss_floor == floor
+        assert est.alarm is (floor == 0.0)
+        assert (e.bitrate_bps == 400_000) is (floor > 0)  # the REMB stands on a steady loss
+    # A lower sample lowers the floor; a round trip unknown proves nothing.
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(rtt_ms=100, fraction_lost=0.12), 0)
+    est.update(Feedback(rtt_ms=100, fraction_lost=0.03), 500)
+    assert est.loss_floor == 0.03
+    est = Estimator()
+    est.update(Feedback(fraction_lost=0.12), 0)
+    assert est.loss_floor == 0.0
+
+
 def test_a_queue_that_builds_is_congestion_though_the_remb_stays() -> None:
     est = Estimator(initial_bps=300_000)
     for t in range(0, 5000, 500):
