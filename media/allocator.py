@@ -82,6 +82,16 @@ def allocate(
     return {o.slot: (o.layers[chosen[o.slot]][0] if o.slot in chosen else OFF) for o in offers}
 
 
+def _raises(better: Allocation, current: Allocation, offers: Sequence[SlotOffer]) -> bool:
+    """Whether `better` is one layer or more up somewhere and down nowhere. An
+    "up" that turns one slot off for another's higher layer is a flap: seen on
+    the step profile, a camera just probed on was switched off two seconds later
+    for the slides' high layer, and probed on again after that."""
+    ups = rank(better, offers)
+    now = rank(current, offers)
+    return ups != now and all(u >= n for u, n in zip(ups, now, strict=True))
+
+
 def rank(allocation: Allocation, offers: Sequence[SlotOffer]) -> tuple[int, ...]:
     """Comparable quality of an allocation: layer indexes in priority order (-1 = off)."""
     out = []
@@ -142,11 +152,15 @@ class Allocator:
       it receives (libwebrtc clamps it to 1.5x the incoming rate), so a classroom
       sent only audio and slides would never be offered the camera. When nothing
       better fits, the next layer up is tried (after `probe_hold_ms` of quiet) if it
-      costs at most `probe_ceiling` times the estimate, and kept if the estimate
-      has caught up (90 % of its cost) after `probe_confirm_ms`. If congestion
-      comes meanwhile, or it has not caught up by then, the probe ends (back to what
-      was sent before) and the next one waits twice as long, from `after_down_ms`
-      up to `max_backoff_ms`.
+      costs at most `probe_ceiling` times the estimate, and kept once the estimate
+      covers its cost, from `probe_accept_ms` on (the estimator counts a rate only
+      once it has been answered), or at `probe_confirm_ms` if the estimate has
+      caught up by then (90 % of what it sends). If congestion comes meanwhile,
+      or it has not caught up by then, the probe ends
+      (back to what was sent before) and the next one waits twice as long, from
+      `after_down_ms` up to `max_backoff_ms`.
+    - An "up" raises slots and lowers none; a better allocation that would trade
+      one slot down for another up is reached by probing instead.
     """
 
     def __init__(
@@ -159,6 +173,7 @@ class Allocator:
         probe_hold_ms: int = 1000,
         probe_confirm_ms: int = 4000,
         max_backoff_ms: int = 24_000,
+        probe_accept_ms: int = 2500,
     ) -> None:
         self.headroom = headroom
         self.up_hold_ms = up_hold_ms
@@ -168,6 +183,7 @@ class Allocator:
         self.probe_hold_ms = probe_hold_ms
         self.probe_confirm_ms = probe_confirm_ms
         self.max_backoff_ms = max_backoff_ms
+        self.probe_accept_ms = probe_accept_ms
         self.current: Allocation = {}
         self._slots: frozenset[str] = frozenset()
         self._down_at: int | None = None
@@ -215,7 +231,7 @@ class Allocator:
             return None
         better = self._fit(estimate_kbps, offers)
         reason = "up"
-        if rank(better, offers) <= rank(self.current, offers):
+        if not _raises(better, self.current, offers):
             if not may_probe or self.probe_ceiling <= 0:
                 self._up_since = None
                 return None
@@ -282,9 +298,14 @@ class Allocator:
         # The estimator counts a rate sent above its estimate only once feedback on
         # it has had time to come back: the estimate catches up with a probe late.
         # Congestion meanwhile is the receiver's answer, and ends it at once.
-        if not alarm and now_ms - probe.started_ms < self.probe_confirm_ms:
-            return None
+        elapsed = now_ms - probe.started_ms
         probed = cost(self.current, offers)
+        # The estimate covers all of it: the estimator has had its answer (a report
+        # and a round trip after it went out), and so can we. Kept on less, the next
+        # update would find the layers above the estimate and step down.
+        caught_up = elapsed >= self.probe_accept_ms and estimate_kbps >= probed
+        if not alarm and not caught_up and elapsed < self.probe_confirm_ms:
+            return None
         if sent_kbps is not None:
             probed = min(probed, sent_kbps)
         if not alarm and estimate_kbps >= probed * 0.9:

@@ -239,3 +239,32 @@ def test_an_estimate_below_the_floor_does_not_hold_probes_back() -> None:
     decisions = [alloc.update(35, LESSON, t) for t in range(1000, 12_000, 500)]
     probes = [d for d in decisions if d and d.reason == "probe"]
     assert probes and probes[0].allocation["slides"] == "low"
+
+
+def test_a_probe_the_estimate_has_caught_up_with_is_kept_early() -> None:
+    """Once the estimator counts all of the probe (a report and a round trip after it
+    went out), waiting on adds nothing but a slower climb back after a step down."""
+    for caught_up_at, next_probe_at in ((4000, 5500), (5000, 6500)):
+        alloc = Allocator(probe_hold_ms=1000, probe_confirm_ms=4000, probe_accept_ms=2500)
+        assert run(alloc, [(t, 250) for t in range(0, 2000, 500)]) == [
+            (0, "reshape", OFF),
+            (1500, "probe", "low"),  # 340 kbit/s on 250
+        ]
+        steps = [(t, 250 if t < caught_up_at else 500) for t in range(2000, 9000, 500)]
+        # Kept at 2.5 s in if caught up by then, else once it has; the next probe
+        # (camera mid, 690 <= 1.5 x 500) a hold after that. Waiting for 4 s, it
+        # came at 7 s.
+        assert run(alloc, steps)[0] == (next_probe_at, "probe", "mid")
+
+
+def test_an_upgrade_never_turns_a_slot_down() -> None:
+    """With the camera just probed on, a budget that fits slides high or the camera
+    low (not both) raises the slides by a probe, not by switching the camera off."""
+    alloc = Allocator(probe_hold_ms=1000, after_down_ms=0, up_hold_ms=1000)
+    alloc.update(1000, LESSON, 0)
+    alloc.update(300, LESSON, 500)  # down: audio, slides low, camera low (250)
+    assert alloc.current == {"teacher_audio": "high", "slides": "low", "teacher_camera": "low"}
+    # 250 x 0.85 fits audio + slides high (190), or what is sent (250), not both.
+    changes = [alloc.update(250, LESSON, t) for t in range(1000, 4000, 500)]
+    made = [(d.reason, d.allocation["slides"], d.allocation["teacher_camera"]) for d in changes if d]
+    assert made == [("probe", "high", "low")]
