@@ -19,9 +19,12 @@ Departures, from what Chromium's REMB and real rural links turned out to mean he
   already sends without complaint (`sending_bps`) counts as carried, even above the
   REMB; after a fall, the REMB rules for `CONGESTION_HOLD_MS`. A fall counts only
   when the path agrees: loss of 2 % or more, or a round trip grown past its
-  minimum (a queue building). A receiver short of CPU also reports overuse
-  (its packets wait to be read, not on the link), and believing it would starve
-  a classroom whose link is fine.
+  minimum (a queue building), then or within `FALL_PENDING_MS`: Chromium's REMB
+  fell within half a second of the step profile's link narrowing, and the round
+  trip showed the queue one or two reports later (a report comes about every
+  second). A receiver short of CPU also reports overuse (its packets wait to be
+  read, not on the link), and believing it would starve a classroom whose link
+  is fine.
 - What was carried holds for `CARRIED_WINDOW_MS`, not only while it is being
   sent: the REMB follows what the receiver gets, so when the relay sends less for
   a reason of its own (a layer's cost measured higher for a moment, a probe ended)
@@ -74,6 +77,8 @@ SMOOTHING = 0.3
 # A REMB this much below the previous one is the receiver seeing congestion.
 REMB_FALL = 0.97
 CONGESTION_HOLD_MS = 5000
+# A REMB fall still counts if the path agrees within this long.
+FALL_PENDING_MS = 2000
 # A round trip this much above the lowest seen means a queue on the path; this
 # many such round trips in a row, a queue that grows.
 QUEUE_RTT_FACTOR = 1.25
@@ -133,6 +138,8 @@ class Estimator:
         self._last_increase_at: int | None = None
         self._congested_at: int | None = None
         self._congested = False
+        # When the REMB last fell without the path agreeing (FALL_PENDING_MS).
+        self._fell_at: int | None = None
         self._min_rtt: float | None = None
         # Round trips past the queue threshold in a row, and the last back-off.
         self._queued = 0
@@ -189,8 +196,21 @@ class Estimator:
             fell = self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL
             if fell and self._path_agrees(feedback.rtt_ms):
                 self._congested_at = now_ms
+            elif fell:
+                self._fell_at = now_ms
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
+        if (
+            self._fell_at is not None
+            and self._congested_at != now_ms
+            and now_ms - self._fell_at <= FALL_PENDING_MS
+            and feedback.rtt_ms is not None
+            and self._min_rtt is not None
+            and self._queued_rtt(feedback.rtt_ms)
+        ):
+            # The path agrees a little late (module notes).
+            self._congested_at = now_ms
+            self._fell_at = None
         self._congested = (
             self._congested_at is not None and now_ms - self._congested_at < CONGESTION_HOLD_MS
         )

@@ -247,6 +247,19 @@ def test_a_remb_fall_with_a_growing_round_trip_is_congestion() -> None:
     assert est.congested and e.bitrate_bps == 250_000
 
 
+def test_a_remb_fall_the_round_trip_confirms_soon_after_is_congestion() -> None:
+    """step: Chromium's REMB falls within half a second of the link narrowing; the
+    queue shows in the round trip a second or two later."""
+    for late_rtt, after_ms, congested in ((160, 1500, True), (130, 1500, False), (160, 2500, False)):
+        est = Estimator(initial_bps=300_000)
+        est.update(Feedback(remb_bps=500_000, rtt_ms=100, fraction_lost=0.0), 0, 340_000)
+        est.update(Feedback(remb_bps=240_000, rtt_ms=102), 500, 340_000)
+        assert not est.congested  # the path does not agree yet
+        e = est.update(Feedback(remb_bps=240_000, rtt_ms=late_rtt), 500 + after_ms, 340_000)
+        assert est.congested is congested
+        assert (e.bitrate_bps == 240_000) is congested
+
+
 def _random_loss(seconds: int, mean: float, step_ms: int = 500) -> list[float]:
     """Per-sample loss of a link that drops `mean` of packets at random, ~100 a sample."""
     rng = random.Random(7)
