@@ -16,6 +16,12 @@ from dataclasses import dataclass
 OFF = "off"
 
 
+# The estimate fell when it is this much below its peak since the layers were
+# chosen; layers that cost this much more than the estimate step down in any case.
+ESTIMATE_FELL = 0.97
+COST_OVERSHOOT = 1.2
+
+
 @dataclass(frozen=True)
 class SlotOffer:
     """What one outgoing slot can carry: its layers, cheapest first, with their cost.
@@ -143,8 +149,9 @@ class _Probe:
 class Allocator:
     """Hysteresis and probing around `allocate()`, per participant.
 
-    - Down at once: when what is being sent no longer fits the estimate, the next
-      update drops to what fits (a late drop costs freezes and audio gaps).
+    - Down at once: when what is being sent no longer fits an estimate that fell
+      (or congestion was seen, or it costs a fifth more), the next update drops to
+      what fits (a late drop costs freezes and audio gaps).
     - Up with care: a better allocation must fit within `headroom` of the estimate
       and stay possible for `up_hold_ms`, and no upgrade comes within `after_down_ms`
       of a downgrade (as mediasoup's consumers do after a bandwidth drop).
@@ -189,6 +196,8 @@ class Allocator:
         self._down_at: int | None = None
         self._up_since: int | None = None
         self._probe: _Probe | None = None
+        # The highest estimate since the current layers were chosen.
+        self._peak_kbps: float | None = None
         self._backoff_ms = after_down_ms
 
     def update(
@@ -216,7 +225,8 @@ class Allocator:
         if self._probe is not None:
             return self._watch_probe(estimate_kbps, offers, now_ms, alarm, sent_kbps)
 
-        if cost(self.current, offers) > estimate_kbps:
+        self._peak_kbps = max(self._peak_kbps or 0.0, estimate_kbps)
+        if self._no_longer_fits(estimate_kbps, offers, alarm):
             fitting = self._fit(estimate_kbps, offers)
             # Already at the floor (audio, slides at two frames a second), which is
             # sent whatever the estimate, nothing is downgraded: on to probing,
@@ -312,6 +322,7 @@ class Allocator:
             # No congestion came of it: the link carries it. Probing may go on
             # at the shortest interval.
             self._probe = None
+            self._peak_kbps = None
             self._backoff_ms = self.after_down_ms
             self._down_at = None
             return None
@@ -328,6 +339,20 @@ class Allocator:
         # frames a second), which may use all of the estimate.
         return allocate(estimate_kbps * self.headroom, offers, floor_kbps=estimate_kbps)
 
+    def _no_longer_fits(self, estimate_kbps: float, offers: Sequence[SlotOffer], alarm: bool) -> bool:
+        """Whether what is sent costs more than the estimate because the link got
+        weaker: the estimate fell since these layers were chosen, or congestion was
+        seen, or the layers cost far more than it. A layer's measured cost also
+        rises by itself (a page turn's keyframe), and an estimate of a clean link
+        follows what is sent only once it has been answered: stepping down on that
+        turned the camera off on 2 Mbit/s, seen after the step profile's recovery."""
+        over = cost(self.current, offers)
+        if over <= estimate_kbps:
+            return False
+        fell = self._peak_kbps is not None and estimate_kbps < self._peak_kbps * ESTIMATE_FELL
+        return alarm or fell or over > estimate_kbps * COST_OVERSHOOT
+
     def _set(self, allocation: Allocation, reason: str) -> Decision:
+        self._peak_kbps = None
         self.current = allocation
         return Decision(dict(allocation), reason)

@@ -268,3 +268,26 @@ def test_an_upgrade_never_turns_a_slot_down() -> None:
     changes = [alloc.update(250, LESSON, t) for t in range(1000, 4000, 500)]
     made = [(d.reason, d.allocation["slides"], d.allocation["teacher_camera"]) for d in changes if d]
     assert made == [("probe", "high", "low")]
+
+
+def test_a_layer_that_costs_more_by_itself_does_not_step_down_a_steady_estimate() -> None:
+    """A page turn raises the slides' measured cost; an estimate that tracks what a
+    clean link carried has not moved. Only a falling estimate, congestion, or a cost
+    a fifth past the estimate steps down."""
+    lesson = [AUDIO, SLIDES, CAMERA]  # slides high 150: 40 + 150 + 150 = 340
+
+    def page_turn(slides_high: float) -> list[SlotOffer]:
+        return [AUDIO, SlotOffer("slides", 1, (("low", 60.0), ("high", slides_high))), CAMERA]
+
+    def chosen() -> Allocator:
+        alloc = Allocator(after_down_ms=0, up_hold_ms=0, probe_ceiling=0)
+        alloc.update(400, lesson, 0)
+        assert alloc.current["teacher_camera"] == "low"
+        alloc.update(360, lesson, 500)
+        return alloc
+
+    alloc = chosen()
+    assert alloc.update(360, page_turn(200), 1000) is None  # 390 on 360: kept
+    assert chosen().update(360, page_turn(200), 1000, alarm=True) is not None
+    assert chosen().update(340, page_turn(200), 1000) is not None  # it fell from 360
+    assert chosen().update(360, page_turn(300), 1000) is not None  # 490 on 360
