@@ -16,6 +16,8 @@ from dataclasses import dataclass
 OFF = "off"
 
 
+# A probe costing this share of one that failed or more counts as the same probe.
+FAILED_MARGIN = 0.9
 # The estimate fell when it is this much below its peak since the layers were
 # chosen; layers that cost this much more than the estimate step down in any case.
 ESTIMATE_FELL = 0.97
@@ -163,9 +165,9 @@ class Allocator:
       covers its cost, from `probe_accept_ms` on (the estimator counts a rate only
       once it has been answered), or at `probe_confirm_ms` if the estimate has
       caught up by then (90 % of what it sends). If congestion comes meanwhile,
-      or it has not caught up by then, the probe ends
-      (back to what was sent before) and the next one waits twice as long, from
-      `after_down_ms` up to `max_backoff_ms`.
+      or it has not caught up by then, the probe ends (back to what was sent
+      before) and the next one of about its cost waits twice as long, from
+      `after_down_ms` up to `max_backoff_ms`; a cheaper one, `after_down_ms`.
     - An "up" raises slots and lowers none; a better allocation that would trade
       one slot down for another up is reached by probing instead.
     """
@@ -199,6 +201,9 @@ class Allocator:
         # The highest estimate since the current layers were chosen.
         self._peak_kbps: float | None = None
         self._backoff_ms = after_down_ms
+        # The last failed probe (what it cost, less a margin, and when): probes
+        # that cost as much wait `_backoff_ms` from then.
+        self._failed: tuple[float, int] | None = None
 
     def update(
         self,
@@ -236,7 +241,7 @@ class Allocator:
                 self._up_since = None
                 return self._set(fitting, "down")
 
-        if self._down_at is not None and now_ms - self._down_at < self._backoff_ms:
+        if self._down_at is not None and now_ms - self._down_at < self.after_down_ms:
             self._up_since = None
             return None
         better = self._fit(estimate_kbps, offers)
@@ -246,6 +251,8 @@ class Allocator:
                 self._up_since = None
                 return None
             step = next_step(self.current, offers, self._ceiling(estimate_kbps))
+            if step is not None and self._refused(cost(step, offers), now_ms):
+                step = None
             if step is None:
                 self._up_since = None
                 return None
@@ -323,16 +330,30 @@ class Allocator:
             # at the shortest interval.
             self._probe = None
             self._peak_kbps = None
-            self._backoff_ms = self.after_down_ms
             self._down_at = None
+            if self._failed is None or cost(self.current, offers) >= self._failed[0]:
+                # As much as failed before is carried now: the back-off is over.
+                self._failed = None
+                self._backoff_ms = self.after_down_ms
             return None
         self._probe = None
         self._down_at = now_ms
         self._backoff_ms = min(self.max_backoff_ms, self._backoff_ms * 2)
+        self._failed = (cost(self.current, offers) * FAILED_MARGIN, now_ms)
         fallback = probe.fallback
         if cost(fallback, offers) > estimate_kbps:
             fallback = self._fit(estimate_kbps, offers)
         return self._set(fallback, "down")
+
+    def _refused(self, step_kbps: float, now_ms: int) -> bool:
+        """Whether a probe of this cost waits on, for one of about that cost failed
+        lately. Only those wait the doubled back-off: after the step profile's
+        300 kbit/s, the camera's middle layer had failed, and with every probe
+        waiting 24 s the classroom sat on audio and slides on 2 Mbit/s."""
+        if self._failed is None:
+            return False
+        failed_kbps, failed_at = self._failed
+        return step_kbps >= failed_kbps and now_ms - failed_at < self._backoff_ms
 
     def _fit(self, estimate_kbps: float, offers: Sequence[SlotOffer]) -> Allocation:
         # Headroom is kept for everything but the floor (audio, then slides at two

@@ -291,3 +291,22 @@ def test_a_layer_that_costs_more_by_itself_does_not_step_down_a_steady_estimate(
     assert chosen().update(360, page_turn(200), 1000, alarm=True) is not None
     assert chosen().update(340, page_turn(200), 1000) is not None  # it fell from 360
     assert chosen().update(360, page_turn(300), 1000) is not None  # 490 on 360
+
+
+def test_after_a_failed_probe_only_probes_as_costly_wait_the_doubled_back_off() -> None:
+    """step: the camera's middle layer fails on 300 kbit/s; when the link is back at
+    2 Mbit/s, the camera's low layer must not wait the 24 s that mid waits."""
+    alloc = Allocator(after_down_ms=6000, probe_hold_ms=1000, max_backoff_ms=24_000)
+    alloc.update(400, LESSON, 0)  # audio, slides high, camera low: 340
+    changes = run(alloc, [(t, 460) for t in range(500, 2000, 500)])
+    assert changes == [(1500, "probe", "mid")]  # 690 <= 460 x 1.5
+    assert run(alloc, [(2000, 460, True)]) == [(2000, "down", "low")]  # congestion
+    # The link narrows further: down to audio and slides.
+    assert run(alloc, [(2500, 230)]) == [(2500, "down", OFF)]
+    # 6 s after that, the camera's low layer is probed (340 <= 1.5 x 250)...
+    changes = run(alloc, [(t, 250) for t in range(3000, 12_000, 500)])
+    assert changes == [(9500, "probe", "low")]
+    assert run(alloc, [(t, 500) for t in range(12_000, 14_000, 500)]) == []  # kept
+    # ...while mid waits out twice the quiet period from its failure (2 s + 12 s).
+    changes = run(alloc, [(t, 500) for t in range(14_000, 16_000, 500)])
+    assert changes == [(15_000, "probe", "mid")]
