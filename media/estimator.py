@@ -77,8 +77,11 @@ SMOOTHING = 0.3
 # A REMB this much below the previous one is the receiver seeing congestion.
 REMB_FALL = 0.97
 CONGESTION_HOLD_MS = 5000
-# A REMB fall still counts if the path agrees within this long.
+# A REMB fall still counts if the path agrees within this long; a fall this far
+# (a tenth or more) needs only round trips this much over the lowest, twice in a row.
 FALL_PENDING_MS = 2000
+REMB_FELL_FAR = 0.9
+FALL_RTT_MARGIN_MS = 20.0
 # A round trip this much above the lowest seen means a queue on the path; this
 # many such round trips in a row, a queue that grows.
 QUEUE_RTT_FACTOR = 1.25
@@ -140,6 +143,8 @@ class Estimator:
         self._congested = False
         # When the REMB last fell without the path agreeing (FALL_PENDING_MS).
         self._fell_at: int | None = None
+        self._fell_far = False
+        self._longer_rtts = 0
         self._min_rtt: float | None = None
         # Round trips past the queue threshold in a row, and the last back-off.
         self._queued = 0
@@ -197,20 +202,16 @@ class Estimator:
             if fell and self._path_agrees(feedback.rtt_ms):
                 self._congested_at = now_ms
             elif fell:
+                assert self._remb is not None
                 self._fell_at = now_ms
+                self._fell_far = feedback.remb_bps < self._remb * REMB_FELL_FAR
+                self._longer_rtts = 0
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
-        if (
-            self._fell_at is not None
-            and self._congested_at != now_ms
-            and now_ms - self._fell_at <= FALL_PENDING_MS
-            and feedback.rtt_ms is not None
-            and self._min_rtt is not None
-            and self._queued_rtt(feedback.rtt_ms)
-        ):
-            # The path agrees a little late (module notes).
-            self._congested_at = now_ms
-            self._fell_at = None
+        if self._fell_at is not None and self._congested_at != now_ms:
+            if self._late_agreement(feedback.rtt_ms, now_ms):
+                self._congested_at = now_ms
+                self._fell_at = None
         self._congested = (
             self._congested_at is not None and now_ms - self._congested_at < CONGESTION_HOLD_MS
         )
@@ -327,6 +328,26 @@ class Estimator:
         """Whether a round trip is long enough past the lowest to mean a queue."""
         assert self._min_rtt is not None
         return rtt_ms > self._min_rtt * QUEUE_RTT_FACTOR + QUEUE_RTT_MARGIN_MS
+
+    def _late_agreement(self, rtt_ms: float | None, now_ms: int) -> bool:
+        """Whether the path agrees with a pending REMB fall: a round trip past the
+        queue threshold; after a far fall, two in a row longer by `FALL_RTT_MARGIN_MS`
+        (on the step profile, 2 Mbit/s of camera poured into 300 kbit/s: the REMB
+        fell by a third, round trips of 133 and 143 ms on a 102 ms path followed,
+        and the threshold of 147 ms was passed twice in a row only 7 s later)."""
+        assert self._fell_at is not None
+        if now_ms - self._fell_at > FALL_PENDING_MS:
+            self._fell_at = None
+            return False
+        if rtt_ms is None or self._min_rtt is None:
+            return False
+        if self._queued_rtt(rtt_ms):
+            return True
+        if rtt_ms > self._min_rtt + FALL_RTT_MARGIN_MS:
+            self._longer_rtts += 1
+        else:
+            self._longer_rtts = 0
+        return self._fell_far and self._longer_rtts >= QUEUE_SAMPLES
 
     def _path_agrees(self, rtt_ms: float | None) -> bool:
         """Whether loss (smoothed, above the floor: one sample of 100 packets is noisy)

@@ -260,6 +260,22 @@ def test_a_remb_fall_the_round_trip_confirms_soon_after_is_congestion() -> None:
         assert (e.bitrate_bps == 240_000) is congested
 
 
+def test_a_far_remb_fall_is_confirmed_by_two_longer_round_trips() -> None:
+    """step: 2 Mbit/s of camera into 300 kbit/s; the REMB falls by a third and the
+    round trip grows by 30-40 ms, short of the queue threshold, for seconds."""
+    for remb_after, rtts, congested in (
+        (240_000, (133, 143), True),
+        (240_000, (133, 110), False),  # a passing spike
+        (470_000, (133, 143), False),  # a small fall needs the queue threshold
+    ):
+        est = Estimator(initial_bps=300_000)
+        est.update(Feedback(remb_bps=500_000, rtt_ms=100, fraction_lost=0.0), 0, 340_000)
+        est.update(Feedback(remb_bps=remb_after, rtt_ms=rtts[0]), 500, 340_000)
+        assert not est.congested
+        est.update(Feedback(remb_bps=remb_after, rtt_ms=rtts[1]), 1000, 340_000)
+        assert est.congested is congested
+
+
 def _random_loss(seconds: int, mean: float, step_ms: int = 500) -> list[float]:
     """Per-sample loss of a link that drops `mean` of packets at random, ~100 a sample."""
     rng = random.Random(7)
