@@ -360,7 +360,9 @@ class Allocator:
         # frames a second), which may use all of the estimate.
         return allocate(estimate_kbps * self.headroom, offers, floor_kbps=estimate_kbps)
 
-    def _no_longer_fits(self, estimate_kbps: float, offers: Sequence[SlotOffer], alarm: bool) -> bool:
+    def _no_longer_fits(
+        self, estimate_kbps: float, offers: Sequence[SlotOffer], alarm: bool
+    ) -> bool:
         """Whether what is sent costs more than the estimate because the link got
         weaker: the estimate fell since these layers were chosen, or congestion was
         seen, or the layers cost far more than it. A layer's measured cost also

@@ -208,10 +208,10 @@ class Estimator:
                 self._longer_rtts = 0
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
-        if self._fell_at is not None and self._congested_at != now_ms:
-            if self._late_agreement(feedback.rtt_ms, now_ms):
-                self._congested_at = now_ms
-                self._fell_at = None
+        pending = self._fell_at is not None and self._congested_at != now_ms
+        if pending and self._late_agreement(feedback.rtt_ms, now_ms):
+            self._congested_at = now_ms
+            self._fell_at = None
         self._congested = (
             self._congested_at is not None and now_ms - self._congested_at < CONGESTION_HOLD_MS
         )

@@ -266,7 +266,9 @@ def test_an_upgrade_never_turns_a_slot_down() -> None:
     assert alloc.current == {"teacher_audio": "high", "slides": "low", "teacher_camera": "low"}
     # 250 x 0.85 fits audio + slides high (190), or what is sent (250), not both.
     changes = [alloc.update(250, LESSON, t) for t in range(1000, 4000, 500)]
-    made = [(d.reason, d.allocation["slides"], d.allocation["teacher_camera"]) for d in changes if d]
+    made = [
+        (d.reason, d.allocation["slides"], d.allocation["teacher_camera"]) for d in changes if d
+    ]
     assert made == [("probe", "high", "low")]
 
 

@@ -250,7 +250,11 @@ def test_a_remb_fall_with_a_growing_round_trip_is_congestion() -> None:
 def test_a_remb_fall_the_round_trip_confirms_soon_after_is_congestion() -> None:
     """step: Chromium's REMB falls within half a second of the link narrowing; the
     queue shows in the round trip a second or two later."""
-    for late_rtt, after_ms, congested in ((160, 1500, True), (130, 1500, False), (160, 2500, False)):
+    for late_rtt, after_ms, congested in (
+        (160, 1500, True),
+        (130, 1500, False),
+        (160, 2500, False),
+    ):
         est = Estimator(initial_bps=300_000)
         est.update(Feedback(remb_bps=500_000, rtt_ms=100, fraction_lost=0.0), 0, 340_000)
         est.update(Feedback(remb_bps=240_000, rtt_ms=102), 500, 340_000)
