@@ -176,6 +176,9 @@ export function showFullMessage(root, { title, text, titleKey, textKey, testid =
  * Play the given media elements; when the browser's autoplay policy refuses,
  * show one big "click to start sound" button that plays them all.
  */
+// How long an audio element may stay paused after play() before the button shows.
+const SOUND_WATCH_MS = 3000;
+
 export class SoundGate {
   constructor(overlayParent) {
     this.parent = overlayParent;
@@ -196,6 +199,12 @@ export class SoundGate {
         if (err && err.name === "NotAllowedError") this.block();
       });
     }
+    // Whatever else kept it from playing (a play() interrupted by a new source
+    // rejects with AbortError, not NotAllowedError): still paused with a source
+    // after a moment, the button is the way to sound.
+    setTimeout(() => {
+      if (el.paused && el.srcObject && this.elements.has(el)) this.block();
+    }, SOUND_WATCH_MS);
   }
 
   block() {
