@@ -316,22 +316,21 @@ class Allocator:
         # it has had time to come back: the estimate catches up with a probe late.
         # Congestion meanwhile is the receiver's answer, and ends it at once.
         elapsed = now_ms - probe.started_ms
-        probed = cost(self.current, offers)
+        full = cost(self.current, offers)
         # The estimate covers all of it: the estimator has had its answer (a report
         # and a round trip after it went out), and so can we. Kept on less, the next
         # update would find the layers above the estimate and step down.
-        caught_up = elapsed >= self.probe_accept_ms and estimate_kbps >= probed
+        caught_up = elapsed >= self.probe_accept_ms and estimate_kbps >= full
         if not alarm and not caught_up and elapsed < self.probe_confirm_ms:
             return None
-        if sent_kbps is not None:
-            probed = min(probed, sent_kbps)
+        probed = full if sent_kbps is None else min(full, sent_kbps)
         if not alarm and estimate_kbps >= probed * 0.9:
             # No congestion came of it: the link carries it. Probing may go on
             # at the shortest interval.
             self._probe = None
             self._peak_kbps = None
             self._down_at = None
-            if self._failed is None or cost(self.current, offers) >= self._failed[0]:
+            if self._failed is None or full >= self._failed[0]:
                 # As much as failed before is carried now: the back-off is over.
                 self._failed = None
                 self._backoff_ms = self.after_down_ms
@@ -339,7 +338,7 @@ class Allocator:
         self._probe = None
         self._down_at = now_ms
         self._backoff_ms = min(self.max_backoff_ms, self._backoff_ms * 2)
-        self._failed = (cost(self.current, offers) * FAILED_MARGIN, now_ms)
+        self._failed = (full * FAILED_MARGIN, now_ms)
         fallback = probe.fallback
         if cost(fallback, offers) > estimate_kbps:
             fallback = self._fit(estimate_kbps, offers)

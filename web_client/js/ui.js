@@ -172,13 +172,14 @@ export function showFullMessage(root, { title, text, titleKey, textKey, testid =
   );
 }
 
-/**
- * Play the given media elements; when the browser's autoplay policy refuses,
- * show one big "click to start sound" button that plays them all.
- */
 // How long an audio element may stay paused after play() before the button shows.
 const SOUND_WATCH_MS = 3000;
 
+/**
+ * Play the given media elements; when the browser's autoplay policy refuses (or
+ * they stay paused for another reason), show one big "click to start sound"
+ * button that plays them all.
+ */
 export class SoundGate {
   constructor(overlayParent) {
     this.parent = overlayParent;
