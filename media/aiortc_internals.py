@@ -7,8 +7,8 @@ instead of silently here:
 1. In packet mode (a track's recv() returns an av.Packet), RTCRtpSender only packs;
    PLI/FIR set a flag that only the frame-encoding path reads, and REMB lands on an
    encoder that packet mode never uses. We wrap the sender's RTCP handler to see
-   those messages ourselves, then let aiortc handle them as before (NACK
-   retransmission from its RTP history keeps working, RTT keeps being computed).
+   those messages ourselves, then let aiortc handle them as before (a NACK still
+   reaches the sender's `_retransmit`, the RTT is still computed).
 2. aioice gathers host candidates on every interface except loopback, with no
    per-connection choice. We replace `aioice.ice.get_host_addresses` once with a
    function that answers from a context variable when one is set, so each
@@ -21,51 +21,58 @@ instead of silently here:
    smoothed 85/15. We wrap the sender's `_send_rtcp` to remember when each of its
    recent SRs left, and take each report's round trip ourselves (RFC 3550
    §6.4.1: arrival - sent - DLSR).
-4. A sender writes every packet through `sender.transport._send_rtp()`, looking
-   its private `__transport` up each time: a proxy there paces it (media.pacer).
+4. A sender writes every packet through its private `__transport`'s `_send_rtp()`
+   (our RTP loop, 9., looks it up once a frame; resends and RTCP at each packet):
+   a proxy there paces it (media.pacer).
+5. A sender answers a NACK by calling its `_retransmit(seq)`. aiortc's keeps 128
+   packets (about a second of 720p, short for a 600 ms satellite round trip) and
+   resends every one asked for. Ours (9.) keeps `RTP_HISTORY_SIZE`, skips packets
+   too old to help and keeps resends within a budget.
 6. aioice checks ICE consent (RFC 7675) every ~5 s with a single STUN request
    that it gives up on after its initial 0.5 s timeout, and closes the connection
    after six failures. On a satellite link (600 ms round trip and more) every
    check fails and the classroom is cut off after 30 s. Consent requests (the
    only ones aioice sends with `retransmissions=0`) get two retransmissions, so
    an answer is awaited 3.5 s (a late answer to the first try counts).
-5. A sender answers a NACK from its private history with `_retransmit(seq)`; the
-   history keeps `RTP_HISTORY_SIZE` packets (128 in aiortc: about a second of
-   720p, short for a 600 ms satellite round trip). We wrap `_retransmit` to skip
-   packets too old to help and to keep resends within a budget, and make the
-   history longer.
 7. RED (RFC 2198, media.red) is no codec of aiortc's. Where the browser offers
    it, we put it first in the audio sender's negotiated codecs (its private
    `_codecs`, between the offer and the answer) so the answer names it and the
    sender sends with it; the sender builds its encoder with the `get_encoder` it
    finds in its module's namespace, which we wrap to hand RED a `RedEncoder`.
-8. A sender stamps each RTP packet with `aiortc.clock.current_ntp_time()` twice
-   (abs-send-time, and the time its next SR reports), which aiortc computes through
-   datetime objects: about a microsecond per packet and classroom. We make it read
-   `time.time_ns()` instead (`fast_ntp_clock`); aiortc looks the module attribute
-   up at each call.
-9. Every sender sends a report (RTCP SR + SDES) about once a second, even one
+8. Every sender sends a report (RTCP SR + SDES) about once a second, even one
    that sends nothing: a slot with no source now (no slides shared yet, nobody on
    stage), three of a classroom's five. Each report costs building, SRTCP and a
    send, and the classroom's answer costs as much again. We wrap the sender's
    `_send_rtcp` so that a sender whose packet count has not moved reports only
    every `IDLE_REPORT_INTERVAL_S`.
+9. aiortc's RTP loop (`_run_rtp`) builds an RtpPacket object per packet and per
+   classroom, packetizes each VP8 frame again for each classroom, and reads the
+   NTP time through datetime objects, twice a packet. We replace a sender's
+   `_run_rtp` and `_retransmit` (`lean_rtp`) with a loop that takes VP8 frames cut
+   once per layer and builds each header with one struct call, and that keeps the
+   private state aiortc's reports, stats and stop() read: the counters and times of
+   the last packet sent, the track, the encoder, the started and exited events.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import logging
+import struct
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
-import aiortc.clock
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
+import aiortc.rtp
 from aiortc import RTCRtpCodecParameters, RTCRtpSender, RTCRtpTransceiver
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -73,12 +80,14 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpSrPacket,
-    RtpPacket,
     is_rtcp,
     unpack_remb_fci,
 )
 
+from media.encoders import VIDEO_TIME_BASE
 from media.red import RedEncoder
+
+logger = logging.getLogger(__name__)
 
 _host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
     "media_host_addresses", default=None
@@ -251,14 +260,8 @@ def replace_decoders(factory: Callable[[Any], Any]) -> None:
 
 # Packets kept per sender for resending: at 1.2 Mbit/s, 256 packets are about 2 s,
 # twice aiortc's 128 and past the 1 s after which the resend budget refuses a packet
-# anyway (a satellite link's 600 ms round trip and a late NACK fit). A longer
-# history is garbage the collector walks for every classroom.
+# anyway (a satellite link's 600 ms round trip and a late NACK fit).
 RTP_HISTORY_SIZE = 256
-
-
-def lengthen_history() -> None:
-    """Make every sender keep `RTP_HISTORY_SIZE` packets (aiortc reads the module global)."""
-    aiortc.rtcrtpsender.RTP_HISTORY_SIZE = RTP_HISTORY_SIZE  # type: ignore[attr-defined]
 
 
 class _PacedTransport:
@@ -297,26 +300,15 @@ def pace_sender(sender: RTCRtpSender, pacer: Any, *, wait: bool) -> None:
     sender._RTCRtpSender__transport = _PacedTransport(transport, send)  # type: ignore[attr-defined]
 
 
-def budget_resends(sender: RTCRtpSender, budget: Any, clock_rate: int) -> None:
+def budget_resends(sender: RTCRtpSender, budget: Any) -> None:
     """Answer NACKs only within `budget` (media.pacer.ResendBudget) and while still useful.
 
-    A packet's age is read from RTP timestamps (RFC 3550 §5.1): the newest sent
-    minus the requested one, so no send times need keeping.
+    The sender must run our RTP loop (`lean_rtp`): its history knows each packet's age.
     """
-    original: Callable[[int], Awaitable[None]] = sender._retransmit
-
-    async def retransmit(sequence_number: int) -> None:
-        history: dict[int, RtpPacket] = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
-        size = aiortc.rtcrtpsender.RTP_HISTORY_SIZE  # type: ignore[attr-defined]
-        packet = history.get(sequence_number % size)
-        if packet is None or packet.sequence_number != sequence_number:
-            return
-        newest = sender._RTCRtpSender__rtp_timestamp  # type: ignore[attr-defined]
-        age_s = ((newest - packet.timestamp) & 0xFFFFFFFF) / clock_rate
-        if budget.allow(len(packet.payload), age_s):
-            await original(sequence_number)
-
-    sender._retransmit = retransmit  # type: ignore[method-assign]
+    lean = getattr(sender, _LEAN_MARK, None)
+    if not isinstance(lean, LeanRtp):
+        raise TypeError("resends are budgeted on senders that run lean_rtp()")
+    lean.budget = budget
 
 
 # --- 7. RED for audio ------------------------------------------------------------------
@@ -391,7 +383,7 @@ def sender_red(sender: RTCRtpSender) -> RedEncoder | None:
     return encoder if isinstance(encoder, RedEncoder) else None
 
 
-# --- 8. the NTP clock ------------------------------------------------------------------
+# --- the NTP clock (for 9.) ------------------------------------------------------------------
 
 # Seconds from the NTP epoch (1900) to the Unix epoch (1970), RFC 5905 §6.
 NTP_UNIX_OFFSET_S = 2_208_988_800
@@ -403,12 +395,7 @@ def _ntp_time_now() -> int:
     return ((seconds + NTP_UNIX_OFFSET_S) << 32) | ((nanoseconds << 32) // 1_000_000_000)
 
 
-def fast_ntp_clock() -> None:
-    """Make aiortc read the NTP time without datetime objects (idempotent)."""
-    aiortc.clock.current_ntp_time = _ntp_time_now
-
-
-# --- 9. idle senders' reports ---------------------------------------------------------
+# --- 8. idle senders' reports ---------------------------------------------------------
 
 # How often a sender that sends nothing still reports (it was once a second).
 IDLE_REPORT_INTERVAL_S = 5.0
@@ -431,3 +418,223 @@ def quiet_when_idle(sender: RTCRtpSender, clock: Callable[[], float]) -> None:
         await original(packets)
 
     sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
+
+
+# --- 9. the RTP loop -------------------------------------------------------------------
+
+# aiortc's VP8 payloads are at most 1300 bytes; ours too, a 4-byte descriptor
+# (RFC 7741 §4.2: X and I set, a 15-bit PictureID) and up to 1296 bytes of frame.
+VP8_PAYLOAD_BYTES = 1300
+_VP8_DESCRIPTOR_BYTES = 4
+VP8_CHUNK_BYTES = VP8_PAYLOAD_BYTES - _VP8_DESCRIPTOR_BYTES
+_VIDEO_CLOCK = 90000
+_RTP_HEADER = struct.Struct("!BBHII")
+_RTP_VERSION = 0x80
+_RTP_EXTENSION = 0x10
+_RTP_MARKER = 0x80
+_LEAN_MARK = "_classroom_lean_rtp"
+
+
+def vp8_chunks(frame: bytes) -> tuple[bytes, ...]:
+    """A VP8 frame cut into the pieces its RTP payloads carry after their descriptors.
+
+    The same for every subscriber of a layer, so a layer's packet cuts it once
+    (media.fanout.SenderPacket) and each sender only puts its own descriptor in front.
+    """
+    return tuple(
+        frame[start : start + VP8_CHUNK_BYTES] for start in range(0, len(frame), VP8_CHUNK_BYTES)
+    )
+
+
+def _extension_block(
+    extensions_map: aiortc.rtp.HeaderExtensionsMap, mid: str | None
+) -> tuple[bytes, bytes, bool]:
+    """A sender's RTP header extension block (RFC 8285) as the bytes before and after
+    the 3 bytes of abs-send-time, and whether that is negotiated at all (if not, the
+    whole block is the first part).
+
+    Built by aiortc's own map from the negotiated ids, so the layout is aiortc's.
+    """
+    low, high = (
+        extensions_map.set(aiortc.rtp.HeaderExtensions(mid=mid, abs_send_time=value))
+        for value in (0, 0xFFFFFF)
+    )
+    profile, block = low
+    if not block:
+        return b"", b"", False
+    start = struct.pack("!HH", profile, len(block) // 4)
+    if block == high[1]:
+        return start + block, b"", False
+    at = next(i for i, (a, b) in enumerate(zip(block, high[1], strict=True)) if a != b)
+    return start + block[:at], block[at + 3 :], True
+
+
+class LeanRtp:
+    """A sender's RTP loop in place of aiortc's `_run_rtp` (and its `_retransmit`).
+
+    aiortc builds an RtpPacket object per packet and serializes it, packetizes each
+    VP8 frame again for each sender, and looks up properties and clocks per packet:
+    about two thirds of the relay's work per classroom (bench_fanout's profile).
+    This loop builds each header with one struct call around a prebuilt extension
+    block, takes VP8 frames already cut once per layer (`vp8_chunks`), and keeps
+    its resend history as the bytes it sent. What it sends is what aiortc would:
+    the same header fields and extensions, the same VP8 descriptor, the same
+    counters for the sender's reports (tests/media/test_aiortc_internals.py).
+
+    Audio (Opus or RED) is packed by the sender's encoder, as aiortc does.
+    """
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self._sender = sender
+        # seq % RTP_HISTORY_SIZE -> (seq, RTP timestamp, packet bytes, header length)
+        self._history: list[tuple[int, int, bytes, int] | None] = [None] * RTP_HISTORY_SIZE
+        self._newest_timestamp = 0
+        self._clock_rate = _VIDEO_CLOCK
+        self.budget: Any = None  # media.pacer.ResendBudget, when resends are budgeted
+        self.resent = 0
+
+    def install(self) -> None:
+        sender = self._sender
+        sender._run_rtp = self.run  # type: ignore[method-assign]
+        sender._retransmit = self.retransmit  # type: ignore[method-assign]
+        setattr(sender, _LEAN_MARK, self)
+
+    async def run(self, codec: RTCRtpCodecParameters) -> None:
+        sender: Any = self._sender
+        sender._RTCRtpSender__rtp_started.set()
+        self._clock_rate = codec.clockRate
+        vp8 = codec.mimeType.lower() == "video/vp8"
+        pack_header = _RTP_HEADER.pack
+        history = self._history
+        size = len(history)
+        ssrc = sender._ssrc
+        payload_type = codec.payloadType
+        before, after, stamped = _extension_block(
+            sender._RTCRtpSender__rtp_header_extensions_map, sender._RTCRtpSender__mid
+        )
+        first_byte = _RTP_VERSION | (_RTP_EXTENSION if before else 0)
+        sequence_number = aiortc.rtcrtpsender.random_sequence_number()
+        timestamp_origin = aiortc.rtcrtpsender.random32()
+        picture_id = aiortc.rtcrtpsender.random16() & 0x7FFF
+        octets = packets = 0
+        try:
+            while True:
+                track = sender._RTCRtpSender__track
+                if track is None:
+                    await asyncio.sleep(0.02)
+                    continue
+                data = await track.recv()
+                if not sender._enabled:
+                    continue
+                if vp8:
+                    chunks = getattr(data, "chunks", None)
+                    if chunks is None:
+                        chunks = vp8_chunks(bytes(data))
+                    if not chunks:
+                        continue
+                    pts = data.pts
+                    if data.time_base != VIDEO_TIME_BASE:
+                        pts = int(pts * data.time_base * _VIDEO_CLOCK)
+                    pid = (0x80, 0x80 | picture_id >> 8, picture_id & 0xFF)
+                    payloads = [bytes((0x90, *pid)) + chunks[0]]
+                    if len(chunks) > 1:
+                        rest = bytes((0x80, *pid))
+                        payloads.extend(rest + chunk for chunk in chunks[1:])
+                    picture_id = (picture_id + 1) & 0x7FFF
+                else:
+                    encoder = sender._RTCRtpSender__encoder
+                    if encoder is None:
+                        encoder = aiortc.rtcrtpsender.get_encoder(codec)  # type: ignore[attr-defined]
+                        sender._RTCRtpSender__encoder = encoder
+                    payloads, pts = encoder.pack(data)
+                    if not payloads:
+                        continue
+                timestamp = (timestamp_origin + pts) & 0xFFFFFFFF
+                transport = sender._RTCRtpSender__transport
+                last = len(payloads) - 1
+                for i, payload in enumerate(payloads):
+                    header = pack_header(
+                        first_byte,
+                        payload_type | _RTP_MARKER if i == last else payload_type,
+                        sequence_number,
+                        timestamp,
+                        ssrc,
+                    )
+                    if stamped:
+                        now = _ntp_time_now()
+                        header += before + ((now >> 14) & 0xFFFFFF).to_bytes(3, "big") + after
+                    else:
+                        header += before
+                    packet = header + payload
+                    history[sequence_number % size] = (
+                        sequence_number,
+                        timestamp,
+                        packet,
+                        len(header),
+                    )
+                    await transport._send_rtp(packet)
+                    octets += len(payload)
+                    packets += 1
+                    sequence_number = (sequence_number + 1) & 0xFFFF
+                # What the sender's next report (RFC 3550 §6.4.1) says, once a frame.
+                self._newest_timestamp = timestamp
+                sender._RTCRtpSender__ntp_timestamp = _ntp_time_now()
+                sender._RTCRtpSender__rtp_timestamp = timestamp
+                sender._RTCRtpSender__octet_count = octets
+                sender._RTCRtpSender__packet_count = packets
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        except Exception:
+            # aiortc's stop() waits for the exit below: never leave without it.
+            logger.warning("RTP loop failed\n%s", traceback.format_exc())
+        track = sender._RTCRtpSender__track
+        if track is not None:
+            track.stop()
+            sender._RTCRtpSender__track = None
+        sender._RTCRtpSender__encoder = None
+        sender._RTCRtpSender__rtp_exited.set()
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """Answer a NACK for one packet from the history, as RTX where negotiated."""
+        entry = self._history[sequence_number % len(self._history)]
+        if entry is None or entry[0] != sequence_number:
+            return
+        _, timestamp, packet, header_length = entry
+        if self.budget is not None:
+            # Its age from RTP timestamps (RFC 3550 §5.1): no send times need keeping.
+            age_s = ((self._newest_timestamp - timestamp) & 0xFFFFFFFF) / self._clock_rate
+            if not self.budget.allow(len(packet) - header_length, age_s):
+                return
+        sender: Any = self._sender
+        rtx_type = sender._RTCRtpSender__rtx_payload_type
+        if rtx_type is not None:
+            # RFC 4588 §4: the RTX stream's own header, then the original sequence number.
+            rtx_sequence = sender._RTCRtpSender__rtx_sequence_number
+            sender._RTCRtpSender__rtx_sequence_number = (rtx_sequence + 1) & 0xFFFF
+            header = _RTP_HEADER.pack(
+                packet[0],
+                (packet[1] & _RTP_MARKER) | rtx_type,
+                rtx_sequence,
+                timestamp,
+                sender._rtx_ssrc,
+            )
+            packet = b"".join(
+                (
+                    header,
+                    packet[_RTP_HEADER.size : header_length],
+                    sequence_number.to_bytes(2, "big"),
+                    packet[header_length:],
+                )
+            )
+        self.resent += 1
+        await sender.transport._send_rtp(packet)
+
+
+def lean_rtp(sender: RTCRtpSender) -> LeanRtp:
+    """Give `sender` our RTP loop (call before it starts sending; idempotent)."""
+    existing = getattr(sender, _LEAN_MARK, None)
+    if isinstance(existing, LeanRtp):
+        return existing
+    lean = LeanRtp(sender)
+    lean.install()
+    return lean

@@ -20,6 +20,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from media.aiortc_internals import vp8_chunks
+
 
 class Keyed(Protocol):
     @property
@@ -123,10 +125,13 @@ class SenderPacket:
     pts: int | None
     time_base: Fraction | None
     is_keyframe: bool
+    # `data` cut as VP8 RTP payloads carry it (media.aiortc_internals.LeanRtp).
+    chunks: tuple[bytes, ...]
 
     @classmethod
     def of(cls, packet: av.Packet[Any]) -> SenderPacket:
-        return cls(bytes(packet), packet.pts, packet.time_base, packet.is_keyframe)
+        data = bytes(packet)
+        return cls(data, packet.pts, packet.time_base, packet.is_keyframe, vp8_chunks(data))
 
     def __bytes__(self) -> bytes:
         return self.data

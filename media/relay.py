@@ -33,12 +33,11 @@ from classroom.roles import Role
 from media.aiortc_internals import (
     SenderFeedback,
     budget_resends,
-    fast_ntp_clock,
     gather_on,
     hook_sender_rtcp,
     install_consent_hook,
     install_red_encoder,
-    lengthen_history,
+    lean_rtp,
     pace_sender,
     quiet_when_idle,
     send_red,
@@ -150,9 +149,7 @@ class Relay:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings or RelaySettings()
-        lengthen_history()
         install_consent_hook()
-        fast_ntp_clock()
         install_red_encoder()
         self._clock = clock
         self._lessons: dict[str, Lesson] = {}
@@ -337,6 +334,7 @@ class Relay:
         )
         track = SubscriberTrack(kind, capacity, self._settings.keyframe_min_interval_s)
         transceiver.sender.replaceTrack(track)
+        lean_rtp(transceiver.sender)
         feedback = hook_sender_rtcp(transceiver.sender, track.request_keyframe)
         quiet_when_idle(transceiver.sender, self._clock)
         return Outgoing(slot, transceiver.sender, track, feedback)
@@ -355,7 +353,7 @@ class Relay:
             video = out.track.kind == "video"
             pace_sender(out.sender, participant.pacer, wait=video)
             if video:
-                budget_resends(out.sender, participant.resends, clock_rate=90000)
+                budget_resends(out.sender, participant.resends)
 
     def _ladder(self, slot: Slot, transceiver: RTCRtpTransceiver) -> Ladder:
         track = transceiver.receiver.track

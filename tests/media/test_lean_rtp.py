@@ -1,0 +1,247 @@
+"""Our RTP loop (media.aiortc_internals.LeanRtp) sends what aiortc's own loop sends
+for the same packets, and answers NACKs from its own history."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import inspect
+import itertools
+from typing import Any
+
+import av
+import pytest
+from aiortc import RTCRtpSender
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import (
+    RTCRtcpParameters,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp, wrap_rtx
+
+from media.aiortc_internals import VP8_CHUNK_BYTES, budget_resends, lean_rtp
+from media.fanout import SenderPacket
+from media.pacer import ResendBudget
+
+pytestmark = pytest.mark.timeout(20)
+
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+RTX = RTCRtpCodecParameters(
+    mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}
+)
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+
+
+class Transport:
+    """Stands in for the DTLS transport: keeps the RTP it is given, unencrypted."""
+
+    state = "connected"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def _register_rtp_sender(self, *args: Any) -> None:
+        pass
+
+    def _unregister_rtp_sender(self, *args: Any) -> None:
+        pass
+
+    async def _send_rtp(self, data: bytes) -> None:
+        if not is_rtcp(data):
+            self.sent.append(data)
+
+
+class Feed(MediaStreamTrack):
+    def __init__(self, kind: str, packets: list[SenderPacket]) -> None:
+        super().__init__()
+        self.kind = kind
+        self._packets = asyncio.Queue[SenderPacket]()
+        for packet in packets:
+            self._packets.put_nowait(packet)
+
+    async def recv(self) -> SenderPacket:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self._packets.get()
+
+
+def packets(sizes: list[int], step: int, rate: int) -> list[SenderPacket]:
+    out = []
+    for i, size in enumerate(sizes):
+        packet = av.Packet(bytes((i * 7 + j) % 251 for j in range(size)))
+        packet.pts = 1000 + i * step
+        packet.time_base = fractions.Fraction(1, rate)
+        out.append(SenderPacket.of(packet))
+    return out
+
+
+def parameters(codecs: list[RTCRtpCodecParameters], kind: str) -> RTCRtpSendParameters:
+    extensions = [RTCRtpHeaderExtensionParameters(id=4, uri=MID)]
+    if kind == "video":
+        extensions.append(RTCRtpHeaderExtensionParameters(id=2, uri=ABS_SEND_TIME))
+    else:
+        extensions.append(RTCRtpHeaderExtensionParameters(id=1, uri=AUDIO_LEVEL))
+    return RTCRtpSendParameters(
+        codecs=codecs, headerExtensions=extensions, muxId="3", rtcp=RTCRtcpParameters(cname="c")
+    )
+
+
+async def send(
+    kind: str, codecs: list[RTCRtpCodecParameters], feed: list[SenderPacket], lean: bool
+) -> tuple[RTCRtpSender, Transport, list[RtpPacket], HeaderExtensionsMap]:
+    transport = Transport()
+    sender = RTCRtpSender(Feed(kind, feed), transport)  # type: ignore[arg-type]
+    if lean:
+        lean_rtp(sender)
+    params = parameters(codecs, kind)
+    await sender.send(params)
+    expected = sum(max(1, -(-len(p.data) // VP8_CHUNK_BYTES)) for p in feed if p.data)
+    for _ in range(200):
+        if len(transport.sent) >= expected:
+            break
+        await asyncio.sleep(0.01)
+    extensions = HeaderExtensionsMap()
+    extensions.configure(params)
+    return sender, transport, [RtpPacket.parse(d, extensions) for d in transport.sent], extensions
+
+
+def relative(sent: list[RtpPacket]) -> list[tuple[int, int, int, int]]:
+    first = sent[0]
+    return [
+        (
+            (p.sequence_number - first.sequence_number) % 65536,
+            (p.timestamp - first.timestamp) % 2**32,
+            p.marker,
+            p.payload_type,
+        )
+        for p in sent
+    ]
+
+
+def counters(sender: RTCRtpSender) -> tuple[int, int]:
+    private: Any = sender
+    return private._RTCRtpSender__packet_count, private._RTCRtpSender__octet_count
+
+
+@pytest.mark.parametrize(
+    ("kind", "codec", "sizes", "step", "rate"),
+    [
+        # One payload, two (one of them full), three exactly full, and none.
+        ("video", VP8, [300, 1800, 3 * VP8_CHUNK_BYTES, 0, 40], 6000, 90000),
+        ("audio", OPUS, [60, 80, 1, 120], 1920, 48000),
+    ],
+)
+async def test_the_lean_loop_sends_what_aiortc_sends(
+    kind: str, codec: RTCRtpCodecParameters, sizes: list[int], step: int, rate: int
+) -> None:
+    theirs_sender, _, theirs, _ = await send(kind, [codec], packets(sizes, step, rate), lean=False)
+    ours_sender, _, ours, _ = await send(kind, [codec], packets(sizes, step, rate), lean=True)
+    assert len(ours) == len(theirs) > 0
+    assert relative(ours) == relative(theirs)
+    assert {p.ssrc for p in ours} == {ours_sender._ssrc}
+    for mine, aiortcs in zip(ours, theirs, strict=True):
+        assert mine.extensions.mid == aiortcs.extensions.mid == "3"
+        assert (mine.extensions.abs_send_time is None) == (kind == "audio")
+        assert (aiortcs.extensions.abs_send_time is None) == (kind == "audio")
+        if kind == "video":
+            # The descriptor's PictureID (bytes 2-3) starts at random in both.
+            assert mine.payload[:2] + mine.payload[4:] == aiortcs.payload[:2] + aiortcs.payload[4:]
+        else:
+            assert mine.payload == aiortcs.payload
+    if kind == "video":
+        starts = [p for p in ours if p.payload[0] & 0x10]
+        ids = [int.from_bytes(p.payload[2:4], "big") & 0x7FFF for p in starts]
+        assert [(b - a) % 2**15 for a, b in itertools.pairwise(ids)] == [1] * (len(ids) - 1)
+    # The sender's reports (RFC 3550 §6.4.1) count the same.
+    assert counters(ours_sender) == counters(theirs_sender)
+    for sender in (ours_sender, theirs_sender):
+        await sender.stop()
+
+
+async def test_a_nack_is_answered_as_rtx_from_the_history() -> None:
+    sender, transport, sent, extensions = await send(
+        "video", [VP8, RTX], packets([300, 2000], 3000, 90000), lean=True
+    )
+    lost = sent[1]
+    private: Any = sender
+    rtx_sequence = private._RTCRtpSender__rtx_sequence_number
+    await sender._retransmit(lost.sequence_number)
+    await sender._retransmit((lost.sequence_number + 1000) % 65536)  # never sent: nothing
+    assert len(transport.sent) == len(sent) + 1
+    resent = RtpPacket.parse(transport.sent[-1], extensions)
+    expected = wrap_rtx(lost, payload_type=97, sequence_number=rtx_sequence, ssrc=sender._rtx_ssrc)
+    assert resent.ssrc == sender._rtx_ssrc and resent.payload_type == 97
+    assert (resent.sequence_number, resent.timestamp, resent.marker) == (
+        expected.sequence_number,
+        expected.timestamp,
+        expected.marker,
+    )
+    assert resent.payload == expected.payload
+    assert resent.extensions.mid == lost.extensions.mid
+    assert private._RTCRtpSender__rtx_sequence_number == (rtx_sequence + 1) % 65536
+    await sender.stop()
+
+
+async def test_without_rtx_the_same_packet_is_sent_again() -> None:
+    sender, transport, _, _ = await send("video", [VP8], packets([300], 3000, 90000), lean=True)
+    original = transport.sent[0]
+    await sender._retransmit(int.from_bytes(original[2:4], "big"))
+    assert transport.sent[-1] == original and len(transport.sent) == 2
+    await sender.stop()
+
+
+async def test_budgeted_resends_skip_packets_too_old_to_help() -> None:
+    # Two frames 2 s apart: the first is older than the budget's 1 s when NACKed.
+    sender, transport, sent, _ = await send(
+        "video", [VP8], packets([300, 300], 2 * 90000, 90000), lean=True
+    )
+    budget = ResendBudget(share=1.0, clock=lambda: 10.0, max_age_s=1.0, min_bps=1_000_000)
+    budget._at = 0.0  # a full half second of budget
+    budget_resends(sender, budget)
+    await sender._retransmit(sent[0].sequence_number)
+    await sender._retransmit(sent[1].sequence_number)
+    assert (budget.refused_old, budget.resent) == (1, 1)
+    assert transport.sent[-1] == transport.sent[1] and len(transport.sent) == 3
+    await sender.stop()
+
+
+async def test_stopping_the_sender_ends_the_loop_and_its_track() -> None:
+    sender, _, _, _ = await send("video", [VP8], packets([300], 3000, 90000), lean=True)
+    track = sender.track
+    await asyncio.wait_for(sender.stop(), 5)
+    assert track is not None and track.readyState == "ended"
+
+
+async def test_aiortc_runs_and_stops_the_loop_through_what_lean_rtp_replaces() -> None:
+    # lean_rtp() shadows `_run_rtp` and `_retransmit` on the instance, and keeps
+    # the private state that aiortc's reports, stats and stop() read.
+    assert "self._run_rtp(parameters.codecs[0])" in inspect.getsource(RTCRtpSender.send)
+    assert "await self._retransmit(" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    stop = inspect.getsource(RTCRtpSender.stop)
+    assert "self.__rtp_started.wait()" in stop and "self.__rtp_exited.wait()" in stop
+    report = inspect.getsource(RTCRtpSender._run_rtcp)
+    for name in ("__ntp_timestamp", "__rtp_timestamp", "__packet_count", "__octet_count"):
+        assert f"self.{name}" in report
+    sender: Any = RTCRtpSender("video", Transport())  # type: ignore[arg-type]
+    for name in (
+        "__rtp_started",
+        "__rtp_exited",
+        "__rtp_header_extensions_map",
+        "__mid",
+        "__track",
+        "__encoder",
+        "__transport",
+        "__rtx_payload_type",
+        "__rtx_sequence_number",
+        "__ntp_timestamp",
+        "__rtp_timestamp",
+        "__packet_count",
+        "__octet_count",
+    ):
+        assert hasattr(sender, f"_RTCRtpSender{name}"), name
+    assert hasattr(sender, "_rtx_ssrc") and hasattr(sender, "_enabled")
