@@ -245,3 +245,28 @@ async def test_aiortc_runs_and_stops_the_loop_through_what_lean_rtp_replaces() -
     ):
         assert hasattr(sender, f"_RTCRtpSender{name}"), name
     assert hasattr(sender, "_rtx_ssrc") and hasattr(sender, "_enabled")
+
+
+def test_the_direct_wire_does_what_aiortc_and_aioice_do_per_packet() -> None:
+    # _Wire protects and sends as these do, for an RTCDtlsTransport; every relay
+    # test with real peers then checks that what it sends is received.
+    import aioice.ice
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+    from aiortc.rtcicetransport import RTCIceTransport
+
+    dtls_send = inspect.getsource(RTCDtlsTransport._send_rtp)
+    for line in (
+        "self._state != State.CONNECTED",
+        "data = self._tx_srtp.protect(data)",
+        "await self.transport._send(data)",
+        "self.__tx_bytes += len(data)",
+        "self.__tx_packets += 1",
+    ):
+        assert line in dtls_send, line
+    assert "self._send = self._connection.send" in inspect.getsource(RTCIceTransport)
+    assert "await self.sendto(data, 1)" in inspect.getsource(aioice.ice.Connection.send)
+    sendto = inspect.getsource(aioice.ice.Connection.sendto)
+    assert "self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    send_data = inspect.getsource(aioice.ice.StunProtocol.send_data)
+    assert "self.transport.sendto(data, addr)" in send_data
