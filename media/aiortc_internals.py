@@ -400,6 +400,12 @@ def _ntp_time_now() -> int:
     return ((seconds + NTP_UNIX_OFFSET_S) << 32) | ((nanoseconds << 32) // 1_000_000_000)
 
 
+def _abs_send_time() -> int:
+    """The abs-send-time header extension's value now: NTP seconds in 6.18 fixed
+    point, 24 bits (the NTP epoch is a whole number of 64 s before the Unix one)."""
+    return (time.time_ns() << 18) // 1_000_000_000 & 0xFFFFFF
+
+
 # --- 8. idle senders' reports ---------------------------------------------------------
 
 # How often a sender that sends nothing still reports (it was once a second).
@@ -479,22 +485,30 @@ class _Wire:
     aioice send it (SRTP, then a datagram to the nominated candidate pair), without
     their four coroutines and property lookups per packet.
 
-    Taken once a frame: a frame's packets go to the pair nominated when it started.
+    `ready()` once a frame: a frame's packets go to the pair nominated when it started.
     """
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
-        pair = dtls.transport._connection._nominated.get(1)
-        if dtls._state is not DtlsState.CONNECTED or pair is None:
-            raise ConnectionError("Cannot send encrypted RTP, not connected")
-        self._dtls = dtls
-        self._protect = dtls._tx_srtp.protect
-        self._sendto = pair.protocol.transport.sendto
-        self._address = pair.remote_addr
+        self.dtls = dtls
+        self._pair: Any = None
+        self._protect: Callable[[bytes], bytes] = lambda packet: packet
+        self._sendto: Callable[[bytes, Any], None] = lambda data, address: None
+        self._address: Any = None
         self._packets = 0
         self._bytes = 0
 
+    def ready(self) -> None:
+        pair = self.dtls.transport._connection._nominated.get(1)
+        if self.dtls._state is not DtlsState.CONNECTED or pair is None:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        if pair is not self._pair:
+            self._pair = pair
+            self._protect = self.dtls._tx_srtp.protect
+            self._sendto = pair.protocol.transport.sendto
+            self._address = pair.remote_addr
+
     def send(self, packet: bytes) -> None:
-        if self._dtls._state is not DtlsState.CONNECTED:  # it may close while paced
+        if self.dtls._state is not DtlsState.CONNECTED:  # it may close while paced
             raise ConnectionError("Cannot send encrypted RTP, not connected")
         data = self._protect(packet)
         self._sendto(data, self._address)
@@ -503,7 +517,7 @@ class _Wire:
 
     def count(self) -> None:
         """Add what was sent to the transport's stats (getStats), as it would."""
-        dtls: Any = self._dtls
+        dtls: Any = self.dtls
         dtls._RTCDtlsTransport__tx_packets += self._packets
         dtls._RTCDtlsTransport__tx_bytes += self._bytes
         self._packets = self._bytes = 0
@@ -557,6 +571,7 @@ class LeanRtp:
         timestamp_origin = aiortc.rtcrtpsender.random32()
         picture_id = aiortc.rtcrtpsender.random16() & 0x7FFF
         octets = packets = 0
+        wire: _Wire | None = None
         try:
             while True:
                 track = sender._RTCRtpSender__track
@@ -595,7 +610,12 @@ class LeanRtp:
                 if isinstance(transport, _PacedTransport):
                     pace, transport = transport.pace, transport._transport
                 # Anything but aiortc's transport (tests' stand-ins) gets its _send_rtp.
-                wire = _Wire(transport) if isinstance(transport, RTCDtlsTransport) else None
+                if not isinstance(transport, RTCDtlsTransport):
+                    wire = None
+                else:
+                    if wire is None or wire.dtls is not transport:
+                        wire = _Wire(transport)
+                    wire.ready()
                 last = len(payloads) - 1
                 for i, payload in enumerate(payloads):
                     header = pack_header(
@@ -606,8 +626,7 @@ class LeanRtp:
                         ssrc,
                     )
                     if stamped:
-                        now = _ntp_time_now()
-                        header += before + ((now >> 14) & 0xFFFFFF).to_bytes(3, "big") + after
+                        header += before + _abs_send_time().to_bytes(3, "big") + after
                     else:
                         header += before
                     packet = header + payload

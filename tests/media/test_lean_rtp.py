@@ -9,6 +9,7 @@ import inspect
 import itertools
 from typing import Any
 
+import aiortc.clock
 import av
 import pytest
 from aiortc import RTCRtpSender
@@ -154,6 +155,9 @@ async def test_the_lean_loop_sends_what_aiortc_sends(
         else:
             assert mine.payload == aiortcs.payload
     if kind == "video":
+        # abs-send-time is the NTP time in 6.18 fixed point, as aiortc's clock gives it.
+        now = (aiortc.clock.current_ntp_time() >> 14) & 0xFFFFFF
+        assert all((now - p.extensions.abs_send_time) % 2**24 < 2**18 for p in ours)
         starts = [p for p in ours if p.payload[0] & 0x10]
         ids = [int.from_bytes(p.payload[2:4], "big") & 0x7FFF for p in starts]
         assert [(b - a) % 2**15 for a, b in itertools.pairwise(ids)] == [1] * (len(ids) - 1)
