@@ -89,7 +89,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from media.encoders import VIDEO_TIME_BASE
+from media.encoders import AUDIO_TIME_BASE, VIDEO_TIME_BASE
 from media.red import RedEncoder
 
 logger = logging.getLogger(__name__)
@@ -535,7 +535,7 @@ class LeanRtp:
     the same header fields and extensions, the same VP8 descriptor, the same
     counters for the sender's reports (tests/media/test_aiortc_internals.py).
 
-    Audio (Opus or RED) is packed by the sender's encoder, as aiortc does.
+    RED is packed by the sender's encoder (media.red), as aiortc would.
     """
 
     def __init__(self, sender: RTCRtpSender) -> None:
@@ -558,6 +558,7 @@ class LeanRtp:
         sender._RTCRtpSender__rtp_started.set()
         self._clock_rate = codec.clockRate
         vp8 = codec.mimeType.lower() == "video/vp8"
+        opus = codec.mimeType.lower() == "audio/opus"
         pack_header = _RTP_HEADER.pack
         history = self._history
         size = len(history)
@@ -596,6 +597,9 @@ class LeanRtp:
                         rest = bytes((0x80, *pid))
                         payloads.extend(rest + chunk for chunk in chunks[1:])
                     picture_id = (picture_id + 1) & 0x7FFF
+                elif opus and data.time_base == AUDIO_TIME_BASE:
+                    # What aiortc's OpusEncoder.pack gives, without its Fraction arithmetic.
+                    payloads, pts = [bytes(data)], data.pts
                 else:
                     encoder = sender._RTCRtpSender__encoder
                     if encoder is None:
