@@ -1,9 +1,10 @@
 """Fan-out: the same encoded packets to every subscriber of a layer, through bounded queues.
 
 `PacketQueue` is the pure policy; `SubscriberTrack` is the aiortc track an
-RTCRtpSender pulls from. aiortc packetizes a packet returned by recv() without
-re-encoding it, so the cost of a subscriber is packetizing and SRTP; what is
-left of ours per packet and subscriber is kept to a queue push, a pop and a wake-up.
+RTCRtpSender's RTP loop (media.aiortc_internals.LeanRtp) pulls from. A packet is
+converted and cut into RTP payloads once per layer, so what a subscriber costs is
+its RTP headers, SRTP and the send; what is left of the fan-out per packet and
+subscriber is kept to a queue push, a pop and a wake-up.
 """
 
 from __future__ import annotations
@@ -115,10 +116,11 @@ class Publisher(Protocol):
 class SenderPacket:
     """An encoded packet as a sender packs it, one object for every subscriber of a layer.
 
-    aiortc's packers (`Vp8Encoder.pack`, `OpusEncoder.pack`) read `pts`, `time_base`
-    and `bytes(packet)` only. An `av.Packet` builds a new `Fraction` at each
-    `time_base` read and copies its data at each `bytes()`: once per subscriber,
-    about a microsecond per packet and classroom. This is converted once per packet.
+    The senders' RTP loop reads `pts`, `time_base`, `chunks` and, for audio,
+    `bytes(packet)` (aiortc's packers, which RED's follows, read the first two and
+    the last). An `av.Packet` builds a new `Fraction` at each `time_base` read and
+    copies its data at each `bytes()`: once per subscriber, about a microsecond per
+    packet and classroom. This is converted, and cut, once per packet.
     """
 
     data: bytes
@@ -264,8 +266,8 @@ class SubscriberTrack(MediaStreamTrack):
         self._last_pts = packet.pts
         return packet
 
-    # aiortc types recv() as returning av frames or packets; its sender packs anything
-    # with a packet's pts, time_base and bytes (tests/media/test_aiortc_internals.py).
+    # aiortc types recv() as returning av frames or packets; the RTP loop (LeanRtp)
+    # reads what SenderPacket says.
     async def recv(self) -> SenderPacket:  # type: ignore[override]
         while True:
             # A stopped track's queue is empty (follow(None) restarts it).
