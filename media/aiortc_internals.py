@@ -55,6 +55,8 @@ instead of silently here:
    nominated pair: four coroutines fewer a packet), and keeps the
    private state aiortc's reports, stats and stop() read: the counters and times of
    the last packet sent, the track, the encoder, the started and exited events.
+   A frame may also be sent by `LeanRtp.send_now`, outside the loop, while the
+   loop waits for it (media.fanout).
 """
 
 from __future__ import annotations
@@ -279,6 +281,18 @@ class _PacedTransport:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+    @property
+    def waits(self) -> bool:
+        return self._wait
+
+    def take_now(self, sizes: list[int]) -> bool:
+        """Video: the tokens for a whole frame's packets, if the pacer has them now."""
+        return bool(self._pacer.take_now(sizes))
+
+    def draw(self, size: int) -> None:
+        """Audio: draw a packet's tokens (it never waits)."""
+        self._pacer.consume(size)
 
     async def pace(self, size: int) -> None:
         """Wait for (video) or draw (audio) the pacer's tokens for an RTP packet."""
@@ -533,46 +547,142 @@ class LeanRtp:
     block, takes VP8 frames already cut once per layer (`vp8_chunks`), and keeps
     its resend history as the bytes it sent. What it sends is what aiortc would:
     the same header fields and extensions, the same VP8 descriptor, the same
-    counters for the sender's reports (tests/media/test_aiortc_internals.py).
+    counters for the sender's reports (tests/media/test_lean_rtp.py).
 
-    RED is packed by the sender's encoder (media.red), as aiortc would.
+    `send_now` sends a frame from the caller's task when nothing needs waiting for
+    (media.fanout: the layer's own task, while this loop is idle), saving the loop's
+    wake-up for each frame of each classroom. RED is packed by the sender's encoder
+    (media.red), as aiortc would.
     """
 
     def __init__(self, sender: RTCRtpSender) -> None:
-        self._sender = sender
+        self._sender: Any = sender
         # seq % RTP_HISTORY_SIZE -> (seq, RTP timestamp, packet bytes, header length)
         self._history: list[tuple[int, int, bytes, int] | None] = [None] * RTP_HISTORY_SIZE
         self._newest_timestamp = 0
         self._clock_rate = _VIDEO_CLOCK
         self.budget: Any = None  # media.pacer.ResendBudget, when resends are budgeted
         self.resent = 0
+        # Set when the loop starts, from the negotiated codec and extensions.
+        self._codec: RTCRtpCodecParameters | None = None
+        self._vp8 = self._opus = self._stamped = False
+        self._before = self._after = b""
+        self._first_byte = _RTP_VERSION
+        self._header_bytes = _RTP_HEADER.size
+        self._sequence_number = 0
+        self._timestamp_origin = 0
+        self._picture_id = 0
+        self._octets = self._packets = 0
+        self._wire: _Wire | None = None
 
     def install(self) -> None:
         sender = self._sender
-        sender._run_rtp = self.run  # type: ignore[method-assign]
-        sender._retransmit = self.retransmit  # type: ignore[method-assign]
+        sender._run_rtp = self.run
+        sender._retransmit = self.retransmit
         setattr(sender, _LEAN_MARK, self)
 
-    async def run(self, codec: RTCRtpCodecParameters) -> None:
-        sender: Any = self._sender
-        sender._RTCRtpSender__rtp_started.set()
+    def _start(self, codec: RTCRtpCodecParameters) -> None:
+        sender = self._sender
         self._clock_rate = codec.clockRate
-        vp8 = codec.mimeType.lower() == "video/vp8"
-        opus = codec.mimeType.lower() == "audio/opus"
-        pack_header = _RTP_HEADER.pack
-        history = self._history
-        size = len(history)
-        ssrc = sender._ssrc
-        payload_type = codec.payloadType
-        before, after, stamped = _extension_block(
+        self._vp8 = codec.mimeType.lower() == "video/vp8"
+        self._opus = codec.mimeType.lower() == "audio/opus"
+        self._before, self._after, self._stamped = _extension_block(
             sender._RTCRtpSender__rtp_header_extensions_map, sender._RTCRtpSender__mid
         )
-        first_byte = _RTP_VERSION | (_RTP_EXTENSION if before else 0)
-        sequence_number = aiortc.rtcrtpsender.random_sequence_number()
-        timestamp_origin = aiortc.rtcrtpsender.random32()
-        picture_id = aiortc.rtcrtpsender.random16() & 0x7FFF
-        octets = packets = 0
-        wire: _Wire | None = None
+        self._first_byte = _RTP_VERSION | (_RTP_EXTENSION if self._before else 0)
+        self._header_bytes = (
+            _RTP_HEADER.size + len(self._before) + (3 + len(self._after) if self._stamped else 0)
+        )
+        self._sequence_number = aiortc.rtcrtpsender.random_sequence_number()
+        self._timestamp_origin = aiortc.rtcrtpsender.random32()
+        self._picture_id = aiortc.rtcrtpsender.random16() & 0x7FFF
+        self._codec = codec
+
+    def _frame(self, data: Any) -> tuple[list[bytes], int] | None:
+        """A frame's RTP payloads and timestamp (None: nothing to send)."""
+        if self._vp8:
+            chunks = getattr(data, "chunks", None)
+            if chunks is None:
+                chunks = vp8_chunks(bytes(data))
+            if not chunks:
+                return None
+            pts = data.pts
+            if data.time_base != VIDEO_TIME_BASE:
+                pts = int(pts * data.time_base * _VIDEO_CLOCK)
+            picture_id = self._picture_id
+            self._picture_id = (picture_id + 1) & 0x7FFF
+            pid = (0x80, 0x80 | picture_id >> 8, picture_id & 0xFF)
+            payloads = [bytes((0x90, *pid)) + chunks[0]]
+            if len(chunks) > 1:
+                rest = bytes((0x80, *pid))
+                payloads.extend(rest + chunk for chunk in chunks[1:])
+        elif self._opus and data.time_base == AUDIO_TIME_BASE:
+            # What aiortc's OpusEncoder.pack gives, without its Fraction arithmetic.
+            payloads, pts = [bytes(data)], data.pts
+        else:
+            sender = self._sender
+            encoder = sender._RTCRtpSender__encoder
+            if encoder is None:
+                encoder = aiortc.rtcrtpsender.get_encoder(self._codec)
+                sender._RTCRtpSender__encoder = encoder
+            payloads, pts = encoder.pack(data)
+            if not payloads:
+                return None
+        return payloads, (self._timestamp_origin + pts) & 0xFFFFFFFF
+
+    def _wire_to(self, transport: Any) -> _Wire | None:
+        """The direct wire to an RTCDtlsTransport, ready for a frame; None for
+        anything else (tests' stand-ins), which gets its `_send_rtp` called."""
+        if not isinstance(transport, RTCDtlsTransport):
+            return None
+        wire = self._wire
+        if wire is None or wire.dtls is not transport:
+            wire = self._wire = _Wire(transport)
+        wire.ready()
+        return wire
+
+    def _packet(self, payload: bytes, timestamp: int, marker: bool) -> bytes:
+        """The RTP packet for a payload, with the next sequence number, kept for resends."""
+        sequence_number = self._sequence_number
+        self._sequence_number = (sequence_number + 1) & 0xFFFF
+        header = _RTP_HEADER.pack(
+            self._first_byte,
+            self._codec.payloadType | _RTP_MARKER if marker else self._codec.payloadType,  # type: ignore[union-attr]
+            sequence_number,
+            timestamp,
+            self._sender._ssrc,
+        )
+        if self._stamped:
+            header += self._before + _abs_send_time().to_bytes(3, "big") + self._after
+        else:
+            header += self._before
+        packet = header + payload
+        history = self._history
+        history[sequence_number % len(history)] = (
+            sequence_number,
+            timestamp,
+            packet,
+            len(header),
+        )
+        self._octets += len(payload)
+        self._packets += 1
+        return packet
+
+    def _sent(self, timestamp: int, wire: _Wire | None) -> None:
+        """What the sender's next report (RFC 3550 §6.4.1) says, once a frame."""
+        if wire is not None:
+            wire.count()
+        self._newest_timestamp = timestamp
+        sender = self._sender
+        sender._RTCRtpSender__ntp_timestamp = _ntp_time_now()
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__octet_count = self._octets
+        sender._RTCRtpSender__packet_count = self._packets
+
+    async def run(self, codec: RTCRtpCodecParameters) -> None:
+        sender = self._sender
+        sender._RTCRtpSender__rtp_started.set()
+        self._start(codec)
         try:
             while True:
                 track = sender._RTCRtpSender__track
@@ -582,92 +692,94 @@ class LeanRtp:
                 data = await track.recv()
                 if not sender._enabled:
                     continue
-                if vp8:
-                    chunks = getattr(data, "chunks", None)
-                    if chunks is None:
-                        chunks = vp8_chunks(bytes(data))
-                    if not chunks:
-                        continue
-                    pts = data.pts
-                    if data.time_base != VIDEO_TIME_BASE:
-                        pts = int(pts * data.time_base * _VIDEO_CLOCK)
-                    pid = (0x80, 0x80 | picture_id >> 8, picture_id & 0xFF)
-                    payloads = [bytes((0x90, *pid)) + chunks[0]]
-                    if len(chunks) > 1:
-                        rest = bytes((0x80, *pid))
-                        payloads.extend(rest + chunk for chunk in chunks[1:])
-                    picture_id = (picture_id + 1) & 0x7FFF
-                elif opus and data.time_base == AUDIO_TIME_BASE:
-                    # What aiortc's OpusEncoder.pack gives, without its Fraction arithmetic.
-                    payloads, pts = [bytes(data)], data.pts
-                else:
-                    encoder = sender._RTCRtpSender__encoder
-                    if encoder is None:
-                        encoder = aiortc.rtcrtpsender.get_encoder(codec)  # type: ignore[attr-defined]
-                        sender._RTCRtpSender__encoder = encoder
-                    payloads, pts = encoder.pack(data)
-                    if not payloads:
-                        continue
-                timestamp = (timestamp_origin + pts) & 0xFFFFFFFF
+                frame = self._frame(data)
+                if frame is None:
+                    continue
+                payloads, timestamp = frame
                 transport = sender._RTCRtpSender__transport
                 pace = None
                 if isinstance(transport, _PacedTransport):
                     pace, transport = transport.pace, transport._transport
-                # Anything but aiortc's transport (tests' stand-ins) gets its _send_rtp.
-                if not isinstance(transport, RTCDtlsTransport):
-                    wire = None
-                else:
-                    if wire is None or wire.dtls is not transport:
-                        wire = _Wire(transport)
-                    wire.ready()
+                wire = self._wire_to(transport)
                 last = len(payloads) - 1
                 for i, payload in enumerate(payloads):
-                    header = pack_header(
-                        first_byte,
-                        payload_type | _RTP_MARKER if i == last else payload_type,
-                        sequence_number,
-                        timestamp,
-                        ssrc,
-                    )
-                    if stamped:
-                        header += before + _abs_send_time().to_bytes(3, "big") + after
-                    else:
-                        header += before
-                    packet = header + payload
-                    history[sequence_number % size] = (
-                        sequence_number,
-                        timestamp,
-                        packet,
-                        len(header),
-                    )
+                    packet = self._packet(payload, timestamp, i == last)
                     if pace is not None:
                         await pace(len(packet))
                     if wire is not None:
                         wire.send(packet)
                     else:
                         await transport._send_rtp(packet)
-                    octets += len(payload)
-                    packets += 1
-                    sequence_number = (sequence_number + 1) & 0xFFFF
-                if wire is not None:
-                    wire.count()
-                # What the sender's next report (RFC 3550 §6.4.1) says, once a frame.
-                self._newest_timestamp = timestamp
-                sender._RTCRtpSender__ntp_timestamp = _ntp_time_now()
-                sender._RTCRtpSender__rtp_timestamp = timestamp
-                sender._RTCRtpSender__octet_count = octets
-                sender._RTCRtpSender__packet_count = packets
+                self._sent(timestamp, wire)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
         except Exception:
             # aiortc's stop() waits for the exit below: never leave without it.
             logger.warning("RTP loop failed\n%s", traceback.format_exc())
+        self._codec = None
         track = sender._RTCRtpSender__track
         if track is not None:
             track.stop()
             sender._RTCRtpSender__track = None
         sender._RTCRtpSender__encoder = None
         sender._RTCRtpSender__rtp_exited.set()
+
+    def send_now(self, data: Any) -> bool:
+        """Send one frame at once, if nothing needs waiting for: the loop runs (and,
+        the caller makes sure, waits for its next frame), the transport is connected,
+        and a paced sender's pacer has the tokens for the whole frame.
+
+        False: nothing was done, the frame must go the loop's way. True: it was sent
+        (or dropped on an unexpected error, logged: it must not be sent twice).
+        """
+        sender = self._sender
+        if self._codec is None or not sender._enabled:
+            return False
+        transport = sender._RTCRtpSender__transport
+        paced = transport if isinstance(transport, _PacedTransport) else None
+        if paced is not None:
+            transport = paced._transport
+        draw = None
+        try:
+            wire = self._wire_to(transport)
+            if wire is None:
+                return False
+            if paced is not None:
+                if paced.waits:
+                    sizes = self._packet_sizes(data)
+                    if sizes is None or not paced.take_now(sizes):
+                        return False
+                else:
+                    draw = paced.draw
+        except ConnectionError:
+            return False
+        except Exception:
+            logger.warning("RTP send failed\n%s", traceback.format_exc())
+            return False
+        try:
+            frame = self._frame(data)
+            if frame is None:
+                return True
+            payloads, timestamp = frame
+            last = len(payloads) - 1
+            for i, payload in enumerate(payloads):
+                packet = self._packet(payload, timestamp, i == last)
+                if draw is not None:
+                    draw(len(packet))
+                wire.send(packet)
+            self._sent(timestamp, wire)
+        except Exception:
+            logger.warning("RTP send failed\n%s", traceback.format_exc())
+        return True
+
+    def _packet_sizes(self, data: Any) -> list[int] | None:
+        """The sizes of the RTP packets a video frame will make (None: not known
+        before packing)."""
+        chunks = getattr(data, "chunks", None) if self._vp8 else None
+        if chunks is None:
+            return None
+        extra = self._header_bytes + _VP8_DESCRIPTOR_BYTES
+        return [len(chunk) + extra for chunk in chunks]
 
     async def retransmit(self, sequence_number: int) -> None:
         """Answer a NACK for one packet from the history, as RTX where negotiated."""

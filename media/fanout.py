@@ -4,7 +4,9 @@
 RTCRtpSender's RTP loop (media.aiortc_internals.LeanRtp) pulls from. A packet is
 converted and cut into RTP payloads once per layer, so what a subscriber costs is
 its RTP headers, SRTP and the send; what is left of the fan-out per packet and
-subscriber is kept to a queue push, a pop and a wake-up.
+subscriber is kept to a queue push and a pop. While the sender's loop waits for
+its next packet, the sender sends that packet at once (`send_now`), from the
+layer's task, and the loop is not woken.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class PacketQueue(Generic[T]):
 
     def pop(self) -> T | None:
         return self._items.popleft() if self._items else None
+
+    def unpop(self, item: T) -> None:
+        """Put back the item just popped, first in line."""
+        self._items.appendleft(item)
 
     def restart(self) -> None:
         """Forget the backlog; video waits for a keyframe again."""
@@ -181,6 +187,9 @@ class SubscriberTrack(MediaStreamTrack):
         self.packets_out = 0
         self._last_pts: int | None = None
         self.on_switch: Callable[[Publisher | None], None] | None = None
+        # The sender's way to send a packet at once (LeanRtp.send_now): False when
+        # it cannot, and the packet waits for its loop.
+        self.send_now: Callable[[SenderPacket], bool] | None = None
 
     @property
     def layer_name(self) -> str:
@@ -241,8 +250,20 @@ class SubscriberTrack(MediaStreamTrack):
             return
         if self._queue.push(self._monotonic(self._convert(packet))) is Push.OVERFLOWED:
             publisher.request_keyframe()
-        if self._queue:
-            self._wake()
+        if not self._queue:
+            return
+        waiter = self._waiter
+        if self.send_now is not None and waiter is not None and not waiter.done():
+            # The sender's loop waits for this very packet (its queue was empty): the
+            # sender sends it from here, and the loop sleeps on. Saves a wake-up per
+            # packet and classroom.
+            ready = self._queue.pop()
+            assert ready is not None
+            if self.send_now(ready):
+                self.packets_out += 1
+                return
+            self._queue.unpop(ready)
+        self._wake()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 Clock = Callable[[], float]
 
@@ -88,6 +88,19 @@ class Pacer:
         self._refill()
         missing = size - self._tokens
         return 0.0 if missing <= 0 else missing * 8 / self.rate_bps
+
+    def take_now(self, sizes: Sequence[int]) -> bool:
+        """Video sent at once: the tokens for packets of `sizes`, taken only if nobody
+        waits and the bucket holds them all now (what `wait` would let out at once)."""
+        if self._lock.locked():
+            return False
+        need = sum(sizes) + UDP_IP_BYTES * len(sizes)
+        self._refill()
+        if self._tokens < need:
+            return False
+        self._tokens -= need
+        self.sent_bytes += need
+        return True
 
     async def wait(self, size: int) -> None:
         """Video: wait for the tokens, in arrival order, then pay."""

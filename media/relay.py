@@ -334,7 +334,7 @@ class Relay:
         )
         track = SubscriberTrack(kind, capacity, self._settings.keyframe_min_interval_s)
         transceiver.sender.replaceTrack(track)
-        lean_rtp(transceiver.sender)
+        track.send_now = lean_rtp(transceiver.sender).send_now
         feedback = hook_sender_rtcp(transceiver.sender, track.request_keyframe)
         quiet_when_idle(transceiver.sender, self._clock)
         return Outgoing(slot, transceiver.sender, track, feedback)

@@ -67,3 +67,18 @@ def test_resends_within_budget_and_only_while_useful() -> None:
     assert budget.refused_budget == 20 - allowed
     assert not budget.allow(100, age_s=1.5)  # too old to be any use
     assert budget.refused_old == 1
+
+
+async def test_a_frame_goes_at_once_only_if_all_its_packets_fit_now() -> None:
+    clock = Clock()
+    pacer = Pacer(100_000, clock)  # 2600 bytes of tokens to start with
+    assert pacer.take_now([1200, 1200])  # 2456 bytes on the wire
+    assert not pacer.take_now([1200])  # 144 left: nothing is taken...
+    assert pacer.delay_for(100 + UDP_IP_BYTES) == 0.0  # ...not even in part
+    clock.t += 0.1  # 1250 bytes later
+    assert pacer.take_now([1200])
+    # While a packet waits its turn, none goes past it.
+    clock.t += 1.0
+    async with pacer._lock:
+        assert not pacer.take_now([100])
+    assert pacer.take_now([100])

@@ -43,21 +43,35 @@ async def test_two_classrooms_get_the_same_packets(relay: Relay, join: Join) -> 
     track_b = relay.outgoing_track(LESSON, "room-b", Slot.TEACHER_CAMERA)
     assert track_a is not None and track_b is not None
 
+    # A packet reaches its sender through the sender's loop (recv) or at once (send_now).
     seen_a: list[object] = []
     seen_b: list[object] = []
+    at_once: list[object] = []
     for track, seen in ((track_a, seen_a), (track_b, seen_b)):
         original = track.recv
+        send_now = track.send_now
+        assert send_now is not None
 
         async def recv(original=original, seen=seen):  # type: ignore[no-untyped-def]
             packet = await original()
             seen.append(packet)
             return packet
 
+        def sent_now(packet, send_now=send_now, seen=seen):  # type: ignore[no-untyped-def]
+            seen.append(packet)
+            sent = send_now(packet)
+            if sent:
+                at_once.append(packet)
+            return sent
+
         track.recv = recv  # type: ignore[method-assign]
+        track.send_now = sent_now
 
     await room_a.wait_frames(Slot.TEACHER_CAMERA, 20, timeout=10)
     await room_b.wait_frames(Slot.TEACHER_CAMERA, 20, timeout=10)
     assert {id(p) for p in seen_a} & {id(p) for p in seen_b}
+    # Unpaced, with their loops idle between frames, most go at once.
+    assert len(at_once) > (len(seen_a) + len(seen_b)) / 2
 
 
 async def test_a_late_joiner_gets_a_keyframe_within_two_seconds(relay: Relay, join: Join) -> None:
@@ -155,6 +169,9 @@ async def test_a_stalled_receiver_does_not_grow_memory(relay: Relay, join: Join)
     unblock = asyncio.Event()
 
     class Held:
+        def take_now(self, sizes: list[int]) -> bool:
+            return False
+
         async def wait(self, size: int) -> None:
             await unblock.wait()
 

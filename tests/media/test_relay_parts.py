@@ -137,6 +137,37 @@ async def test_subscribers_of_a_layer_share_one_packet() -> None:
         await tracks[0].recv()
 
 
+async def test_a_packet_goes_at_once_while_the_senders_loop_waits_for_it() -> None:
+    track = SubscriberTrack("video", queue_capacity=10)
+    layer = FakeLayer("high")
+    track.follow(layer)
+    accept = True
+    direct: list[int | None] = []
+
+    def send_now(sent: object) -> bool:
+        direct.append(getattr(sent, "pts", None))
+        return accept
+
+    track.send_now = send_now
+    # The loop is busy (not waiting in recv): packets queue for it.
+    track.deliver(layer, packet(0, True))
+    assert direct == [] and track.queued == 1
+    assert (await asyncio.wait_for(track.recv(), 1)).pts == 0
+    # The loop waits: the next packet goes at once and the loop is not woken.
+    waiting = asyncio.create_task(track.recv())
+    await asyncio.sleep(0)
+    track.deliver(layer, packet(6000, False))
+    await asyncio.sleep(0)
+    assert direct == [6000] and track.queued == 0 and not waiting.done()
+    assert track.packets_out == 2
+    # The sender cannot send it now (paced): it is the loop's, first in line.
+    accept = False
+    track.deliver(layer, packet(12000, False))
+    assert direct == [6000, 12000]
+    assert (await asyncio.wait_for(waiting, 1)).pts == 12000
+    track.stop()
+
+
 def test_layers_never_upscale_and_keep_the_aspect() -> None:
     high = VideoLayerSpec("high", 1280, 720, 1_200_000)
     assert high.fit(640, 360) == (640, 360)
