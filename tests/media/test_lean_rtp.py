@@ -274,3 +274,13 @@ def test_the_direct_wire_does_what_aiortc_and_aioice_do_per_packet() -> None:
     assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
     send_data = inspect.getsource(aioice.ice.StunProtocol.send_data)
     assert "self.transport.sendto(data, addr)" in send_data
+
+
+async def test_a_frames_packet_sizes_are_known_before_it_is_packed() -> None:
+    # send_now asks the pacer for a whole frame's tokens before building it.
+    feed = packets([300, 2 * VP8_CHUNK_BYTES + 5], 3000, 90000)
+    sender, transport, _, _ = await send("video", [VP8], feed, lean=True)
+    lean = lean_rtp(sender)  # the one already installed
+    predicted = [size for p in feed for size in lean._packet_sizes(p) or []]
+    assert predicted == [len(sent) for sent in transport.sent]
+    await sender.stop()
