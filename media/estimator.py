@@ -22,7 +22,8 @@ Departures, from what Chromium's REMB and real rural links turned out to mean he
   minimum (a queue building), then or within `FALL_PENDING_MS`: Chromium's REMB
   fell within half a second of the step profile's link narrowing, and the round
   trip showed the queue one or two reports later (a report comes about every
-  second). A receiver short of CPU also reports overuse (its packets wait to be
+  second); a further fall meanwhile extends the wait and keeps what the round
+  trips showed so far. A receiver short of CPU also reports overuse (its packets wait to be
   read, not on the link), and believing it would starve a classroom whose link
   is fine.
 - What was carried holds for `CARRIED_WINDOW_MS`, not only while it is being
@@ -144,6 +145,7 @@ class Estimator:
         # When the REMB last fell without the path agreeing (FALL_PENDING_MS).
         self._fell_at: int | None = None
         self._fell_far = False
+        self._fell_from = 0
         self._longer_rtts = 0
         self._min_rtt: float | None = None
         # Round trips past the queue threshold in a row, and the last back-off.
@@ -203,9 +205,14 @@ class Estimator:
                 self._congested_at = now_ms
             elif fell:
                 assert self._remb is not None
+                if self._fell_at is None:
+                    # A new fall to confirm. A further fall while one waits (Chromium's
+                    # REMB steps down report after report as the queue builds) keeps
+                    # the round trips counted so far, and is as far as all of them.
+                    self._fell_from = self._remb
+                    self._longer_rtts = 0
                 self._fell_at = now_ms
-                self._fell_far = feedback.remb_bps < self._remb * REMB_FELL_FAR
-                self._longer_rtts = 0
+                self._fell_far = feedback.remb_bps < self._fell_from * REMB_FELL_FAR
             self._remb = feedback.remb_bps
             self._remb_at = now_ms
         pending = self._fell_at is not None and self._congested_at != now_ms

@@ -280,6 +280,26 @@ def test_a_far_remb_fall_is_confirmed_by_two_longer_round_trips() -> None:
         assert est.congested is congested
 
 
+def test_further_falls_keep_the_longer_round_trips_already_counted() -> None:
+    """step (seen): the REMB fell from 450 to 242 kbit/s, then again to 231 a second
+    and a half later; round trips of 129 and 124 ms on a 102 ms path came between
+    and with them. Starting the count again at each fall waited a further second,
+    for a 256 ms round trip."""
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=450_000, rtt_ms=102, fraction_lost=0.0), 0, 330_000)
+    est.update(Feedback(remb_bps=242_000, rtt_ms=103), 500, 330_000)
+    est.update(Feedback(remb_bps=243_000, rtt_ms=129), 2000, 330_000)
+    assert not est.congested
+    e = est.update(Feedback(remb_bps=231_000, rtt_ms=124), 2500, 330_000)
+    assert est.congested and e.bitrate_bps == 231_000
+    # Small falls that add up to a far one count as far.
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=450_000, rtt_ms=102, fraction_lost=0.0), 0, 330_000)
+    for i, remb in enumerate((430_000, 415_000, 400_000)):
+        est.update(Feedback(remb_bps=remb, rtt_ms=103 if i == 0 else 125), 500 * (i + 1), 330_000)
+    assert est.congested
+
+
 def _random_loss(seconds: int, mean: float, step_ms: int = 500) -> list[float]:
     """Per-sample loss of a link that drops `mean` of packets at random, ~100 a sample."""
     rng = random.Random(7)
