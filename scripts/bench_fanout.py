@@ -8,9 +8,11 @@
 `naive` is aiortc's MediaRelay with one encoder per classroom, the baseline
 (scripts/naive_relay.py, the same one bench_weaklink serves).
 The relay process's CPU (user+system, all threads) is read from /proc/<pid>/stat
-over the measured window. Classrooms run in a few worker processes; they count
-the frames aiortc's jitter buffer completes and only a sample of them decodes
-(decoding 64 VP8 streams would measure the load generator, not the relay).
+over the measured window; `server_loop_cores` is its event loop's thread alone,
+the one that bounds how many classrooms a process can take. Classrooms run in a
+few worker processes; they count the frames aiortc's jitter buffer completes and
+only a sample of them decodes (decoding 64 VP8 streams would measure the load
+generator, not the relay).
 Every socket is on 127.0.0.1. The last line printed is a JSON object.
 
 Every classroom receives the teacher's full camera layer, as the naive relay sends
@@ -103,15 +105,21 @@ async def _serve(
     loop = asyncio.get_running_loop()
     profile_to = os.environ.get(PROFILE_ENV)
     sampler = StackSampler() if profile_to else None
+    loop_cpu_at = time.thread_time()
     while (message := await loop.run_in_executor(None, conn.recv)) != "stop":
         # "start" and "measured" bound the measured window.
-        if sampler is not None and message == "start":
-            sampler.start()
+        if message == "start":
+            # This runs on the event loop's thread: its own CPU, apart from the
+            # encoders' and decoders' threads.
+            loop_cpu_at = time.thread_time()
+            if sampler is not None:
+                sampler.start()
         elif message == "measured":
+            loop_cpu_s = time.thread_time() - loop_cpu_at
             if sampler is not None and profile_to:
                 sampler.stop()
                 Path(profile_to).write_text(sampler.report())
-            conn.send(camera_layers(gateway, classrooms))
+            conn.send((camera_layers(gateway, classrooms), loop_cpu_s))
     server.close()
     await gateway.close()
 
@@ -323,7 +331,7 @@ async def conduct(args: argparse.Namespace, kind: str, classrooms: int) -> dict[
             pipe.send("stop")
         cpu_after, t_after = cpu_seconds(relay.pid), time.monotonic()
         relay_conn.send("measured")
-        layers = await loop.run_in_executor(None, relay_conn.recv)
+        layers, loop_cpu_s = await loop.run_in_executor(None, relay_conn.recv)
         clients_after = sum(cpu_seconds(proc.pid) for proc, _ in workers)
         sent_after = camera.frames_sent
         results: dict[str, Any] = {}
@@ -353,6 +361,9 @@ async def conduct(args: argparse.Namespace, kind: str, classrooms: int) -> dict[
         "seconds": round(window, 2),
         "server_cpu_cores": round(cores, 4),
         "cpu_per_classroom": round(cores / classrooms, 5),
+        # The event loop's thread alone. Every classroom's sending runs on it, the
+        # encoders on other threads: it is what runs out first, at one core.
+        "server_loop_cores": round(loop_cpu_s / window, 4),
         "source_fps": round((sent_after - sent_before) / window, 2),
         "delivered_fps_min": round(min(video_fps), 2),
         "delivered_fps_mean": round(sum(video_fps) / len(video_fps), 2),
