@@ -299,7 +299,7 @@ class _PacedTransport:
         if self._wait:
             await self._pacer.wait(size)
         else:
-            self._pacer.consume(size)
+            self.draw(size)
 
     async def _send_rtp(self, data: bytes) -> None:
         if not is_rtcp(data):
@@ -563,7 +563,6 @@ class LeanRtp:
         self._newest_timestamp = 0
         self._clock_rate = _VIDEO_CLOCK
         self.budget: Any = None  # media.pacer.ResendBudget, when resends are budgeted
-        self.resent = 0
         # Set when the loop starts, from the negotiated codec and extensions.
         self._codec: RTCRtpCodecParameters | None = None
         self._vp8 = self._opus = self._stamped = False
@@ -814,7 +813,6 @@ class LeanRtp:
                     packet[header_length:],
                 )
             )
-        self.resent += 1
         await sender.transport._send_rtp(packet)
 
 

@@ -23,9 +23,9 @@ Departures, from what Chromium's REMB and real rural links turned out to mean he
   fell within half a second of the step profile's link narrowing, and the round
   trip showed the queue one or two reports later (a report comes about every
   second); a further fall meanwhile extends the wait and keeps what the round
-  trips showed so far. A receiver short of CPU also reports overuse (its packets wait to be
-  read, not on the link), and believing it would starve a classroom whose link
-  is fine.
+  trips showed so far. A receiver short of CPU also reports overuse (its packets
+  wait to be read, not on the link), and believing it would starve a classroom
+  whose link is fine.
 - What was carried holds for `CARRIED_WINDOW_MS`, not only while it is being
   sent: the REMB follows what the receiver gets, so when the relay sends less for
   a reason of its own (a layer's cost measured higher for a moment, a probe ended)
