@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from media.estimator import Estimator, Feedback
+from media.estimator import CARRIED_WINDOW_MS, FALL_PENDING_MS, Estimator, Feedback
 
 
 def test_remb_caps_the_estimate() -> None:
@@ -137,9 +137,15 @@ def test_sending_less_of_its_own_accord_does_not_lower_the_estimate() -> None:
     for remb in (600_000, 300_000, 150_000, 120_000):
         now += 1000
         e = est.update(Feedback(remb_bps=remb, rtt_ms=101), now, sending_bps=130_000)
-        assert not est.congested and e.bitrate_bps == 1_000_000
+        # Where it was before the fall: the REMB then.
+        assert not est.congested and e.bitrate_bps == 1_100_000
+    # The path never agreed: that figure is carried, for a window.
+    now += FALL_PENDING_MS + 500
+    e = est.update(Feedback(remb_bps=120_000, rtt_ms=101), now, sending_bps=130_000)
+    assert e.bitrate_bps == 1_100_000
     # What was carried is forgotten after the window, then the REMB rules again.
-    e = est.update(Feedback(remb_bps=120_000, rtt_ms=101), now + 20_000, sending_bps=130_000)
+    now += CARRIED_WINDOW_MS
+    e = est.update(Feedback(remb_bps=120_000, rtt_ms=101), now, sending_bps=130_000)
     assert e.bitrate_bps == 130_000
 
 
@@ -150,8 +156,8 @@ def test_congestion_forgets_what_was_carried() -> None:
     e = est.update(Feedback(remb_bps=300_000, rtt_ms=400), 1000, sending_bps=1_000_000)
     assert est.congested and e.bitrate_bps == 300_000
     # Once the congestion is past, only what was sent since counts.
-    e = est.update(Feedback(remb_bps=280_000, rtt_ms=110), 7000, sending_bps=250_000)
-    assert not est.congested and e.bitrate_bps == 280_000
+    e = est.update(Feedback(remb_bps=300_000, rtt_ms=110), 7000, sending_bps=250_000)
+    assert not est.congested and e.bitrate_bps == 300_000
 
 
 def test_heavy_loss_forgets_what_was_carried() -> None:
@@ -236,8 +242,39 @@ def test_a_remb_fall_the_path_does_not_confirm_is_not_congestion() -> None:
     est = Estimator(initial_bps=300_000)
     est.update(Feedback(remb_bps=400_000, rtt_ms=40, fraction_lost=0.0), 0, sending_bps=300_000)
     e = est.update(Feedback(remb_bps=150_000, rtt_ms=42), 1000, sending_bps=340_000)
-    # What was sent under the earlier REMB still stands.
-    assert not est.congested and e.bitrate_bps == 300_000
+    # The estimate stays where it was before the fall.
+    assert not est.congested and e.bitrate_bps == 400_000
+
+
+def test_an_unconfirmed_fall_does_not_lower_the_estimate() -> None:
+    """step, after the link came back to 2 Mbit/s (seen): camera low, slides and
+    audio sent at about 200 kbit/s under a REMB of 240; the REMB fell to 182 with
+    a flat round trip and no loss. Following it down to what was sent (210) turned
+    the camera off, and it stayed off for 13 s."""
+    est = Estimator(initial_bps=250_000)
+    now = 0
+    for sending in (195_000, 191_000, 192_000, 195_000, 203_000):
+        est.update(Feedback(remb_bps=239_800, rtt_ms=103, fraction_lost=0.0), now, sending)
+        now += 500
+    before = est.estimate.bitrate_bps
+    assert before == 239_800
+    for remb, rtt, sending in (
+        (181_500, None, 210_000),
+        (182_600, 104.7, 233_000),
+        (182_600, 104.2, 242_000),
+        (186_900, 103.2, 230_000),
+        (192_000, None, 228_000),
+        (197_200, 103.7, 232_000),
+        (204_800, 103.5, 237_000),
+        (209_900, None, 241_000),
+    ):
+        e = est.update(Feedback(remb_bps=remb, rtt_ms=rtt), now, sending)
+        assert not est.congested and e.bitrate_bps >= before, now
+        now += 500
+    # A fall the round trip confirms in time is still congestion.
+    est.update(Feedback(remb_bps=150_000, rtt_ms=104), now, 240_000)
+    e = est.update(Feedback(remb_bps=150_000, rtt_ms=160), now + 1000, 240_000)
+    assert est.congested and e.bitrate_bps == 150_000
 
 
 def test_a_remb_fall_with_a_growing_round_trip_is_congestion() -> None:
