@@ -130,7 +130,8 @@ class Downlink:
         new_remb = False
         expected = lost = 0
         new_report = False
-        rtts: list[float] = []
+        # (when the SR answered left, round trip in ms)
+        rtts: list[tuple[float, float]] = []
         for slot, view in slots.items():
             fb = view.feedback
             seen = self._seen.setdefault(slot, _Seen())
@@ -155,7 +156,7 @@ class Downlink:
                 # the queue that builds when a link narrows.
                 seen.rtts = fb.rtts
                 if view.sending and fb.rtt_s is not None:
-                    rtts.append(fb.rtt_s * 1000)
+                    rtts.append((fb.rtt_sr_at or 0.0, fb.rtt_s * 1000))
         self._expected += expected
         self._lost += lost
         fraction = None
@@ -167,5 +168,8 @@ class Downlink:
         return Feedback(
             remb_bps=sum(remb_by_reporter.values()) if new_remb and remb_by_reporter else None,
             fraction_lost=fraction,
-            rtt_ms=min(rtts) if rtts else None,
+            # The round trip of the newest SR: it went through the queue as it is
+            # now. Older ones (the least of them was taken once) hid a queue that
+            # grew, for a second or more after a link narrowed.
+            rtt_ms=max(rtts)[1] if rtts else None,
         )

@@ -197,3 +197,16 @@ def test_loss_waits_for_enough_packets_to_mean_something() -> None:
     report(audio, 120, 1)  # 1 of 120 so far: under 1 %
     down.tick(views(teacher_audio=audio), 2.0)
     assert 0 < down.estimate.loss < 0.01
+
+
+def test_the_round_trip_is_the_newest_reports() -> None:
+    """Round trips answer SRs that left at different times; the newest one went
+    through the queue as it is now (the least one hid a growing queue)."""
+    down = Downlink(Estimator(initial_bps=250_000), Allocator())
+    fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
+    down.tick(views(**fbs), 0.0)
+    camera, slides = fbs["teacher_camera"], fbs["slides"]
+    camera.rtt_s, camera.rtt_sr_at, camera.rtts = 0.3, 10.0, 1
+    slides.rtt_s, slides.rtt_sr_at, slides.rtts = 0.1, 9.2, 1
+    down.tick(views(**fbs), 0.5)
+    assert down.estimate.rtt_ms == pytest.approx(300)

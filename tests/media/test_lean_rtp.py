@@ -246,8 +246,16 @@ async def test_aiortc_runs_and_stops_the_loop_through_what_lean_rtp_replaces() -
         "__rtp_timestamp",
         "__packet_count",
         "__octet_count",
+        "__rtcp_started",
+        "__rtcp_exited",
+        "__lsr",
+        "__lsr_time",
+        "__cname",
     ):
         assert hasattr(sender, f"_RTCRtpSender{name}"), name
+    # A video sender's reports come from run_rtcp (item 10), started and awaited so.
+    assert "self._run_rtcp()" in inspect.getsource(RTCRtpSender.send)
+    assert "self.__rtcp_exited.wait()" in stop
     assert hasattr(sender, "_rtx_ssrc") and hasattr(sender, "_enabled")
 
 
@@ -284,3 +292,44 @@ async def test_a_frames_packet_sizes_are_known_before_it_is_packed() -> None:
     predicted = [size for p in feed for size in lean._packet_sizes(p) or []]
     assert predicted == [len(sent) for sent in transport.sent]
     await sender.stop()
+
+
+async def test_a_video_sender_reports_often_stamped_with_the_time_it_leaves() -> None:
+    """Item 10: an SR four times a second, each its own NTP time (so its answer's
+    round trip can be told apart) with the RTP time of that instant, and a BYE at
+    the end; audio keeps aiortc's pace."""
+    from aiortc.rtp import RtcpByePacket, RtcpPacket, RtcpSrPacket
+
+    from media.aiortc_internals import VIDEO_REPORT_INTERVAL_S
+
+    reports: list[bytes] = []
+
+    class Reports(Transport):
+        async def _send_rtp(self, data: bytes) -> None:
+            (reports if is_rtcp(data) else self.sent).append(data)
+
+    transport = Reports()
+    # One frame, then nothing: still slides.
+    feed = packets([900], 3000, 90000)
+    sender = RTCRtpSender(Feed("video", feed), transport)  # type: ignore[arg-type]
+    lean_rtp(sender)
+    await sender.send(parameters([VP8], "video"))
+    await asyncio.sleep(VIDEO_REPORT_INTERVAL_S * 8)
+    await asyncio.wait_for(sender.stop(), 5)
+    parsed = [RtcpPacket.parse(r) for r in reports]
+    srs = [p[0] for p in parsed if isinstance(p[0], RtcpSrPacket)]
+    assert len(srs) >= 4
+    ntps = [sr.sender_info.ntp_timestamp for sr in srs]
+    assert len(set(ntps)) == len(ntps)
+    # NTP and RTP times advance together at the video clock, frame or no frame.
+    first, last = srs[0].sender_info, srs[-1].sender_info
+    seconds = (last.ntp_timestamp - first.ntp_timestamp) / 2**32
+    ticks = (last.rtp_timestamp - first.rtp_timestamp) % 2**32
+    assert ticks == pytest.approx(seconds * 90000, abs=90)
+    assert all(sr.sender_info.packet_count == 1 for sr in srs)
+    assert isinstance(parsed[-1][0], RtcpByePacket)
+    # aiortc's own handling of the answers reads the newest SR's LSR.
+    assert sender._RTCRtpSender__lsr == (ntps[-1] >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
+    audio = RTCRtpSender(Feed("audio", []), Transport())  # type: ignore[arg-type]
+    lean_rtp(audio)
+    assert "_run_rtcp" not in vars(audio)
