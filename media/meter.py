@@ -26,9 +26,22 @@ class RateMeter:
         self._rate: float | None = None
         self._last: float | None = None
         self._first: float | None = None
+        # What the layer cost when it last ran, while a restarted one warms up.
+        self._before: float | None = None
 
     def add(self, payload_bytes: int, now: float) -> None:
         packets = max(1, math.ceil(payload_bytes / PAYLOAD_PER_PACKET))
+        if self._last is not None and now - self._last > self._window:
+            # A paused layer starts again: measured from now, not over the pause.
+            # Folded over it, the first figure came out near zero, the allocator
+            # and the pacer took the layer for almost free, and a classroom's
+            # camera waited behind its pacer until frames were dropped (freezes
+            # of 2 s and more, on a clean 2 Mbit/s link, after each switch up).
+            if self._warm():
+                self._before = self._rate
+            self._bits = 0.0
+            self._rate = None
+            self._since = self._first = None
         self._bits += 8 * (payload_bytes + packets * PACKET_OVERHEAD_BYTES)
         self._last = now
         if self._since is None:
@@ -59,10 +72,12 @@ class RateMeter:
 
     def last_kbps(self) -> float | None:
         """The last rate measured, however old (a paused layer's best guess)."""
-        return self._rate / 1000 if self._warm() and self._rate is not None else None
+        if self._warm() and self._rate is not None:
+            return self._rate / 1000
+        return self._before / 1000 if self._before is not None else None
 
     def kbps(self, now: float) -> float | None:
         """The recent rate, or None if unknown (not sending lately, or only just started)."""
-        if self._last is None or now - self._last > self._window:
+        if self._last is None or now - self._last > self._window or not self._warm():
             return None
         return self.last_kbps()

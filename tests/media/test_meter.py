@@ -38,3 +38,22 @@ def test_unknown_before_and_after_sending() -> None:
     assert meter.kbps(3.0) is not None
     assert meter.kbps(10) is None  # paused: its old figure no longer holds
     assert meter.last_kbps() is not None  # but it is the best guess for a restart
+
+
+def test_a_restarted_layer_is_measured_from_its_restart() -> None:
+    """Folded over the pause, a restarted layer's first figures came out near zero:
+    the pacer let it out at that rate and its frames were dropped."""
+    meter = RateMeter(window_s=2.0)
+    for i in range(60):  # 15 frames a second of 1500 bytes, 4 s
+        meter.add(1500, i / 15)
+    running = meter.kbps(59 / 15)
+    assert running is not None
+    restart = 20.0  # paused for 16 s
+    for i in range(45):  # the same again, 3 s
+        now = restart + i / 15
+        meter.add(1500, now)
+        during = meter.kbps(now)
+        # Not measured yet: unknown, and the best guess is what it cost before.
+        assert during is None or during == pytest.approx(running, rel=0.2), now
+        assert meter.last_kbps() == pytest.approx(running, rel=0.2), now
+    assert meter.kbps(restart + 44 / 15) == pytest.approx(running, rel=0.1)
