@@ -66,6 +66,7 @@ Departures, from what Chromium's REMB and real rural links turned out to mean he
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -229,8 +230,7 @@ class Estimator:
         elif pending and self._fell_at is None:
             # The path never agreed: the fall was the receiver's own, and what the
             # estimate was before it counts as carried (module notes).
-            answered = now_ms - round(self._answer_ms())
-            self._carried.append((answered, self._held, self._held))
+            self._carried.append((self._answered_at(now_ms), self._held, self._held))
         self._congested = (
             self._congested_at is not None and now_ms - self._congested_at < CONGESTION_HOLD_MS
         )
@@ -321,8 +321,7 @@ class Estimator:
             rate = min(sending_bps, self._estimate.bitrate_bps)
             got_through = int(rate * through * BACKOFF)
             # Answered already (this is the answer): it counts in full at once.
-            answered = now_ms - round(self._answer_ms())
-            self._carried.append((answered, got_through, got_through))
+            self._carried.append((self._answered_at(now_ms), got_through, got_through))
 
     def _queue_builds(self, rtt_ms: float | None, now_ms: int) -> bool:
         """Round trips grown past the threshold, `QUEUE_SAMPLES` in a row: a queue
@@ -341,6 +340,13 @@ class Estimator:
     def _settled(self, now_ms: int) -> bool:
         """Whether a back-off has had time to show its effect."""
         return self._backed_off_at is None or now_ms - self._backed_off_at >= self._answer_ms()
+
+    def _answered_at(self, now_ms: int) -> int:
+        """A time whose rate counts as answered now. Rounded to the nearest
+        millisecond instead, it could fall a fraction after the proof time and the
+        back-off's figure was dropped as unproven: the estimate fell to the REMB
+        (144 kbit/s on a 300 kbit/s link) and the camera went off with it."""
+        return now_ms - math.ceil(self._answer_ms())
 
     def _answer_ms(self) -> float:
         """How long feedback on what is sent now takes to come back (CARRIED_PROOF_MS)."""

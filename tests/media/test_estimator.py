@@ -389,3 +389,30 @@ def test_a_heavy_steady_loss_keeps_the_gcc_rules() -> None:
     assert est.loss_floor == 0.15
     assert est.estimate.bitrate_bps == 50_000
     assert est.estimate.bitrate_bps < 700_000
+
+
+def test_a_back_off_counts_at_once_whatever_the_round_trip() -> None:
+    """step, 300 kbit/s (seen): a probe into a queue; the back-off's figure fell a
+    fraction of a millisecond short of counting as answered, and the estimate fell
+    to the REMB of the little video sent (144 kbit/s), turning the camera off."""
+    est = Estimator(initial_bps=250_000)
+    now = 0
+    for rtt, sending in (
+        (108.04, 246_603),
+        (107.56, 242_347),
+        (108.29, 237_933),
+        (107.26, 209_350),
+    ):
+        est.update(Feedback(remb_bps=143_000, rtt_ms=rtt, fraction_lost=0.0), now, sending)
+        now += 500
+    now += 2000
+    e = est.update(Feedback(remb_bps=143_200, rtt_ms=114.15), now, 203_251)
+    before = e.bitrate_bps
+    assert before == 246_603
+    # The camera's next layer is probed: the round trip grows past the queue threshold.
+    for rtt in (130.61, 232.76, 305.0):
+        now += 500
+        e = est.update(Feedback(remb_bps=143_300, rtt_ms=rtt), now, 323_800)
+    # Backed off to 0.85 of what was carried then (the probe's rate, not yet proven,
+    # counted a little over the estimate), not down to the REMB.
+    assert int(before * 0.85) <= e.bitrate_bps < before
