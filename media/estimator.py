@@ -41,8 +41,7 @@ Departures, from what Chromium's REMB and real rural links turned out to mean he
   probe was sized on it.
 - Overdriven, a link is backed off to 0.85 of what got through (libwebrtc does so
   with what was acknowledged): on loss above the floor over 10 %, and on a queue
-  that grows, two round trips in a row past 1.25x the lowest and 20 ms (or one
-  past twice the lowest and 20 ms), though
+  that grows, two round trips in a row past 1.25x the lowest and 20 ms, though
   the REMB stays still (Chromium's did, at 384 kbit/s for 30 s on a 300 kbit/s
   link) and nothing is lost until the modem's buffer overflows.
 - With low loss, A_s follows that delay-based figure at once instead of creeping
@@ -94,8 +93,6 @@ FALL_RTT_MARGIN_MS = 20.0
 QUEUE_RTT_FACTOR = 1.25
 QUEUE_RTT_MARGIN_MS = 20.0
 QUEUE_SAMPLES = 2
-# One round trip this much above the lowest (and the margin) is a queue already.
-QUEUE_FAR_FACTOR = 2.0
 # How long a rate sent without complaint counts as carried (module notes).
 CARRIED_WINDOW_MS = 20_000
 # A rate counts as carried only once feedback on it could have come back: a round
@@ -338,11 +335,7 @@ class Estimator:
             self._queued = 0
             return False
         self._queued += 1
-        # A queue as long as the path's own round trip needs no second look: on the
-        # step profile's 300 kbit/s a probe took the round trip from 134 to 309 ms,
-        # and the second sample, a second later (399 ms), came with the loss.
-        far = rtt_ms > QUEUE_FAR_FACTOR * self._min_rtt + QUEUE_RTT_MARGIN_MS
-        return (self._queued >= QUEUE_SAMPLES or far) and self._settled(now_ms)
+        return self._queued >= QUEUE_SAMPLES and self._settled(now_ms)
 
     def _settled(self, now_ms: int) -> bool:
         """Whether a back-off has had time to show its effect."""
