@@ -217,8 +217,9 @@ class Allocator:
         """The new allocation if it should change now, else None.
 
         `may_probe`: False until the receiver has said anything (a first guess is
-        no ground to send more than it). `alarm`: the estimator saw congestion just
-        now (a confirmed REMB fall, heavy loss, a queue); a probe under way ends.
+        no ground to send more than it), and while congestion holds. `alarm`: the
+        estimator saw congestion just now (a confirmed REMB fall, heavy loss, a
+        queue); a probe under way ends, and none starts.
         `sent_kbps`: what really goes out, when known. A layer that was paused is
         costed at its last or nominal rate, and may send less once it runs: a
         probe is judged by what it sends.
@@ -247,7 +248,9 @@ class Allocator:
         better = self._fit(estimate_kbps, offers)
         reason = "up"
         if not _raises(better, self.current, offers):
-            if not may_probe or self.probe_ceiling <= 0:
+            if not may_probe or alarm or self.probe_ceiling <= 0:
+                # No probe into congestion: the next update's alarm would end it at
+                # once, a keyframe spent and the back-off doubled (seen on loss10).
                 self._up_since = None
                 return None
             step = next_step(self.current, offers, self._ceiling(estimate_kbps))

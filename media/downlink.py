@@ -118,7 +118,8 @@ class Downlink:
             estimate.bitrate_bps / 1000,
             offers,
             now_ms,
-            may_probe=estimate.limited_by != "initial",
+            # A confirmed REMB fall holds for a while: no probe meanwhile.
+            may_probe=estimate.limited_by != "initial" and not self.estimator.congested,
             alarm=feedback is not None and self.estimator.alarm,
             sent_kbps=sent_bps / 1000 if sent_bps is not None else None,
         )

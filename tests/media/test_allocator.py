@@ -312,3 +312,13 @@ def test_after_a_failed_probe_only_probes_as_costly_wait_the_doubled_back_off() 
     # ...while mid waits out twice the quiet period from its failure (2 s + 12 s).
     changes = run(alloc, [(t, 500) for t in range(14_000, 16_000, 500)])
     assert changes == [(15_000, "probe", "mid")]
+
+
+def test_no_probe_starts_while_congestion_is_seen() -> None:
+    """loss10 (seen): a probe started during a REMB fall's hold ended at the next
+    update, its keyframe spent and the back-off doubled."""
+    alloc = probing()
+    assert run(alloc, [(0, 250)]) == [(0, "reshape", OFF)]
+    assert run(alloc, [(t, 250, True) for t in range(500, 5000, 500)]) == []
+    changes = run(alloc, [(t, 250) for t in range(5000, 7600, 500)])
+    assert changes == [(7000, "probe", "low")]  # the hold counts from the last alarm
