@@ -61,12 +61,9 @@ instead of silently here:
    (3.) tells the queue on the path as it was when the SR it answers left: up to a
    second and a half old, when a narrowing link's queue grows by a tenth of a
    second each second. A video sender's loop (`LeanRtp.run_rtcp`) reports every
-   `LeanRtp.report_interval_s`, which the relay shortens to
-   `WATCH_REPORT_INTERVAL_S` for one sending video slot per participant (one
-   fresh round trip is enough, and each report costs a packet each way), stamped
-   with the time it leaves (RFC 3550 §6.4.1) rather than its last packet's, so
-   that each one can be told apart from the one before even when no frame came
-   between them (still slides).
+   `VIDEO_REPORT_INTERVAL_S` instead, stamped with the time it leaves (RFC 3550
+   §6.4.1) rather than its last packet's, so that each one can be told apart from
+   the one before even when no frame came between them (still slides).
 """
 
 from __future__ import annotations
@@ -466,13 +463,9 @@ def quiet_when_idle(sender: RTCRtpSender, clock: Callable[[], float]) -> None:
 
 # --- 9. the RTP loop -------------------------------------------------------------------
 
-# How often a video sender reports (item 10): as aiortc does, and for the one
-# sender per participant whose round trips are watched. Four times a second is
-# about 2.5 kbit/s, under a hundredth of a 300 kbit/s layer, but each report and
-# its answer cost about as much CPU as a media packet: on every sender, the relay's
-# event loop worked 15 % more in bench_fanout (64 classrooms).
-REPORT_INTERVAL_S = 1.0
-WATCH_REPORT_INTERVAL_S = 0.25
+# How often a video sender reports (item 10). Four times a second is about 2.5
+# kbit/s, under a hundredth of a 300 kbit/s layer.
+VIDEO_REPORT_INTERVAL_S = 0.25
 
 # aiortc's VP8 payloads are at most 1300 bytes; ours too, a 4-byte descriptor
 # (RFC 7741 §4.2: X and I set, a 15-bit PictureID) and up to 1296 bytes of frame.
@@ -600,8 +593,6 @@ class LeanRtp:
         self._timestamp_origin = 0
         self._picture_id = 0
         self._octets = self._packets = 0
-        # How often a video sender reports (item 10); the relay may shorten it.
-        self.report_interval_s = REPORT_INTERVAL_S
         # When the newest frame went out (time.time()), for the reports' RTP time.
         self._sent_at: float | None = None
         self._wire: _Wire | None = None
@@ -615,13 +606,13 @@ class LeanRtp:
         setattr(sender, _LEAN_MARK, self)
 
     async def run_rtcp(self) -> None:
-        """A video sender's reports, every `report_interval_s` (item 10)."""
+        """A video sender's reports, every `VIDEO_REPORT_INTERVAL_S` (item 10)."""
         sender = self._sender
         sender._RTCRtpSender__rtcp_started.set()
         try:
             while True:
                 # Spread over half to one and a half times the interval (RFC 3550 §6.3.1).
-                await asyncio.sleep(self.report_interval_s * (0.5 + random.random()))
+                await asyncio.sleep(VIDEO_REPORT_INTERVAL_S * (0.5 + random.random()))
                 await sender._send_rtcp(self._report())
         except asyncio.CancelledError:
             pass

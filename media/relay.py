@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +31,6 @@ from aiortc import (
 
 from classroom.roles import Role
 from media.aiortc_internals import (
-    REPORT_INTERVAL_S,
-    WATCH_REPORT_INTERVAL_S,
-    LeanRtp,
     SenderFeedback,
     budget_resends,
     gather_on,
@@ -113,7 +110,6 @@ class Outgoing:
     # Audio sent as RED (media.red): each packet carries the previous one too.
     red: bool = False
     octets_at_last_report: int = 0
-    rtp: LeanRtp | None = None
 
 
 @dataclass
@@ -338,11 +334,10 @@ class Relay:
         )
         track = SubscriberTrack(kind, capacity, self._settings.keyframe_min_interval_s)
         transceiver.sender.replaceTrack(track)
-        rtp = lean_rtp(transceiver.sender)
-        track.send_now = rtp.send_now
+        track.send_now = lean_rtp(transceiver.sender).send_now
         feedback = hook_sender_rtcp(transceiver.sender, track.request_keyframe)
         quiet_when_idle(transceiver.sender, self._clock)
-        return Outgoing(slot, transceiver.sender, track, feedback, rtp=rtp)
+        return Outgoing(slot, transceiver.sender, track, feedback)
 
     def _pace(self, participant: Participant) -> None:
         """Pace the participant's video and budget its resends (media.pacer).
@@ -464,7 +459,6 @@ class Relay:
             if out.red:
                 costs = tuple((name, kbps + _RED_EXTRA_KBPS) for name, kbps in costs)
             views[slot] = SlotView(out.feedback, costs, sending=out.track.layer_name != "off")
-        watch_round_trip(participant.outgoing.values())
         sent = participant.pacer.sent_bps() if participant.pacer is not None else None
         decision = participant.downlink.tick(views, now, sent_bps=sent)
         estimate = participant.downlink.estimate.bitrate_bps
@@ -561,26 +555,6 @@ class Relay:
                 yield await queue.get()
         finally:
             self._listeners.discard(queue)
-
-
-def watch_round_trip(outgoing: Iterable[Outgoing]) -> Outgoing | None:
-    """Let one sending video slot report four times a second (aiortc_internals,
-    item 10), the others at the usual pace; return it.
-
-    The downlink takes the newest report's round trip, so one is enough: the
-    first video slot that sends, in the participant's order, so that the same one
-    stays watched tick after tick while the same slots send.
-    """
-    watched = None
-    for out in outgoing:
-        if out.rtp is None or out.track.kind != "video":
-            continue
-        if watched is None and out.track.layer_name != "off":
-            watched = out
-            out.rtp.report_interval_s = WATCH_REPORT_INTERVAL_S
-        else:
-            out.rtp.report_interval_s = REPORT_INTERVAL_S
-    return watched
 
 
 def _layer_costs(ladder: Ladder | Mosaic, now: float) -> tuple[tuple[str, float], ...]:

@@ -295,12 +295,12 @@ async def test_a_frames_packet_sizes_are_known_before_it_is_packed() -> None:
 
 
 async def test_a_video_sender_reports_often_stamped_with_the_time_it_leaves() -> None:
-    """Item 10: a watched video sender reports four times a second, each SR with its
-    own NTP time (so its answer's round trip can be told apart) and the RTP time of
-    that instant, and a BYE at the end; audio keeps aiortc's pace."""
+    """Item 10: an SR four times a second, each its own NTP time (so its answer's
+    round trip can be told apart) with the RTP time of that instant, and a BYE at
+    the end; audio keeps aiortc's pace."""
     from aiortc.rtp import RtcpByePacket, RtcpPacket, RtcpSrPacket
 
-    from media.aiortc_internals import WATCH_REPORT_INTERVAL_S
+    from media.aiortc_internals import VIDEO_REPORT_INTERVAL_S
 
     reports: list[bytes] = []
 
@@ -312,9 +312,9 @@ async def test_a_video_sender_reports_often_stamped_with_the_time_it_leaves() ->
     # One frame, then nothing: still slides.
     feed = packets([900], 3000, 90000)
     sender = RTCRtpSender(Feed("video", feed), transport)  # type: ignore[arg-type]
-    lean_rtp(sender).report_interval_s = WATCH_REPORT_INTERVAL_S
+    lean_rtp(sender)
     await sender.send(parameters([VP8], "video"))
-    await asyncio.sleep(WATCH_REPORT_INTERVAL_S * 8)
+    await asyncio.sleep(VIDEO_REPORT_INTERVAL_S * 8)
     await asyncio.wait_for(sender.stop(), 5)
     parsed = [RtcpPacket.parse(r) for r in reports]
     srs = [p[0] for p in parsed if isinstance(p[0], RtcpSrPacket)]

@@ -6,7 +6,6 @@ import asyncio
 import fractions
 import itertools
 from dataclasses import dataclass
-from typing import Any
 
 import av
 import pytest
@@ -229,42 +228,3 @@ async def test_an_offer_with_kinds_in_the_wrong_order_is_refused() -> None:
             check_offer(pc.localDescription.sdp, Role.OBSERVER)
     finally:
         await pc.close()
-
-
-def test_one_sending_video_slot_reports_often() -> None:
-    """aiortc_internals item 10: one fresh round trip per participant is enough."""
-    from types import SimpleNamespace
-
-    from media.aiortc_internals import REPORT_INTERVAL_S, WATCH_REPORT_INTERVAL_S
-    from media.relay import watch_round_trip
-
-    def out(kind: str, layer: str) -> Any:
-        return SimpleNamespace(
-            track=SimpleNamespace(kind=kind, layer_name=layer),
-            rtp=SimpleNamespace(report_interval_s=REPORT_INTERVAL_S),
-        )
-
-    audio, camera, slides, stage = (
-        out("audio", "high"),
-        out("video", "off"),
-        out("video", "low"),
-        out("video", "mid"),
-    )
-    outgoing = [audio, camera, slides, stage]
-    assert watch_round_trip(outgoing) is slides
-    intervals = [o.rtp.report_interval_s for o in outgoing]
-    assert intervals == [
-        REPORT_INTERVAL_S,
-        REPORT_INTERVAL_S,
-        WATCH_REPORT_INTERVAL_S,
-        REPORT_INTERVAL_S,
-    ]
-    # The camera comes on: it is watched now, the slides go back to the usual pace.
-    camera.track.layer_name = "low"
-    assert watch_round_trip(outgoing) is camera
-    assert slides.rtp.report_interval_s == REPORT_INTERVAL_S
-    assert camera.rtp.report_interval_s == WATCH_REPORT_INTERVAL_S
-    for o in outgoing[1:]:
-        o.track.layer_name = "off"
-    assert watch_round_trip(outgoing) is None
-    assert all(o.rtp.report_interval_s == REPORT_INTERVAL_S for o in outgoing)
