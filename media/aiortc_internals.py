@@ -596,8 +596,6 @@ class LeanRtp:
         self._timestamp_origin = 0
         self._picture_id = 0
         self._octets = self._packets = 0
-        # When the newest frame went out (time.time()), for the reports' RTP time.
-        self._sent_at: float | None = None
         self._wire: _Wire | None = None
 
     def install(self) -> None:
@@ -625,10 +623,13 @@ class LeanRtp:
     def _report(self) -> list[Any]:
         """An SR for now: the NTP time it leaves, the RTP time of that instant."""
         sender = self._sender
-        now = time.time()
-        elapsed = now - self._sent_at if self._sent_at is not None else 0.0
-        rtp_timestamp = (self._newest_timestamp + round(elapsed * self._clock_rate)) & 0xFFFFFFFF
         ntp_timestamp = _ntp_time_now()
+        rtp_timestamp = self._newest_timestamp
+        if self._packets:
+            # The newest frame's RTP time, moved on by the time since it went out
+            # (the NTP time `_sent` keeps for aiortc's reports).
+            elapsed = (ntp_timestamp - sender._RTCRtpSender__ntp_timestamp) / 2**32
+            rtp_timestamp = (rtp_timestamp + round(elapsed * self._clock_rate)) & 0xFFFFFFFF
         packets: list[Any] = [
             RtcpSrPacket(
                 ssrc=sender._ssrc,
@@ -642,7 +643,7 @@ class LeanRtp:
         ]
         # What aiortc's own handling of the answering reports reads (its RTT).
         sender._RTCRtpSender__lsr = (ntp_timestamp >> 16) & 0xFFFFFFFF
-        sender._RTCRtpSender__lsr_time = now
+        sender._RTCRtpSender__lsr_time = time.time()
         cname = sender._RTCRtpSender__cname
         if cname is not None:
             packets.append(
@@ -744,7 +745,6 @@ class LeanRtp:
         if wire is not None:
             wire.count()
         self._newest_timestamp = timestamp
-        self._sent_at = time.time()
         sender = self._sender
         sender._RTCRtpSender__ntp_timestamp = _ntp_time_now()
         sender._RTCRtpSender__rtp_timestamp = timestamp
