@@ -210,3 +210,23 @@ def test_the_round_trip_is_the_newest_reports() -> None:
     slides.rtt_s, slides.rtt_sr_at, slides.rtts = 0.1, 9.2, 1
     down.tick(views(**fbs), 0.5)
     assert down.estimate.rtt_ms == pytest.approx(300)
+
+
+def test_no_probe_while_a_confirmed_fall_holds() -> None:
+    """The estimator's alarm comes only with feedback; between reports, a confirmed
+    REMB fall still holds, and a probe then would only meet it."""
+    down = Downlink(Estimator(initial_bps=250_000), Allocator())
+    fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
+    down.tick(views(**fbs), 0.0)
+    slides = fbs["slides"]
+    remb(slides, 250_000)
+    slides.rtt_s, slides.rtt_sr_at, slides.rtts = 0.1, 0.4, 1
+    assert down.tick(views(**fbs), 0.5) is None
+    # The REMB falls and the round trip shows a queue: congestion, held 5 s.
+    remb(slides, 180_000)
+    slides.rtt_s, slides.rtt_sr_at, slides.rtts = 0.2, 0.9, 2
+    down.tick(views(**fbs), 1.0)
+    assert down.estimator.congested
+    # The camera's low layer is within a probe's reach, but nothing new is heard.
+    decisions = [down.tick(views(**fbs), 1.0 + t / 2) for t in range(1, 8)]
+    assert decisions == [None] * 7
