@@ -64,6 +64,10 @@ instead of silently here:
    `VIDEO_REPORT_INTERVAL_S` instead, stamped with the time it leaves (RFC 3550
    §6.4.1) rather than its last packet's, so that each one can be told apart from
    the one before even when no frame came between them (still slides).
+11. A probe may send padding (media.allocator): padding-only packets on the
+   sender's RTX stream (`LeanRtp.padding`), whose payload type, SSRC and sequence
+   number aiortc keeps privately (`__rtx_payload_type`, `_rtx_ssrc`,
+   `__rtx_sequence_number`, shared with resends).
 """
 
 from __future__ import annotations
@@ -480,6 +484,10 @@ _RTP_HEADER = struct.Struct("!BBHII")
 _RTP_VERSION = 0x80
 _RTP_EXTENSION = 0x10
 _RTP_MARKER = 0x80
+_RTP_PADDING = 0x20
+# A padding packet's padding: the most its one-byte count can say (RFC 3550 §5.1).
+PADDING_BYTES = 255
+_PADDING = bytes(PADDING_BYTES - 1) + bytes((PADDING_BYTES,))
 _LEAN_MARK = "_classroom_lean_rtp"
 
 
@@ -852,6 +860,70 @@ class LeanRtp:
             return None
         extra = self._header_bytes + _VP8_DESCRIPTOR_BYTES
         return [len(chunk) + extra for chunk in chunks]
+
+    @property
+    def can_pad(self) -> bool:
+        """Whether `padding` gives a packet (RTX and abs-send-time negotiated, started)."""
+        return (
+            self._codec is not None
+            and self._stamped
+            and self._sender._RTCRtpSender__rtx_payload_type is not None
+        )
+
+    @property
+    def padding_packet_bytes(self) -> int:
+        """The size of one padding packet (`padding`), header included."""
+        return self._header_bytes + PADDING_BYTES
+
+    def padding(self) -> bytes | None:
+        """One padding-only packet on the RTX stream, stamped with the time it leaves
+        (None: this sender cannot pad: no RTX, no abs-send-time, not started).
+
+        What libwebrtc sends to probe a link when it has nothing to resend: RFC 3550
+        §5.1 padding (the P bit, the count in the last byte) on the RFC 4588 stream,
+        which the receiver counts in its estimate (abs-send-time timing it) and then
+        drops. Only with abs-send-time: a receiver timing by RTP timestamps would
+        read a padding packet's as a late frame.
+        """
+        if not self.can_pad:
+            return None
+        sender = self._sender
+        rtx_type = sender._RTCRtpSender__rtx_payload_type
+        sequence = sender._RTCRtpSender__rtx_sequence_number
+        sender._RTCRtpSender__rtx_sequence_number = (sequence + 1) & 0xFFFF
+        header = _RTP_HEADER.pack(
+            self._first_byte | _RTP_PADDING,
+            rtx_type,
+            sequence,
+            self._newest_timestamp,
+            sender._rtx_ssrc,
+        )
+        stamp = _abs_send_time().to_bytes(3, "big")
+        return b"".join((header, self._before, stamp, self._after, _PADDING))
+
+    def pad(self, count: int) -> int:
+        """Send up to `count` padding packets now; how many went out."""
+        transport = self._sender._RTCRtpSender__transport
+        if isinstance(transport, _PacedTransport):
+            transport = transport._transport
+        try:
+            wire = self._wire_to(transport)
+        except ConnectionError:
+            return 0
+        if wire is None:
+            return 0
+        sent = 0
+        try:
+            for _ in range(count):
+                packet = self.padding()
+                if packet is None:
+                    break
+                wire.send(packet)
+                sent += 1
+        except ConnectionError:
+            pass
+        wire.count()
+        return sent
 
     async def retransmit(self, sequence_number: int) -> None:
         """Answer a NACK for one packet from the history, as RTX where negotiated."""

@@ -22,7 +22,7 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp, wrap_rtx
 
-from media.aiortc_internals import VP8_CHUNK_BYTES, budget_resends, lean_rtp
+from media.aiortc_internals import PADDING_BYTES, VP8_CHUNK_BYTES, budget_resends, lean_rtp
 from media.fanout import SenderPacket
 from media.pacer import ResendBudget
 
@@ -188,6 +188,42 @@ async def test_a_nack_is_answered_as_rtx_from_the_history() -> None:
     assert resent.payload == expected.payload
     assert resent.extensions.mid == lost.extensions.mid
     assert private._RTCRtpSender__rtx_sequence_number == (rtx_sequence + 1) % 65536
+    await sender.stop()
+
+
+async def test_padding_is_a_padding_only_packet_on_the_rtx_stream_stamped_now() -> None:
+    sender, transport, sent, extensions = await send(
+        "video", [VP8, RTX], packets([300], 3000, 90000), lean=True
+    )
+    lean = lean_rtp(sender)
+    private: Any = sender
+    rtx_sequence = private._RTCRtpSender__rtx_sequence_number
+    data = lean.padding()
+    assert data is not None and len(data) == lean.padding_packet_bytes
+    padding = RtpPacket.parse(data, extensions)
+    assert padding.ssrc == sender._rtx_ssrc and padding.payload_type == 97
+    assert padding.padding_size == PADDING_BYTES and padding.payload == b""
+    assert padding.sequence_number == rtx_sequence
+    assert padding.extensions.mid == sent[0].extensions.mid
+    now = (aiortc.clock.current_ntp_time() >> 14) & 0xFFFFFF
+    assert (now - padding.extensions.abs_send_time) % 2**24 < 2**18
+    # Resends go on from where padding left the RTX stream's sequence.
+    await sender._retransmit(sent[0].sequence_number)
+    assert (
+        RtpPacket.parse(transport.sent[-1], extensions).sequence_number
+        == (rtx_sequence + 1) % 65536
+    )
+    await sender.stop()
+
+
+@pytest.mark.parametrize(
+    ("kind", "codecs"), [("video", [VP8]), ("audio", [OPUS])], ids=["no-rtx", "audio"]
+)
+async def test_no_padding_without_rtx_and_abs_send_time(
+    kind: str, codecs: list[RTCRtpCodecParameters]
+) -> None:
+    sender, _, _, _ = await send(kind, codecs, packets([300], 3000, 90000), lean=True)
+    assert lean_rtp(sender).padding() is None
     await sender.stop()
 
 
