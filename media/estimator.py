@@ -43,7 +43,10 @@ Departures, from what Chromium's REMB and real rural links turned out to mean he
   with what was acknowledged): on loss above the floor over 10 %, and on a queue
   that grows, two round trips in a row past 1.25x the lowest and 20 ms, though
   the REMB stays still (Chromium's did, at 384 kbit/s for 30 s on a 300 kbit/s
-  link) and nothing is lost until the modem's buffer overflows.
+  link) and nothing is lost until the modem's buffer overflows. For
+  `CONGESTION_HOLD_MS` after, the REMB counts no higher than that either: a
+  REMB raised by a probe's padding stayed at 433 kbit/s for 8 s on the step
+  profile's 300 kbit/s, the round trip growing from 100 to 400 ms meanwhile.
 - With low loss, A_s follows that delay-based figure at once instead of creeping
   up 5 % a second: a second slow climb on top of the receiver's own would keep a
   recovered classroom on low quality for a minute. Loss can only ever pull the
@@ -158,7 +161,11 @@ class Estimator:
         # Round trips past the queue threshold in a row, and the last back-off.
         self._queued = 0
         self._backed_off_at: int | None = None
+        # What got through at the last back-off, and when: the REMB counts no
+        # higher for a while (module notes).
+        self._remb_cap: tuple[int, int] | None = None
         self._loss = 0.0
+        self._last_loss = 0.0
         self._rtt: float | None = None
         self._samples: deque[tuple[int, float, bool]] = deque()
         self._floor = 0.0
@@ -177,6 +184,17 @@ class Estimator:
     @property
     def congested(self) -> bool:
         return self._congested
+
+    @property
+    def falling(self) -> bool:
+        """Whether a REMB fall waits for the path to confirm it (module notes)."""
+        return self._fell_at is not None
+
+    @property
+    def queueing(self) -> bool:
+        """Whether the latest round trip was past the queue threshold: one is not a
+        queue that grows yet, but it may be the start of one."""
+        return self._queued > 0
 
     @property
     def loss_floor(self) -> float:
@@ -242,6 +260,7 @@ class Estimator:
             )
         if lost is not None:
             self._loss = (1 - SMOOTHING) * self._loss + SMOOTHING * lost
+            self._last_loss = lost
         # Overdriven: by heavy loss (what got through is known) or by a queue.
         through = None
         if lost is not None and lost - self._floor > LOSS_HIGH:
@@ -261,7 +280,7 @@ class Estimator:
             remb = max(remb, self._held)
         if lost is not None:
             self._apply_loss(max(0.0, lost - self._floor), now_ms, remb)
-        elif remb is not None and max(0.0, self._loss - self._floor) < LOSS_LOW:
+        elif remb is not None and self._clean():
             # A clean link: the delay-based figure stands (see the module notes).
             self._loss_based = float(remb)
 
@@ -286,7 +305,7 @@ class Estimator:
         sending that says nothing new; sending more is a question still open.
         """
         # Just after a back-off, what is sent is what the link was found not to carry.
-        clean = max(0.0, self._loss - self._floor) < LOSS_LOW and self._settled(now_ms)
+        clean = self._clean() and self._settled(now_ms)
         if self._congested:
             self._carried.clear()
             return None
@@ -310,6 +329,14 @@ class Estimator:
             for at, rate, known in self._carried
         )
 
+    def _clean(self) -> bool:
+        """Whether the loss above the floor is under GCC's 2 %: smoothed, or in the
+        latest report. A report of 100 packets or more with no loss to speak of says
+        the link is clean now: at audio and slides' rate such a report comes every
+        few seconds, and the smoothed loss of the step profile's 300 kbit/s kept
+        its recovered 2 Mbit/s link from counting as clean for 15 s."""
+        return min(self._loss, self._last_loss) - self._floor < LOSS_LOW
+
     def _back_off(self, sending_bps: int | None, through: float, now_ms: int) -> None:
         """Overdriven: what got through, less a margin, is what the link carries now
         (libwebrtc backs off to 0.85 of the rate acknowledged). Forgetting it all
@@ -320,6 +347,7 @@ class Estimator:
         if sending_bps:
             rate = min(sending_bps, self._estimate.bitrate_bps)
             got_through = int(rate * through * BACKOFF)
+            self._remb_cap = (got_through, now_ms)
             # Answered already (this is the answer): it counts in full at once.
             self._carried.append((self._answered_at(now_ms), got_through, got_through))
 
@@ -406,4 +434,6 @@ class Estimator:
             return None
         if now_ms - self._remb_at > REMB_TIMEOUT_MS:
             return None
+        if self._remb_cap is not None and now_ms - self._remb_cap[1] < CONGESTION_HOLD_MS:
+            return min(self._remb, self._remb_cap[0])
         return self._remb

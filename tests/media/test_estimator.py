@@ -205,6 +205,23 @@ def test_before_the_median_the_floor_is_the_lowest_loss_with_a_flat_round_trip()
     assert est.loss_floor == 0.0
 
 
+def test_a_back_off_holds_though_the_remb_stands_higher() -> None:
+    """step (seen): a probe's padding raised the REMB to 433 kbit/s; on 300 kbit/s
+    the camera's 340 kbit/s filled the queue for 8 s and the REMB never moved."""
+    est = Estimator(initial_bps=300_000)
+    for t in range(0, 5000, 500):
+        est.update(Feedback(remb_bps=433_000, rtt_ms=103, fraction_lost=0.0), t, 340_000)
+    assert est.estimate.bitrate_bps == 433_000
+    est.update(Feedback(remb_bps=433_000, rtt_ms=187), 5000, sending_bps=338_000)
+    e = est.update(Feedback(remb_bps=433_000, rtt_ms=174), 5500, sending_bps=338_000)
+    assert est.alarm and e.bitrate_bps == 287_300  # 0.85 x 338, not the REMB
+    e = est.update(Feedback(remb_bps=433_000, rtt_ms=150), 7000, sending_bps=280_000)
+    assert e.bitrate_bps == 287_300
+    # After the hold, the REMB counts again.
+    e = est.update(Feedback(remb_bps=433_000, rtt_ms=104), 5500 + 5000, sending_bps=280_000)
+    assert e.bitrate_bps == 433_000
+
+
 def test_a_queue_that_builds_is_congestion_though_the_remb_stays() -> None:
     est = Estimator(initial_bps=300_000)
     for t in range(0, 5000, 500):
@@ -416,3 +433,19 @@ def test_a_back_off_counts_at_once_whatever_the_round_trip() -> None:
     # Backed off to 0.85 of what was carried then (the probe's rate, not yet proven,
     # counted a little over the estimate), not down to the REMB.
     assert int(before * 0.85) <= e.bitrate_bps < before
+
+
+def test_one_clean_report_after_a_lossy_spell_lets_what_is_sent_count_again() -> None:
+    """step (seen): the loss of the 300 kbit/s spell, smoothed, stayed above 2 %
+    for 15 s after the link was back at 2 Mbit/s (a report of 100 packets comes
+    every few seconds at audio and slides' rate), and nothing sent counted."""
+    est = Estimator(initial_bps=300_000)
+    for second, lost in enumerate((0.0, 0.0, 0.0, 0.0, 0.05, 0.06, 0.05)):
+        feedback = Feedback(remb_bps=200_000, rtt_ms=100, fraction_lost=lost)
+        est.update(feedback, second * 1000, sending_bps=200_000)
+    assert est.estimate.loss > 0.02
+    e = est.update(Feedback(remb_bps=200_000, rtt_ms=100, fraction_lost=0.0), 7000, 400_000)
+    assert e.loss > 0.02  # shown smoothed, as measured
+    est.update(Feedback(remb_bps=200_000, rtt_ms=100), 8000, sending_bps=400_000)
+    e = est.update(Feedback(remb_bps=200_000, rtt_ms=100), 9000, sending_bps=400_000)
+    assert e.bitrate_bps == 400_000
