@@ -10,6 +10,7 @@ then slides (the lesson's content), then the teacher's camera, then the stage.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -146,6 +147,11 @@ class _Probe:
     started_ms: int
     # What to go back to if the probe fails.
     fallback: Allocation
+    # A padding probe: the layers stay as they are and padding makes what is sent
+    # `kbps` in all (0: a probe of layers); if the link carries it, the layers
+    # become `target` (what that much pays for).
+    kbps: float = 0.0
+    target: Allocation | None = None
 
 
 class Allocator:
@@ -168,6 +174,18 @@ class Allocator:
       or it has not caught up by then, the probe ends (back to what was sent
       before) and the next one of about its cost waits twice as long, from
       `after_down_ms` up to `max_backoff_ms`; a cheaper one, `after_down_ms`.
+    - Probing with padding, where the relay can send it (`padding=True`): the
+      layers stay, and padding (`padding_kbps`) makes up the next step's cost,
+      or as much of it as `padding_ceiling` times the estimate allows (then the
+      next probe follows at once, from the estimate it raised).
+      A failed probe then costs no keyframe and no picture that comes and goes,
+      only a second or so of a fuller queue, so it also ends on an unconfirmed
+      sign of congestion (`doubt`), and its back-off, for probes as
+      costly only, doubles from `padding_backoff_ms` to `max_padding_backoff_ms`
+      (both shorter than a layer probe's): with layer probes, the camera's middle layer had
+      failed on the step profile's 300 kbit/s so often that, back on 2 Mbit/s,
+      it waited up to 24 s. Kept as a probe of the layers is kept, the layers
+      then become that step ("up").
     - An "up" raises slots and lowers none; a better allocation that would trade
       one slot down for another up is reached by probing instead.
     """
@@ -183,6 +201,10 @@ class Allocator:
         probe_confirm_ms: int = 4000,
         max_backoff_ms: int = 24_000,
         probe_accept_ms: int = 2500,
+        padding_backoff_ms: int = 3000,
+        max_padding_backoff_ms: int = 8000,
+        padding_margin: float = 1.05,
+        padding_ceiling: float = 1.5,
     ) -> None:
         self.headroom = headroom
         self.up_hold_ms = up_hold_ms
@@ -193,6 +215,12 @@ class Allocator:
         self.probe_confirm_ms = probe_confirm_ms
         self.max_backoff_ms = max_backoff_ms
         self.probe_accept_ms = probe_accept_ms
+        self.padding_backoff_ms = padding_backoff_ms
+        self.max_padding_backoff_ms = max_padding_backoff_ms
+        self.padding_margin = padding_margin
+        self.padding_ceiling = padding_ceiling
+        # Padding in kbit/s that a probe under way asks for (0: none).
+        self.padding_kbps = 0.0
         self.current: Allocation = {}
         self._slots: frozenset[str] = frozenset()
         self._down_at: int | None = None
@@ -201,9 +229,10 @@ class Allocator:
         # The highest estimate since the current layers were chosen.
         self._peak_kbps: float | None = None
         self._backoff_ms = after_down_ms
-        # The last failed probe (what it cost, less a margin, and when): probes
-        # that cost as much wait `_backoff_ms` from then.
-        self._failed: tuple[float, int] | None = None
+        # The last failed probe (what it cost, less a margin, when, and how long
+        # probes that cost as much wait from then).
+        self._failed: tuple[float, int, int] | None = None
+        self._padding_backoff_ms = padding_backoff_ms
 
     def update(
         self,
@@ -213,6 +242,8 @@ class Allocator:
         may_probe: bool = True,
         alarm: bool = False,
         sent_kbps: float | None = None,
+        padding: bool = False,
+        doubt: bool = False,
     ) -> Decision | None:
         """The new allocation if it should change now, else None.
 
@@ -223,12 +254,22 @@ class Allocator:
         `sent_kbps`: what really goes out, when known. A layer that was paused is
         costed at its last or nominal rate, and may send less once it runs: a
         probe is judged by what it sends.
+        `padding`: the relay can send padding now, so probes are made with it.
+        `doubt`: a sign of congestion not confirmed (yet): a REMB fall the path
+        has not agreed with, a round trip past the queue threshold. A padding
+        probe ends on it.
         """
         slots = frozenset(o.slot for o in offers)
         if slots != self._slots:
+            self.padding_kbps = 0.0
             return self._reshape(estimate_kbps, offers, now_ms, may_probe)
 
-        if self._probe is not None:
+        if self._probe is not None and self._probe.kbps > 0:
+            decision = self._watch_padding(estimate_kbps, offers, now_ms, alarm, doubt)
+            if decision is not None or self._probe is not None:
+                return decision
+            # It failed: what is sent is judged below like any other time.
+        elif self._probe is not None:
             return self._watch_probe(estimate_kbps, offers, now_ms, alarm, sent_kbps)
 
         self._peak_kbps = max(self._peak_kbps or 0.0, estimate_kbps)
@@ -253,9 +294,13 @@ class Allocator:
                 # once, a keyframe spent and the back-off doubled (seen on loss10).
                 self._up_since = None
                 return None
-            step = next_step(self.current, offers, self._ceiling(estimate_kbps))
-            if step is not None and self._refused(cost(step, offers), now_ms):
-                step = None
+            probe_kbps = 0.0
+            if padding:
+                probe_kbps, step = self._padding_probe(estimate_kbps, offers, now_ms)
+            else:
+                step = next_step(self.current, offers, self._ceiling(estimate_kbps))
+                if step is not None and self._refused(cost(step, offers), now_ms):
+                    step = None
             if step is None:
                 self._up_since = None
                 return None
@@ -266,9 +311,82 @@ class Allocator:
         if now_ms - self._up_since < hold:
             return None
         self._up_since = None
+        if reason == "probe" and padding:
+            self._probe = _Probe(now_ms, dict(self.current), probe_kbps, better)
+            self.padding_kbps = max(0.0, probe_kbps - cost(self.current, offers))
+            return None
         if reason == "probe":
             self._probe = _Probe(now_ms, dict(self.current))
         return self._set(better, reason)
+
+    def _padding_probe(
+        self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int
+    ) -> tuple[float, Allocation | None]:
+        """How much a padding probe sends in all (0: none now): up to what the best
+        layers cost, within `padding_ceiling` times the estimate (a climb from
+        audio and slides to the camera's high layer takes two probes, not one per
+        layer: the step profile's climb back took 12 s of probes one layer at a
+        time); if a probe of about that much failed lately, up to the next step.
+        """
+        here = cost(self.current, offers)
+        ceiling = max(estimate_kbps * self.padding_ceiling, estimate_kbps + self.probe_min_kbps)
+        step = next_step(self.current, offers, math.inf)
+        if step is None:
+            return 0.0, None
+        for aim in (allocate(math.inf, offers), step):
+            kbps = cost(aim, offers) * self.padding_margin
+            if kbps > ceiling:
+                kbps = ceiling
+                aim = allocate(ceiling / self.padding_margin, offers)
+            if kbps > here and not self._refused(kbps, now_ms):
+                return kbps, aim
+        return 0.0, None
+
+    def _watch_padding(
+        self,
+        estimate_kbps: float,
+        offers: Sequence[SlotOffer],
+        now_ms: int,
+        alarm: bool,
+        doubt: bool,
+    ) -> Decision | None:
+        """A padding probe: kept as `_watch_probe` keeps one of layers, ended at the
+        first doubt. Leaves `_probe` set while it goes on.
+
+        On the step profile's 300 kbit/s, a probe to 323 kbit/s was kept on a
+        clean estimate, though one round trip of twice the path's had come
+        meanwhile (a queue that grows slowly)."""
+        probe = self._probe
+        assert probe is not None
+        # Padding makes up what the layers leave: their measured cost moves.
+        self.padding_kbps = max(0.0, probe.kbps - cost(self.current, offers))
+        elapsed = now_ms - probe.started_ms
+        caught_up = elapsed >= self.probe_accept_ms and estimate_kbps >= probe.kbps
+        if not alarm and not doubt and not caught_up and elapsed < self.probe_confirm_ms:
+            return None
+        self._probe = None
+        self.padding_kbps = 0.0
+        if not alarm and not doubt and estimate_kbps >= probe.kbps * 0.9:
+            self._down_at = None
+            if self._failed is None or probe.kbps >= self._failed[0]:
+                self._failed = None
+                self._backoff_ms = self.after_down_ms
+                self._padding_backoff_ms = self.padding_backoff_ms
+            # What it paid for (no headroom: this much has just gone through).
+            target = {o.slot: (probe.target or {}).get(o.slot, OFF) for o in offers}
+            if _raises(target, self.current, offers):
+                return self._set(target, "up")
+            # Short of the next step: the next probe may start at once, from the
+            # estimate this one raised.
+            self._up_since = now_ms - self.probe_hold_ms
+            return None
+        # The layers never changed: only probes as costly wait, from a shorter
+        # back-off than a layer probe's.
+        self._up_since = None
+        wait_ms = self._padding_backoff_ms
+        self._padding_backoff_ms = min(self.max_padding_backoff_ms, wait_ms * 2)
+        self._failed = (probe.kbps * FAILED_MARGIN, now_ms, wait_ms)
+        return None
 
     def _reshape(
         self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int, may_probe: bool
@@ -337,11 +455,12 @@ class Allocator:
                 # As much as failed before is carried now: the back-off is over.
                 self._failed = None
                 self._backoff_ms = self.after_down_ms
+                self._padding_backoff_ms = self.padding_backoff_ms
             return None
         self._probe = None
         self._down_at = now_ms
         self._backoff_ms = min(self.max_backoff_ms, self._backoff_ms * 2)
-        self._failed = (full * FAILED_MARGIN, now_ms)
+        self._failed = (full * FAILED_MARGIN, now_ms, self._backoff_ms)
         fallback = probe.fallback
         if cost(fallback, offers) > estimate_kbps:
             fallback = self._fit(estimate_kbps, offers)
@@ -354,8 +473,8 @@ class Allocator:
         waiting 24 s the classroom sat on audio and slides on 2 Mbit/s."""
         if self._failed is None:
             return False
-        failed_kbps, failed_at = self._failed
-        return step_kbps >= failed_kbps and now_ms - failed_at < self._backoff_ms
+        failed_kbps, failed_at, wait_ms = self._failed
+        return step_kbps >= failed_kbps and now_ms - failed_at < wait_ms
 
     def _fit(self, estimate_kbps: float, offers: Sequence[SlotOffer]) -> Allocation:
         # Headroom is kept for everything but the floor (audio, then slides at two

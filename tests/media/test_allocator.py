@@ -322,3 +322,72 @@ def test_no_probe_starts_while_congestion_is_seen() -> None:
     assert run(alloc, [(t, 250, True) for t in range(500, 5000, 500)]) == []
     changes = run(alloc, [(t, 250) for t in range(5000, 7600, 500)])
     assert changes == [(7000, "probe", "low")]  # the hold counts from the last alarm
+
+
+def padded(alloc: Allocator, now: int, kbps: float, **signals: bool) -> str | None:
+    """One update of an allocator that probes with padding; the camera's new layer
+    if the layers changed."""
+    decision = alloc.update(kbps, LESSON, now, padding=True, **signals)
+    return decision.allocation["teacher_camera"] if decision else None
+
+
+def probe_from(kbps: float) -> Allocator:
+    """An allocator whose first padding probe started at 1.5 s (the hold counts from
+    the first update after the layers were chosen, at 0.5 s)."""
+    alloc = Allocator(probe_hold_ms=1000, padding_backoff_ms=3000, max_padding_backoff_ms=8000)
+    for t in (0, 500, 1000):
+        padded(alloc, t, kbps)
+        assert alloc.padding_kbps == 0
+    assert padded(alloc, 1500, kbps) is None  # no layer changes
+    assert alloc.padding_kbps > 0
+    return alloc
+
+
+def test_a_padding_probe_keeps_the_layers_and_switches_once_carried() -> None:
+    alloc = probe_from(250)
+    # Audio 40 + slides high 150; 1.5 x 250 and 250 + 150: up to 400 in all, 210
+    # of it padding. That pays for audio, slides high and the camera's low layer.
+    assert alloc.padding_kbps == pytest.approx(210)
+    assert alloc.current["teacher_camera"] == OFF
+    assert padded(alloc, 2500, 330) is None  # not answered yet: padding goes on
+    assert alloc.padding_kbps == pytest.approx(210)
+    assert padded(alloc, 4000, 400) == "low"  # carried: the layers it paid for
+    assert alloc.padding_kbps == 0
+
+
+def test_a_padding_probe_ends_at_the_first_doubt_and_backs_off_for_its_cost() -> None:
+    alloc = probe_from(230)
+    assert alloc.padding_kbps == pytest.approx(190)  # to 380 in all
+    # A REMB fall the path has not confirmed: the probe ends, nothing else moves.
+    assert padded(alloc, 2000, 230, doubt=True) is None
+    assert alloc.padding_kbps == 0 and alloc.current["teacher_camera"] == OFF
+    # Probes of about that cost wait 3 s from the failure, then the hold.
+    for t in range(2500, 6000, 500):
+        assert padded(alloc, t, 230) is None and alloc.padding_kbps == 0, t
+    assert padded(alloc, 6000, 230) is None and alloc.padding_kbps > 0
+    # Congestion ends the second one; the next waits twice as long (6 s).
+    assert padded(alloc, 6500, 230, alarm=True) is None
+    starts = [t for t in range(7000, 15_000, 500) if padded(alloc, t, 230) or alloc.padding_kbps]
+    assert starts[0] == 13_500
+    # The third failure's wait stops at the cap (8 s, not 12).
+    assert padded(alloc, 14_000, 230, alarm=True) is None
+    starts = [t for t in range(14_500, 24_000, 500) if padded(alloc, t, 230) or alloc.padding_kbps]
+    assert starts[0] == 23_000
+
+
+def test_a_padding_probe_short_of_the_next_step_is_followed_by_the_next_at_once() -> None:
+    """The ceiling (1.5 x 400) does not reach the camera's middle layer (690 in
+    all): the layers stay, and the estimate that probe raised sizes the next."""
+    alloc = probe_from(400)
+    assert alloc.current["teacher_camera"] == "low"  # audio, slides high, camera low: 340
+    assert alloc.padding_kbps == pytest.approx(600 - 340)
+    assert padded(alloc, 4000, 600) is None  # carried, but no layer is paid for yet
+    # The next probe starts in the same update: 1.5 x 600, which pays for mid.
+    assert alloc.padding_kbps == pytest.approx(900 - 340)
+    assert padded(alloc, 6500, 900) == "mid"
+
+
+def test_congestion_during_a_padding_probe_steps_down_at_once() -> None:
+    alloc = probe_from(400)
+    assert padded(alloc, 2000, 250, alarm=True) == OFF  # 340 no longer fits 250
+    assert alloc.padding_kbps == 0
