@@ -86,11 +86,21 @@ class Downlink:
     def estimate(self) -> Estimate:
         return self.estimator.estimate
 
+    @property
+    def padding_bps(self) -> float:
+        """Padding a probe asks to be sent now (media.allocator), in bit/s."""
+        return self.allocator.padding_kbps * 1000
+
     def tick(
-        self, slots: Mapping[Slot, SlotView], now_s: float, sent_bps: float | None = None
+        self,
+        slots: Mapping[Slot, SlotView],
+        now_s: float,
+        sent_bps: float | None = None,
+        can_pad: bool = False,
     ) -> Decision | None:
         """`sent_bps`: what really went out lately (the pacer's count), if known;
-        otherwise the current layers' cost stands for it."""
+        otherwise the current layers' cost stands for it. `can_pad`: the relay can
+        send padding now (probes are then made with it)."""
         now_ms = round(now_s * 1000)
         feedback = self._collect(slots)
         offers = [
@@ -105,8 +115,11 @@ class Downlink:
             # an estimate of what is sent must cover its cost, or the allocator
             # sees the current layers not fit (measured costs and the pacer's
             # count differ by a tenth or so) and drops what the link carries.
+            # Padding counts from its first tick: the pacer's count of it lags by
+            # its window, which would hold a padding probe's answer back 2 s.
             current = self.allocator.current
-            sending = math.ceil(max(sent_bps or 0.0, cost(current, offers) * 1000))
+            intended = cost(current, offers) * 1000 + self.padding_bps
+            sending = math.ceil(max(sent_bps or 0.0, intended))
             if feedback.remb_bps is not None:
                 # Video's share, plus the audio sent beside it (module notes).
                 audio = cost(current, [offer for offer in offers if offer.essential])
@@ -114,16 +127,25 @@ class Downlink:
             estimate = self.estimator.update(feedback, now_ms, sending_bps=sending or None)
             logger.debug("%s: %s sending %d -> %s", self.name, feedback, sending, estimate)
         estimate = self.estimator.estimate
+        padding = self.allocator.padding_kbps
+        doubt = self.estimator.falling or self.estimator.queueing
         decision = self.allocator.update(
             estimate.bitrate_bps / 1000,
             offers,
             now_ms,
-            # A confirmed REMB fall holds for a while: no probe meanwhile.
-            may_probe=estimate.limited_by != "initial" and not self.estimator.congested,
+            # A confirmed REMB fall holds for a while, and signs not confirmed yet
+            # may become one: no probe meanwhile.
+            may_probe=estimate.limited_by != "initial"
+            and not self.estimator.congested
+            and not doubt,
             alarm=feedback is not None and self.estimator.alarm,
             sent_kbps=sent_bps / 1000 if sent_bps is not None else None,
+            padding=can_pad,
+            doubt=doubt,
         )
         self.allocated_bps = cost(self.allocator.current, offers) * 1000
+        if (self.allocator.padding_kbps > 0) != (padding > 0):
+            logger.debug("%s: padding %.0f kbit/s", self.name, self.allocator.padding_kbps)
         return decision
 
     def _collect(self, slots: Mapping[Slot, SlotView]) -> Feedback | None:

@@ -10,6 +10,8 @@ counts against the same budget, so video yields to it.
 Resends (NACK, RFC 4585 §6.2.1) help only when they arrive in time and do not
 crowd out fresh media: `ResendBudget` allows a share of the rate, and packets
 older than the receiver can still use are not resent.
+
+A probe's padding (`PaddingBudget`) fills what the media leaves of the rate.
 """
 
 from __future__ import annotations
@@ -158,3 +160,41 @@ class ResendBudget:
         self._tokens -= size
         self.resent += 1
         return True
+
+
+class PaddingBudget:
+    """Padding a probe asks for (media.allocator): `rate_bps` of it, owed from tick to
+    tick and let out where the pacer has tokens to spare, behind the media.
+
+    At most `max_owed_s` of it is owed: padding that could not go out (the media
+    took the tokens) is not made up for later in a burst.
+    """
+
+    def __init__(self, clock: Clock, max_owed_s: float = 0.05) -> None:
+        self._clock = clock
+        self._max_owed_s = max_owed_s
+        self.rate_bps = 0.0
+        self._owed = 0.0
+        self._at = clock()
+        self.sent_bytes = 0
+
+    def set_rate(self, rate_bps: float) -> None:
+        self._settle()
+        self.rate_bps = max(0.0, rate_bps)
+        if self.rate_bps == 0:
+            self._owed = 0.0
+
+    def _settle(self) -> None:
+        now = self._clock()
+        cap = self.rate_bps / 8 * self._max_owed_s
+        self._owed = min(cap, self._owed + (now - self._at) * self.rate_bps / 8)
+        self._at = now
+
+    def due(self, packet_bytes: int) -> int:
+        """How many padding packets of `packet_bytes` (on the wire) are owed now."""
+        self._settle()
+        return int(self._owed // packet_bytes)
+
+    def paid(self, count: int, packet_bytes: int) -> None:
+        self._owed = max(0.0, self._owed - count * packet_bytes)
+        self.sent_bytes += count * packet_bytes

@@ -31,6 +31,7 @@ from aiortc import (
 
 from classroom.roles import Role
 from media.aiortc_internals import (
+    LeanRtp,
     SenderFeedback,
     budget_resends,
     gather_on,
@@ -50,7 +51,7 @@ from media.gateway import LinkReport, MediaError
 from media.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
 from media.mosaic import Mosaic, MosaicLayer
 from media.offer import check_offer
-from media.pacer import Pacer, ResendBudget
+from media.pacer import UDP_IP_BYTES, Pacer, PaddingBudget, ResendBudget
 from media.recorder import Recorder, Sources
 from media.settings import RelaySettings
 from media.slots import Slot
@@ -124,6 +125,9 @@ class Participant:
     downlink: Downlink = field(default_factory=Downlink)
     pacer: Pacer | None = None
     resends: ResendBudget | None = None
+    # A probe's padding (media.allocator), and the task sending it while asked to.
+    padding: PaddingBudget | None = None
+    padder: asyncio.Task[None] | None = None
 
 
 # The teacher whose media the lesson carries, and the classroom on stage.
@@ -349,6 +353,7 @@ class Relay:
         participant.pacer = Pacer(rate * PACING_FACTOR, self._clock)
         participant.resends = ResendBudget(RESEND_SHARE, self._clock)
         participant.resends.set_rate(rate)
+        participant.padding = PaddingBudget(self._clock)
         for out in participant.outgoing.values():
             video = out.track.kind == "video"
             pace_sender(out.sender, participant.pacer, wait=video)
@@ -460,14 +465,21 @@ class Relay:
                 costs = tuple((name, kbps + _RED_EXTRA_KBPS) for name, kbps in costs)
             views[slot] = SlotView(out.feedback, costs, sending=out.track.layer_name != "off")
         sent = participant.pacer.sent_bps() if participant.pacer is not None else None
-        decision = participant.downlink.tick(views, now, sent_bps=sent)
+        can_pad = (
+            self._settings.probe_with_padding
+            and participant.padding is not None
+            and self._pads_with(participant) is not None
+        )
+        decision = participant.downlink.tick(views, now, sent_bps=sent, can_pad=can_pad)
         estimate = participant.downlink.estimate.bitrate_bps
         if participant.pacer is not None and participant.resends is not None:
             allocated = participant.downlink.allocated_bps
+            padding = participant.downlink.padding_bps
             participant.pacer.set_rate(
-                max(MIN_PACING_BPS, max(estimate, allocated) * PACING_FACTOR)
+                max(MIN_PACING_BPS, max(estimate, allocated + padding) * PACING_FACTOR)
             )
             participant.resends.set_rate(estimate)
+            self._start_padding(participant, padding)
         # Without adaptation the estimate is still kept, for the link reports.
         if decision is None or not self._settings.adaptive:
             return False
@@ -485,12 +497,58 @@ class Relay:
         )
         return True
 
+    def _pads_with(self, participant: Participant) -> LeanRtp | None:
+        """The video sender that can carry a probe's padding: one that sends now if
+        any does (its RTX stream is one the receiver already expects packets on)."""
+        found = None
+        for out in participant.outgoing.values():
+            if out.track.kind != "video":
+                continue
+            lean = lean_rtp(out.sender)
+            if not lean.can_pad:
+                continue
+            if out.track.layer_name != "off":
+                return lean
+            found = found or lean
+        return found
+
+    def _start_padding(self, participant: Participant, rate_bps: float) -> None:
+        if participant.padding is None:
+            return
+        participant.padding.set_rate(rate_bps)
+        if rate_bps > 0 and (participant.padder is None or participant.padder.done()):
+            participant.padder = asyncio.create_task(
+                self._pad(participant), name=f"padding-{participant.participant_id}"
+            )
+
+    async def _pad(self, participant: Participant) -> None:
+        """Send a participant's padding while its allocator asks for it, in the room
+        its pacer leaves after the media (media.pacer.PaddingBudget)."""
+        padding, pacer = participant.padding, participant.pacer
+        assert padding is not None and pacer is not None
+        while not self._closed and padding.rate_bps > 0:
+            await asyncio.sleep(PADDING_INTERVAL_S)
+            lean = self._pads_with(participant)
+            if lean is None:
+                continue
+            size = lean.padding_packet_bytes
+            due = padding.due(size + UDP_IP_BYTES)
+            count = 0
+            while count < due and pacer.take_now([size]):
+                count += 1
+            if count:
+                padding.paid(lean.pad(count), size + UDP_IP_BYTES)
+
     async def _drop_if_current(self, participant: Participant) -> None:
         lesson = self._lessons.get(participant.lesson_id)
         if lesson and lesson.participants.get(participant.participant_id) is participant:
             await self.disconnect(participant.lesson_id, participant.participant_id)
 
     async def _close_participant(self, participant: Participant) -> None:
+        if participant.padding is not None:
+            participant.padding.set_rate(0)
+        if participant.padder is not None:
+            participant.padder.cancel()
         for ladder in participant.ladders.values():
             ladder.close()
         for out in participant.outgoing.values():
@@ -584,6 +642,8 @@ def _layer_costs(ladder: Ladder | Mosaic, now: float) -> tuple[tuple[str, float]
 # teacher's voice with them.
 PACING_FACTOR = 1.05
 MIN_PACING_BPS = 100_000
+# How often a probe's padding is let out: at 300 kbit/s of it, a packet or two each time.
+PADDING_INTERVAL_S = 0.01
 # Resends may take this share of the estimated rate (the rest is fresh media).
 RESEND_SHARE = 0.15
 

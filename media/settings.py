@@ -36,6 +36,9 @@ class RelaySettings:
     adaptive: bool = True
     # How often the downlinks are looked at: a drop is acted on within this much.
     allocation_interval_s: float = 0.5
+    # Probe a downlink for more with padding on a video sender's RTX stream, where
+    # negotiated (media.allocator); off, probes switch layers up and see.
+    probe_with_padding: bool = True
     # Send the teacher's audio as RED (RFC 2198, media.red) to browsers that offer
     # it: each packet also carries the one before, so a single loss costs nothing
     # audible, for ~30 kbit/s more per classroom.

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
+from aiortc.rtp import RtpPacket
 
 from classroom.roles import Role
-from media.aiortc_internals import SenderFeedback
+from media.aiortc_internals import PADDING_BYTES, SenderFeedback
 from media.allocator import Allocator
 from media.downlink import Downlink, SlotView
-from media.estimator import Estimator
+from media.estimator import Estimate, Estimator, Feedback
 from media.relay import Relay
 from media.slots import Slot
 from tests.media.conftest import LESSON, Join
@@ -230,3 +232,80 @@ def test_no_probe_while_a_confirmed_fall_holds() -> None:
     # The camera's low layer is within a probe's reach, but nothing new is heard.
     decisions = [down.tick(views(**fbs), 1.0 + t / 2) for t in range(1, 8)]
     assert decisions == [None] * 7
+
+
+def test_a_padding_probe_counts_as_sent_from_its_first_tick() -> None:
+    """The pacer measures what went out over two seconds: read alone, a padding
+    probe would be answered two seconds late."""
+    down = Downlink(Estimator(initial_bps=250_000), Allocator(probe_hold_ms=0))
+    fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
+    down.tick(views(**fbs), 0.0, can_pad=True)
+    slides = fbs["slides"]
+    remb(slides, 250_000)
+    down.tick(views(**fbs), 0.5, can_pad=True)
+    assert down.padding_bps > 0
+    assert down.allocator.current["teacher_camera"] == "off"  # the layers stay
+    padding = down.padding_bps
+    calls: list[int | None] = []
+    update = down.estimator.update
+
+    def spy(feedback: Feedback, now_ms: int, sending_bps: int | None = None) -> Estimate:
+        calls.append(sending_bps)
+        return update(feedback, now_ms, sending_bps)
+
+    down.estimator.update = spy  # type: ignore[method-assign]
+    remb(slides, 250_000)
+    down.tick(views(**fbs), 1.0, sent_bps=180_000.0, can_pad=True)
+    assert calls == [math.ceil((53 + 120) * 1000 + padding)]
+
+
+def test_without_padding_a_probe_switches_layers() -> None:
+    down = Downlink(Estimator(initial_bps=250_000), Allocator(probe_hold_ms=0))
+    fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
+    down.tick(views(**fbs), 0.0)
+    remb(fbs["slides"], 250_000)
+    decision = down.tick(views(**fbs), 0.5)
+    assert decision is not None and decision.reason == "probe"
+    assert down.padding_bps == 0
+
+
+async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
+    relay: Relay, join: Join
+) -> None:
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    # What reaches the classroom's transport, decrypted and parsed. (aiortc's own
+    # receivers then drop RTX they cannot route by SSRC; Chromium routes it by the
+    # answer's FID group.)
+    arrived: list[RtpPacket] = []
+    router = room.pc.getReceivers()[0].transport._rtp_router
+    route = router.route_rtp
+
+    def watch(packet: RtpPacket) -> object:
+        arrived.append(packet)
+        return route(packet)
+
+    router.route_rtp = watch
+    feedback = squeeze(relay, "room-a")
+    participant = relay._participant(LESSON, "room-a")
+    # A link that carries audio and slides but not the camera: the allocator probes.
+    async with asyncio.timeout(10):
+        while participant.downlink.padding_bps == 0:
+            for fb in feedback.values():
+                remb(fb, 150_000)
+            await asyncio.sleep(0.1)
+    camera = relay.outgoing_track(LESSON, "room-a", Slot.TEACHER_CAMERA)
+    assert camera is not None and camera.layer_name == "off"  # padding, not the camera
+    lean = relay._pads_with(participant)
+    assert lean is not None
+    rtx_ssrc = lean._sender._rtx_ssrc
+
+    def padding() -> list[RtpPacket]:
+        return [p for p in arrived if p.ssrc == rtx_ssrc]
+
+    async with asyncio.timeout(5):
+        while len(padding()) < 20:
+            await asyncio.sleep(0.1)
+    assert all(p.payload == b"" and p.padding_size == PADDING_BYTES for p in padding())
+    assert all(p.extensions.abs_send_time is not None for p in padding())
+    assert participant.padding is not None and participant.padding.sent_bytes > 0

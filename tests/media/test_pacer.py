@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.pacer import UDP_IP_BYTES, Pacer, ResendBudget
+from media.pacer import UDP_IP_BYTES, Pacer, PaddingBudget, ResendBudget
 
 
 class Clock:
@@ -82,3 +82,21 @@ async def test_a_frame_goes_at_once_only_if_all_its_packets_fit_now() -> None:
     async with pacer._lock:
         assert not pacer.take_now([100])
     assert pacer.take_now([100])
+
+
+def test_padding_is_owed_at_its_rate_and_never_made_up_in_a_burst() -> None:
+    clock = Clock()
+    padding = PaddingBudget(clock, max_owed_s=0.05)
+    padding.set_rate(240_000)  # 30 000 bytes a second
+    clock.t = 0.01
+    assert padding.due(300) == 1  # 300 bytes owed after 10 ms
+    padding.paid(1, 300)
+    clock.t = 0.02
+    assert padding.due(300) == 1
+    # The pacer had no room for a second: what could not go out is owed at most
+    # 50 ms deep (1500 bytes), not for the whole time.
+    clock.t = 1.0
+    assert padding.due(300) == 5
+    padding.set_rate(0)
+    clock.t = 2.0
+    assert padding.due(300) == 0 and padding.sent_bytes == 300
