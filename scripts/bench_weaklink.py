@@ -65,6 +65,7 @@ async () => {
       freezeCount: s.freezeCount, totalFreezesDuration: s.totalFreezesDuration,
       packetsReceived: s.packetsReceived, packetsLost: s.packetsLost,
       retransmittedPacketsReceived: s.retransmittedPacketsReceived,
+      retransmittedBytesReceived: s.retransmittedBytesReceived,
       nackCount: s.nackCount, bytesReceived: s.bytesReceived,
       totalSamplesReceived: s.totalSamplesReceived, concealedSamples: s.concealedSamples,
     };
@@ -196,7 +197,11 @@ def summarize(
     total = _delta(samples, "teacher_audio", "totalSamplesReceived")
     video = ("teacher_camera", "slides")
     video_packets = sum(_delta(samples, s, "packetsReceived") for s in video)
+    # Chromium counts a probe's padding-only packets on the RTX stream as resent
+    # packets; the byte counts (payload only, RFC 3550 §6.4.1) leave padding out.
     resent = sum(_delta(samples, s, "retransmittedPacketsReceived") for s in video)
+    resent_bytes = sum(_delta(samples, s, "retransmittedBytesReceived") for s in video)
+    video_bytes = sum(_delta(samples, s, "bytesReceived") for s in video)
     # Slides at full resolution: seconds in which frames came at the source's width.
     slides_index = str(CLASSROOM_SLOTS.index("slides"))
     full_res_frames = 0.0
@@ -247,6 +252,7 @@ def summarize(
         "down_switch_s": down_switch,
         "up_switch_s": up_switch,
         "retransmit_ratio": round(resent / video_packets, 4) if video_packets else None,
+        "retransmit_bytes_ratio": round(resent_bytes / video_bytes, 4) if video_bytes else None,
         "layer_changes": [
             (round(t, 1), layers.get("slides"), layers.get("teacher_camera"))
             for t, layers in decisions
