@@ -345,19 +345,24 @@ def probe_from(kbps: float) -> Allocator:
 
 def test_a_padding_probe_keeps_the_layers_and_switches_once_carried() -> None:
     alloc = probe_from(250)
-    # Audio 40 + slides high 150; 1.5 x 250 and 250 + 150: up to 400 in all, 210
-    # of it padding. That pays for audio, slides high and the camera's low layer.
-    assert alloc.padding_kbps == pytest.approx(210)
+    # Audio 40 + slides high 150; the next step, the camera's low layer, costs 340
+    # in all: 357 with the margin, within 1.5 x 250 and 250 + 150; 167 of it padding.
+    assert alloc.padding_kbps == pytest.approx(340 * 1.05 - 190)
     assert alloc.current["teacher_camera"] == OFF
     assert padded(alloc, 2500, 330) is None  # not answered yet: padding goes on
-    assert alloc.padding_kbps == pytest.approx(210)
-    assert padded(alloc, 4000, 400) == "low"  # carried: the layers it paid for
+    assert alloc.padding_kbps == pytest.approx(340 * 1.05 - 190)
+    assert padded(alloc, 4000, 360) == "low"  # carried: the layers it paid for
     assert alloc.padding_kbps == 0
+    # After a probe that succeeded, the next aims at the best layers, within 1.5 x
+    # 500 (what that pays for is the camera's middle layer, 690), not at mid's 724.5.
+    assert padded(alloc, 4500, 500) is None
+    assert padded(alloc, 5500, 500) is None
+    assert alloc.padding_kbps == pytest.approx(750 - 340)
 
 
 def test_a_padding_probe_ends_at_the_first_doubt_and_backs_off_for_its_cost() -> None:
     alloc = probe_from(230)
-    assert alloc.padding_kbps == pytest.approx(190)  # to 380 in all
+    assert alloc.padding_kbps == pytest.approx(340 * 1.05 - 190)  # the camera's low layer
     # A REMB fall the path has not confirmed: the probe ends, nothing else moves.
     assert padded(alloc, 2000, 230, doubt=True) is None
     assert alloc.padding_kbps == 0 and alloc.current["teacher_camera"] == OFF
