@@ -309,3 +309,24 @@ async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
     assert all(p.payload == b"" and p.padding_size == PADDING_BYTES for p in padding())
     assert all(p.extensions.abs_send_time is not None for p in padding())
     assert participant.padding is not None and participant.padding.sent_bytes > 0
+
+
+@pytest.mark.parametrize("sign", ["remb_fall", "round_trip"])
+def test_a_padding_probe_ends_on_a_sign_of_congestion_not_confirmed_yet(sign: str) -> None:
+    """A REMB fall the path has not agreed with, or one round trip past the queue
+    threshold: not congestion yet, but ending padding costs nothing."""
+    down = Downlink(Estimator(initial_bps=250_000), Allocator(probe_hold_ms=0))
+    fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
+    down.tick(views(**fbs), 0.0, can_pad=True)
+    slides = fbs["slides"]
+    remb(slides, 250_000)
+    slides.rtt_s, slides.rtt_sr_at, slides.rtts = 0.1, 0.4, 1
+    down.tick(views(**fbs), 0.5, can_pad=True)
+    assert down.padding_bps > 0
+    if sign == "remb_fall":
+        remb(slides, 200_000)
+    else:
+        slides.rtt_s, slides.rtt_sr_at, slides.rtts = 0.2, 0.9, 2  # past 1.25 x 100 + 20
+    assert down.tick(views(**fbs), 1.0, can_pad=True) is None  # the layers stay
+    assert down.padding_bps == 0
+    assert not down.estimator.congested and not down.estimator.alarm
