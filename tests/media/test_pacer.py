@@ -100,3 +100,20 @@ def test_padding_is_owed_at_its_rate_and_never_made_up_in_a_burst() -> None:
     padding.set_rate(0)
     clock.t = 2.0
     assert padding.due(300) == 0 and padding.sent_bytes == 300
+
+
+def test_padding_slower_than_a_packet_per_window_still_goes_out_at_its_rate() -> None:
+    """34 kbit/s owes 212 bytes in 50 ms, less than one packet: capped there, it was
+    never due at all."""
+    clock = Clock()
+    padding = PaddingBudget(clock, max_owed_s=0.05)
+    padding.set_rate(34_000)
+    sent = 0
+    for tick in range(1, 101):  # a second, polled every 10 ms as the relay does
+        clock.t = tick / 100
+        due = padding.due(300)
+        padding.paid(due, 300)
+        sent += due
+        if tick % 50 == 0:
+            padding.set_rate(34_000)  # the allocation tick sets it again
+    assert sent * 300 == pytest.approx(34_000 / 8, abs=300)
