@@ -288,14 +288,22 @@ async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
     router.route_rtp = watch
     feedback = squeeze(relay, "room-a")
     participant = relay._participant(LESSON, "room-a")
-    # A link that carries audio and slides but not the camera: the allocator probes.
+    # No feedback yet, so no probe: until a video sender has started (the transport
+    # connected), a probe could not be made of padding and would switch layers.
+    async with asyncio.timeout(10):
+        while relay._pads_with(participant) is None:
+            await asyncio.sleep(0.05)
+    # A link that carries what is sent now and is not known to carry more: the
+    # allocator probes. (The camera may be on its low layer or off by then: the
+    # first guess's allocation depends on whether the slides were live yet.)
     async with asyncio.timeout(10):
         while participant.downlink.padding_bps == 0:
             for fb in feedback.values():
                 remb(fb, 150_000)
             await asyncio.sleep(0.1)
     camera = relay.outgoing_track(LESSON, "room-a", Slot.TEACHER_CAMERA)
-    assert camera is not None and camera.layer_name == "off"  # padding, not the camera
+    assert camera is not None
+    layer = camera.layer_name
     lean = relay._pads_with(participant)
     assert lean is not None
     rtx_ssrc = lean._sender._rtx_ssrc
@@ -309,6 +317,7 @@ async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
     assert all(p.payload == b"" and p.padding_size == PADDING_BYTES for p in padding())
     assert all(p.extensions.abs_send_time is not None for p in padding())
     assert participant.padding is not None and participant.padding.sent_bytes > 0
+    assert camera.layer_name == layer  # padding, not a layer switch
 
 
 @pytest.mark.parametrize("sign", ["remb_fall", "round_trip"])
