@@ -231,10 +231,29 @@ def browser(tmp_path: Path, browser_args: list[str]) -> Iterator[Any]:
             context.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed e2e test's report carries what the pages logged and the server's last
+    lines: a failure seen once in CI is then something to read, not to guess."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    pages = getattr(funcargs.get("open_page"), "pages", [])
+    lines = [line for page in pages for line in page.logs]
+    if lines:
+        report.sections.append(("browser console", "\n".join(lines[-200:])))
+    for name in ("server", "own_server"):
+        server = funcargs.get(name)
+        if server is not None and server.log.exists():
+            tail = server.log.read_text(errors="replace")[-6000:]
+            report.sections.append((f"{name} log (last lines)", tail))
+
+
 @pytest.fixture
 def open_page(browser: Any) -> Iterator[Callable[[str, str], Any]]:
-    """Open a page (at most three); its console lines are printed after the test
-    (pytest shows them when it fails)."""
+    """Open a page (at most three); its console lines go into a failed test's report."""
     pages: list[Any] = []
 
     def _open(url: str, name: str) -> Any:
@@ -250,10 +269,8 @@ def open_page(browser: Any) -> Iterator[Callable[[str, str], Any]]:
         pages.append(page)
         return page
 
+    _open.pages = pages  # type: ignore[attr-defined]
     yield _open
-    for page in pages:
-        for line in page.logs:
-            print(line)
 
 
 def screenshot(page: Any, name: str) -> Path:

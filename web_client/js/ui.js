@@ -197,6 +197,7 @@ export class SoundGate {
     const p = el.play();
     if (p && p.catch) {
       p.catch((err) => {
+        console.info(`sound: play() refused (${err && err.name})`);
         if (err && err.name === "NotAllowedError") this.block();
       });
     }
@@ -210,6 +211,7 @@ export class SoundGate {
 
   block() {
     if (this.overlay) return;
+    console.info("sound: asking for a click to start sound");
     this.overlay = h(
       "button",
       {
