@@ -186,6 +186,8 @@ class SubscriberTrack(MediaStreamTrack):
         self._rerequest_after_s = rerequest_after_s
         self.packets_out = 0
         self._last_pts: int | None = None
+        # Called with the layer it sends from now on (None: off) when that changes:
+        # at once for off and from off, at the new layer's keyframe otherwise.
         self.on_switch: Callable[[Publisher | None], None] | None = None
         # The sender's way to send a packet at once (LeanRtp.send_now): False when
         # it cannot, and the packet waits for its loop.
@@ -211,6 +213,7 @@ class SubscriberTrack(MediaStreamTrack):
                 self._current.unsubscribe(self)
                 self._current = None
                 self._queue.restart()
+                self._switched()
             return
         if publisher is self._current:
             self._drop_pending()
@@ -221,6 +224,7 @@ class SubscriberTrack(MediaStreamTrack):
             self._current = publisher
             self._queue.restart()
             publisher.subscribe(self)
+            self._switched()
         else:
             self._drop_pending()
             self._pending = publisher
@@ -232,6 +236,10 @@ class SubscriberTrack(MediaStreamTrack):
         for publisher in (self._current, self._pending):
             if publisher is not None:
                 publisher.request_keyframe()
+
+    def _switched(self) -> None:
+        if self.on_switch is not None:
+            self.on_switch(self._current)
 
     def _drop_pending(self) -> None:
         if self._pending is not None:
@@ -246,6 +254,7 @@ class SubscriberTrack(MediaStreamTrack):
             if self._current is not None:
                 self._current.unsubscribe(self)
             self._current, self._pending = publisher, None
+            self._switched()
         elif publisher is not self._current:
             return
         if self._queue.push(self._monotonic(self._convert(packet))) is Push.OVERFLOWED:

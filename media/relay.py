@@ -128,6 +128,10 @@ class Participant:
     # A probe's padding (media.allocator), and the task sending it while asked to.
     padding: PaddingBudget | None = None
     padder: asyncio.Task[None] | None = None
+    # What the last periodic link report measured as sent, and whether a report of
+    # changed layers is on its way (Relay._layers_changed).
+    sent_kbps: float = 0.0
+    report_due: bool = False
 
 
 # The teacher whose media the lesson carries, and the classroom on stage.
@@ -200,7 +204,7 @@ class Relay:
                 transceivers.append(transceiver)
                 if not incoming:
                     participant.outgoing[spec.slot] = self._outgoing(
-                        spec.slot, spec.kind, transceiver
+                        participant, spec.slot, spec.kind, transceiver
                     )
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -330,7 +334,9 @@ class Relay:
             raise MediaError(f"{participant_id} has no media connection in this lesson")
         return participant
 
-    def _outgoing(self, slot: Slot, kind: str, transceiver: RTCRtpTransceiver) -> Outgoing:
+    def _outgoing(
+        self, participant: Participant, slot: Slot, kind: str, transceiver: RTCRtpTransceiver
+    ) -> Outgoing:
         capacity = (
             self._settings.video_queue_frames
             if kind == "video"
@@ -339,6 +345,7 @@ class Relay:
         track = SubscriberTrack(kind, capacity, self._settings.keyframe_min_interval_s)
         transceiver.sender.replaceTrack(track)
         track.send_now = lean_rtp(transceiver.sender).send_now
+        track.on_switch = lambda _layer: self._layers_changed(participant)
         feedback = hook_sender_rtcp(transceiver.sender, track.request_keyframe)
         quiet_when_idle(transceiver.sender, self._clock)
         return Outgoing(slot, transceiver.sender, track, feedback)
@@ -574,18 +581,44 @@ class Relay:
                     if participant.outgoing:
                         self._broadcast(self._report(participant, interval))
 
-    def _report(self, participant: Participant, interval_s: float) -> LinkReport:
-        sent_octets = 0
-        for out in participant.outgoing.values():
-            octets = sender_octets(out.sender)
-            sent_octets += octets - out.octets_at_last_report
-            out.octets_at_last_report = octets
+    def _layers_changed(self, participant: Participant) -> None:
+        """A slot of the participant switched layers: report it now, not at the next
+        periodic report. The teacher's page shows it at once, and the lesson's
+        timeline (DeliveryChanged, the delivery report) keeps when it happened, not
+        up to a report interval later. Switches in one turn of the loop (an
+        allocation that moves several slots) make one report."""
+        if not self._listeners or participant.report_due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        participant.report_due = True
+        loop.call_soon(self._report_layers, participant)
+
+    def _report_layers(self, participant: Participant) -> None:
+        participant.report_due = False
+        lesson = self._lessons.get(participant.lesson_id)
+        current = lesson is not None and lesson.participants.get(participant.participant_id)
+        if not self._closed and current is participant:
+            self._broadcast(self._report(participant, None))
+
+    def _report(self, participant: Participant, interval_s: float | None) -> LinkReport:
+        """`interval_s`: since the previous periodic report, whose counts this one
+        takes over; None for a report between them, which repeats the last rate."""
+        if interval_s is not None:
+            sent_octets = 0
+            for out in participant.outgoing.values():
+                octets = sender_octets(out.sender)
+                sent_octets += octets - out.octets_at_last_report
+                out.octets_at_last_report = octets
+            participant.sent_kbps = sent_octets * 8 / 1000.0 / interval_s
         estimate = participant.downlink.estimate
         return LinkReport(
             lesson_id=participant.lesson_id,
             participant_id=participant.participant_id,
             estimate_kbps=estimate.bitrate_bps / 1000.0,
-            sent_kbps=sent_octets * 8 / 1000.0 / interval_s,
+            sent_kbps=participant.sent_kbps,
             loss=estimate.loss,
             rtt_ms=estimate.rtt_ms,
             layers={slot.value: out.track.layer_name for slot, out in participant.outgoing.items()},

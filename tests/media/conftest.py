@@ -20,12 +20,19 @@ def adaptive() -> bool:
 
 
 @pytest.fixture
-async def relay(adaptive: bool) -> AsyncIterator[Relay]:
+def report_interval_s() -> float:
+    """The periodic link reports' interval; a test may parametrize this name."""
+    return 1.0
+
+
+@pytest.fixture
+async def relay(adaptive: bool, report_interval_s: float) -> AsyncIterator[Relay]:
     settings = RelaySettings(
         host_addresses=("127.0.0.1",),
         encoder_threads=2,
         adaptive=adaptive,
         allocation_interval_s=0.2,
+        report_interval_s=report_interval_s,
     )
     relay = Relay(settings)
     yield relay

@@ -212,6 +212,30 @@ async def test_link_reports_carry_what_the_classroom_reports(relay: Relay, join:
     assert 0.0 <= report.loss <= 1.0
 
 
+@pytest.mark.parametrize("report_interval_s", [60.0])
+async def test_a_layer_switch_is_reported_when_it_happens(relay: Relay, join: Join) -> None:
+    """Not at the next periodic report (here a minute away): the lesson's timeline
+    keeps when a classroom's picture changed, and the teacher sees it at once."""
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    await room.wait_frames(Slot.TEACHER_CAMERA, 3, timeout=10)
+    reports = relay.link_reports()
+    pending = asyncio.ensure_future(anext(reports))
+    await asyncio.sleep(0)  # the reader listens from here on
+    relay.set_layer(LESSON, "room-a", Slot.TEACHER_CAMERA, "low")
+    async with asyncio.timeout(5):  # the low layer's next keyframe
+        while True:
+            report = await pending
+            if report.participant_id == "room-a" and report.layers["teacher_camera"] == "low":
+                break
+            pending = asyncio.ensure_future(anext(reports))
+    relay.set_layer(LESSON, "room-a", Slot.TEACHER_CAMERA, None)
+    async with asyncio.timeout(2):  # off: at once
+        report = await anext(reports)
+    assert report.layers["teacher_camera"] == "off"
+    await reports.aclose()
+
+
 @pytest.mark.parametrize(
     ("role", "offer_role", "message"),
     [
