@@ -212,9 +212,14 @@ SR_MEMORY = 16
 
 
 def hook_sender_rtcp(
-    sender: RTCRtpSender, on_keyframe_request: Callable[[], None]
+    sender: RTCRtpSender,
+    on_keyframe_request: Callable[[], None],
+    on_feedback: Callable[[], None] | None = None,
 ) -> SenderFeedback:
-    """Watch the RTCP a sender receives; return the feedback record it keeps updated."""
+    """Watch the RTCP a sender receives; return the feedback record it keeps updated.
+
+    `on_feedback` is called after a REMB or a report block for this sender changed
+    the record."""
     feedback = SenderFeedback()
     original: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
     original_send: Callable[[list[Any]], Awaitable[None]] = sender._send_rtcp
@@ -246,6 +251,8 @@ def hook_sender_rtcp(
                         feedback.remb_bps = bitrate
                         feedback.remb_reporter = packet.ssrc
                         feedback.rembs += 1
+                        if on_feedback is not None:
+                            on_feedback()
         elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
@@ -260,6 +267,8 @@ def hook_sender_rtcp(
                             feedback.rtt_s = rtt
                             feedback.rtt_sr_at = left
                             feedback.rtts += 1
+                    if on_feedback is not None:
+                        on_feedback()
         await original(packet)
 
     # The DTLS transport's router calls `recipient._handle_rtcp_packet(packet)`,

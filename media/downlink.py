@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from media.aiortc_internals import SenderFeedback
 from media.allocator import Allocator, Decision, SlotOffer, cost
-from media.estimator import Estimate, Estimator, Feedback
+from media.estimator import LOSS_LOW, Estimate, Estimator, Feedback
 from media.slots import Slot
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ class Downlink:
         self._lost = 0
         # What the current layers cost, in bit/s (the pacer lets that much out).
         self.allocated_bps = 0.0
+        # The last tick's audio offers (is_news adds their cost to a REMB).
+        self._essential_offers: list[SlotOffer] = []
 
     @property
     def estimate(self) -> Estimate:
@@ -90,6 +92,26 @@ class Downlink:
     def padding_bps(self) -> float:
         """Padding a probe asks to be sent now (media.allocator), in bit/s."""
         return self.allocator.padding_kbps * 1000
+
+    def is_news(self, fb: SenderFeedback) -> bool:
+        """Whether feedback one sender just got may lower what the link is thought to
+        carry, and so should be acted on at once rather than at the next tick: the
+        first feedback after the first guess, a REMB that fell, loss past GCC's 2 %,
+        a round trip that shows a queue, or any round trip while a fall or a queue
+        waits to be confirmed. What can only raise the estimate waits for the tick."""
+        estimator = self.estimator
+        if estimator.estimate.limited_by == "initial":
+            return True
+        if fb.fraction_lost - estimator.loss_floor >= LOSS_LOW:
+            return True
+        if fb.remb_bps is not None and fb.remb_reporter is not None:
+            # The REMB counts video alone (module notes); the estimator's, audio too.
+            audio = cost(self.allocator.current, self._essential_offers)
+            if estimator.is_fall(fb.remb_bps + math.ceil(audio * 1000)):
+                return True
+        if fb.rtt_s is not None and estimator.shows_queue(fb.rtt_s * 1000):
+            return True
+        return fb.rtt_s is not None and (estimator.falling or estimator.queueing)
 
     def tick(
         self,
@@ -110,6 +132,7 @@ class Downlink:
             for slot, view in slots.items()
             if view.layers
         ]
+        self._essential_offers = [offer for offer in offers if offer.essential]
         if feedback is not None:
             # What the current layers cost, or what went out if more, rounded up:
             # an estimate of what is sent must cover its cost, or the allocator

@@ -196,6 +196,14 @@ class Estimator:
         queue that grows yet, but it may be the start of one."""
         return self._queued > 0
 
+    def shows_queue(self, rtt_ms: float) -> bool:
+        """Whether a round trip is past the queue threshold (False before any)."""
+        return self._min_rtt is not None and self._queued_rtt(rtt_ms)
+
+    def is_fall(self, remb_bps: int) -> bool:
+        """Whether a REMB (the whole link's, audio included) is a fall from the last."""
+        return self._remb is not None and remb_bps < self._remb * REMB_FALL
+
     @property
     def loss_floor(self) -> float:
         """The steady loss that is not taken for congestion (module notes)."""

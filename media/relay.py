@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -132,6 +133,10 @@ class Participant:
     # changed layers is on its way (Relay._layers_changed).
     sent_kbps: float = 0.0
     report_due: bool = False
+    # Whether an allocation on fresh feedback is on its way, and when the last
+    # allocation ran (Relay._feedback_arrived).
+    adapt_due: bool = False
+    adapted_at: float = -math.inf
 
 
 # The teacher whose media the lesson carries, and the classroom on stage.
@@ -346,7 +351,11 @@ class Relay:
         transceiver.sender.replaceTrack(track)
         track.send_now = lean_rtp(transceiver.sender).send_now
         track.on_switch = lambda _layer: self._layers_changed(participant)
-        feedback = hook_sender_rtcp(transceiver.sender, track.request_keyframe)
+        feedback = hook_sender_rtcp(
+            transceiver.sender,
+            track.request_keyframe,
+            on_feedback=lambda: self._feedback_arrived(participant, slot),
+        )
         quiet_when_idle(transceiver.sender, self._clock)
         return Outgoing(slot, transceiver.sender, track, feedback)
 
@@ -458,9 +467,43 @@ class Relay:
                 if changed:
                     self._route(lesson)
 
+    def _feedback_arrived(self, participant: Participant, slot: Slot) -> None:
+        """A REMB or a receiver report for one of the participant's senders: if it
+        may lower the estimate (Downlink.is_news), allocate now, not at the next
+        tick (up to `allocation_interval_s` later). A link that narrows shows in a
+        few reports a second apart, and each tick of waiting is that much longer
+        with a queue building on the path. At most one such allocation per
+        `EARLY_ADAPT_MIN_S` and participant: a REMB and the receiver reports of
+        several streams often come together. Feedback that can only raise the
+        estimate waits: allocating on every report cost the event loop 7 % more
+        with 32 classrooms (bench_fanout)."""
+        out = participant.outgoing.get(slot)
+        if participant.adapt_due or self._adapter is None or out is None:
+            return
+        if not participant.downlink.is_news(out.feedback):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        participant.adapt_due = True
+        wait = participant.adapted_at + EARLY_ADAPT_MIN_S - self._clock()
+        loop.call_later(max(0.0, wait), self._adapt_early, participant)
+
+    def _adapt_early(self, participant: Participant) -> None:
+        participant.adapt_due = False
+        lesson = self._lessons.get(participant.lesson_id)
+        if self._closed or lesson is None or not participant.outgoing:
+            return
+        if lesson.participants.get(participant.participant_id) is not participant:
+            return
+        if self._adapt(lesson, self._sources(lesson), participant, self._clock()):
+            self._route(lesson)
+
     def _adapt(
         self, lesson: Lesson, sources: LessonSources, participant: Participant, now: float
     ) -> bool:
+        participant.adapted_at = now
         views: dict[Slot, SlotView] = {}
         for slot, out in participant.outgoing.items():
             ladder = self._source(lesson, sources, participant, slot)
@@ -679,6 +722,9 @@ MIN_PACING_BPS = 100_000
 PADDING_INTERVAL_S = 0.01
 # Resends may take this share of the estimated rate (the rest is fresh media).
 RESEND_SHARE = 0.15
+# Allocations on fresh feedback come at most this often per participant
+# (Relay._feedback_arrived); the periodic ones go on beside them.
+EARLY_ADAPT_MIN_S = 0.1
 
 # Opus at 28 kbit/s plus 25 packets a second of headers (media.meter).
 _AUDIO_NOMINAL_KBPS = 41.0

@@ -26,12 +26,20 @@ def report_interval_s() -> float:
 
 
 @pytest.fixture
-async def relay(adaptive: bool, report_interval_s: float) -> AsyncIterator[Relay]:
+def allocation_interval_s() -> float:
+    """How often the relay allocates every downlink; a test may parametrize this."""
+    return 0.2
+
+
+@pytest.fixture
+async def relay(
+    adaptive: bool, report_interval_s: float, allocation_interval_s: float
+) -> AsyncIterator[Relay]:
     settings = RelaySettings(
         host_addresses=("127.0.0.1",),
         encoder_threads=2,
         adaptive=adaptive,
-        allocation_interval_s=0.2,
+        allocation_interval_s=allocation_interval_s,
         report_interval_s=report_interval_s,
     )
     relay = Relay(settings)

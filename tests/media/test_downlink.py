@@ -320,6 +320,58 @@ async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
     assert camera.layer_name == layer  # padding, not a layer switch
 
 
+def test_news_is_what_may_lower_the_estimate() -> None:
+    down = Downlink(Estimator(initial_bps=250_000), Allocator())
+    camera = SenderFeedback()
+    assert down.is_news(camera)  # the first feedback replaces the first guess
+    remb(camera, 1_000_000)
+    camera.rtt_s, camera.rtts = 0.1, 1
+    down.tick(views(teacher_audio=SenderFeedback(), teacher_camera=camera), 0.0)
+    assert not down.is_news(camera)  # folded in already
+    camera.rtt_s = 0.11  # a round trip like the others
+    assert not down.is_news(camera)
+    remb(camera, 1_200_000)  # a rise waits for the tick
+    assert not down.is_news(camera)
+    remb(camera, 900_000)
+    assert down.is_news(camera)
+    remb(camera, 1_000_000)
+    camera.fraction_lost = 0.05
+    assert down.is_news(camera)
+    camera.fraction_lost = 0.0
+    camera.rtt_s = 0.2  # past 1.25 x 100 ms + 20 ms: a queue
+    assert down.is_news(camera)
+    camera.rtt_s = 0.1
+    # While a REMB fall waits for the path to confirm it, every round trip counts.
+    remb(camera, 500_000)
+    down.tick(views(teacher_audio=SenderFeedback(), teacher_camera=camera), 1.0)
+    assert down.estimator.falling and down.is_news(camera)
+
+
+@pytest.mark.parametrize("allocation_interval_s", [60.0])
+async def test_a_falling_remb_is_acted_on_when_it_arrives(relay: Relay, join: Join) -> None:
+    """Not at the next periodic allocation (here a minute away): the first feedback
+    and a REMB that falls are news worth allocating on at once."""
+    await join("teacher", Role.TEACHER)
+    await join("room-a", Role.CLASSROOM)
+    feedback = squeeze(relay, "room-a")
+    participant = relay._participant(LESSON, "room-a")
+    camera = relay.outgoing_track(LESSON, "room-a", Slot.TEACHER_CAMERA)
+    assert camera is not None
+    # The classroom's own RTCP keeps arriving (about once a second on loopback) and
+    # sets off the allocations; what they read is the link these records describe.
+    async with asyncio.timeout(10):
+        while participant.downlink.estimate.limited_by == "initial":
+            for fb in feedback.values():
+                remb(fb, 3_000_000)
+            await asyncio.sleep(0.1)
+    assert camera.layer_name != "off"
+    for fb in feedback.values():
+        remb(fb, 120_000)
+    async with asyncio.timeout(5):
+        while camera.layer_name != "off":
+            await asyncio.sleep(0.1)
+
+
 @pytest.mark.parametrize("sign", ["remb_fall", "round_trip"])
 def test_a_padding_probe_ends_on_a_sign_of_congestion_not_confirmed_yet(sign: str) -> None:
     """A REMB fall the path has not agreed with, or one round trip past the queue
