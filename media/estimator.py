@@ -312,8 +312,12 @@ class Estimator:
         REMB, or a rate already proven), give or take the wobble of measured costs:
         sending that says nothing new; sending more is a question still open.
         """
-        # Just after a back-off, what is sent is what the link was found not to carry.
-        clean = self._clean() and self._settled(now_ms)
+        # Just after a back-off, what is sent is what the link was found not to carry;
+        # while the latest round trip shows a queue, what was sent did not get through
+        # without complaint (a probe's 388 kbit/s on a 300 kbit/s link, answered by a
+        # round trip of 173 ms on a 105 ms path, was later taken as carried and the
+        # camera's high layer sent into the queue).
+        clean = self._clean() and self._settled(now_ms) and not self.queueing
         if self._congested:
             self._carried.clear()
             return None

@@ -122,6 +122,20 @@ def test_loss_before_a_rate_is_proven_means_it_was_not_carried() -> None:
     assert e.bitrate_bps == 200_000
 
 
+def test_a_round_trip_that_shows_a_queue_means_it_was_not_carried() -> None:
+    """One round trip past the queue threshold is not congestion yet, but what was
+    sent meanwhile did not get through without complaint."""
+    est = Estimator(initial_bps=300_000)
+    est.update(Feedback(remb_bps=300_000, rtt_ms=100, fraction_lost=0.0), 0, 300_000)
+    est.update(Feedback(remb_bps=300_000, rtt_ms=100), 1000, sending_bps=390_000)  # a probe
+    e = est.update(Feedback(remb_bps=300_000, rtt_ms=175), 1500, sending_bps=390_000)
+    assert not est.alarm and est.queueing  # one such round trip: no back-off
+    # The probe stops; the queue drains and round trips are flat again.
+    for t in range(2000, 6000, 500):
+        e = est.update(Feedback(remb_bps=300_000, rtt_ms=100), t, sending_bps=300_000)
+    assert e.bitrate_bps == 300_000
+
+
 def test_sending_less_of_its_own_accord_does_not_lower_the_estimate() -> None:
     """The REMB follows what the receiver gets: it falls when the relay sends less.
     On a clean path that fall must not ratchet the estimate down (seen on 2 Mbit/s)."""
