@@ -186,7 +186,11 @@ class Allocator:
       costly only, doubles from `padding_backoff_ms` to `max_padding_backoff_ms`
       (both shorter than a layer probe's): with layer probes, the camera's
       middle layer failed on the step profile's 300 kbit/s so often that, back
-      on 2 Mbit/s, it waited up to 24 s.
+      on 2 Mbit/s, it waited up to 24 s. The ceiling is libwebrtc's interval
+      between probes while a sender has room to spare (5 s, ProbeController's
+      ALR probing): at 8 s, failures on the narrow link (and one on a round
+      trip of noise once the link was back) kept the camera off for 16 to 29 s
+      after the step profile's link came back, in four runs of seven.
     - An "up" raises slots and lowers none; a better allocation that would trade
       one slot down for another up is reached by probing instead.
     """
@@ -203,7 +207,7 @@ class Allocator:
         max_backoff_ms: int = 24_000,
         probe_accept_ms: int = 2500,
         padding_backoff_ms: int = 3000,
-        max_padding_backoff_ms: int = 8000,
+        max_padding_backoff_ms: int = 5000,
         padding_margin: float = 1.05,
         padding_ceiling: float = 1.5,
     ) -> None:
