@@ -251,6 +251,7 @@ class Allocator:
         sent_kbps: float | None = None,
         padding: bool = False,
         doubt: bool = False,
+        rtt_ms: float | None = None,
     ) -> Decision | None:
         """The new allocation if it should change now, else None.
 
@@ -264,7 +265,8 @@ class Allocator:
         `padding`: the relay can send padding now, so probes are made with it.
         `doubt`: a sign of congestion not confirmed (yet): a REMB fall the path
         has not agreed with, a round trip past the queue threshold. A padding
-        probe ends on it.
+        probe ends on it. `rtt_ms`: the path's round trip, if known: a sign that
+        comes sooner after a probe starts is not its answer.
         """
         slots = frozenset(o.slot for o in offers)
         if slots != self._slots:
@@ -272,7 +274,7 @@ class Allocator:
             return self._reshape(estimate_kbps, offers, now_ms, may_probe)
 
         if self._probe is not None and self._probe.kbps > 0:
-            decision = self._watch_padding(estimate_kbps, offers, now_ms, alarm, doubt)
+            decision = self._watch_padding(estimate_kbps, offers, now_ms, alarm, doubt, rtt_ms)
             if decision is not None or self._probe is not None:
                 return decision
             # It failed: what is sent is judged below like any other time.
@@ -360,9 +362,15 @@ class Allocator:
         now_ms: int,
         alarm: bool,
         doubt: bool,
+        rtt_ms: float | None,
     ) -> Decision | None:
         """A padding probe: kept as `_watch_probe` keeps one of layers, ended at the
-        first doubt. Leaves `_probe` set while it goes on.
+        first doubt. Leaves `_probe` set while it goes on. A doubt that comes
+        before a round trip has passed since it started cannot be its answer: it
+        ends, but as a probe interrupted, not failed (no back-off; the next starts
+        once the doubt clears). On the step profile, a probe ended that way
+        120 ms after it started, just after the link came back, and its 5 s of
+        back-off kept the camera off that much longer.
 
         On the step profile's 300 kbit/s, a probe to 323 kbit/s was kept on a
         clean estimate, though one round trip of twice the path's had come
@@ -377,6 +385,8 @@ class Allocator:
             return None
         self._probe = None
         self.padding_kbps = 0.0
+        if doubt and not alarm and elapsed < (rtt_ms or 0.0):
+            return None
         if not alarm and not doubt and estimate_kbps >= probe.kbps * 0.9:
             self._down_at = None
             if self._failed is None or probe.kbps >= self._failed[0]:

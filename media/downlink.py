@@ -165,6 +165,7 @@ class Downlink:
             sent_kbps=sent_bps / 1000 if sent_bps is not None else None,
             padding=can_pad,
             doubt=doubt,
+            rtt_ms=estimate.rtt_ms,
         )
         self.allocated_bps = cost(self.allocator.current, offers) * 1000
         if (self.allocator.padding_kbps > 0) != (padding > 0):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from media.allocator import OFF, Allocator, SlotOffer, allocate
@@ -324,7 +326,7 @@ def test_no_probe_starts_while_congestion_is_seen() -> None:
     assert changes == [(7000, "probe", "low")]  # the hold counts from the last alarm
 
 
-def padded(alloc: Allocator, now: int, kbps: float, **signals: bool) -> str | None:
+def padded(alloc: Allocator, now: int, kbps: float, **signals: Any) -> str | None:
     """One update of an allocator that probes with padding; the camera's new layer
     if the layers changed."""
     decision = alloc.update(kbps, LESSON, now, padding=True, **signals)
@@ -358,6 +360,23 @@ def test_a_padding_probe_keeps_the_layers_and_switches_once_carried() -> None:
     assert padded(alloc, 4500, 500) is None
     assert padded(alloc, 5500, 500) is None
     assert alloc.padding_kbps == pytest.approx(750 - 340)
+
+
+def test_a_doubt_sooner_than_a_round_trip_interrupts_a_probe_without_back_off() -> None:
+    """It cannot be the probe's answer: the next probe starts once the doubt has
+    cleared and the hold has passed, not after a failure's back-off."""
+    alloc = probe_from(230)  # started at 1.5 s
+    assert padded(alloc, 1600, 230, doubt=True, rtt_ms=300) is None  # 100 ms in
+    assert alloc.padding_kbps == 0 and alloc.current["teacher_camera"] == OFF
+    assert padded(alloc, 2000, 230, doubt=True) is None and alloc.padding_kbps == 0
+    assert padded(alloc, 2500, 230) is None and alloc.padding_kbps == 0
+    # Cleared at 2.5 s, then the hold of 1 s.
+    assert padded(alloc, 3500, 230) is None and alloc.padding_kbps > 0
+    # The same doubt a round trip or more in is the probe's answer: a failure.
+    assert padded(alloc, 3900, 230, doubt=True, rtt_ms=300) is None
+    for t in range(4000, 8000, 500):
+        assert padded(alloc, t, 230) is None and alloc.padding_kbps == 0, t
+    assert padded(alloc, 8000, 230) is None and alloc.padding_kbps > 0  # 3 s, then the hold
 
 
 def test_a_padding_probe_ends_at_the_first_doubt_and_backs_off_for_its_cost() -> None:
