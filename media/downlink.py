@@ -145,7 +145,7 @@ class Downlink:
             sending = math.ceil(max(sent_bps or 0.0, intended))
             if feedback.remb_bps is not None:
                 # Video's share, plus the audio sent beside it (module notes).
-                audio = cost(current, [offer for offer in offers if offer.essential])
+                audio = cost(current, self._essential_offers)
                 feedback = replace(feedback, remb_bps=feedback.remb_bps + math.ceil(audio * 1000))
             estimate = self.estimator.update(feedback, now_ms, sending_bps=sending or None)
             logger.debug("%s: %s sending %d -> %s", self.name, feedback, sending, estimate)

@@ -492,10 +492,8 @@ class Relay:
 
     def _adapt_early(self, participant: Participant) -> None:
         participant.adapt_due = False
-        lesson = self._lessons.get(participant.lesson_id)
-        if self._closed or lesson is None or not participant.outgoing:
-            return
-        if lesson.participants.get(participant.participant_id) is not participant:
+        lesson = self._current(participant)
+        if lesson is None or not participant.outgoing:
             return
         if self._adapt(lesson, self._sources(lesson), participant, self._clock()):
             self._route(lesson)
@@ -589,9 +587,18 @@ class Relay:
             if count:
                 padding.paid(lean.pad(count), size + UDP_IP_BYTES)
 
-    async def _drop_if_current(self, participant: Participant) -> None:
+    def _current(self, participant: Participant) -> Lesson | None:
+        """The participant's lesson, if the relay is open and this connection is still
+        the participant's (a second offer replaces it)."""
         lesson = self._lessons.get(participant.lesson_id)
-        if lesson and lesson.participants.get(participant.participant_id) is participant:
+        if self._closed or lesson is None:
+            return None
+        if lesson.participants.get(participant.participant_id) is not participant:
+            return None
+        return lesson
+
+    async def _drop_if_current(self, participant: Participant) -> None:
+        if self._current(participant) is not None:
             await self.disconnect(participant.lesson_id, participant.participant_id)
 
     async def _close_participant(self, participant: Participant) -> None:
@@ -641,9 +648,7 @@ class Relay:
 
     def _report_layers(self, participant: Participant) -> None:
         participant.report_due = False
-        lesson = self._lessons.get(participant.lesson_id)
-        current = lesson is not None and lesson.participants.get(participant.participant_id)
-        if not self._closed and current is participant:
+        if self._current(participant) is not None:
             self._broadcast(self._report(participant, None))
 
     def _report(self, participant: Participant, interval_s: float | None) -> LinkReport:
