@@ -291,6 +291,16 @@ def wait_connected(page: Any, timeout_s: float = 15) -> None:
     )
 
 
+def wait_console(page: Any, text: str, timeout_s: float = 15) -> None:
+    """Until one of the page's console lines contains `text`, without running anything
+    in the page: Playwright runs every evaluation as a user gesture, which would give
+    the page the activation that lets it play sound by itself."""
+    deadline = time.monotonic() + timeout_s
+    while not any(text in line for line in page.logs):
+        assert time.monotonic() < deadline, f"no console line with {text!r} in {timeout_s} s"
+        page.wait_for_timeout(100)
+
+
 def open_lesson(
     server: Server, open_page: Callable[[str, str], Any], title: str, classrooms: list[str]
 ) -> tuple[dict[str, Any], Any, list[Any]]:

@@ -15,6 +15,7 @@ from tests.e2e.conftest import (
     raise_hand,
     screenshot,
     wait_connected,
+    wait_console,
     wait_flowing,
 )
 
@@ -267,7 +268,9 @@ def test_click_to_start_sound_when_autoplay_is_blocked(server, open_page, browse
     wait_connected(teacher)
     observer_url = server.url(lesson["observer"]["url"]).replace("127.0.0.1", "localhost")
     viewer = open_page(observer_url, "observer")
-    wait_connected(viewer)
+    # Nothing may run in the observer's page before it has tried to play: each
+    # Playwright evaluation counts as a click there, and would unlock its sound.
+    wait_console(viewer, "sound: asking for a click to start sound")
     gate = viewer.wait_for_selector("[data-testid=start-sound]")
     assert "点击开启声音" in gate.inner_text()
     screenshot(viewer, "observer-start-sound")
