@@ -13,7 +13,7 @@ from media.aiortc_internals import PADDING_BYTES, SenderFeedback
 from media.allocator import Allocator
 from media.downlink import Downlink, SlotView
 from media.estimator import Estimate, Estimator, Feedback
-from media.relay import Relay
+from media.relay import INITIAL_PROBE_TRAINS, Relay
 from media.slots import Slot
 from tests.media.conftest import LESSON, Join
 
@@ -308,8 +308,11 @@ async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
     assert lean is not None
     rtx_ssrc = lean._sender._rtx_ssrc
 
+    # The trains sent when the connection came up (next test) are not this probe's.
+    before = len(arrived)
+
     def padding() -> list[RtpPacket]:
-        return [p for p in arrived if p.ssrc == rtx_ssrc]
+        return [p for p in arrived[before:] if p.ssrc == rtx_ssrc]
 
     async with asyncio.timeout(5):
         while len(padding()) < 20:
@@ -318,6 +321,36 @@ async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
     assert all(p.extensions.abs_send_time is not None for p in padding())
     assert participant.padding is not None and participant.padding.sent_bytes > 0
     assert camera.layer_name == layer  # padding, not a layer switch
+
+
+async def test_trains_of_padding_go_out_when_a_connection_comes_up(
+    relay: Relay, join: Join
+) -> None:
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    arrived: list[RtpPacket] = []
+    router = room.pc.getReceivers()[0].transport._rtp_router
+    route = router.route_rtp
+
+    def watch(packet: RtpPacket) -> object:
+        arrived.append(packet)
+        return route(packet)
+
+    router.route_rtp = watch
+    participant = relay._participant(LESSON, "room-a")
+    async with asyncio.timeout(10):
+        while participant.prober is None or not participant.prober.done():
+            await asyncio.sleep(0.02)
+    lean = relay._pads_with(participant)
+    assert lean is not None
+    padding = [p for p in arrived if p.ssrc == lean._sender._rtx_ssrc and p.payload == b""]
+    trains = sum(count for _, count in INITIAL_PROBE_TRAINS)
+    assert len(padding) == trains
+    # Each over the 200 bytes Chromium's estimator reads as a probe, each stamped.
+    assert all(p.padding_size == PADDING_BYTES > 200 for p in padding)
+    assert all(p.extensions.abs_send_time is not None for p in padding)
+    # Not a probe of the allocator's: its padding budget paid for none of them.
+    assert participant.padding is not None and participant.padding.sent_bytes == 0
 
 
 def test_news_is_what_may_lower_the_estimate() -> None:
