@@ -15,6 +15,7 @@ from media.downlink import Downlink, SlotView
 from media.estimator import Estimate, Estimator, Feedback
 from media.relay import INITIAL_PROBE_TRAINS, Relay
 from media.slots import Slot
+from media.synthetic import SyntheticParticipant
 from tests.media.conftest import LESSON, Join
 
 AUDIO = (("high", 53.0),)
@@ -269,14 +270,10 @@ def test_without_padding_a_probe_switches_layers() -> None:
     assert down.padding_bps == 0
 
 
-async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
-    relay: Relay, join: Join
-) -> None:
-    await join("teacher", Role.TEACHER)
-    room = await join("room-a", Role.CLASSROOM)
-    # What reaches the classroom's transport, decrypted and parsed. (aiortc's own
-    # receivers then drop RTX they cannot route by SSRC; Chromium routes it by the
-    # answer's FID group.)
+def arrivals(room: SyntheticParticipant) -> list[RtpPacket]:
+    """Every RTP packet that reaches the classroom's transport from now on, decrypted
+    and parsed. (aiortc's own receivers then drop RTX they cannot route by SSRC;
+    Chromium routes it by the answer's FID group.)"""
     arrived: list[RtpPacket] = []
     router = room.pc.getReceivers()[0].transport._rtp_router
     route = router.route_rtp
@@ -286,6 +283,14 @@ async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
         return route(packet)
 
     router.route_rtp = watch
+    return arrived
+
+
+async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
+    relay: Relay, join: Join
+) -> None:
+    await join("teacher", Role.TEACHER)
+    arrived = arrivals(await join("room-a", Role.CLASSROOM))
     feedback = squeeze(relay, "room-a")
     participant = relay._participant(LESSON, "room-a")
     # No feedback yet, so no probe: until a video sender has started (the transport
@@ -327,16 +332,7 @@ async def test_trains_of_padding_go_out_when_a_connection_comes_up(
     relay: Relay, join: Join
 ) -> None:
     await join("teacher", Role.TEACHER)
-    room = await join("room-a", Role.CLASSROOM)
-    arrived: list[RtpPacket] = []
-    router = room.pc.getReceivers()[0].transport._rtp_router
-    route = router.route_rtp
-
-    def watch(packet: RtpPacket) -> object:
-        arrived.append(packet)
-        return route(packet)
-
-    router.route_rtp = watch
+    arrived = arrivals(await join("room-a", Role.CLASSROOM))
     participant = relay._participant(LESSON, "room-a")
     async with asyncio.timeout(10):
         while participant.prober is None or not participant.prober.done():
