@@ -603,7 +603,7 @@ class Relay:
         loop = asyncio.get_running_loop()
         # The connection is up a moment before aiortc starts its senders.
         deadline = loop.time() + INITIAL_PROBE_WAIT_S
-        while self._pads_with(participant) is None:
+        while (lean := self._pads_with(participant)) is None:
             if loop.time() > deadline or self._current(participant) is None:
                 return
             await asyncio.sleep(0.01)
@@ -611,8 +611,7 @@ class Relay:
             start = loop.time()
             sent = 0
             for i in range(count):
-                lean = self._pads_with(participant)
-                if self._current(participant) is None or lean is None:
+                if self._current(participant) is None:
                     return
                 sent += lean.pad(1)
                 await asyncio.sleep(max(0.0, start + (i + 1) * spacing_s - loop.time()))
