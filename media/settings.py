@@ -30,16 +30,16 @@ class RelaySettings:
     audio_queue_packets: int = 12
     # How often link reports are produced.
     report_interval_s: float = 1.0
-    # Choose each participant's layers from its own RTCP feedback (media.downlink);
+    # Choose each participant's layers from its own RTCP feedback (media.control.downlink);
     # off, every slot carries the layer set with Relay.set_layer (default "high"),
     # and the estimate is only reported.
     adaptive: bool = True
     # How often the downlinks are looked at: a drop is acted on within this much.
     allocation_interval_s: float = 0.5
     # Probe a downlink for more with padding on a video sender's RTX stream, where
-    # negotiated (media.allocator); off, probes switch layers up and see.
+    # negotiated (media.control.allocator); off, probes switch layers up and see.
     probe_with_padding: bool = True
-    # Send the teacher's audio as RED (RFC 2198, media.red) to browsers that offer
+    # Send the teacher's audio as RED (RFC 2198, media.wire.red) to browsers that offer
     # it: each packet also carries the one before, so a single loss costs nothing
     # audible, for ~30 kbit/s more per classroom.
     audio_red: bool = True

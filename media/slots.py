@@ -25,7 +25,7 @@ class Slot(StrEnum):
     SLIDES = "slides"
     STAGE_VIDEO = "stage_video"
     STAGE_AUDIO = "stage_audio"
-    # The teacher's view of the classrooms not on stage: one mosaic (media.mosaic).
+    # The teacher's view of the classrooms not on stage: one mosaic (media.pipeline.mosaic).
     CLASSROOMS = "classrooms"
 
 

@@ -24,7 +24,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from classroom.roles import Role
-from media.aiortc_internals import gather_on
+from media.adapter.hooks import gather_on
 from media.slots import SLOTS, Slot
 
 

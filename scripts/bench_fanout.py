@@ -4,7 +4,7 @@
     python -m scripts.bench_fanout --classrooms 8 --seconds 10 --relay naive
     python -m scripts.bench_fanout --classrooms 64 --seconds 20 --compare-naive 8
 
-`ours` is media.relay.Relay (encode once per layer, same packets to every sender);
+`ours` is media.relay.relay.Relay (encode once per layer, same packets to every sender);
 `naive` is aiortc's MediaRelay with one encoder per classroom, the baseline
 (scripts/naive_relay.py, the same one bench_weaklink serves).
 The relay process's CPU (user+system, all threads) is read from /proc/<pid>/stat
@@ -71,7 +71,7 @@ def relay_process(
 async def _serve(
     kind: str, conn: multiprocessing.connection.Connection, adaptive: bool = False
 ) -> None:
-    from media.relay import Relay
+    from media.relay.relay import Relay
     from media.settings import RelaySettings
     from scripts.naive_relay import NaiveRelay
 
@@ -175,7 +175,7 @@ def counting_decoders(sample: int) -> None:
     import av
     from aiortc.codecs import get_decoder
 
-    from media.aiortc_internals import replace_decoders
+    from media.adapter.hooks import replace_decoders
 
     made = {"video": 0}
 

@@ -27,7 +27,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from classroom.roles import Role
-from media.aiortc_internals import gather_on
+from media.adapter.hooks import gather_on
 from media.gateway import LinkReport, MediaError
 from media.slots import SLOTS, Slot
 

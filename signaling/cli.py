@@ -29,11 +29,11 @@ WS_MAX_FRAME_BYTES = 1024 * 1024
 def build_media(settings: Settings) -> MediaGateway:
     """The media relay. The one place that constructs it."""
     try:
-        from media.relay import Relay
+        from media.relay.relay import Relay
         from media.settings import RelaySettings
     except ImportError as exc:
         raise SystemExit(
-            f"the media relay (media.relay) cannot be imported: {exc}. "
+            f"the media relay (media.relay.relay) cannot be imported: {exc}. "
             "Is the installation complete?"
         ) from exc
     relay_settings = RelaySettings(
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # e.g. CLASSROOM_DEBUG=media.downlink,media.relay: those loggers at DEBUG.
+    # e.g. CLASSROOM_DEBUG=media.control.downlink,media.relay.relay: those loggers at DEBUG.
     for name in filter(None, os.environ.get("CLASSROOM_DEBUG", "").split(",")):
         logging.getLogger(name.strip()).setLevel(logging.DEBUG)
     overrides: dict[str, Any] = {

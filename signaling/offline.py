@@ -24,8 +24,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from media.recorder import write_json
-
 log = logging.getLogger(__name__)
 
 OFFLINE_FILE = "offline.webm"
@@ -98,6 +96,13 @@ def ffmpeg_args(manifest: dict[str, Any], directory: Path, output: Path) -> list
 def _end(manifest: dict[str, Any]) -> float:
     ends = [float(f["offset"] or 0) + float(f["duration"] or 0) for f in manifest.get("files", [])]
     return max(ends, default=0.0)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace a status file atomically: a reader sees the old status or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False))
+    os.replace(tmp, path)
 
 
 def read_status(directory: Path) -> dict[str, Any]:

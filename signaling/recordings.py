@@ -2,7 +2,7 @@
 
 On disk, one folder per recording under `<data-dir>/recordings/<rid>/`:
 
-- `manifest.json`: written by the recorder (media.recorder): the files, each with
+- `manifest.json`: written by the recorder (media.recorder.recorder): the files, each with
   its `offset` on the recording's time line, its tracks and codecs, the pauses;
   `state` "recording", "finished", or "interrupted" (the server died; set when the
   next server starts and repairs the files);
@@ -29,7 +29,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, cast, runtime_checkable
 
 import av
 import jwt
@@ -41,7 +41,7 @@ from classroom import commands as c
 from classroom.errors import DomainError
 from classroom.events import Event
 from classroom.roles import SYSTEM, Role
-from media.recorder import MANIFEST, write_json
+from media.recorder import manifest as manifests
 from signaling.offline import OFFLINE_FILE, OfflineCopies, read_status
 from signaling.tokens import TokenError, TokenIssuer
 
@@ -67,13 +67,13 @@ class RecorderHandle(Protocol):
 
 @runtime_checkable
 class RecordingMedia(Protocol):
-    """What a relay that can record offers (media.relay.Relay)."""
+    """What a relay that can record offers (media.relay.relay.Relay)."""
 
     def start_recording(
         self, lesson_id: str, directory: Path, meta: dict[str, Any]
     ) -> RecorderHandle: ...
 
-    def stop_recording(self, lesson_id: str) -> dict[str, Any] | None: ...
+    def stop_recording(self, lesson_id: str) -> manifests.Manifest | None: ...
 
 
 class LessonsPort(Protocol):
@@ -192,7 +192,7 @@ class Recordings:
         active.timeline.close()
         manifest = self._media.stop_recording(lesson_id) if self._media is not None else None
         if manifest is not None:
-            self.offline.request(active.directory, manifest)
+            self.offline.request(active.directory, dict(manifest))
 
     def is_active(self, rid: str) -> bool:
         return any(a.rid == rid for a in self._active.values())
@@ -203,7 +203,7 @@ class Recordings:
         if not rid.isalnum():
             return None
         directory = self.root / rid
-        return directory if (directory / MANIFEST).is_file() else None
+        return directory if manifests.exists(directory) else None
 
     def of_lesson(self, lesson_id: str) -> list[dict[str, Any]]:
         found = []
@@ -248,11 +248,8 @@ class Recordings:
 
 
 def _read_manifest(directory: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    return data
+    found = manifests.read(directory)
+    return None if found is None else dict(found)
 
 
 def read_timeline(directory: Path) -> list[dict[str, Any]]:
@@ -340,14 +337,10 @@ def repair(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             elif done.returncode != 0:
                 log.warning("could not remux %s", path)
         f["duration"] = round(_last_packet_s(path), 3)
-    ends = [
-        float(f["offset"] or 0) + float(f["duration"] or 0)
-        for f in manifest.get("files", [])
-        if f.get("offset") is not None
-    ]
-    manifest["duration"] = round(max(ends, default=0.0), 3)
-    manifest["state"] = "interrupted"
-    write_json(directory / MANIFEST, manifest)
+    repaired = cast(manifests.Manifest, manifest)
+    repaired["duration"] = manifests.end(repaired)
+    repaired["state"] = "interrupted"
+    manifests.write(directory, repaired)
     return manifest
 
 

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     # How long an SDP negotiation with the relay may take (ICE gathering included).
     negotiate_timeout_s: float = Field(default=20.0, gt=0)
 
-    # Relay knobs, carried to media.relay by signaling.cli.build_media. Lists may be
+    # Relay knobs, carried to media.relay.relay by signaling.cli.build_media. Lists may be
     # given in the environment as comma-separated values or as JSON.
     ice_host_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     announced_address: str | None = None

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from classroom.roles import Role
-from media.relay import Relay
+from media.relay.relay import Relay
 from media.settings import RelaySettings
 from media.synthetic import MovingPicture, SyntheticParticipant
 

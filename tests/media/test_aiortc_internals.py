@@ -1,4 +1,4 @@
-"""Canaries: what media/aiortc_internals.py (and the packet mode the relay rests on)
+"""Canaries: what media/adapter/ (and the packet mode the relay rests on)
 assume of aiortc 1.16 and aioice. If one fails after an upgrade, read that module's
 docstring before changing anything else."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fractions
 import inspect
+import time
 
 import aioice.ice
 import aiortc.rtcrtpreceiver
@@ -18,16 +19,15 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
 
-from media.aiortc_internals import (
+from media.adapter.hooks import (
     CONSENT_RETRANSMISSIONS,
     gather_on,
-    hook_sender_rtcp,
     install_consent_hook,
-    pace_sender,
     patient_consent,
-    sender_octets,
 )
-from media.fanout import SenderPacket
+from media.adapter.rtcp import hook_sender_rtcp, sender_octets
+from media.adapter.transport import pace_sender
+from media.pipeline.fanout import SenderPacket
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -48,7 +48,7 @@ def test_senders_pack_packets_without_encoding_them() -> None:
 
 @pytest.mark.parametrize("kind", ["audio", "video"])
 def test_senders_pack_anything_that_reads_like_a_packet(kind: str) -> None:
-    # SubscriberTrack hands senders a SenderPacket (media.fanout), not an av.Packet:
+    # SubscriberTrack hands senders a SenderPacket (media.pipeline.fanout), not an av.Packet:
     # the sender encodes only frames, and its packers read pts, time_base and bytes().
     assert "isinstance(data, Frame)" in inspect.getsource(RTCRtpSender._next_encoded_frame)
     encoded = av.Packet(bytes(range(256)) * 12)  # a video packet of three RTP payloads
@@ -77,7 +77,7 @@ async def test_the_hook_sees_pli_and_remb_and_aiortc_still_handles_them() -> Non
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     sender = pc.addTransceiver("video", direction="sendonly").sender
     requests: list[int] = []
-    feedback = hook_sender_rtcp(sender, lambda: requests.append(1))
+    feedback = hook_sender_rtcp(sender, lambda: requests.append(1), clock=time.monotonic)
     await sender._handle_rtcp_packet(
         RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
     )
@@ -138,7 +138,7 @@ async def test_the_paced_transport_passes_everything_else_through() -> None:
     assert sender.transport._stats_id == real._stats_id
     assert sender.transport.state == real.state
     pace_sender(sender, Pacer(), wait=False)  # wrapping twice keeps one proxy
-    assert sender.transport._transport is real
+    assert sender.transport.inner is real
     await pc.close()
 
 
@@ -197,7 +197,7 @@ def test_senders_report_through_send_rtcp_with_the_sr_first() -> None:
 async def test_an_idle_sender_reports_every_five_seconds() -> None:
     from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
-    from media.aiortc_internals import IDLE_REPORT_INTERVAL_S, quiet_when_idle
+    from media.adapter.rtcp import IDLE_REPORT_INTERVAL_S, quiet_when_idle
 
     sent: list[int] = []
 
@@ -220,7 +220,7 @@ async def test_an_idle_sender_reports_every_five_seconds() -> None:
     assert sent == [0, 0, 5, 9]
 
 
-async def test_the_round_trip_comes_from_any_recent_sr(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_round_trip_comes_from_any_recent_sr() -> None:
     """aiortc keeps only its latest SR's time; a report answering an earlier one
     (any round trip longer than the SR interval) must still give a round trip."""
     from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
@@ -237,9 +237,8 @@ async def test_the_round_trip_comes_from_any_recent_sr(monkeypatch: pytest.Monke
             handled.append(packet)
 
     now = [1000.0]
-    monkeypatch.setattr("media.aiortc_internals.time.time", lambda: now[0])
     sender = Sender()
-    feedback = hook_sender_rtcp(sender, lambda: None)  # type: ignore[arg-type]
+    feedback = hook_sender_rtcp(sender, lambda: None, clock=lambda: now[0])  # type: ignore[arg-type]
 
     def sr(ntp: int) -> list[object]:
         info = RtcpSenderInfo(ntp_timestamp=ntp, rtp_timestamp=0, packet_count=1, octet_count=0)

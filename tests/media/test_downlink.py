@@ -9,13 +9,15 @@ import pytest
 from aiortc.rtp import RtpPacket
 
 from classroom.roles import Role
-from media.aiortc_internals import PADDING_BYTES, SenderFeedback
-from media.allocator import Allocator
-from media.downlink import Downlink, SlotView
-from media.estimator import Estimate, Estimator, Feedback
-from media.relay import INITIAL_PROBE_TRAINS, Relay
+from media.control.allocator import Allocator
+from media.control.downlink import Downlink, SlotView
+from media.control.estimator import Estimate, Estimator, Feedback
+from media.control.feedback import SenderFeedback
+from media.relay.relay import Relay
+from media.relay.sending import INITIAL_PROBE_TRAINS
 from media.slots import Slot
 from media.synthetic import SyntheticParticipant
+from media.wire.rtp import PADDING_BYTES
 from tests.media.conftest import LESSON, Join
 
 AUDIO = (("high", 53.0),)
@@ -146,9 +148,9 @@ def squeeze(relay: Relay, participant_id: str) -> dict[Slot, SenderFeedback]:
     The real records keep being written by aiortc's feedback (on loopback, a fast
     link); swapping them lets the test say what the link is.
     """
-    participant = relay._participant(LESSON, participant_id)
+    participant = relay.participant(LESSON, participant_id)
     fakes = {}
-    for slot, out in participant.outgoing.items():
+    for slot, out in participant.sending.outgoing.items():
         out.feedback = fakes[slot] = SenderFeedback()
     return fakes
 
@@ -292,11 +294,11 @@ async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
     await join("teacher", Role.TEACHER)
     arrived = arrivals(await join("room-a", Role.CLASSROOM))
     feedback = squeeze(relay, "room-a")
-    participant = relay._participant(LESSON, "room-a")
+    participant = relay.participant(LESSON, "room-a").sending
     # No feedback yet, so no probe: until a video sender has started (the transport
     # connected), a probe could not be made of padding and would switch layers.
     async with asyncio.timeout(10):
-        while relay._pads_with(participant) is None:
+        while participant.pads_with() is None:
             await asyncio.sleep(0.05)
     # A link that carries what is sent now and is not known to carry more: the
     # allocator probes. (The camera may be on its low layer or off by then: the
@@ -309,7 +311,7 @@ async def test_a_probe_sends_padding_the_classroom_receives_on_the_rtx_stream(
     camera = relay.outgoing_track(LESSON, "room-a", Slot.TEACHER_CAMERA)
     assert camera is not None
     layer = camera.layer_name
-    lean = relay._pads_with(participant)
+    lean = participant.pads_with()
     assert lean is not None
     rtx_ssrc = lean._sender._rtx_ssrc
 
@@ -335,11 +337,11 @@ async def test_trains_of_padding_go_out_when_a_connection_comes_up(
 ) -> None:
     await join("teacher", Role.TEACHER)
     arrived = arrivals(await join("room-a", Role.CLASSROOM))
-    participant = relay._participant(LESSON, "room-a")
+    participant = relay.participant(LESSON, "room-a").sending
     async with asyncio.timeout(10):
         while participant.prober is None or not participant.prober.done():
             await asyncio.sleep(0.02)
-    lean = relay._pads_with(participant)
+    lean = participant.pads_with()
     assert lean is not None
     padding = [p for p in arrived if p.ssrc == lean._sender._rtx_ssrc and p.payload == b""]
     # Chromium reads a train as a probe from five packets on.
@@ -386,7 +388,7 @@ async def test_a_falling_remb_is_acted_on_when_it_arrives(relay: Relay, join: Jo
     await join("teacher", Role.TEACHER)
     await join("room-a", Role.CLASSROOM)
     feedback = squeeze(relay, "room-a")
-    participant = relay._participant(LESSON, "room-a")
+    participant = relay.participant(LESSON, "room-a").sending
     camera = relay.outgoing_track(LESSON, "room-a", Slot.TEACHER_CAMERA)
     assert camera is not None
     # The classroom's own RTCP keeps arriving (about once a second on loopback) and

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STRESS = r"""
 import sys, threading
 import av, numpy as np
-from media.encoders import VideoEncoder
-from media.ladder import CAMERA_LAYERS, SLIDES_LAYERS
+from media.pipeline.encoders import VideoEncoder
+from media.pipeline.ladder import CAMERA_LAYERS, SLIDES_LAYERS
 rng = np.random.default_rng(3)
 frames = [
     av.VideoFrame.from_ndarray(rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8), format="rgb24")

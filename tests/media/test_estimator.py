@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from media.estimator import CARRIED_WINDOW_MS, FALL_PENDING_MS, Estimator, Feedback
+from media.control.estimator import CARRIED_WINDOW_MS, FALL_PENDING_MS, Estimator, Feedback
 
 
 def test_remb_caps_the_estimate() -> None:

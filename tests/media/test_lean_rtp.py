@@ -1,4 +1,4 @@
-"""Our RTP loop (media.aiortc_internals.LeanRtp) sends what aiortc's own loop sends
+"""Our RTP loop (media.adapter.sender.LeanRtp) sends what aiortc's own loop sends
 for the same packets, and answers NACKs from its own history."""
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp, wrap_rtx
 
-from media.aiortc_internals import PADDING_BYTES, VP8_CHUNK_BYTES, budget_resends, lean_rtp
-from media.fanout import SenderPacket
-from media.pacer import ResendBudget
+from media.adapter.sender import budget_resends, lean_rtp
+from media.control.pacer import ResendBudget
+from media.pipeline.fanout import SenderPacket
+from media.wire.rtp import PADDING_BYTES
+from media.wire.vp8 import CHUNK_BYTES as VP8_CHUNK_BYTES
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -336,7 +338,7 @@ async def test_a_video_sender_reports_often_stamped_with_the_time_it_leaves() ->
     the end; audio keeps aiortc's pace."""
     from aiortc.rtp import RtcpByePacket, RtcpPacket, RtcpSrPacket
 
-    from media.aiortc_internals import VIDEO_REPORT_INTERVAL_S
+    from media.adapter.sender import VIDEO_REPORT_INTERVAL_S
 
     reports: list[bytes] = []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.meter import PACKET_OVERHEAD_BYTES, RateMeter
+from media.control.meter import PACKET_OVERHEAD_BYTES, RateMeter
 
 
 def test_steady_rate_includes_packet_overhead() -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from classroom.roles import Role
-from media.mosaic import HEIGHT, MAX_TILES, WIDTH, Canvas, Tiles, columns_for
-from media.relay import Relay
+from media.pipeline.mosaic import HEIGHT, MAX_TILES, WIDTH, Canvas, Tiles, columns_for
+from media.relay.relay import Relay
 from media.slots import Slot
 
 from .conftest import LESSON, Join
@@ -106,10 +106,10 @@ async def test_the_teacher_sees_every_classroom_not_on_stage(relay: Relay, join:
 
     seen = await teacher.wait_frames(Slot.CLASSROOMS, 10, timeout=15)
     assert seen.sizes == {(WIDTH, HEIGHT)}
-    mosaic = relay._lessons[LESSON].mosaic
+    mosaic = relay.mosaic(LESSON)
     assert mosaic is not None
     for _ in range(50):
-        report = relay._report(relay._lessons[LESSON].participants["teacher"], 1.0)
+        report = relay.link_report(LESSON, "teacher")
         if report.previews == ("room-a", "room-b"):
             break
         await asyncio.sleep(0.1)
@@ -136,7 +136,7 @@ async def test_no_mosaic_is_encoded_for_no_one(relay: Relay, join: Join) -> None
     await join("room-a", Role.CLASSROOM)
     await join("room-b", Role.CLASSROOM)
     await asyncio.sleep(1)
-    assert relay._lessons[LESSON].mosaic is None
+    assert relay.mosaic(LESSON) is None
 
 
 class _Receiver:
@@ -153,7 +153,7 @@ async def test_the_seats_follow_the_lesson_while_no_one_receives() -> None:
     """A teacher whose link carries only the stage still gets a true layout."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from media.mosaic import MosaicLayer
+    from media.pipeline.mosaic import MosaicLayer
 
     picture = av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")
     present: dict[str, av.VideoFrame | None] = {"room-a": picture, "room-b": picture}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.pacer import UDP_IP_BYTES, Pacer, PaddingBudget, ResendBudget
+from media.control.pacer import UDP_IP_BYTES, Pacer, PaddingBudget, ResendBudget
 
 
 class Clock:

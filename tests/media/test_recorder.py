@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from classroom.roles import Role
-from media.recorder import MANIFEST
-from media.relay import Relay
+from media.recorder.manifest import FILE_NAME as MANIFEST
+from media.relay.relay import Relay
 from media.slots import Slot
 from tests.media.conftest import LESSON, Join
 from tests.media.test_recording import probe

@@ -14,8 +14,9 @@ import av
 import numpy as np
 import pytest
 
-from media.encoders import AudioEncoder, VideoEncoder, VideoLayerSpec
-from media.recording import WebmWriter, vp8_keyframe_size
+from media.pipeline.encoders import AudioEncoder, VideoEncoder, VideoLayerSpec
+from media.recorder.webm import WebmWriter
+from media.wire.vp8 import keyframe_size as vp8_keyframe_size
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffmpeg's ffprobe")
 
@@ -71,7 +72,7 @@ def test_packets_are_written_unchanged_and_play(tmp_path: Path) -> None:
     video, audio = info["streams"]  # type: ignore[misc]
     assert (video["codec_name"], video["width"], video["height"]) == ("vp8", 320, 180)
     assert int(video["nb_read_frames"]) == 150  # every frame decodes
-    # Ten seconds of 40 ms packets (media.encoders.OPUS_FRAME_SAMPLES).
+    # Ten seconds of 40 ms packets (media.pipeline.encoders.OPUS_FRAME_SAMPLES).
     assert audio["codec_name"] == "opus" and int(audio["nb_read_frames"]) == 250
 
 

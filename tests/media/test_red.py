@@ -11,12 +11,12 @@ import av
 import pytest
 
 from classroom.roles import Role
-from media.aiortc_internals import sender_red
-from media.encoders import OPUS_FRAME_SAMPLES
-from media.red import MAX_BLOCK, Block, RedEncoder, pack, parse
-from media.relay import Relay
+from media.adapter.red import sender_red
+from media.pipeline.encoders import OPUS_FRAME_SAMPLES
+from media.relay.relay import Relay
 from media.slots import Slot
 from media.synthetic import MovingPicture, SyntheticParticipant
+from media.wire.red import MAX_BLOCK, Block, RedEncoder, pack, parse
 
 from .conftest import LESSON, Join
 
@@ -110,7 +110,7 @@ async def test_the_relay_sends_red_to_a_classroom_that_offers_it(relay: Relay, j
         assert re.search(r"^a=fmtp:63 (\d+)/\1\r$", teacher_audio, flags=re.M)
         await room.accept(answer)
 
-        sender = relay._lessons[LESSON].participants["room-a"].outgoing[Slot.TEACHER_AUDIO].sender
+        sender = relay.participant(LESSON, "room-a").sending.outgoing[Slot.TEACHER_AUDIO].sender
         for _ in range(100):
             encoder = sender_red(sender)
             if encoder is not None:
@@ -141,5 +141,5 @@ async def test_no_red_for_a_classroom_that_does_not_offer_it(relay: Relay, join:
     await join("teacher", Role.TEACHER)
     room = await join("room-a", Role.CLASSROOM)
     await room.wait_frames(Slot.TEACHER_AUDIO, 25, timeout=10)
-    sender = relay._lessons[LESSON].participants["room-a"].outgoing[Slot.TEACHER_AUDIO].sender
+    sender = relay.participant(LESSON, "room-a").sending.outgoing[Slot.TEACHER_AUDIO].sender
     assert sender_red(sender) is None

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from classroom.roles import Role
-from media.aiortc_internals import pace_sender
+from media.adapter.transport import pace_sender
 from media.gateway import MediaError
-from media.relay import Relay
+from media.relay.relay import Relay
 from media.slots import Slot
 from media.synthetic import SyntheticParticipant
 
@@ -165,7 +165,7 @@ async def test_a_stalled_receiver_does_not_grow_memory(relay: Relay, join: Join)
 
     # Nothing towards room-a leaves for a while: its pacer holds the camera, as it
     # does when the classroom's link is estimated to carry almost nothing.
-    sender = relay._lessons[LESSON].participants["room-a"].outgoing[Slot.TEACHER_CAMERA].sender
+    sender = relay.participant(LESSON, "room-a").sending.outgoing[Slot.TEACHER_CAMERA].sender
     unblock = asyncio.Event()
 
     class Held:

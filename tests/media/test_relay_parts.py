@@ -12,13 +12,13 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from classroom.roles import Role
-from media.candidates import announce
-from media.encoders import VideoLayerSpec
-from media.fanout import PacketQueue, Push, SubscriberTrack
+from media.adapter.offer import check_offer
+from media.control.keyframes import KeyframeGate
 from media.gateway import MediaError
-from media.keyframes import KeyframeGate
-from media.ladder import SourceClock
-from media.offer import check_offer
+from media.pipeline.encoders import VideoLayerSpec
+from media.pipeline.fanout import PacketQueue, Push, SubscriberTrack
+from media.pipeline.ladder import SourceClock
+from media.wire.sdp import announce
 
 
 @dataclass
@@ -216,7 +216,7 @@ def test_unusable_offers_are_refused_with_a_readable_message(sdp: str, message: 
 async def test_an_offer_with_kinds_in_the_wrong_order_is_refused() -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection
 
-    from media.aiortc_internals import gather_on
+    from media.adapter.hooks import gather_on
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     for kind in ("audio", "video", "video", "video", "audio"):  # camera and mic swapped

@@ -1,7 +1,7 @@
 """Recordings over the real app: started by the teacher's offer, events on the time line,
 pause and resume, chapters, HTTP Range, who may read, share links, deletion, the offline copy.
 
-The relay is the fake one plus the real `media.recorder.Recorder`, fed with real VP8
+The relay is the fake one plus the real `media.recorder.recorder.Recorder`, fed with real VP8
 and Opus packets by fake layers on a hand-moved relay clock.
 """
 
@@ -19,9 +19,9 @@ import av
 import numpy as np
 import pytest
 
-from media.encoders import AudioEncoder, VideoEncoder, VideoLayerSpec
-from media.fanout import Subscriber
-from media.recorder import Recorder, Sources
+from media.pipeline.encoders import AudioEncoder, VideoEncoder, VideoLayerSpec
+from media.pipeline.fanout import Subscriber
+from media.recorder.recorder import Recorder, Sources
 from signaling.settings import Settings
 from tests.signaling.conftest import (
     Clock,

@@ -1,7 +1,7 @@
 """Fan-out: the same encoded packets to every subscriber of a layer, through bounded queues.
 
 `PacketQueue` is the pure policy; `SubscriberTrack` is the aiortc track an
-RTCRtpSender's RTP loop (media.aiortc_internals.LeanRtp) pulls from. A packet is
+RTCRtpSender's RTP loop (media.adapter.sender.LeanRtp) pulls from. A packet is
 converted and cut into RTP payloads once per layer, so what a subscriber costs is
 its RTP headers, SRTP and the send; what is left of the fan-out per packet and
 subscriber is kept to a queue push and a pop. While the sender's loop waits for
@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media.aiortc_internals import vp8_chunks
+from media.wire import vp8
 
 
 class Keyed(Protocol):
@@ -98,7 +98,7 @@ class PacketQueue(Generic[T]):
 
 class Subscriber(Protocol):
     """What a layer hands its packets to: a participant's outgoing slot
-    (SubscriberTrack) or the recorder (media.recorder)."""
+    (SubscriberTrack) or the recorder (media.recorder.recorder)."""
 
     def deliver(self, publisher: Publisher, packet: av.Packet[Any]) -> None: ...
 
@@ -106,7 +106,7 @@ class Subscriber(Protocol):
 
 
 class Publisher(Protocol):
-    """What a subscriber needs from the layer it receives (media.ladder.Layer)."""
+    """What a subscriber needs from the layer it receives (media.pipeline.ladder.Layer)."""
 
     @property
     def name(self) -> str: ...
@@ -133,13 +133,13 @@ class SenderPacket:
     pts: int | None
     time_base: Fraction | None
     is_keyframe: bool
-    # `data` cut as VP8 RTP payloads carry it (media.aiortc_internals.LeanRtp).
+    # `data` cut as VP8 RTP payloads carry it (media.adapter.sender.LeanRtp).
     chunks: tuple[bytes, ...]
 
     @classmethod
     def of(cls, packet: av.Packet[Any]) -> SenderPacket:
         data = bytes(packet)
-        return cls(data, packet.pts, packet.time_base, packet.is_keyframe, vp8_chunks(data))
+        return cls(data, packet.pts, packet.time_base, packet.is_keyframe, vp8.chunks(data))
 
     def __bytes__(self) -> bytes:
         return self.data
@@ -149,7 +149,7 @@ class _LastConverted:
     """`SenderPacket.of`, remembered for the last packet.
 
     A layer hands each packet to all its subscribers one after the other
-    (media.ladder.Layer.publish), so the first one converts it and the others
+    (media.pipeline.ladder.Layer.publish), so the first one converts it and the others
     reuse it. Holding the packet keeps its identity from being reused meanwhile.
     """
 
@@ -168,12 +168,20 @@ class SubscriberTrack(MediaStreamTrack):
 
     Switching layer (or stage source) is make-before-break: the old layer keeps
     flowing until the new one delivers a keyframe, so the picture never freezes
-    on a switch (the layers of a source share one clock, see media.ladder).
+    on a switch (the layers of a source share one clock, see media.pipeline.ladder).
     """
 
     _convert: ClassVar[_LastConverted] = _LastConverted()
 
-    def __init__(self, kind: str, queue_capacity: int, rerequest_after_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        queue_capacity: int,
+        rerequest_after_s: float = 1.0,
+        *,
+        send_now: Callable[[SenderPacket], bool] | None = None,
+        on_switch: Callable[[Publisher | None], None] | None = None,
+    ) -> None:
         super().__init__()
         self.kind = kind
         self._queue: PacketQueue[SenderPacket] = PacketQueue(
@@ -188,10 +196,10 @@ class SubscriberTrack(MediaStreamTrack):
         self._last_pts: int | None = None
         # Called with the layer it sends from now on (None: off) when that changes:
         # at once for off and from off, at the new layer's keyframe otherwise.
-        self.on_switch: Callable[[Publisher | None], None] | None = None
+        self.on_switch = on_switch
         # The sender's way to send a packet at once (LeanRtp.send_now): False when
         # it cannot, and the packet waits for its loop.
-        self.send_now: Callable[[SenderPacket], bool] | None = None
+        self.send_now = send_now
 
     @property
     def layer_name(self) -> str:

@@ -7,7 +7,6 @@ continuous RTP timestamp line, so its decoder sees no jump.
 
 from __future__ import annotations
 
-import fractions
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +15,8 @@ from av.audio.resampler import AudioResampler
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
-AUDIO_RATE = 48000
-AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
+from media.wire.rates import AUDIO_CLOCK_RATE, AUDIO_TIME_BASE, VIDEO_TIME_BASE
+
 # 40 ms packets (RFC 7587 §4.2 allows up to 120): half the packets of WebRTC's
 # usual 20 ms. Each packet costs the relay its packetizing and SRTP for every
 # classroom, and a weak link 12 kbit/s of headers; a lecture does not notice
@@ -141,7 +139,7 @@ class AudioEncoder:
     def __init__(self, bitrate: int = 28000, expected_loss_pct: int = 10) -> None:
         codec = av.CodecContext.create("libopus", "w")
         assert isinstance(codec, av.AudioCodecContext)
-        codec.sample_rate = AUDIO_RATE
+        codec.sample_rate = AUDIO_CLOCK_RATE
         codec.layout = "mono"
         codec.format = "s16"
         codec.bit_rate = bitrate
@@ -155,7 +153,7 @@ class AudioEncoder:
         }
         self._codec = codec
         self._resampler = AudioResampler(
-            format="s16", layout="mono", rate=AUDIO_RATE, frame_size=OPUS_FRAME_SAMPLES
+            format="s16", layout="mono", rate=AUDIO_CLOCK_RATE, frame_size=OPUS_FRAME_SAMPLES
         )
         self._next_pts: int | None = None
 

@@ -21,9 +21,10 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from media.encoders import VIDEO_TIME_BASE, VideoEncoder, VideoLayerSpec
-from media.keyframes import KeyframeGate
-from media.ladder import Layer
+from media.control.keyframes import KeyframeGate
+from media.pipeline.encoders import VideoEncoder, VideoLayerSpec
+from media.pipeline.ladder import Layer
+from media.wire.rates import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Canvas:
 
     Scales each classroom's frame with its own reformatter: a decoded frame is
     shared with that camera's encoders, and PyAV's per-frame scaler must never
-    be used from two threads (media.encoders).
+    be used from two threads (media.pipeline.encoders).
     """
 
     def __init__(self) -> None:
@@ -178,7 +179,7 @@ class MosaicLayer(Layer):
             if self.active:
                 frames = {p: f for p, f in present.items() if f is not None}
                 force = self._gate.should_force(started)
-                pts = round(started * 90000)
+                pts = round(started * VIDEO_CLOCK_RATE)
                 try:
                     packets = await loop.run_in_executor(
                         self._executor, self._encode, frames, force, pts
@@ -206,7 +207,7 @@ class MosaicLayer(Layer):
 
 
 class Mosaic:
-    """Looks like a media.ladder.Ladder to the relay: one layer, always "live"
+    """Looks like a media.pipeline.ladder.Ladder to the relay: one layer, always "live"
     while some classroom has a camera."""
 
     kind = "video"

@@ -6,7 +6,7 @@ goes straight to the file (`flush_packets`): a server killed with SIGKILL leaves
 file that plays up to the last closed cluster. A graceful close adds the cues
 (seek index) and the duration.
 
-Timestamps: packets carry the relay's source clock (media.ladder.SourceClock: the
+Timestamps: packets carry the relay's source clock (media.pipeline.ladder.SourceClock: the
 relay's monotonic clock in 1/90000 or 1/48000). A file's time 0 is `origin_s` on
 that clock, so every file of a recording shares one time line.
 """
@@ -19,8 +19,8 @@ from typing import Any
 
 import av
 
-VIDEO_RATE = 90000
-AUDIO_RATE = 48000
+from media.wire.rates import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE
+from media.wire.vp8 import keyframe_size
 
 # Matroska options (FFmpeg's matroska muxer and format context):
 MUXER_OPTIONS = {
@@ -32,17 +32,6 @@ MUXER_OPTIONS = {
     # still reach the disk within half a second.
     "max_interleave_delta": "500000",
 }
-
-
-def vp8_keyframe_size(payload: bytes) -> tuple[int, int] | None:
-    """Width and height from a VP8 keyframe's header (RFC 6386 §9.1), else None."""
-    if len(payload) < 10 or payload[0] & 1:  # bit 0 of the frame tag: 1 = interframe
-        return None
-    if payload[3:6] != b"\x9d\x01\x2a":  # the keyframe start code
-        return None
-    width = int.from_bytes(payload[6:8], "little") & 0x3FFF
-    height = int.from_bytes(payload[8:10], "little") & 0x3FFF
-    return (width, height) if width and height else None
 
 
 class WebmWriter:
@@ -68,7 +57,7 @@ class WebmWriter:
         self._want_video = video
         self._want_audio = audio
         self._origin = origin_s
-        self._audio_wait = round(audio_wait_s * AUDIO_RATE)
+        self._audio_wait = round(audio_wait_s * AUDIO_CLOCK_RATE)
         self._container: av.container.OutputContainer | None = None
         self._video: av.VideoStream | None = None
         self._audio: av.AudioStream | None = None
@@ -91,7 +80,7 @@ class WebmWriter:
             video.time_base = fractions.Fraction(1, 1000)
             self._video = video
         if self._want_audio:
-            audio = container.add_stream("libopus", rate=AUDIO_RATE)
+            audio = container.add_stream("libopus", rate=AUDIO_CLOCK_RATE)
             audio.layout = "mono"
             audio.time_base = fractions.Fraction(1, 1000)
             self._audio = audio
@@ -106,7 +95,7 @@ class WebmWriter:
             return
         if self._container is None:
             if kind == "video":
-                size = vp8_keyframe_size(bytes(packet))
+                size = keyframe_size(bytes(packet))
                 if size is None:
                     return  # a file starts decodable, at a keyframe
                 self._open(size)
@@ -127,7 +116,7 @@ class WebmWriter:
         stream = self._video if kind == "video" else self._audio
         if stream is None or self._container is None or packet.pts is None:
             return
-        rate = VIDEO_RATE if kind == "video" else AUDIO_RATE
+        rate = VIDEO_CLOCK_RATE if kind == "video" else AUDIO_CLOCK_RATE
         ms = (packet.pts - round(self._origin * rate)) * 1000 // rate
         # Matroska wants rising timestamps per track; a packet from before the
         # recording began, or a repeat after a source switch, is dropped.

@@ -21,9 +21,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from media.aiortc_internals import SenderFeedback
-from media.allocator import Allocator, Decision, SlotOffer, cost
-from media.estimator import LOSS_LOW, Estimate, Estimator, Feedback
+from media.control.allocator import Allocator, Decision, SlotOffer, cost
+from media.control.estimator import LOSS_LOW, Estimate, Estimator, Feedback
+from media.control.feedback import SenderFeedback
 from media.slots import Slot
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Downlink:
 
     @property
     def padding_bps(self) -> float:
-        """Padding a probe asks to be sent now (media.allocator), in bit/s."""
+        """Padding a probe asks to be sent now (media.control.allocator), in bit/s."""
         return self.allocator.padding_kbps * 1000
 
     def is_news(self, fb: SenderFeedback) -> bool:

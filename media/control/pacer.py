@@ -163,7 +163,7 @@ class ResendBudget:
 
 
 class PaddingBudget:
-    """Padding a probe asks for (media.allocator): `rate_bps` of it, owed from tick to
+    """Padding a probe asks for (media.control.allocator): `rate_bps` of it, owed from tick to
     tick and let out where the pacer has tokens to spare, behind the media.
 
     At most `max_owed_s` of it is owed: padding that could not go out (the media

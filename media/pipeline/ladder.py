@@ -18,16 +18,15 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.frame import PictureType
 
-from media.encoders import (
-    AUDIO_RATE,
-    VIDEO_TIME_BASE,
+from media.control.keyframes import KeyframeGate
+from media.control.meter import RateMeter
+from media.pipeline.encoders import (
     AudioEncoder,
     VideoEncoder,
     VideoLayerSpec,
 )
-from media.fanout import Subscriber
-from media.keyframes import KeyframeGate
-from media.meter import RateMeter
+from media.pipeline.fanout import Subscriber
+from media.wire.rates import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +162,7 @@ class VideoLayer(Layer):
             return
         if self.spec.max_fps is not None and self._last_pts is not None:
             # 10% slack so that a 5 fps cap on a 15 fps source keeps every third frame.
-            min_step = 0.9 * 90000 / self.spec.max_fps
+            min_step = 0.9 * VIDEO_CLOCK_RATE / self.spec.max_fps
             if frame.pts is not None and 0 <= frame.pts - self._last_pts < min_step:
                 return
         self._last_pts = frame.pts
@@ -221,7 +220,9 @@ class Ladder:
         self.kind = track.kind
         self.layers: tuple[Layer, ...] = tuple(layers)
         self._track = track
-        self._clock = SourceClock(90000 if track.kind == "video" else AUDIO_RATE, clock)
+        self._clock = SourceClock(
+            VIDEO_CLOCK_RATE if track.kind == "video" else AUDIO_CLOCK_RATE, clock
+        )
         self.frames_in = 0
         self.last_frame_at: float | None = None
         self._relay_clock = clock

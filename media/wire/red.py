@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from media.wire.rates import AUDIO_CLOCK_RATE
+
 # RFC 2198 §3: 14 bits of timestamp offset, 10 bits of block length.
 MAX_OFFSET = (1 << 14) - 1
 MAX_BLOCK = (1 << 10) - 1
-OPUS_CLOCK = 48000
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class RedEncoder:
         self._history: deque[Block] = deque(maxlen=max(distance, 1))
 
     def pack(self, packet: Any) -> tuple[list[bytes], int]:
-        timestamp = int(packet.pts * packet.time_base / Fraction(1, OPUS_CLOCK)) & 0xFFFFFFFF
+        timestamp = int(packet.pts * packet.time_base / Fraction(1, AUDIO_CLOCK_RATE)) & 0xFFFFFFFF
         data = bytes(packet)
         redundant = list(self._history)[-self.distance :] if self.distance else []
         payload = pack(self.opus_payload_type, timestamp, data, redundant)

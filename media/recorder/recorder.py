@@ -2,7 +2,7 @@
 
 Starting a recording is subscribing a `Recorder` to the layers the relay routes
 (`Sources`); the packets the layers encode for the classrooms are written as they
-are, through `media.recording.WebmWriter` (no re-encoding). A browser's <video>
+are, through `media.recorder.webm.WebmWriter` (no re-encoding). A browser's <video>
 plays one video track per file, so a recording is one file per picture:
 
 - `camera.webm`: the teacher's camera and the teacher's microphone (the master:
@@ -16,29 +16,29 @@ gives where that is on the recording's time line (`offset`). The time line is th
 relay's clock from the start of the recording, minus the time spent paused: a
 paused recording writes nothing and leaves no gap.
 
-`manifest.json` is rewritten (atomically) when a file begins or ends, on a pause
-and on a resume, so that a server killed mid-lesson leaves a manifest naming
-every file. The recorder knows nothing of lessons' events: signaling keeps the
-time line of events next to the files.
+`manifest.json` (media.recorder.manifest) is rewritten (atomically) when a file
+begins or ends, on a pause and on a resume, so that a server killed mid-lesson
+leaves a manifest naming every file. The recorder knows nothing of lessons'
+events: signaling keeps the time line of events next to the files.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import av
 
-from media.fanout import Publisher
-from media.recording import AUDIO_RATE, VIDEO_RATE, WebmWriter, vp8_keyframe_size
+from media.pipeline.fanout import Publisher
+from media.recorder import manifest
+from media.recorder.manifest import FileEntry, Manifest, Pause, Track
+from media.recorder.webm import WebmWriter
+from media.wire.rates import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE
+from media.wire.vp8 import keyframe_size
 
 Clock = Callable[[], float]
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
 # 3 s of Opus: how long a file with a picture waits for it before starting with sound.
 EARLY_AUDIO_PACKETS = 150
 
@@ -100,7 +100,14 @@ class _Part:
     """One file of the recording."""
 
     def __init__(
-        self, recorder: Recorder, name: str, role: str, source: str, *, video: bool, audio: bool
+        self,
+        recorder: Recorder,
+        name: str,
+        role: Literal["camera", "slides", "stage"],
+        source: str,
+        *,
+        video: bool,
+        audio: bool,
     ) -> None:
         self.recorder = recorder
         self.name = name
@@ -122,17 +129,17 @@ class _Part:
     def write(self, kind: str, packet: av.Packet[Any]) -> None:
         if packet.pts is None:
             return
-        rate = VIDEO_RATE if kind == "video" else AUDIO_RATE
+        rate = VIDEO_CLOCK_RATE if kind == "video" else AUDIO_CLOCK_RATE
         if self.writer is None:
             if kind == "audio" and "video" in self.taps and len(self._early) < EARLY_AUDIO_PACKETS:
                 self._early.append(packet)
                 return
             # The file's time 0 is its first packet on the relay's clock. Sources are
-            # timed apart (media.ladder.SourceClock): the first keyframe may be stamped
+            # timed apart (media.pipeline.ladder.SourceClock): the first keyframe may be stamped
             # before the sound that came first, and must not fall before time 0.
             origin = packet.pts / rate
             if self._early:
-                origin = min(origin, (self._early[0].pts or 0) / AUDIO_RATE)
+                origin = min(origin, (self._early[0].pts or 0) / AUDIO_CLOCK_RATE)
             self.writer = WebmWriter(
                 self.recorder.directory / self.name,
                 video="video" in self.taps,
@@ -145,7 +152,7 @@ class _Part:
             for sound in early:
                 self.writer.write("audio", sound)
         if kind == "video" and self.size is None:
-            self.size = vp8_keyframe_size(bytes(packet))
+            self.size = keyframe_size(bytes(packet))
         self.writer.write(kind, packet)
 
     def skip(self, seconds: float) -> None:
@@ -165,8 +172,8 @@ class _Part:
             assert self.offset is not None
             self.ended_at = round(self.offset + self.writer.duration_s, 3)
 
-    def describe(self) -> dict[str, Any]:
-        tracks: list[dict[str, Any]] = []
+    def describe(self) -> FileEntry:
+        tracks: list[Track] = []
         if "video" in self.taps:
             width, height = self.size or (None, None)
             tracks.append({"kind": "video", "codec": "vp8", "width": width, "height": height})
@@ -195,7 +202,7 @@ class Recorder:
         self.origin = clock()
         self._paused_total = 0.0
         self._paused_since: float | None = None
-        self._pauses: list[dict[str, float]] = []
+        self._pauses: list[Pause] = []
         self._camera = _Part(self, "camera.webm", "camera", "teacher", video=True, audio=True)
         self._slides = _Part(self, "slides.webm", "slides", "teacher", video=True, audio=False)
         self._stages: list[_Part] = []
@@ -273,7 +280,7 @@ class Recorder:
                 part.skip(gap)
         self.save()
 
-    def close(self) -> dict[str, Any]:
+    def close(self) -> Manifest:
         """Stop: every file gets its seek index and duration. Returns the manifest."""
         if self.state != "finished":
             self.resume()
@@ -288,24 +295,20 @@ class Recorder:
     def _parts(self) -> list[_Part]:
         return [self._camera, self._slides, *self._stages]
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         files = [p.describe() for p in self._parts() if p.offset is not None]
-        ends = [f["offset"] + f["duration"] for f in files if f["duration"] is not None]
-        return {
-            "version": MANIFEST_VERSION,
-            **self._meta,
-            "state": self.state,
-            "duration": round(max(ends), 3) if self.state == "finished" and ends else None,
-            "pauses": [dict(p) for p in self._pauses],
+        finished = self.state == "finished"
+        described: Manifest = {
+            "version": manifest.VERSION,
+            "state": "finished" if finished else "recording",
+            "duration": None,
+            "pauses": [cast(Pause, dict(p)) for p in self._pauses],
             "files": files,
         }
+        if finished and any(f["duration"] is not None for f in files):
+            described["duration"] = manifest.end(described)
+        # The lesson's own fields (id, title...) first, as they were given.
+        return cast(Manifest, {**self._meta, **described})
 
     def save(self) -> None:
-        write_json(self.directory / MANIFEST, self.manifest())
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` atomically: a crash leaves the old version or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1))
-    os.replace(tmp, path)
+        manifest.write(self.directory, self.manifest())

@@ -1,0 +1,21 @@
+"""Every place the relay reaches into aiortc's (and aioice's) private API, and nothing else.
+
+aiortc 1.16 is pinned (pyproject.toml) and tests/media/test_aiortc_internals.py
+checks each assumption made here, so an upgrade that changes one fails loudly there
+instead of silently in a lesson. One module per reach-in:
+
+- `hooks`: aioice's `get_host_addresses` and `StunProtocol.request`, receivers'
+  `get_decoder`: gathering on chosen addresses; consent checks that survive a
+  satellite's round trip; cheap decoders for load generators.
+- `rtcp`: a sender's `_handle_rtcp_packet` and `_send_rtcp`: PLI/FIR and REMB in
+  packet mode; a round trip from every SR answered; idle senders report less.
+- `transport`: a sender's `__transport`: pacing in front of it; a direct wire to
+  SRTP and the socket.
+- `sender`: a sender's `_run_rtp`, `_retransmit` and (video) `_run_rtcp`: VP8 cut
+  once per layer, one way of making packets; resends within a budget; reports four
+  times a second; padding for probes.
+- `red`: a transceiver's `_codecs`, senders' `get_encoder`: RED (RFC 2198) for the
+  teacher's audio.
+- `peer` and `offer` use public API only: the peer connection the relay answers
+  with, and an offer checked against the role's slots before aiortc sees it.
+"""

@@ -1,0 +1,140 @@
+"""What a sender hears over RTCP, and how often it reports.
+
+- Feedback (`hook_sender_rtcp`). In packet mode (a track's recv() returns an
+  encoded packet), RTCRtpSender only packs: PLI/FIR set a flag that only the
+  frame-encoding path reads, and REMB lands on an encoder that packet mode never
+  uses. We wrap the sender's RTCP handler to see those messages ourselves, then let
+  aiortc handle them as before (a NACK still reaches the sender's `_retransmit`).
+- Round trips. aiortc keeps only its latest SR's time, so every receiver report
+  that answers an earlier SR (most of them once the round trip passes a few hundred
+  ms: a queue, a satellite) is ignored, and what remains is smoothed 85/15. We wrap
+  the sender's `_send_rtcp` to remember when each of its recent SRs left, on the
+  relay's clock, and take each report's round trip ourselves (RFC 3550 §6.4.1:
+  arrival - sent - DLSR).
+- Idle senders (`quiet_when_idle`). Every sender reports (SR + SDES) about once a
+  second, even one that sends nothing: a slot with no source now (no slides shared
+  yet, nobody on stage), three of a classroom's five. Each report costs building,
+  SRTCP and a send, and the classroom's answer as much again: a sender whose packet
+  count has not moved reports only every `IDLE_REPORT_INTERVAL_S`.
+- The octet count the SRs carry (`sender_octets`) is private too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCRtpSender
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+
+from media.control.feedback import SenderFeedback
+from media.wire.rtp import middle_32
+
+Clock = Callable[[], float]
+
+# SRs remembered per sender for the round trip: about 16 s of reports, well past
+# any round trip worth measuring.
+SR_MEMORY = 16
+# How often a sender that sends nothing still reports (it was once a second).
+IDLE_REPORT_INTERVAL_S = 5.0
+
+
+def hook_sender_rtcp(
+    sender: RTCRtpSender,
+    on_keyframe_request: Callable[[], None],
+    on_feedback: Callable[[], None] | None = None,
+    *,
+    clock: Clock,
+) -> SenderFeedback:
+    """Watch the RTCP a sender receives; return the feedback record it keeps updated.
+
+    `on_feedback` is called after a REMB or a report block for this sender changed
+    the record. Round trips are measured on `clock` (the relay's)."""
+    feedback = SenderFeedback()
+    original: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
+    original_send: Callable[[list[Any]], Awaitable[None]] = sender._send_rtcp
+    # LSR value (the middle 32 bits of an SR's NTP time) -> when that SR left, or
+    # None when several SRs carried it and an answer cannot tell which.
+    sent: dict[int, float | None] = {}
+
+    async def send_rtcp(packets: list[Any]) -> None:
+        await original_send(packets)
+        if packets and isinstance(packets[0], RtcpSrPacket):
+            lsr = middle_32(packets[0].sender_info.ntp_timestamp)
+            # A sender that sent nothing since repeats its NTP time (its last packet's).
+            sent[lsr] = None if lsr in sent else clock()
+            while len(sent) > SR_MEMORY:
+                del sent[next(iter(sent))]
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                feedback.keyframe_requests += 1
+                on_keyframe_request()
+            elif packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    pass
+                else:
+                    if sender._ssrc in ssrcs:
+                        feedback.remb_bps = bitrate
+                        feedback.remb_reporter = packet.ssrc
+                        feedback.rembs += 1
+                        if on_feedback is not None:
+                            on_feedback()
+        elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    feedback.fraction_lost = report.fraction_lost / 256.0
+                    feedback.packets_lost = report.packets_lost
+                    feedback.highest_sequence = report.highest_sequence
+                    feedback.reports += 1
+                    left = sent.get(report.lsr) if report.lsr else None
+                    if left is not None:
+                        rtt = clock() - left - report.dlsr / 65536
+                        if rtt >= 0:
+                            feedback.rtt_s = rtt
+                            feedback.rtt_sr_at = left
+                            feedback.rtts += 1
+                    if on_feedback is not None:
+                        on_feedback()
+        await original(packet)
+
+    # The DTLS transport's router calls `recipient._handle_rtcp_packet(packet)`,
+    # so an instance attribute shadows the method for this sender only.
+    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+    sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
+    return feedback
+
+
+def quiet_when_idle(sender: RTCRtpSender, clock: Clock) -> None:
+    """Let `sender` report once every IDLE_REPORT_INTERVAL_S while it sends nothing."""
+    original: Callable[[list[Any]], Awaitable[None]] = sender._send_rtcp
+    last_count: int | None = None
+    last_at = float("-inf")
+
+    async def send_rtcp(packets: list[Any]) -> None:
+        nonlocal last_count, last_at
+        if packets and isinstance(packets[0], RtcpSrPacket):
+            count = packets[0].sender_info.packet_count
+            now = clock()
+            if count == last_count and now - last_at < IDLE_REPORT_INTERVAL_S:
+                return
+            last_count, last_at = count, now
+        await original(packets)
+
+    sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
+
+
+def sender_octets(sender: RTCRtpSender) -> int:
+    """Payload octets sent so far (the SR octet count, RFC 3550 §6.4.1)."""
+    return int(sender._RTCRtpSender__octet_count)  # type: ignore[attr-defined]

@@ -1,0 +1,496 @@
+"""A sender's RTP loop in place of aiortc's: the last hop of every packet.
+
+aiortc's RTP loop (`RTCRtpSender._run_rtp`) builds an RtpPacket object per packet
+and per classroom, packetizes each VP8 frame again for each classroom, and reads
+the NTP time through datetime objects, twice a packet: in bench_fanout's profile,
+as much of the relay's CPU as SRTP and the socket's send together. `LeanRtp.install`
+replaces, on one sender, these private methods of aiortc's:
+
+- `_run_rtp` (`LeanRtp.run`): takes VP8 frames cut once per layer
+  (media.pipeline.fanout.SenderPacket), builds each header with one struct call
+  around a prebuilt extension block, protects and sends each packet itself
+  (media.adapter.transport.Wire), and keeps the private state aiortc's reports,
+  stats and stop() read: the counters and times of the last packet sent, the
+  track, the encoder, the started and exited events. A frame may also be sent by
+  `send_now`, outside the loop, while the loop waits for it; both go through
+  `_make_packets` and `_sent`, the one place where packets are made and counted.
+- `_retransmit` (`LeanRtp.retransmit`): aiortc keeps 128 packets (about a second
+  of 720p, short for a 600 ms satellite round trip) and resends every one asked
+  for. Ours keeps `RTP_HISTORY_SIZE`, skips packets too old to help and keeps
+  resends within a budget (media.control.pacer.ResendBudget).
+- `_run_rtcp`, for video (`LeanRtp.run_rtcp`): aiortc reports about once a second,
+  and a round trip (media.adapter.rtcp) tells the queue on the path as it was when
+  the SR it answers left: up to a second and a half old, when a narrowing link's
+  queue grows by a tenth of a second each second. A video sender reports every
+  `VIDEO_REPORT_INTERVAL_S` instead, stamped with the time it leaves (RFC 3550
+  §6.4.1) rather than its last packet's, so that each one can be told apart from
+  the one before even when no frame came between them (still slides).
+
+It also sends a probe's padding (`pad`): padding-only packets on the sender's RTX
+stream, whose payload type, SSRC and sequence number aiortc keeps privately
+(`__rtx_payload_type`, `_rtx_ssrc`, `__rtx_sequence_number`, shared with resends).
+
+Stamps on the wire (the SR's NTP time, abs-send-time) are wall-clock time, as
+RFC 3550 §4 and receivers expect; nothing here measures time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import aiortc.rtcrtpsender
+import aiortc.rtp
+from aiortc import RTCRtpCodecParameters, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import RtcpByePacket, RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
+
+from media.adapter.transport import Wire, unpaced
+from media.wire import rtp, vp8
+from media.wire.rates import AUDIO_TIME_BASE, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
+
+logger = logging.getLogger(__name__)
+
+# Packets kept per sender for resending: at 1.2 Mbit/s, 256 packets are about 2 s,
+# twice aiortc's 128 and past the 1 s after which the resend budget refuses a packet
+# anyway (a satellite link's 600 ms round trip and a late NACK fit).
+RTP_HISTORY_SIZE = 256
+# How often a video sender reports. Four times a second is about 2.5 kbit/s, under
+# a hundredth of a 300 kbit/s layer; each report and its answer cost the relay's
+# event loop about as much as a media packet (15 % more work at 64 classrooms in
+# bench_fanout). One watched sender per classroom was cheaper but gave fresh round
+# trips half as often, and the step profile's down switch late.
+VIDEO_REPORT_INTERVAL_S = 0.25
+_LEAN_MARK = "_classroom_lean_rtp"
+# aiortc's private helpers, looked up once (random start values, the packers).
+_aiortc_sender: Any = aiortc.rtcrtpsender
+
+
+class ResendBudget(Protocol):
+    """What the sender needs of media.control.pacer.ResendBudget."""
+
+    def allow(self, size: int, age_s: float) -> bool: ...
+
+
+def _ntp_now() -> int:
+    return rtp.ntp_time(time.time_ns())
+
+
+def extension_block(
+    extensions_map: aiortc.rtp.HeaderExtensionsMap, mid: str | None
+) -> tuple[bytes, bytes, bool]:
+    """A sender's RTP header extension block (RFC 8285) as the bytes before and after
+    the 3 bytes of abs-send-time, and whether that is negotiated at all (if not, the
+    whole block is the first part).
+
+    Built by aiortc's own map from the negotiated ids, so the layout is aiortc's.
+    """
+    low, high = (
+        extensions_map.set(aiortc.rtp.HeaderExtensions(mid=mid, abs_send_time=value))
+        for value in (0, 0xFFFFFF)
+    )
+    profile, block = low
+    if not block:
+        return b"", b"", False
+    start = profile.to_bytes(2, "big") + (len(block) // 4).to_bytes(2, "big")
+    if block == high[1]:
+        return start + block, b"", False
+    at = next(i for i, (a, b) in enumerate(zip(block, high[1], strict=True)) if a != b)
+    return start + block[:at], block[at + rtp.ABS_SEND_TIME_BYTES :], True
+
+
+class LeanRtp:
+    """One sender's RTP loop, resends, reports and padding (see the module docstring).
+
+    What it sends is what aiortc would: the same header fields and extensions, the
+    same VP8 descriptor, the same counters for the sender's reports
+    (tests/media/test_lean_rtp.py). RED is packed by the sender's encoder
+    (media.wire.red), as aiortc would.
+    """
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self._sender: Any = sender
+        # seq % RTP_HISTORY_SIZE -> (seq, RTP timestamp, packet bytes, header length)
+        self._history: list[tuple[int, int, bytes, int] | None] = [None] * RTP_HISTORY_SIZE
+        self._newest_timestamp = 0
+        self._clock_rate = VIDEO_CLOCK_RATE
+        self.budget: ResendBudget | None = None
+        # Set when the loop starts, from the negotiated codec and extensions.
+        self._codec: RTCRtpCodecParameters | None = None
+        self._payload_type = 0
+        self._vp8 = self._opus = self._stamped = False
+        self._before = self._after = b""
+        self._first_byte = rtp.VERSION
+        self._header_bytes = rtp.HEADER.size
+        self._sequence_number = 0
+        self._timestamp_origin = 0
+        self._picture_id = 0
+        self._octets = self._packets = 0
+        self._wire: Wire | None = None
+
+    @classmethod
+    def install(cls, sender: RTCRtpSender) -> LeanRtp:
+        """Give `sender` this RTP loop, resends and (video) reports in place of
+        aiortc's; call before it starts sending. Idempotent."""
+        existing = getattr(sender, _LEAN_MARK, None)
+        if isinstance(existing, LeanRtp):
+            return existing
+        lean = cls(sender)
+        target: Any = sender
+        target._run_rtp = lean.run
+        target._retransmit = lean.retransmit
+        if sender.kind == "video":
+            target._run_rtcp = lean.run_rtcp
+        setattr(sender, _LEAN_MARK, lean)
+        return lean
+
+    # --- the loop and the frame sent at once: one way of making packets ------------
+
+    async def run(self, codec: RTCRtpCodecParameters) -> None:
+        """aiortc's `_run_rtp`: pull a frame from the track, send its packets, paced."""
+        sender = self._sender
+        sender._RTCRtpSender__rtp_started.set()
+        self._start(codec)
+        try:
+            while True:
+                track = sender._RTCRtpSender__track
+                if track is None:
+                    await asyncio.sleep(0.02)
+                    continue
+                data = await track.recv()
+                if not sender._enabled:
+                    continue
+                frame = self._frame(data)
+                if frame is None:
+                    continue
+                transport, paced = unpaced(sender._RTCRtpSender__transport)
+                wire = self._wire_to(transport)
+                for packet in self._make_packets(*frame):
+                    if paced is not None:
+                        await paced.pace(len(packet))
+                    if wire is not None:
+                        wire.send(packet)
+                    else:
+                        await transport._send_rtp(packet)
+                self._sent(frame[1], wire)
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        except Exception:
+            # aiortc's stop() waits for the exit below: never leave without it.
+            logger.warning("RTP loop failed\n%s", traceback.format_exc())
+        self._codec = None
+        track = sender._RTCRtpSender__track
+        if track is not None:
+            track.stop()
+            sender._RTCRtpSender__track = None
+        sender._RTCRtpSender__encoder = None
+        sender._RTCRtpSender__rtp_exited.set()
+
+    def send_now(self, data: Any) -> bool:
+        """Send one frame at once, if nothing needs waiting for: the loop runs (and,
+        the caller makes sure, waits for its next frame), the transport is connected,
+        and a paced sender's pacer has the tokens for the whole frame.
+
+        False: nothing was done, the frame must go the loop's way. True: it was sent
+        (or dropped on an unexpected error, logged: it must not be sent twice).
+        """
+        if self._codec is None or not self._sender._enabled:
+            return False
+        transport, paced = unpaced(self._sender._RTCRtpSender__transport)
+        draw: Callable[[int], None] | None = None
+        try:
+            wire = self._wire_to(transport)
+            if wire is None:
+                return False
+            if paced is not None:
+                if paced.waits:
+                    sizes = self._packet_sizes(data)
+                    if sizes is None or not paced.take_now(sizes):
+                        return False
+                else:
+                    draw = paced.draw
+        except ConnectionError:
+            return False
+        except Exception:
+            logger.warning("RTP send failed\n%s", traceback.format_exc())
+            return False
+        try:
+            frame = self._frame(data)
+            if frame is None:
+                return True
+            for packet in self._make_packets(*frame):
+                if draw is not None:
+                    draw(len(packet))
+                wire.send(packet)
+            self._sent(frame[1], wire)
+        except Exception:
+            logger.warning("RTP send failed\n%s", traceback.format_exc())
+        return True
+
+    def _start(self, codec: RTCRtpCodecParameters) -> None:
+        sender = self._sender
+        self._clock_rate = codec.clockRate
+        self._payload_type = codec.payloadType or 0
+        self._vp8 = codec.mimeType.lower() == "video/vp8"
+        self._opus = codec.mimeType.lower() == "audio/opus"
+        self._before, self._after, self._stamped = extension_block(
+            sender._RTCRtpSender__rtp_header_extensions_map, sender._RTCRtpSender__mid
+        )
+        self._first_byte = rtp.VERSION | (rtp.EXTENSION_BIT if self._before else 0)
+        self._header_bytes = (
+            rtp.HEADER.size
+            + len(self._before)
+            + (rtp.ABS_SEND_TIME_BYTES + len(self._after) if self._stamped else 0)
+        )
+        self._sequence_number = _aiortc_sender.random_sequence_number()
+        self._timestamp_origin = _aiortc_sender.random32()
+        self._picture_id = _aiortc_sender.random16() & 0x7FFF
+        self._codec = codec
+
+    def _frame(self, data: Any) -> tuple[list[bytes], int] | None:
+        """A frame's RTP payloads and timestamp (None: nothing to send)."""
+        if self._vp8:
+            chunks = getattr(data, "chunks", None)
+            if chunks is None:
+                chunks = vp8.chunks(bytes(data))
+            if not chunks:
+                return None
+            pts = data.pts
+            if data.time_base != VIDEO_TIME_BASE:
+                pts = int(pts * data.time_base * VIDEO_CLOCK_RATE)
+            picture_id = self._picture_id
+            self._picture_id = (picture_id + 1) & 0x7FFF
+            first, rest = vp8.descriptors(picture_id)
+            payloads = [first + chunks[0]]
+            payloads.extend(rest + chunk for chunk in chunks[1:])
+        elif self._opus and data.time_base == AUDIO_TIME_BASE:
+            # What aiortc's OpusEncoder.pack gives, without its Fraction arithmetic.
+            payloads, pts = [bytes(data)], data.pts
+        else:
+            sender = self._sender
+            encoder = sender._RTCRtpSender__encoder
+            if encoder is None:
+                encoder = _aiortc_sender.get_encoder(self._codec)
+                sender._RTCRtpSender__encoder = encoder
+            payloads, pts = encoder.pack(data)
+            if not payloads:
+                return None
+        return payloads, (self._timestamp_origin + pts) & 0xFFFFFFFF
+
+    def _make_packets(self, payloads: list[bytes], timestamp: int) -> Iterator[bytes]:
+        """A frame's RTP packets, each made as it is asked for (its abs-send-time is
+        the moment it leaves), numbered, counted and kept for resends."""
+        last = len(payloads) - 1
+        history = self._history
+        for i, payload in enumerate(payloads):
+            sequence_number = self._sequence_number
+            self._sequence_number = (sequence_number + 1) & 0xFFFF
+            header = rtp.HEADER.pack(
+                self._first_byte,
+                self._payload_type | rtp.MARKER_BIT if i == last else self._payload_type,
+                sequence_number,
+                timestamp,
+                self._sender._ssrc,
+            )
+            if self._stamped:
+                header += self._before + rtp.abs_send_time(time.time_ns()) + self._after
+            else:
+                header += self._before
+            packet = header + payload
+            history[sequence_number % len(history)] = (
+                sequence_number,
+                timestamp,
+                packet,
+                len(header),
+            )
+            self._octets += len(payload)
+            self._packets += 1
+            yield packet
+
+    def _sent(self, timestamp: int, wire: Wire | None) -> None:
+        """What the sender's next report (RFC 3550 §6.4.1) says, once a frame."""
+        if wire is not None:
+            wire.count()
+        self._newest_timestamp = timestamp
+        sender = self._sender
+        sender._RTCRtpSender__ntp_timestamp = _ntp_now()
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__octet_count = self._octets
+        sender._RTCRtpSender__packet_count = self._packets
+
+    def _wire_to(self, transport: Any) -> Wire | None:
+        """The direct wire to an RTCDtlsTransport, ready for a frame; None for
+        anything else (tests' stand-ins), which gets its `_send_rtp` called."""
+        if not isinstance(transport, RTCDtlsTransport):
+            return None
+        wire = self._wire
+        if wire is None or wire.dtls is not transport:
+            wire = self._wire = Wire(transport)
+        wire.ready()
+        return wire
+
+    def _packet_sizes(self, data: Any) -> list[int] | None:
+        """The sizes of the RTP packets a video frame will make (None: not known
+        before packing)."""
+        chunks = getattr(data, "chunks", None) if self._vp8 else None
+        if chunks is None:
+            return None
+        extra = self._header_bytes + vp8.DESCRIPTOR_BYTES
+        return [len(chunk) + extra for chunk in chunks]
+
+    # --- reports -------------------------------------------------------------------
+
+    async def run_rtcp(self) -> None:
+        """A video sender's reports, every `VIDEO_REPORT_INTERVAL_S`."""
+        sender = self._sender
+        sender._RTCRtpSender__rtcp_started.set()
+        try:
+            while True:
+                # Spread over half to one and a half times the interval (RFC 3550 §6.3.1).
+                await asyncio.sleep(VIDEO_REPORT_INTERVAL_S * (0.5 + random.random()))
+                await sender._send_rtcp(self._report())
+        except asyncio.CancelledError:
+            pass
+        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
+        sender._RTCRtpSender__rtcp_exited.set()
+
+    def _report(self) -> list[Any]:
+        """An SR for now: the NTP time it leaves, the RTP time of that instant."""
+        sender = self._sender
+        ntp_timestamp = _ntp_now()
+        rtp_timestamp = self._newest_timestamp
+        if self._packets:
+            # The newest frame's RTP time, moved on by the time since it went out
+            # (the NTP time `_sent` keeps for aiortc's reports).
+            elapsed = (ntp_timestamp - sender._RTCRtpSender__ntp_timestamp) / 2**32
+            rtp_timestamp = (rtp_timestamp + round(elapsed * self._clock_rate)) & 0xFFFFFFFF
+        packets: list[Any] = [
+            RtcpSrPacket(
+                ssrc=sender._ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp_timestamp,
+                    rtp_timestamp=rtp_timestamp,
+                    packet_count=self._packets & 0xFFFFFFFF,
+                    octet_count=self._octets & 0xFFFFFFFF,
+                ),
+            )
+        ]
+        # What aiortc's own handling of the answering reports reads for its RTT
+        # (RTCRtpSender._handle_rtcp_packet compares it with time.time()).
+        sender._RTCRtpSender__lsr = rtp.middle_32(ntp_timestamp)
+        sender._RTCRtpSender__lsr_time = time.time()
+        cname = sender._RTCRtpSender__cname
+        if cname is not None:
+            packets.append(
+                RtcpSdesPacket(
+                    chunks=[RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode("utf8"))])]
+                )
+            )
+        return packets
+
+    # --- padding and resends ----------------------------------------------------------
+
+    @property
+    def can_pad(self) -> bool:
+        """Whether `padding` gives a packet (RTX and abs-send-time negotiated, started)."""
+        return (
+            self._codec is not None
+            and self._stamped
+            and self._sender._RTCRtpSender__rtx_payload_type is not None
+        )
+
+    @property
+    def padding_packet_bytes(self) -> int:
+        """The size of one padding packet (`padding`), header included."""
+        return self._header_bytes + rtp.PADDING_BYTES
+
+    def padding(self) -> bytes | None:
+        """One padding-only packet on the RTX stream, stamped with the time it leaves
+        (None: this sender cannot pad: no RTX, no abs-send-time, not started).
+
+        What libwebrtc sends to probe a link when it has nothing to resend: RFC 3550
+        §5.1 padding (the P bit, the count in the last byte) on the RFC 4588 stream,
+        which the receiver counts in its estimate (abs-send-time timing it) and then
+        drops. Only with abs-send-time: a receiver timing by RTP timestamps would
+        read a padding packet's as a late frame.
+        """
+        if not self.can_pad:
+            return None
+        sender = self._sender
+        header = rtp.HEADER.pack(
+            self._first_byte | rtp.PADDING_BIT,
+            sender._RTCRtpSender__rtx_payload_type,
+            self._next_rtx_sequence(),
+            self._newest_timestamp,
+            sender._rtx_ssrc,
+        )
+        stamp = rtp.abs_send_time(time.time_ns())
+        return b"".join((header, self._before, stamp, self._after, rtp.PADDING))
+
+    def pad(self, count: int) -> int:
+        """Send up to `count` padding packets now; how many went out."""
+        transport, _ = unpaced(self._sender._RTCRtpSender__transport)
+        try:
+            wire = self._wire_to(transport)
+        except ConnectionError:
+            return 0
+        if wire is None:
+            return 0
+        sent = 0
+        try:
+            for _ in range(count):
+                packet = self.padding()
+                if packet is None:
+                    break
+                wire.send(packet)
+                sent += 1
+        except ConnectionError:
+            pass
+        wire.count()
+        return sent
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """Answer a NACK for one packet from the history, as RTX where negotiated."""
+        entry = self._history[sequence_number % len(self._history)]
+        if entry is None or entry[0] != sequence_number:
+            return
+        _, timestamp, packet, header_length = entry
+        if self.budget is not None:
+            # Its age from RTP timestamps (RFC 3550 §5.1): no send times need keeping.
+            age_s = ((self._newest_timestamp - timestamp) & 0xFFFFFFFF) / self._clock_rate
+            if not self.budget.allow(len(packet) - header_length, age_s):
+                return
+        sender = self._sender
+        rtx_type = sender._RTCRtpSender__rtx_payload_type
+        if rtx_type is not None:
+            packet = rtp.rtx(
+                packet, header_length, rtx_type, self._next_rtx_sequence(), sender._rtx_ssrc
+            )
+        await sender.transport._send_rtp(packet)
+
+    def _next_rtx_sequence(self) -> int:
+        sender = self._sender
+        sequence: int = sender._RTCRtpSender__rtx_sequence_number
+        sender._RTCRtpSender__rtx_sequence_number = (sequence + 1) & 0xFFFF
+        return sequence
+
+
+def lean_rtp(sender: RTCRtpSender) -> LeanRtp:
+    """The sender's LeanRtp, installed now if it was not (`LeanRtp.install`)."""
+    return LeanRtp.install(sender)
+
+
+def budget_resends(sender: RTCRtpSender, budget: ResendBudget) -> None:
+    """Answer NACKs only within `budget` (media.control.pacer.ResendBudget) and while
+    still useful. The sender must run our RTP loop: its history knows each packet's age.
+    """
+    lean = getattr(sender, _LEAN_MARK, None)
+    if not isinstance(lean, LeanRtp):
+        raise TypeError("resends are budgeted on senders that run LeanRtp")
+    lean.budget = budget

@@ -1,0 +1,130 @@
+"""From a sender to its socket: pacing in front of the transport, and a direct wire.
+
+- Pacing (`pace_sender`). A sender writes every packet through its private
+  `__transport`'s `_send_rtp()`: resends and RTCP at each packet, our RTP loop
+  (media.adapter.sender) through `PacedTransport.pace` and the `Wire`. A proxy
+  there paces it (media.control.pacer); RTCP is never held back.
+- The direct wire (`Wire`). RTCDtlsTransport._send_rtp and aioice send a packet
+  through four coroutines and several property lookups; the wire does what they do
+  (SRTP, then a datagram to the nominated candidate pair) in two calls, and adds
+  what it sent to the transport's stats as they would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from aiortc import RTCRtpSender
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtp import is_rtcp
+
+
+class Pacing(Protocol):
+    """What the transport needs of media.control.pacer.Pacer."""
+
+    def take_now(self, sizes: Sequence[int]) -> bool: ...
+
+    def consume(self, size: int) -> None: ...
+
+    async def wait(self, size: int) -> None: ...
+
+
+class PacedTransport:
+    """Stands in for a sender's RTCDtlsTransport; everything but sending passes through."""
+
+    def __init__(self, transport: Any, pacer: Pacing, wait: bool) -> None:
+        self.inner = transport
+        self._pacer = pacer
+        self._wait = wait
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def waits(self) -> bool:
+        """Video waits for its turn; audio only draws from the budget."""
+        return self._wait
+
+    def take_now(self, sizes: list[int]) -> bool:
+        """Video: the tokens for a whole frame's packets, if the pacer has them now."""
+        return bool(self._pacer.take_now(sizes))
+
+    def draw(self, size: int) -> None:
+        """Audio: draw a packet's tokens (it never waits)."""
+        self._pacer.consume(size)
+
+    async def pace(self, size: int) -> None:
+        """Wait for (video) or draw (audio) the pacer's tokens for an RTP packet."""
+        if self._wait:
+            await self._pacer.wait(size)
+        else:
+            self.draw(size)
+
+    async def _send_rtp(self, data: bytes) -> None:
+        if not is_rtcp(data):
+            await self.pace(len(data))
+        await self.inner._send_rtp(data)
+
+
+def pace_sender(sender: RTCRtpSender, pacer: Pacing, *, wait: bool) -> None:
+    """Route a sender's packets through `pacer` (media.control.pacer.Pacer).
+
+    `wait`: video waits for its turn; audio (wait=False) is sent at once and only
+    draws from the budget. RTCP is never held back.
+    """
+    transport = sender._RTCRtpSender__transport  # type: ignore[attr-defined]
+    if isinstance(transport, PacedTransport):
+        transport = transport.inner
+    sender._RTCRtpSender__transport = PacedTransport(transport, pacer, wait)  # type: ignore[attr-defined]
+
+
+def unpaced(transport: Any) -> tuple[Any, PacedTransport | None]:
+    """A sender's transport without its pacing proxy, and the proxy if it has one."""
+    if isinstance(transport, PacedTransport):
+        return transport.inner, transport
+    return transport, None
+
+
+class Wire:
+    """An RTP packet from a sender to its socket as RTCDtlsTransport._send_rtp and
+    aioice send it (SRTP, then a datagram to the nominated candidate pair), without
+    their four coroutines and property lookups per packet.
+
+    `ready()` once a frame: a frame's packets go to the pair nominated when it started.
+    """
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self.dtls = dtls
+        self._pair: Any = None
+        self._protect: Callable[[bytes], bytes] = lambda packet: packet
+        self._sendto: Callable[[bytes, Any], None] = lambda data, address: None
+        self._address: Any = None
+        self._packets = 0
+        self._bytes = 0
+
+    def ready(self) -> None:
+        pair = self.dtls.transport._connection._nominated.get(1)
+        if self.dtls._state is not DtlsState.CONNECTED or pair is None:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        if pair is not self._pair:
+            self._pair = pair
+            self._protect = self.dtls._tx_srtp.protect
+            self._sendto = pair.protocol.transport.sendto
+            self._address = pair.remote_addr
+
+    def send(self, packet: bytes) -> None:
+        if self.dtls._state is not DtlsState.CONNECTED:  # it may close while paced
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        data = self._protect(packet)
+        self._sendto(data, self._address)
+        self._packets += 1
+        self._bytes += len(data)
+
+    def count(self) -> None:
+        """Add what was sent to the transport's stats (getStats), as it would."""
+        dtls: Any = self.dtls
+        dtls._RTCDtlsTransport__tx_packets += self._packets
+        dtls._RTCDtlsTransport__tx_bytes += self._bytes
+        self._packets = self._bytes = 0

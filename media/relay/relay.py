@@ -1,0 +1,401 @@
+"""The relay: one peer connection per participant, ladders per source, packets fanned out.
+
+`Relay` implements `media.gateway.MediaGateway`. Signaling builds one per
+process, `Relay(RelaySettings(...))`, and calls `negotiate()` for every offer,
+`set_stage()` when the floor changes, `disconnect()`/`end_lesson()` as people
+leave, and `close()` on shutdown. Each participant's sending side
+(media.relay.sending) chooses its layers from its own feedback; `set_layer()`
+chooses by hand when adaptation is off.
+
+A packet's path, from the teacher to a classroom (docs/architecture.md):
+the teacher's track -> `Ladder` (decode once, one encoder per layer) ->
+`Layer.publish` -> each subscriber's `SubscriberTrack.deliver` -> the sender's
+`LeanRtp.send_now` (or its loop) -> `Wire.send` (SRTP, the socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCRtpTransceiver
+
+from classroom.roles import Role
+from media.adapter.hooks import install_consent_hook
+from media.adapter.offer import check_offer
+from media.adapter.peer import add_slot, answer, new_peer, take_offer
+from media.adapter.red import install_red_encoder, send_red
+from media.adapter.rtcp import hook_sender_rtcp, quiet_when_idle
+from media.adapter.sender import LeanRtp
+from media.gateway import LinkReport, MediaError
+from media.pipeline.fanout import SubscriberTrack
+from media.pipeline.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
+from media.pipeline.mosaic import Mosaic, MosaicLayer
+from media.recorder.manifest import Manifest
+from media.recorder.recorder import Recorder
+from media.relay.reports import LinkReports, link_report
+from media.relay.routing import (
+    lesson_sources,
+    mosaic_frames,
+    recorded_sources,
+    slot_sources,
+    source_for,
+)
+from media.relay.sending import LayerChoice, Outgoing, SendingSide
+from media.relay.session import Lesson, Participant
+from media.settings import RelaySettings
+from media.slots import Slot
+from media.wire.sdp import announce
+
+logger = logging.getLogger(__name__)
+
+# How long a classroom's camera may send nothing and still have a tile in the mosaic.
+MOSAIC_LIVE_S = 2.0
+
+
+class Relay:
+    """The MediaGateway on aiortc (see the module docstring for the call sequence)."""
+
+    def __init__(
+        self,
+        settings: RelaySettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings or RelaySettings()
+        install_consent_hook()
+        install_red_encoder()
+        self._clock = clock
+        self._lessons: dict[str, Lesson] = {}
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._settings.encoder_threads, thread_name_prefix="media-encode"
+        )
+        self._reports = LinkReports()
+        self._recorders: dict[str, Recorder] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # --- MediaGateway -------------------------------------------------------------
+
+    async def negotiate(
+        self, lesson_id: str, participant_id: str, role: Role, offer_sdp: str
+    ) -> str:
+        if self._closed:
+            raise MediaError("the media relay is shutting down")
+        offered = check_offer(offer_sdp, role)
+        lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))
+        old = lesson.participants.pop(participant_id, None)
+        if old is not None:
+            await self._close_participant(old)
+
+        pc = new_peer(self._settings.stun_servers)
+        # The sending side calls back into the relay once `participant` is made.
+        sending = SendingSide(
+            f"{lesson_id}/{participant_id}",
+            self._settings,
+            self._clock,
+            is_current=lambda: self._current(participant) is not None,
+            on_adapt_due=lambda: self._adapt_one(participant),
+        )
+        participant = Participant(
+            lesson_id, participant_id, role, pc, {}, sending, joined_at=self._clock()
+        )
+        try:
+            transceivers = [add_slot(pc, item.spec) for item in offered]
+            for item, transceiver in zip(offered, transceivers, strict=True):
+                if item.spec.direction == "recvonly":
+                    sending.add(self._outgoing(participant, item.spec.slot, transceiver))
+            await take_offer(pc, offer_sdp)
+            if self._settings.audio_red:
+                for item, transceiver in zip(offered, transceivers, strict=True):
+                    out = sending.outgoing.get(item.spec.slot)
+                    if out is not None and item.spec.kind == "audio":
+                        out.red = send_red(transceiver, item.codecs)
+            answer_sdp = await answer(pc, self._settings.host_addresses)
+            for item, transceiver in zip(offered, transceivers, strict=True):
+                if item.spec.direction == "sendonly":
+                    participant.ladders[item.spec.slot] = self._ladder(item.spec.slot, transceiver)
+            if self._settings.adaptive:
+                sending.pace()
+        except BaseException:
+            await self._close_participant(participant)
+            raise
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            # ICE/DTLS failed (the classroom's link is gone): free its encoders'
+            # subscriptions now rather than when signaling notices.
+            if pc.connectionState == "failed":
+                await self._drop_if_current(participant)
+            elif pc.connectionState == "connected":
+                participant.sending.start_probing()
+
+        lesson.participants[participant_id] = participant
+        if Slot.CLASSROOMS in participant.sending.outgoing:
+            self._ensure_mosaic(lesson)
+        self._route(lesson)
+        self._start_loops()
+        if self._settings.announced_address:
+            answer_sdp = announce(answer_sdp, self._settings.announced_address)
+        return answer_sdp
+
+    async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:
+        lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))
+        lesson.stage = classroom_id
+        self._route(lesson)
+
+    async def disconnect(self, lesson_id: str, participant_id: str) -> None:
+        lesson = self._lessons.get(lesson_id)
+        if lesson is None:
+            return
+        participant = lesson.participants.pop(participant_id, None)
+        if participant is not None:
+            await self._close_participant(participant)
+            self._route(lesson)
+
+    async def end_lesson(self, lesson_id: str) -> None:
+        lesson = self._lessons.pop(lesson_id, None)
+        if lesson is None:
+            return
+        if lesson.mosaic is not None:
+            lesson.mosaic.close()
+        await asyncio.gather(*(self._close_participant(p) for p in lesson.participants.values()))
+
+    def link_reports(self) -> AsyncIterator[LinkReport]:
+        return self._reports.stream()
+
+    async def close(self) -> None:
+        self._closed = True
+        # A graceful stop finalizes the recordings (seek index, durations).
+        for lesson_id in list(self._recorders):
+            self.stop_recording(lesson_id)
+        for lesson_id in list(self._lessons):
+            await self.end_lesson(lesson_id)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # --- recording: one more subscriber of the top layers (media.recorder) ----------
+
+    def start_recording(self, lesson_id: str, directory: Path, meta: dict[str, Any]) -> Recorder:
+        """Record the lesson's sources into `directory` from now on."""
+        self.stop_recording(lesson_id)
+        recorder = Recorder(directory, clock=self._clock, meta=meta)
+        self._recorders[lesson_id] = recorder
+        self._route(self._lessons.setdefault(lesson_id, Lesson(lesson_id)))
+        return recorder
+
+    def stop_recording(self, lesson_id: str) -> Manifest | None:
+        """Finish the lesson's recording; its manifest, or None if none was running."""
+        recorder = self._recorders.pop(lesson_id, None)
+        return None if recorder is None else recorder.close()
+
+    # --- beyond the gateway: layers by hand, and introspection ------------------------
+
+    def set_layer(
+        self, lesson_id: str, participant_id: str, slot: Slot, layer: LayerChoice
+    ) -> None:
+        """Choose what an outgoing slot carries: "high", "mid", "low", or None (off).
+
+        A layer a source lacks falls to the nearest one below (slides have no "mid").
+        The switch happens at the new layer's next keyframe, which is requested now.
+        """
+        if layer is not None and layer not in LAYER_ORDER:
+            raise MediaError(f"unknown layer {layer!r}; use one of {', '.join(LAYER_ORDER)}")
+        participant = self.participant(lesson_id, participant_id)
+        outgoing = participant.sending.outgoing.get(slot)
+        if outgoing is None:
+            raise MediaError(f"a {participant.role.value} receives nothing on {slot.value}")
+        outgoing.choice = layer
+        self._route(self._lessons[lesson_id])
+
+    def participant(self, lesson_id: str, participant_id: str) -> Participant:
+        """A participant's connection (tests, metrics); MediaError if it has none."""
+        lesson = self._lessons.get(lesson_id)
+        participant = None if lesson is None else lesson.participants.get(participant_id)
+        if participant is None:
+            raise MediaError(f"{participant_id} has no media connection in this lesson")
+        return participant
+
+    def ladder(self, lesson_id: str, participant_id: str, slot: Slot) -> Ladder | None:
+        """The ladder fed by a participant's incoming slot (tests, metrics)."""
+        return self.participant(lesson_id, participant_id).ladders.get(slot)
+
+    def outgoing_track(
+        self, lesson_id: str, participant_id: str, slot: Slot
+    ) -> SubscriberTrack | None:
+        out = self.participant(lesson_id, participant_id).sending.outgoing.get(slot)
+        return None if out is None else out.track
+
+    def mosaic(self, lesson_id: str) -> Mosaic | None:
+        """The lesson's mosaic of classrooms, once a teacher has asked for it."""
+        lesson = self._lessons.get(lesson_id)
+        return None if lesson is None else lesson.mosaic
+
+    def link_report(self, lesson_id: str, participant_id: str) -> LinkReport:
+        """A participant's link as the next report would say it (tests)."""
+        participant = self.participant(lesson_id, participant_id)
+        return self._report(participant, None)
+
+    # --- building a participant ------------------------------------------------------
+
+    def _outgoing(
+        self, participant: Participant, slot: Slot, transceiver: RTCRtpTransceiver
+    ) -> Outgoing:
+        """An outgoing slot: a track the layers feed, and the sender that sends it."""
+        kind = transceiver.kind
+        capacity = (
+            self._settings.video_queue_frames
+            if kind == "video"
+            else self._settings.audio_queue_packets
+        )
+        sender = transceiver.sender
+        # The last hop of every packet to this participant: our RTP loop in place of
+        # aiortc's (media.adapter.sender), and the track handing it each packet
+        # directly while the loop waits (SubscriberTrack.deliver -> LeanRtp.send_now).
+        lean = LeanRtp.install(sender)
+        track = SubscriberTrack(
+            kind,
+            capacity,
+            self._settings.keyframe_min_interval_s,
+            send_now=lean.send_now,
+            on_switch=lambda _layer: self._layers_changed(participant),
+        )
+        sender.replaceTrack(track)
+        side = participant.sending
+        feedback = hook_sender_rtcp(
+            sender,
+            track.request_keyframe,
+            on_feedback=lambda: side.feedback_arrived(slot),
+            clock=self._clock,
+        )
+        quiet_when_idle(sender, self._clock)
+        return Outgoing(slot, sender, track, lean, feedback)
+
+    def _ladder(self, slot: Slot, transceiver: RTCRtpTransceiver) -> Ladder:
+        track = transceiver.receiver.track
+        if slot is Slot.MICROPHONE:
+            return Ladder.for_audio(track, clock=self._clock)
+        return Ladder.for_video(
+            track,
+            SLIDES_LAYERS if slot is Slot.SCREEN else CAMERA_LAYERS,
+            keyframe_interval_s=self._settings.keyframe_min_interval_s,
+            clock=self._clock,
+            executor=self._executor,
+        )
+
+    def _ensure_mosaic(self, lesson: Lesson) -> Mosaic:
+        if lesson.mosaic is None:
+
+            def frames() -> dict[str, Any]:
+                return mosaic_frames(lesson, self._clock(), MOSAIC_LIVE_S)
+
+            lesson.mosaic = Mosaic(MosaicLayer(frames, clock=self._clock, executor=self._executor))
+        return lesson.mosaic
+
+    # --- routing and adapting --------------------------------------------------------
+
+    def _route(self, lesson: Lesson) -> None:
+        """Point every outgoing slot of the lesson at the layer it should carry now.
+
+        Idempotent: called after any change (a join, a leave, the stage, a layer).
+        """
+        sources = lesson_sources(lesson)
+        for participant in lesson.participants.values():
+            for slot, out in participant.sending.outgoing.items():
+                source = source_for(lesson, sources, participant, slot)
+                if source is None or out.choice is None:
+                    out.track.follow(None)
+                else:
+                    out.track.follow(source.layer(out.choice))
+        recorder = self._recorders.get(lesson.lesson_id)
+        if recorder is not None:
+            recorder.update(recorded_sources(lesson))
+
+    def _adapt_lesson(self, lesson: Lesson, now: float) -> None:
+        sources = lesson_sources(lesson)
+        changed = False
+        for participant in list(lesson.participants.values()):
+            if participant.sending.outgoing:
+                side = participant.sending
+                changed |= side.adapt(slot_sources(lesson, sources, participant), now)
+        if changed:
+            self._route(lesson)
+
+    def _adapt_one(self, participant: Participant) -> None:
+        """Fresh feedback asked for an allocation before the next tick."""
+        lesson = self._current(participant)
+        if lesson is None or not participant.sending.outgoing:
+            return
+        sources = slot_sources(lesson, lesson_sources(lesson), participant)
+        if participant.sending.adapt(sources, self._clock()):
+            self._route(lesson)
+
+    def _start_loops(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._report_loop(), name="link-reports"),
+                asyncio.create_task(self._adapt_loop(), name="downlinks"),
+            ]
+
+    async def _adapt_loop(self) -> None:
+        interval = self._settings.allocation_interval_s
+        while not self._closed:
+            await asyncio.sleep(interval)
+            now = self._clock()
+            for lesson in list(self._lessons.values()):
+                self._adapt_lesson(lesson, now)
+
+    # --- link reports ------------------------------------------------------------------
+
+    async def _report_loop(self) -> None:
+        interval = self._settings.report_interval_s
+        while not self._closed:
+            await asyncio.sleep(interval)
+            if not self._reports.listened:
+                continue
+            for lesson in list(self._lessons.values()):
+                for participant in list(lesson.participants.values()):
+                    if participant.sending.outgoing:
+                        self._reports.broadcast(self._report(participant, interval))
+
+    def _report(self, participant: Participant, interval_s: float | None) -> LinkReport:
+        lesson = self._lessons.get(participant.lesson_id)
+        mosaic = None if lesson is None else lesson.mosaic
+        return link_report(participant, interval_s, mosaic.mosaic.tiles if mosaic else None)
+
+    def _layers_changed(self, participant: Participant) -> None:
+        self._reports.soon(
+            participant,
+            lambda: self._report(participant, None) if self._current(participant) else None,
+        )
+
+    # --- leaving -----------------------------------------------------------------------
+
+    def _current(self, participant: Participant) -> Lesson | None:
+        """The participant's lesson, if the relay is open and this connection is still
+        the participant's (a second offer replaces it)."""
+        lesson = self._lessons.get(participant.lesson_id)
+        if self._closed or lesson is None:
+            return None
+        if lesson.participants.get(participant.participant_id) is not participant:
+            return None
+        return lesson
+
+    async def _drop_if_current(self, participant: Participant) -> None:
+        if self._current(participant) is not None:
+            await self.disconnect(participant.lesson_id, participant.participant_id)
+
+    async def _close_participant(self, participant: Participant) -> None:
+        participant.sending.close()
+        for ladder in participant.ladders.values():
+            ladder.close()
+        await participant.pc.close()

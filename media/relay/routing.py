@@ -1,0 +1,99 @@
+"""Which source feeds each outgoing slot of a lesson: pure functions of its session.
+
+The teacher's camera, microphone and screen feed every participant's lesson
+slots; the classroom on stage feeds everyone's stage slots but its own; the
+mosaic of the classrooms not on stage feeds the teacher's. The latest teacher to
+join is the one whose media the lesson carries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from classroom.roles import Role
+from media.pipeline.fanout import Publisher
+from media.recorder.recorder import Sources
+from media.relay.sending import Source
+from media.relay.session import Lesson, Participant
+from media.slots import Slot
+
+# Which incoming slot of whom feeds each outgoing slot.
+FROM_TEACHER = {
+    Slot.TEACHER_CAMERA: Slot.CAMERA,
+    Slot.TEACHER_AUDIO: Slot.MICROPHONE,
+    Slot.SLIDES: Slot.SCREEN,
+}
+FROM_STAGE = {Slot.STAGE_VIDEO: Slot.CAMERA, Slot.STAGE_AUDIO: Slot.MICROPHONE}
+
+# The teacher whose media the lesson carries, and the classroom on stage.
+LessonSources = tuple[Participant | None, Participant | None]
+
+
+def lesson_sources(lesson: Lesson) -> LessonSources:
+    """The teacher whose media the lesson carries, and the classroom on stage.
+
+    Found once per lesson and passed to `source_for` for each slot: found per slot,
+    they made every allocation tick cost the square of the classrooms."""
+    teachers = [p for p in lesson.participants.values() if p.role is Role.TEACHER]
+    teacher = max(teachers, key=lambda p: p.joined_at) if teachers else None
+    stage = lesson.participants.get(lesson.stage) if lesson.stage else None
+    if stage is not None and stage.role is not Role.CLASSROOM:
+        stage = None
+    return teacher, stage
+
+
+def source_for(
+    lesson: Lesson, sources: LessonSources, participant: Participant, slot: Slot
+) -> Source | None:
+    """The source that feeds `participant`'s outgoing `slot` now, if any."""
+    if slot is Slot.CLASSROOMS:
+        return lesson.mosaic
+    teacher, stage = sources
+    if slot in FROM_TEACHER and teacher is not None:
+        return teacher.ladders.get(FROM_TEACHER[slot])
+    if slot in FROM_STAGE and stage is not None and stage is not participant:
+        return stage.ladders.get(FROM_STAGE[slot])
+    return None
+
+
+def slot_sources(
+    lesson: Lesson, sources: LessonSources, participant: Participant
+) -> dict[Slot, Source | None]:
+    """`source_for` each of the participant's outgoing slots."""
+    return {
+        slot: source_for(lesson, sources, participant, slot)
+        for slot in participant.sending.outgoing
+    }
+
+
+def recorded_sources(lesson: Lesson) -> Sources:
+    """The top layer of each source the recorder keeps: the teacher's camera,
+    microphone and screen, and the stage classroom's camera and microphone."""
+    teacher, stage = lesson_sources(lesson)
+
+    def top(who: Participant | None, slot: Slot) -> Publisher | None:
+        ladder = None if who is None else who.ladders.get(slot)
+        return None if ladder is None else ladder.layers[0]
+
+    return Sources(
+        camera=top(teacher, Slot.CAMERA),
+        audio=top(teacher, Slot.MICROPHONE),
+        slides=top(teacher, Slot.SCREEN),
+        stage_video=top(stage, Slot.CAMERA),
+        stage_audio=top(stage, Slot.MICROPHONE),
+        stage_id=None if stage is None else stage.participant_id,
+    )
+
+
+def mosaic_frames(lesson: Lesson, now: float, live_within_s: float) -> dict[str, Any]:
+    """What the teacher's mosaic shows: each classroom not on stage, in order of
+    arrival, with its latest picture, or None while its camera sends nothing."""
+    out: dict[str, Any] = {}
+    rooms = sorted(lesson.participants.values(), key=lambda p: p.joined_at)
+    for room in rooms:
+        if room.role is not Role.CLASSROOM or room.participant_id == lesson.stage:
+            continue
+        camera = room.ladders.get(Slot.CAMERA)
+        live = camera is not None and camera.live(now, within_s=live_within_s)
+        out[room.participant_id] = camera.latest if live and camera else None
+    return out

@@ -1,0 +1,338 @@
+"""One participant's sending side: its outgoing slots, their pacing, probes and choices.
+
+Each participant's downlink is its own: its RTCP feedback feeds its estimator and
+allocator (media.control.downlink), whose decision sets the pacer's rate, the
+resend budget, the padding a probe asks for and the layer each slot should carry.
+The side knows nothing of the lesson: the relay hands it, at each allocation, the
+source feeding each slot now, and it talks back through two callbacks: whether
+its connection is still the participant's (`is_current`), and that fresh feedback
+asks for an allocation before the next periodic one (`on_adapt_due`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from aiortc import RTCRtpSender
+
+from media.adapter.sender import LeanRtp, budget_resends
+from media.adapter.transport import pace_sender
+from media.control.downlink import Downlink, SlotView
+from media.control.feedback import SenderFeedback
+from media.control.pacer import UDP_IP_BYTES, Pacer, PaddingBudget, ResendBudget
+from media.pipeline.fanout import SubscriberTrack
+from media.pipeline.ladder import Ladder
+from media.pipeline.mosaic import Mosaic
+from media.settings import RelaySettings
+from media.slots import Slot
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+DEFAULT_LAYER = "high"
+LayerChoice = str | None  # "high" | "mid" | "low", or None for off
+Source = Ladder | Mosaic
+
+# Video leaves at what the link is thought to carry, or at what was chosen to be
+# sent when that is more (a probe, the floor of audio and slides), and a little
+# over: a keyframe or a new slide is spread at that rate rather than poured into a
+# rural modem's few hundred milliseconds of buffer. Paced 15 % over the estimate,
+# the page turns of a satellite classroom's slides overflowed it and took the
+# teacher's voice with them.
+PACING_FACTOR = 1.05
+MIN_PACING_BPS = 100_000
+# How often a probe's padding is let out: at 300 kbit/s of it, a packet or two each time.
+PADDING_INTERVAL_S = 0.01
+# The padding trains sent when a connection comes up (SendingSide._probe_at_start):
+# the spacing of their packets and how many, with a pause between so that they read
+# as two trains (the second for when loss breaks the first). 255 bytes every 3.5 ms
+# is about 580 kbit/s: what audio, slides and camera take at their best, and a
+# margin. A train at 1 Mbit/s as well set an estimate of 1.18 Mbit/s that the relay
+# had no use for; Chromium's REMB later fell from it to about what it received, the
+# path's round trip flat, which the estimator rightly does not take for congestion:
+# the figure stayed, the video was paced to it, and on the step profile the drop to
+# 300 kbit/s cost freezes of 0.55 to 1.32 s in three of five runs (none in five
+# without the trains).
+INITIAL_PROBE_TRAINS = ((0.0035, 8), (0.0035, 8))
+INITIAL_PROBE_GAP_S = 0.03
+# How long the trains wait for a video sender that can carry them.
+INITIAL_PROBE_WAIT_S = 2.0
+# Resends may take this share of the estimated rate (the rest is fresh media).
+RESEND_SHARE = 0.15
+# Allocations on fresh feedback come at most this often per participant
+# (SendingSide.feedback_arrived); the periodic ones go on beside them.
+EARLY_ADAPT_MIN_S = 0.1
+# Opus at 28 kbit/s plus 25 packets a second of headers (media.control.meter).
+AUDIO_NOMINAL_KBPS = 41.0
+# RED repeats each Opus payload once, with a 4-byte block header.
+RED_EXTRA_KBPS = 30.0
+
+
+@dataclass
+class Outgoing:
+    """One slot the relay sends the participant: the sender, the track that feeds
+    it the layer it follows, and what the receiver says of it."""
+
+    slot: Slot
+    sender: RTCRtpSender
+    track: SubscriberTrack
+    lean: LeanRtp
+    feedback: SenderFeedback
+    choice: LayerChoice = DEFAULT_LAYER
+    # Audio sent as RED (media.wire.red): each packet carries the previous one too.
+    red: bool = False
+    octets_at_last_report: int = 0
+
+
+def layer_costs(source: Source, now: float) -> tuple[tuple[str, float], ...]:
+    """A source's layers, cheapest first, with what each costs on the wire in kbit/s.
+
+    Measured when the layer is sending; for a paused layer, what it cost when it
+    last sent, or its expected bit rate (with a 10 % allowance for packet headers).
+    """
+    costs = []
+    for layer in reversed(source.layers):
+        kbps = layer.meter.kbps(now) or layer.meter.last_kbps()
+        if kbps is None:
+            spec = getattr(layer, "spec", None)
+            if spec is None:
+                kbps = AUDIO_NOMINAL_KBPS
+            else:
+                kbps = (spec.expected_bitrate or spec.bitrate) * 1.1 / 1000
+        costs.append((layer.name, kbps))
+    return tuple(costs)
+
+
+class SendingSide:
+    """What one participant is sent, and how fast (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: RelaySettings,
+        clock: Clock,
+        *,
+        is_current: Callable[[], bool],
+        on_adapt_due: Callable[[], None],
+    ) -> None:
+        self.name = name
+        self.outgoing: dict[Slot, Outgoing] = {}
+        self._settings = settings
+        self._clock = clock
+        self._is_current = is_current
+        self._on_adapt_due = on_adapt_due
+        self.downlink = Downlink()
+        self.downlink.name = name
+        self.pacer: Pacer | None = None
+        self.resends: ResendBudget | None = None
+        # A probe's padding (media.control.allocator), and the task sending it while asked to.
+        self.padding: PaddingBudget | None = None
+        self.padder: asyncio.Task[None] | None = None
+        # The trains of padding sent once the connection is up (_probe_at_start).
+        self.prober: asyncio.Task[None] | None = None
+        # What the last periodic link report measured as sent, and whether a report
+        # of changed layers is on its way (media.relay.reports).
+        self.sent_kbps = 0.0
+        self.report_due = False
+        # Whether an allocation on fresh feedback is on its way, and when the last
+        # allocation ran (feedback_arrived).
+        self.adapt_due = False
+        self.adapted_at = -math.inf
+        self._closed = False
+
+    def add(self, outgoing: Outgoing) -> None:
+        self.outgoing[outgoing.slot] = outgoing
+
+    def pace(self) -> None:
+        """Pace the participant's video and budget its resends (media.control.pacer).
+
+        After negotiation: aiortc settles each sender's transport (the bundle) while
+        applying the descriptions, and pacing wraps the transport it ends up with.
+        """
+        rate = self.downlink.estimate.bitrate_bps
+        self.pacer = Pacer(rate * PACING_FACTOR, self._clock)
+        self.resends = ResendBudget(RESEND_SHARE, self._clock)
+        self.resends.set_rate(rate)
+        self.padding = PaddingBudget(self._clock)
+        for out in self.outgoing.values():
+            video = out.track.kind == "video"
+            pace_sender(out.sender, self.pacer, wait=video)
+            if video:
+                budget_resends(out.sender, self.resends)
+
+    # --- allocation -------------------------------------------------------------------
+
+    def adapt(self, sources: Mapping[Slot, Source | None], now: float) -> bool:
+        """Allocate the link over the slots, given the source feeding each now.
+
+        Sets the pacer, the resend budget and the padding; True when the slots'
+        choices changed (the relay then routes them)."""
+        self.adapted_at = now
+        views: dict[Slot, SlotView] = {}
+        for slot, out in self.outgoing.items():
+            source = sources.get(slot)
+            # A source that sends nothing (slides not shared yet) is offered no
+            # bandwidth: it would only keep the stage or the camera off.
+            live = source is not None and source.live(now)
+            costs = layer_costs(source, now) if source is not None and live else ()
+            if out.red:
+                costs = tuple((name, kbps + RED_EXTRA_KBPS) for name, kbps in costs)
+            views[slot] = SlotView(out.feedback, costs, sending=out.track.layer_name != "off")
+        sent = self.pacer.sent_bps() if self.pacer is not None else None
+        can_pad = (
+            self._settings.probe_with_padding
+            and self.padding is not None
+            and self.pads_with() is not None
+        )
+        decision = self.downlink.tick(views, now, sent_bps=sent, can_pad=can_pad)
+        estimate = self.downlink.estimate.bitrate_bps
+        if self.pacer is not None and self.resends is not None:
+            allocated = self.downlink.allocated_bps
+            padding = self.downlink.padding_bps
+            self.pacer.set_rate(
+                max(MIN_PACING_BPS, max(estimate, allocated + padding) * PACING_FACTOR)
+            )
+            self.resends.set_rate(estimate)
+            self._start_padding(padding)
+        # Without adaptation the estimate is still kept, for the link reports.
+        if decision is None or not self._settings.adaptive:
+            return False
+        for slot, out in self.outgoing.items():
+            layer = decision.allocation.get(str(slot))
+            if layer is not None:
+                out.choice = None if layer == "off" else layer
+        logger.info(
+            "%s: %s to %s at %.0f kbit/s",
+            self.name,
+            decision.reason,
+            decision.allocation,
+            estimate / 1000,
+        )
+        return True
+
+    def feedback_arrived(self, slot: Slot) -> None:
+        """A REMB or a receiver report for one of the senders: if it may lower the
+        estimate (Downlink.is_news), ask for an allocation now, not at the next tick
+        (up to `allocation_interval_s` later). A link that narrows shows in a few
+        reports a second apart, and each tick of waiting is that much longer with a
+        queue building on the path. At most one such allocation per
+        `EARLY_ADAPT_MIN_S`: a REMB and the receiver reports of several streams
+        often come together. Feedback that can only raise the estimate waits:
+        allocating on every report cost the event loop 7 % more with 32 classrooms
+        (bench_fanout)."""
+        out = self.outgoing.get(slot)
+        if self.adapt_due or self._closed or out is None:
+            return
+        if not self.downlink.is_news(out.feedback):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.adapt_due = True
+        wait = self.adapted_at + EARLY_ADAPT_MIN_S - self._clock()
+        loop.call_later(max(0.0, wait), self._adapt_now)
+
+    def _adapt_now(self) -> None:
+        self.adapt_due = False
+        if not self._closed:
+            self._on_adapt_due()
+
+    # --- padding ----------------------------------------------------------------------
+
+    def pads_with(self) -> LeanRtp | None:
+        """The video sender that can carry a probe's padding: one that sends now if
+        any does (its RTX stream is one the receiver already expects packets on)."""
+        found = None
+        for out in self.outgoing.values():
+            if out.track.kind != "video" or not out.lean.can_pad:
+                continue
+            if out.track.layer_name != "off":
+                return out.lean
+            found = found or out.lean
+        return found
+
+    def _start_padding(self, rate_bps: float) -> None:
+        if self.padding is None:
+            return
+        self.padding.set_rate(rate_bps)
+        if rate_bps > 0 and (self.padder is None or self.padder.done()):
+            self.padder = asyncio.create_task(self._pad(), name=f"padding-{self.name}")
+
+    async def _pad(self) -> None:
+        """Send padding while the allocator asks for it, in the room the pacer leaves
+        after the media (media.control.pacer.PaddingBudget)."""
+        padding, pacer = self.padding, self.pacer
+        assert padding is not None and pacer is not None
+        while not self._closed and padding.rate_bps > 0:
+            await asyncio.sleep(PADDING_INTERVAL_S)
+            lean = self.pads_with()
+            if lean is None:
+                continue
+            size = lean.padding_packet_bytes
+            due = padding.due(size + UDP_IP_BYTES)
+            count = 0
+            while count < due and pacer.take_now([size]):
+                count += 1
+            if count:
+                padding.paid(lean.pad(count), size + UDP_IP_BYTES)
+
+    def start_probing(self) -> None:
+        """The connection is up: probe the link with trains of padding, once."""
+        if self._settings.probe_with_padding and self.padding is not None and self.prober is None:
+            self.prober = asyncio.create_task(self._probe_at_start(), name=f"probe-{self.name}")
+
+    async def _probe_at_start(self) -> None:
+        """Padding in short, evenly spaced trains, the moment the connection is up.
+
+        A receiver's estimate (REMB) is first sent five seconds after video starts,
+        at what it received, and climbs from there about 8 % a second: the camera
+        came on 5 s into a lesson and at its best after 9 s, on a 2 Mbit/s link.
+        But in its first two seconds Chromium's receive-side estimator
+        (RemoteBitrateEstimatorAbsSendTime) also reads packets over 200 bytes that
+        arrive in trains as probes: a train of five or more, sent and received at the
+        same even spacing (abs-send-time against arrival), sets its estimate to that
+        rate at once, and the REMB goes out. libwebrtc senders probe this way at the
+        start of every call (3 and 6 times their starting rate). A train the link
+        cannot carry arrives spread out and is ignored, as is one whose packets
+        arrive bunched (more than half less than 1 ms apart, as the benchmark's link
+        emulator delivers them now and then): it cost a few kilobytes, and the
+        estimate starts as it did without.
+        """
+        clock = self._clock
+        # The connection is up a moment before aiortc starts its senders.
+        deadline = clock() + INITIAL_PROBE_WAIT_S
+        while (lean := self.pads_with()) is None:
+            if clock() > deadline or not self._is_current():
+                return
+            await asyncio.sleep(0.01)
+        for spacing_s, count in INITIAL_PROBE_TRAINS:
+            start = clock()
+            sent = 0
+            for i in range(count):
+                if not self._is_current():
+                    return
+                sent += lean.pad(1)
+                await asyncio.sleep(max(0.0, start + (i + 1) * spacing_s - clock()))
+            logger.debug(
+                "%s: a train of %d padding packets, %.1f ms apart",
+                self.name,
+                sent,
+                (clock() - start) / count * 1000,
+            )
+            await asyncio.sleep(INITIAL_PROBE_GAP_S)
+
+    def close(self) -> None:
+        """Stop padding and probing, and every outgoing track."""
+        self._closed = True
+        if self.padding is not None:
+            self.padding.set_rate(0)
+        for task in (self.padder, self.prober):
+            if task is not None:
+                task.cancel()
+        for out in self.outgoing.values():
+            out.track.stop()

@@ -1,0 +1,43 @@
+"""Who is connected to a lesson, as the relay keeps it: participants and their sources.
+
+Plain records: the relay (media.relay.relay) creates and closes them, routing
+(media.relay.routing) reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiortc import RTCPeerConnection
+
+from classroom.roles import Role
+from media.pipeline.ladder import Ladder
+from media.pipeline.mosaic import Mosaic
+from media.relay.sending import SendingSide
+from media.slots import Slot
+
+
+@dataclass
+class Participant:
+    lesson_id: str
+    participant_id: str
+    role: Role
+    pc: RTCPeerConnection
+    # What the participant sends us, one ladder per incoming slot.
+    ladders: dict[Slot, Ladder]
+    # What we send it.
+    sending: SendingSide
+    joined_at: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.lesson_id}/{self.participant_id}"
+
+
+@dataclass
+class Lesson:
+    lesson_id: str = ""
+    participants: dict[str, Participant] = field(default_factory=dict)
+    stage: str | None = None
+    # The teacher's view of the classrooms, made when a teacher first asks for it.
+    mosaic: Mosaic | None = None
