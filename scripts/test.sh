@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: installs what the tests need, then runs them.
-#   ./scripts/test.sh            everything
-#   ./scripts/test.sh -k stage   extra arguments go to pytest
+# The whole test suite on a fresh machine: installs what the tests need, checks lint,
+# format and types, then runs the tests.
+#   ./scripts/test.sh                everything
+#   ./scripts/test.sh -m "not e2e and not netns"
+#                                    the fast tier, for the edit loop: no browser, no
+#                                    server process, no network namespaces
+#   ./scripts/test.sh -k stage       extra arguments go to pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,4 +33,7 @@ fi
 .venv/bin/python -m pip install -q -e '.[test]'
 
 .venv/bin/ruff check classroom signaling media tests scripts
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+.venv/bin/ruff format --check classroom signaling media tests scripts
+# Strict, on the packages named in pyproject.toml ([tool.mypy]).
+.venv/bin/mypy
+.venv/bin/python -m pytest -p no:cacheprovider --durations=15 "$@"
