@@ -1,8 +1,9 @@
 """Fan-out: the same encoded packets to every subscriber of a layer, through bounded queues.
 
 `PacketQueue` is the pure policy; `SubscriberTrack` is the aiortc track an
-RTCRtpSender's RTP loop (media.adapter.sender.LeanRtp) pulls from. A packet is
-converted and cut into RTP payloads once per layer, so what a subscriber costs is
+RTCRtpSender's RTP loop (media.adapter.sender.LeanRtp) pulls from. A layer converts
+each packet and cuts it into RTP payloads once (`SenderPacket.of`, in
+media.pipeline.ladder.Layer.publish) for all its subscribers, so what a subscriber costs is
 its RTP headers, SRTP and the send; what is left of the fan-out per packet and
 subscriber is kept to a queue push and a pop. While the sender's loop waits for
 its next packet, the sender sends that packet at once (`send_now`), from the
@@ -18,7 +19,7 @@ import enum
 from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -100,7 +101,7 @@ class Subscriber(Protocol):
     """What a layer hands its packets to: a participant's outgoing slot
     (SubscriberTrack) or the recorder (media.recorder.recorder)."""
 
-    def deliver(self, publisher: Publisher, packet: av.Packet[Any]) -> None: ...
+    def deliver(self, publisher: Publisher, packet: SenderPacket) -> None: ...
 
     def follow(self, publisher: Publisher | None) -> None: ...
 
@@ -126,7 +127,9 @@ class SenderPacket:
     `bytes(packet)` (aiortc's packers, which RED's follows, read the first two and
     the last). An `av.Packet` builds a new `Fraction` at each `time_base` read and
     copies its data at each `bytes()`: once per subscriber, about a microsecond per
-    packet and classroom. This is converted, and cut, once per packet.
+    packet and classroom. The layer converts, and cuts, each packet once; the
+    encoder's own packet rides along for subscribers that write it as it is (the
+    recorder's muxer).
     """
 
     data: bytes
@@ -135,32 +138,15 @@ class SenderPacket:
     is_keyframe: bool
     # `data` cut as VP8 RTP payloads carry it (media.adapter.sender.LeanRtp).
     chunks: tuple[bytes, ...]
+    source: av.Packet[Any]
 
     @classmethod
     def of(cls, packet: av.Packet[Any]) -> SenderPacket:
         data = bytes(packet)
-        return cls(data, packet.pts, packet.time_base, packet.is_keyframe, vp8.chunks(data))
+        return cls(data, packet.pts, packet.time_base, packet.is_keyframe, vp8.chunks(data), packet)
 
     def __bytes__(self) -> bytes:
         return self.data
-
-
-class _LastConverted:
-    """`SenderPacket.of`, remembered for the last packet.
-
-    A layer hands each packet to all its subscribers one after the other
-    (media.pipeline.ladder.Layer.publish), so the first one converts it and the others
-    reuse it. Holding the packet keeps its identity from being reused meanwhile.
-    """
-
-    def __init__(self) -> None:
-        self._packet: av.Packet[Any] | None = None
-        self._converted: SenderPacket | None = None
-
-    def __call__(self, packet: av.Packet[Any]) -> SenderPacket:
-        if packet is not self._packet or self._converted is None:
-            self._packet, self._converted = packet, SenderPacket.of(packet)
-        return self._converted
 
 
 class SubscriberTrack(MediaStreamTrack):
@@ -170,8 +156,6 @@ class SubscriberTrack(MediaStreamTrack):
     flowing until the new one delivers a keyframe, so the picture never freezes
     on a switch (the layers of a source share one clock, see media.pipeline.ladder).
     """
-
-    _convert: ClassVar[_LastConverted] = _LastConverted()
 
     def __init__(
         self,
@@ -254,7 +238,7 @@ class SubscriberTrack(MediaStreamTrack):
             self._pending.unsubscribe(self)
             self._pending = None
 
-    def deliver(self, publisher: Publisher, packet: av.Packet[Any]) -> None:
+    def deliver(self, publisher: Publisher, packet: SenderPacket) -> None:
         """Called by a layer for each packet it encodes."""
         if publisher is self._pending:
             if not packet.is_keyframe:
@@ -265,7 +249,7 @@ class SubscriberTrack(MediaStreamTrack):
             self._switched()
         elif publisher is not self._current:
             return
-        if self._queue.push(self._monotonic(self._convert(packet))) is Push.OVERFLOWED:
+        if self._queue.push(self._monotonic(packet)) is Push.OVERFLOWED:
             publisher.request_keyframe()
         if not self._queue:
             return

@@ -25,7 +25,7 @@ from media.pipeline.encoders import (
     VideoEncoder,
     VideoLayerSpec,
 )
-from media.pipeline.fanout import Subscriber
+from media.pipeline.fanout import SenderPacket, Subscriber
 from media.wire.rates import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
 
 logger = logging.getLogger(__name__)
@@ -127,8 +127,11 @@ class Layer:
             if packet.is_keyframe and self.kind == "video":
                 self.keyframes += 1
                 self._gate.on_keyframe(self._clock())
-            for track in list(self._subscribers):
-                track.deliver(self, packet)
+            if self._subscribers:
+                # Converted and cut once, for every subscriber.
+                shared = SenderPacket.of(packet)
+                for track in list(self._subscribers):
+                    track.deliver(self, shared)
 
     def close(self) -> None:
         self.closed = True

@@ -31,7 +31,7 @@ from typing import Any, Literal, cast
 
 import av
 
-from media.pipeline.fanout import Publisher
+from media.pipeline.fanout import Publisher, SenderPacket
 from media.recorder import manifest
 from media.recorder.manifest import FileEntry, Manifest, Pause, Track
 from media.recorder.webm import WebmWriter
@@ -78,7 +78,7 @@ class _Tap:
             if self.kind == "video":
                 publisher.request_keyframe()
 
-    def deliver(self, publisher: Publisher, packet: av.Packet[Any]) -> None:
+    def deliver(self, publisher: Publisher, packet: SenderPacket) -> None:
         if publisher is not self.layer:
             return
         recorder = self.part.recorder
@@ -88,7 +88,7 @@ class _Tap:
             if not packet.is_keyframe:
                 return
             self.waiting_for_keyframe = False
-        self.part.write(self.kind, packet)
+        self.part.write(self.kind, packet.source)
 
     def resume(self) -> None:
         self.waiting_for_keyframe = self.kind == "video"

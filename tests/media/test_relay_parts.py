@@ -16,8 +16,8 @@ from media.adapter.offer import check_offer
 from media.control.keyframes import KeyframeGate
 from media.gateway import MediaError
 from media.pipeline.encoders import VideoLayerSpec
-from media.pipeline.fanout import PacketQueue, Push, SubscriberTrack
-from media.pipeline.ladder import SourceClock
+from media.pipeline.fanout import PacketQueue, Push, SenderPacket, SubscriberTrack
+from media.pipeline.ladder import Layer, SourceClock
 from media.wire.sdp import announce
 
 
@@ -92,12 +92,17 @@ class FakeLayer:
         self.requests += 1
 
 
-def packet(pts: int, key: bool) -> av.Packet:
+def encoded(pts: int, key: bool) -> av.Packet:
     p = av.Packet(b"x" * 10)
     p.pts = pts
     p.time_base = fractions.Fraction(1, 90000)
     p.is_keyframe = key
     return p
+
+
+def packet(pts: int, key: bool) -> SenderPacket:
+    """A packet as a layer hands it to its subscribers."""
+    return SenderPacket.of(encoded(pts, key))
 
 
 async def test_a_layer_switch_is_made_before_it_is_broken() -> None:
@@ -121,15 +126,16 @@ async def test_a_layer_switch_is_made_before_it_is_broken() -> None:
 
 
 async def test_subscribers_of_a_layer_share_one_packet() -> None:
+    """The layer converts and cuts each packet once, for all its subscribers."""
     tracks = [SubscriberTrack("audio", queue_capacity=5) for _ in range(3)]
-    layer = FakeLayer("high")
+    layer = Layer("high", "audio", KeyframeGate(1.0), clock=lambda: 0.0)
     for track in tracks:
         track.follow(layer)
-    sent = packet(960, True)
-    for track in list(layer.subscribers):
-        track.deliver(layer, sent)
+    sent = encoded(960, True)
+    layer.publish([sent])
     out = [await asyncio.wait_for(track.recv(), 1) for track in tracks]
     assert out[0] is out[1] is out[2]
+    assert out[0].source is sent
     assert bytes(out[0]) == bytes(sent) and out[0].pts == 960
     for track in tracks:
         track.stop()

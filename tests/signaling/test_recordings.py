@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from media.pipeline.encoders import AudioEncoder, VideoEncoder, VideoLayerSpec
-from media.pipeline.fanout import Subscriber
+from media.pipeline.fanout import SenderPacket, Subscriber
 from media.recorder.recorder import Recorder, Sources
 from signaling.settings import Settings
 from tests.signaling.conftest import (
@@ -53,8 +53,9 @@ class FakeLayer:
         pass
 
     def publish(self, packet: av.Packet[Any]) -> None:
+        shared = SenderPacket.of(packet)
         for sub in list(self.subscribers):
-            sub.deliver(self, packet)
+            sub.deliver(self, shared)
 
 
 class RecordingFakeMedia(FakeMedia):
