@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -32,9 +31,10 @@ from classroom.roles import ADMIN, Role
 from media.gateway import MediaGateway
 from signaling import keys
 from signaling.bus import LocalBus
+from signaling.errors import ApiError, install_handlers
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
-from signaling.recordings import Recordings, RecordingsApiError, ReplayTokens
+from signaling.recordings import Recordings, ReplayTokens
 from signaling.recordings import router as recordings_router
 from signaling.settings import Settings
 from signaling.store import DB_FILE, Store
@@ -49,12 +49,6 @@ PAGE_OF_ROLE = {Role.TEACHER: "teacher", Role.CLASSROOM: "classroom", Role.OBSER
 # wrong codes per window before /api/join answers 429.
 JOIN_FAILURES_ALLOWED = 10
 JOIN_FAILURE_WINDOW_S = 60.0
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class NewLesson(BaseModel):
@@ -133,27 +127,7 @@ def create_app(
     app = FastAPI(title="classroom", version="0.1.0", lifespan=lifespan)
     app.state.metrics = metrics
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
-
-    @app.exception_handler(RecordingsApiError)
-    async def _recordings_error(_: Request, exc: RecordingsApiError) -> JSONResponse:
-        return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"][1:]) or "body"
-        return JSONResponse(
-            {"code": "invalid_request", "message": f"{where}: {first['msg']}"}, status_code=422
-        )
-
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"code": "http_error", "message": str(exc.detail)}, status_code=exc.status_code
-        )
+    install_handlers(app)
 
     def actor(request: Request, rt: Runtime, lesson_id: str | None) -> str:
         """ADMIN for the admin key, else the participant id of a token of that lesson."""

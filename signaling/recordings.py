@@ -42,6 +42,7 @@ from classroom.errors import DomainError
 from classroom.events import Event
 from classroom.roles import SYSTEM, Role
 from media.recorder import MANIFEST, write_json
+from signaling.errors import ApiError
 from signaling.offline import OFFLINE_FILE, OfflineCopies, read_status
 from signaling.tokens import TokenError, TokenIssuer
 
@@ -427,12 +428,6 @@ class ReplayTokens:
         return float(payload["exp"])
 
 
-class RecordingsApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 def router(
     get_recordings: Callable[[Request], Recordings],
     get_tokens: Callable[[Request], TokenIssuer],
@@ -452,7 +447,7 @@ def router(
         access = request.query_params.get("access", "")
         if access:
             return access
-        raise RecordingsApiError(401, "unauthorized", "send Authorization: Bearer <key or token>")
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <key or token>")
 
     def reader(request: Request, lesson_id: str | None, rid: str | None) -> Reader:
         token = credential(request)
@@ -473,13 +468,13 @@ def router(
             except TokenError as exc:
                 error = exc
         status = 401 if error.code == "token_expired" else 403
-        raise RecordingsApiError(status, error.code, error.message)
+        raise ApiError(status, error.code, error.message)
 
     def manifest_or_404(request: Request, rid: str) -> dict[str, Any]:
         directory = get_recordings(request).directory(rid)
         manifest = None if directory is None else _read_manifest(directory)
         if manifest is None:
-            raise RecordingsApiError(404, "not_found", "there is no such recording")
+            raise ApiError(404, "not_found", "there is no such recording")
         return manifest
 
     @api.get("/api/lessons/{lesson_id}/recordings")
@@ -511,7 +506,7 @@ def router(
         directory = get_recordings(request).directory(rid)
         path = None if directory is None or name not in names else directory / name
         if path is None or not path.is_file():
-            raise RecordingsApiError(404, "not_found", "this recording has no such file")
+            raise ApiError(404, "not_found", "this recording has no such file")
         # Starlette's FileResponse answers Range requests (206, 416) by itself.
         headers = {"Cache-Control": "private, max-age=3600"}
         if name == OFFLINE_FILE:
@@ -523,7 +518,7 @@ def router(
         manifest = manifest_or_404(request, rid)
         who = reader(request, str(manifest.get("lesson_id")), rid)
         if not who.may_manage:
-            raise RecordingsApiError(403, "not_allowed", "only the teacher shares a recording")
+            raise ApiError(403, "not_allowed", "only the teacher shares a recording")
         ttl = (body or ShareRequest()).ttl_s
         token, expires = get_replay(request).issue(rid, str(manifest.get("lesson_id")), ttl)
         return {"token": token, "url": f"{base_url()}/replay#token={token}", "expires": expires}
@@ -533,10 +528,10 @@ def router(
         manifest = manifest_or_404(request, rid)
         who = reader(request, str(manifest.get("lesson_id")), rid)
         if not who.may_manage:
-            raise RecordingsApiError(403, "not_allowed", "only the teacher deletes a recording")
+            raise ApiError(403, "not_allowed", "only the teacher deletes a recording")
         recordings = get_recordings(request)
         if recordings.is_active(rid):
-            raise RecordingsApiError(409, "recording_active", "the lesson is still being recorded")
+            raise ApiError(409, "recording_active", "the lesson is still being recorded")
         await recordings.delete(rid)
 
     return api
