@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +29,7 @@ from classroom.lesson import Lesson
 from classroom.roles import ADMIN, Role
 from media.gateway import MediaGateway
 from signaling import keys
+from signaling.auth import bearer, is_admin_key
 from signaling.bus import LocalBus
 from signaling.errors import ApiError, install_handlers
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
@@ -131,12 +131,8 @@ def create_app(
 
     def actor(request: Request, rt: Runtime, lesson_id: str | None) -> str:
         """ADMIN for the admin key, else the participant id of a token of that lesson."""
-        header = request.headers.get("authorization", "")
-        scheme, _, credential = header.partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <key or token>")
-        credential = credential.strip()
-        if hmac.compare_digest(credential.encode(), rt.admin_key.encode()):
+        credential = bearer(request)
+        if is_admin_key(credential, rt.admin_key):
             return ADMIN
         if lesson_id is None:
             raise ApiError(403, "not_allowed", "this needs the admin key")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from classroom.errors import DomainError
 from classroom.events import Event
 from classroom.roles import SYSTEM, Role
 from media.recorder import MANIFEST, write_json
+from signaling.auth import bearer, is_admin_key
 from signaling.errors import ApiError
 from signaling.offline import OFFLINE_FILE, OfflineCopies, read_status
 from signaling.tokens import TokenError, TokenIssuer
@@ -438,20 +438,10 @@ def router(
     """The recordings' HTTP API (docs/protocol.md, "Recordings")."""
     api = APIRouter()
 
-    def credential(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        # <video src> cannot send headers: media URLs carry a replay token instead.
-        access = request.query_params.get("access", "")
-        if access:
-            return access
-        raise ApiError(401, "unauthorized", "send Authorization: Bearer <key or token>")
-
     def reader(request: Request, lesson_id: str | None, rid: str | None) -> Reader:
-        token = credential(request)
-        if hmac.compare_digest(token.encode(), get_admin_key(request).encode()):
+        # <video src> cannot send headers: media URLs carry a replay token instead.
+        token = bearer(request, query="access")
+        if is_admin_key(token, get_admin_key(request)):
             return Reader(admin=True)
         error: TokenError | None = None
         if rid is not None:
