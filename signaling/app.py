@@ -34,7 +34,7 @@ from signaling.bus import LocalBus
 from signaling.errors import ApiError, install_handlers
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
-from signaling.recordings import Recordings, ReplayTokens
+from signaling.recordings import Recordings
 from signaling.recordings import router as recordings_router
 from signaling.settings import Settings
 from signaling.store import DB_FILE, Store
@@ -72,7 +72,6 @@ class Runtime:
     admin_key: str
     services: Services
     recordings: Recordings
-    replay_tokens: ReplayTokens
 
 
 def _runtime(request: Request) -> Runtime:
@@ -102,15 +101,12 @@ def create_app(
         recordings = Recordings(settings.data_dir / "recordings", media, lessons, now)
         lessons.event_listeners.append(recordings.on_events)
         lessons.publish_listeners.append(recordings.published)
-        replay_tokens = ReplayTokens(keys.token_secret(settings), now)
         links: asyncio.Task[None] | None = None
         try:
             await recordings.load()
             await lessons.load()
             services = Services(lessons, tokens, media, metrics, settings, now)
-            app.state.runtime = Runtime(
-                store, lessons, tokens, admin_key, services, recordings, replay_tokens
-            )
+            app.state.runtime = Runtime(store, lessons, tokens, admin_key, services, recordings)
             links = asyncio.create_task(_follow_links(media, lessons))
             yield
         finally:
@@ -260,7 +256,6 @@ def create_app(
         recordings_router(
             get_recordings=lambda r: _runtime(r).recordings,
             get_tokens=lambda r: _runtime(r).tokens,
-            get_replay=lambda r: _runtime(r).replay_tokens,
             get_admin_key=lambda r: _runtime(r).admin_key,
             base_url=settings.base_url,
         )

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 import av
-import jwt
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
@@ -44,12 +43,11 @@ from media.recorder import MANIFEST, write_json
 from signaling.auth import bearer, is_admin_key
 from signaling.errors import ApiError
 from signaling.offline import OFFLINE_FILE, OfflineCopies, read_status
-from signaling.tokens import TokenError, TokenIssuer
+from signaling.tokens import REPLAY_ROLE, TokenError, TokenIssuer
 
 log = logging.getLogger(__name__)
 
 TIMELINE = "timeline.jsonl"
-REPLAY_ROLE = "replay"
 # How long the media links handed to a page work; a share link may say less.
 ACCESS_TTL_S = 6 * 3600
 MAX_SHARE_TTL_S = 30 * 24 * 3600
@@ -383,55 +381,9 @@ class Reader:
         return self.admin or self.role == str(Role.TEACHER)
 
 
-class ReplayTokens:
-    """Signed replay links: one recording, read only, until `exp`.
-
-    Same secret and algorithm as participants' tokens but a different shape (`typ`
-    replay, role `replay`): TokenIssuer refuses them (no such role) and these refuse
-    participant tokens, so neither opens the other's doors.
-    """
-
-    def __init__(self, secret: str, now: Callable[[], float]) -> None:
-        self._secret = secret
-        self._now = now
-
-    def issue(self, rid: str, lesson_id: str, ttl_s: float) -> tuple[str, float]:
-        now = self._now()
-        exp = int(now + ttl_s)
-        payload = {
-            "typ": REPLAY_ROLE,
-            "role": REPLAY_ROLE,
-            "rec": rid,
-            "lesson": lesson_id,
-            "iat": int(now),
-            "exp": exp,
-        }
-        return jwt.encode(payload, self._secret, algorithm="HS256"), float(exp)
-
-    def verify(self, token: str, rid: str) -> float:
-        """The link's expiry, or TokenError."""
-        try:
-            payload = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                options={"verify_exp": False, "require": ["exp", "rec", "typ"]},
-            )
-        except jwt.InvalidTokenError:
-            raise TokenError("bad_token", "this link or token is not valid") from None
-        if payload.get("typ") != REPLAY_ROLE:
-            raise TokenError("bad_token", "this link or token is not valid")
-        if float(payload["exp"]) <= self._now():
-            raise TokenError("token_expired", "this replay link has expired; ask for a new one")
-        if payload["rec"] != rid:
-            raise TokenError("bad_token", "this link is for another recording")
-        return float(payload["exp"])
-
-
 def router(
     get_recordings: Callable[[Request], Recordings],
     get_tokens: Callable[[Request], TokenIssuer],
-    get_replay: Callable[[Request], ReplayTokens],
     get_admin_key: Callable[[Request], str],
     base_url: Callable[[], str],
 ) -> APIRouter:
@@ -446,7 +398,7 @@ def router(
         error: TokenError | None = None
         if rid is not None:
             try:
-                get_replay(request).verify(token, rid)
+                get_tokens(request).verify_replay(token, rid)
                 return Reader(role=REPLAY_ROLE)
             except TokenError as exc:
                 # A replay link's own complaint (expired, another recording) says more.
@@ -479,7 +431,9 @@ def router(
         recordings = get_recordings(request)
         described = recordings.describe(rid)
         assert described is not None
-        access, _ = get_replay(request).issue(rid, str(manifest.get("lesson_id")), ACCESS_TTL_S)
+        access, _ = get_tokens(request).issue_replay(
+            rid, str(manifest.get("lesson_id")), ACCESS_TTL_S
+        )
         for f in described["files"]:
             f["url"] = f"/api/recordings/{rid}/files/{f['name']}?access={access}"
         if described["offline"].get("state") == "done":
@@ -510,7 +464,7 @@ def router(
         if not who.may_manage:
             raise ApiError(403, "not_allowed", "only the teacher shares a recording")
         ttl = (body or ShareRequest()).ttl_s
-        token, expires = get_replay(request).issue(rid, str(manifest.get("lesson_id")), ttl)
+        token, expires = get_tokens(request).issue_replay(rid, str(manifest.get("lesson_id")), ttl)
         return {"token": token, "url": f"{base_url()}/replay#token={token}", "expires": expires}
 
     @api.delete("/api/recordings/{rid}", status_code=204)
