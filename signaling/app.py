@@ -1,4 +1,4 @@
-"""The FastAPI app, built by `create_app(settings, media)`.
+"""The FastAPI app, built by `create_app(settings, media, recorder=...)`.
 
 All state (store, lessons, tokens, metrics) hangs off `app.state`; nothing is
 global, so two apps (or two tests) never share anything.
@@ -34,7 +34,7 @@ from signaling.bus import LocalBus
 from signaling.errors import ApiError, install_handlers
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
-from signaling.recordings import Recordings
+from signaling.recordings import RecordingMedia, Recordings
 from signaling.recordings import router as recordings_router
 from signaling.settings import Settings
 from signaling.store import DB_FILE, Store
@@ -84,8 +84,13 @@ Rt = Annotated[Runtime, Depends(_runtime)]
 
 
 def create_app(
-    settings: Settings, media: MediaGateway, now: Callable[[], float] = time.time
+    settings: Settings,
+    media: MediaGateway,
+    now: Callable[[], float] = time.time,
+    recorder: RecordingMedia | None = None,
 ) -> FastAPI:
+    """The app over `media`; lessons are recorded when `recorder` is given (usually the
+    same relay as `media`), and not at all otherwise."""
     metrics = Metrics()
     join_failures: dict[str, list[float]] = {}
 
@@ -98,7 +103,7 @@ def create_app(
         store = Store(settings.data_dir / DB_FILE)
         await store.open()
         lessons = Lessons(store, LocalBus(), media, now, metrics)
-        recordings = Recordings(settings.data_dir / "recordings", media, lessons, now)
+        recordings = Recordings(settings.data_dir / "recordings", recorder, lessons, now)
         lessons.event_listeners.append(recordings.on_events)
         lessons.publish_listeners.append(recordings.published)
         links: asyncio.Task[None] | None = None

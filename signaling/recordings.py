@@ -28,7 +28,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol
 
 import av
 from fastapi import APIRouter, Request
@@ -64,9 +64,12 @@ class RecorderHandle(Protocol):
     def now(self) -> float: ...
 
 
-@runtime_checkable
 class RecordingMedia(Protocol):
-    """What a relay that can record offers (media.relay.Relay)."""
+    """What a relay that can record offers (media.relay.Relay).
+
+    Passed in by whoever builds the app, next to the MediaGateway it may also be:
+    a relay that does not record (a fake, a benchmark's baseline) is simply not passed.
+    """
 
     def start_recording(
         self, lesson_id: str, directory: Path, meta: dict[str, Any]
@@ -95,13 +98,13 @@ class Recordings:
     def __init__(
         self,
         root: Path,
-        media: object,
+        media: RecordingMedia | None,
         lessons: LessonsPort,
         now: Callable[[], float],
         offline: OfflineCopies | None = None,
     ) -> None:
         self.root = root
-        self._media = media if isinstance(media, RecordingMedia) else None
+        self._media = media
         self._lessons = lessons
         self._now = now
         self.offline = offline or OfflineCopies()
