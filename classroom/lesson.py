@@ -3,11 +3,13 @@
 `Lesson.handle()` decides: it checks a command against the permission table and
 the current state and returns the events it causes, or raises a DomainError and
 changes nothing. `Lesson.apply()` folds one event into the state. A lesson read
-back from storage is `Lesson.replay(events)`: the same fold.
+back from storage is `Lesson.replay(events)`: the same fold; `Lesson.resume(events)` is
+that fold as a restarted server sees it, with nobody connected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -121,6 +123,25 @@ class Lesson:
         for event in it:
             lesson.apply(event)
         return lesson
+
+    @staticmethod
+    def resume(events: Iterable[e.Event]) -> Lesson:
+        """The lesson as a server that (re)starts finds it: the fold, with nobody connected.
+
+        Presence (`online`) and what the relay sends each participant (`delivery`)
+        belong to connections, which do not outlive the server; the stage, the hands
+        and the recording do. The log gets no ParticipantLeft for the restart (a Leave
+        would take the floor from the classroom on stage): it shows the restart only by
+        the next participant_joined.
+        """
+        lesson = Lesson.replay(events)
+        return dataclasses.replace(
+            lesson,
+            participants={
+                pid: dataclasses.replace(p, online=False) for pid, p in lesson.participants.items()
+            },
+            delivery={},
+        )
 
     # -- queries -------------------------------------------------------------------
 
