@@ -20,8 +20,11 @@ _KINDS: dict[str, type[Event]] = {}
 @dataclass(frozen=True, kw_only=True)
 class Event:
     kind: ClassVar[str] = ""
-    seq: int
-    at: float
+    # Stamped by the lesson that logs the event (Lesson.handle): a decision is made
+    # before its place in the log is known, so an event is built with its own fields
+    # (checked by mypy, like any constructor call) and numbered once, in one place.
+    seq: int = 0
+    at: float = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

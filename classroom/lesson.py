@@ -3,11 +3,13 @@
 `Lesson.handle()` decides: it checks a command against the permission table and
 the current state and returns the events it causes, or raises a DomainError and
 changes nothing. `Lesson.apply()` folds one event into the state. A lesson read
-back from storage is `Lesson.replay(events)`: the same fold.
+back from storage is `Lesson.replay(events)`: the same fold; `Lesson.resume(events)` is
+that fold as a restarted server sees it, with nobody connected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -122,6 +124,25 @@ class Lesson:
             lesson.apply(event)
         return lesson
 
+    @staticmethod
+    def resume(events: Iterable[e.Event]) -> Lesson:
+        """The lesson as a server that (re)starts finds it: the fold, with nobody connected.
+
+        Presence (`online`) and what the relay sends each participant (`delivery`)
+        belong to connections, which do not outlive the server; the stage, the hands
+        and the recording do. The log gets no ParticipantLeft for the restart (a Leave
+        would take the floor from the classroom on stage): it shows the restart only by
+        the next participant_joined.
+        """
+        lesson = Lesson.replay(events)
+        return dataclasses.replace(
+            lesson,
+            participants={
+                pid: dataclasses.replace(p, online=False) for pid, p in lesson.participants.items()
+            },
+            delivery={},
+        )
+
     # -- queries -------------------------------------------------------------------
 
     @property
@@ -191,12 +212,10 @@ class Lesson:
         if self.state is LessonState.ENDED:
             raise InvalidTransition("the lesson has ended")
         at = round(max(0.0, now - self.origin), 3)
-        drafts = self._decide(command, by, at)
-        seq = self.seq
         out: list[e.Event] = []
-        for cls, fields in drafts:
-            seq += 1
-            event = cls(seq=seq, at=at, **fields)
+        for seq, decided in enumerate(self._decide(command, by, at), start=self.seq + 1):
+            # The one place where events are numbered and stamped with lesson time.
+            event = dataclasses.replace(decided, seq=seq, at=at)
             self.apply(event)
             out.append(event)
         return out
@@ -209,9 +228,8 @@ class Lesson:
             raise NotAllowed("you are not a participant of this lesson")
         return str(participant.role)
 
-    def _decide(
-        self, command: c.Command, by: str, at: float
-    ) -> list[tuple[type[e.Event], dict[str, Any]]]:
+    def _decide(self, command: c.Command, by: str, at: float) -> list[e.Event]:
+        """The events `command` causes, not yet stamped (`handle` numbers them)."""
         match command:
             case c.Join():
                 return self._join(by)
@@ -223,66 +241,58 @@ class Lesson:
                 hand = self.hand_of(by)
                 if hand is None:
                     raise InvalidTransition("your hand is not raised")
-                return [(e.HandLowered, {"classroom_id": by, "student": hand.student})]
+                return [e.HandLowered(classroom_id=by, student=hand.student)]
             case c.DismissHand(classroom_id=cid):
                 hand = self.hand_of(cid)
                 if hand is None:
                     raise InvalidTransition(f"{self._name(cid)} has no hand raised")
-                return [(e.HandDismissed, {"classroom_id": cid, "student": hand.student})]
+                return [e.HandDismissed(classroom_id=cid, student=hand.student)]
             case c.GrantFloor(classroom_id=cid):
                 return self._grant(cid)
             case c.RevokeFloor():
                 if self.stage is None:
                     raise InvalidTransition("no classroom has the floor")
-                return [
-                    (
-                        e.FloorRevoked,
-                        {"classroom_id": self.stage.classroom_id, "reason": "revoked"},
-                    )
-                ]
+                return [e.FloorRevoked(classroom_id=self.stage.classroom_id, reason="revoked")]
             case c.PostChat(text=text):
                 text = text.strip()
                 if not text or len(text) > MAX_CHAT_TEXT:
                     raise InvalidCommand(f"a chat message has 1 to {MAX_CHAT_TEXT} characters")
                 who = self.participants[by]
-                return [(e.ChatPosted, {"participant_id": by, "name": who.name, "text": text})]
+                return [e.ChatPosted(participant_id=by, name=who.name, text=text)]
             case c.StartRecording(recording_id=rid):
                 if self.state is not LessonState.LIVE:
                     raise InvalidTransition("a recording starts once the lesson is live")
                 if rid == self.recording_id:
                     raise InvalidTransition("this recording has started already")
-                return [(e.RecordingStarted, {"recording_id": rid})]
+                return [e.RecordingStarted(recording_id=rid)]
             case c.PauseRecording():
-                if self.recording is not RecordingState.RECORDING:
+                current = self.recording_id
+                if self.recording is not RecordingState.RECORDING or current is None:
                     raise InvalidTransition("the lesson is not being recorded")
-                return [(e.RecordingPaused, {"recording_id": self.recording_id})]
+                return [e.RecordingPaused(recording_id=current)]
             case c.ResumeRecording():
-                if self.recording is not RecordingState.PAUSED:
+                current = self.recording_id
+                if self.recording is not RecordingState.PAUSED or current is None:
                     raise InvalidTransition("the recording is not paused")
-                return [(e.RecordingResumed, {"recording_id": self.recording_id})]
+                return [e.RecordingResumed(recording_id=current)]
             case c.EndLesson():
-                drafts: list[tuple[type[e.Event], dict[str, Any]]] = []
-                if self.recording is not RecordingState.OFF:
-                    drafts.append(
-                        (e.RecordingStopped, {"recording_id": self.recording_id, "reason": "ended"})
+                events: list[e.Event] = []
+                # A recording is never on without its id (RecordingStarted sets both).
+                if self.recording is not RecordingState.OFF and self.recording_id is not None:
+                    events.append(
+                        e.RecordingStopped(recording_id=self.recording_id, reason="ended")
                     )
                 if self.stage is not None:
-                    drafts.append(
-                        (
-                            e.FloorRevoked,
-                            {"classroom_id": self.stage.classroom_id, "reason": "ended"},
-                        )
+                    events.append(
+                        e.FloorRevoked(classroom_id=self.stage.classroom_id, reason="ended")
                     )
-                drafts.append((e.LessonEnded, {"by": by}))
-                return drafts
+                events.append(e.LessonEnded(by=by))
+                return events
             case c.NoteDelivery(participant_id=pid, layers=layers, estimate_kbps=kbps):
                 if pid not in self.participants:
                     raise InvalidCommand("no such participant")
                 return [
-                    (
-                        e.DeliveryChanged,
-                        {"participant_id": pid, "layers": dict(layers), "estimate_kbps": kbps},
-                    )
+                    e.DeliveryChanged(participant_id=pid, layers=dict(layers), estimate_kbps=kbps)
                 ]
             case c.ReportReception() as report:
                 return self._reception(by, report, at)
@@ -292,34 +302,30 @@ class Lesson:
         p = self.participants.get(participant_id)
         return p.name if p else participant_id
 
-    def _join(self, by: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
+    def _join(self, by: str) -> list[e.Event]:
         who = self.participants[by]
         if who.online:
             raise InvalidTransition(f"{who.name} is already connected")
-        drafts: list[tuple[type[e.Event], dict[str, Any]]] = []
+        events: list[e.Event] = []
         # The lesson goes live when its teacher first connects.
         if who.role is Role.TEACHER and self.state is LessonState.SCHEDULED:
-            drafts.append((e.LessonStarted, {}))
-        drafts.append(
-            (e.ParticipantJoined, {"participant_id": by, "role": str(who.role), "name": who.name})
-        )
-        return drafts
+            events.append(e.LessonStarted())
+        events.append(e.ParticipantJoined(participant_id=by, role=str(who.role), name=who.name))
+        return events
 
-    def _leave(self, by: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
+    def _leave(self, by: str) -> list[e.Event]:
         who = self.participants[by]
         if not who.online:
             raise InvalidTransition(f"{who.name} is not connected")
-        drafts: list[tuple[type[e.Event], dict[str, Any]]] = []
+        events: list[e.Event] = []
         # A classroom that leaves cannot be heard: it loses the floor. Its raised
         # hand stays, so that a reconnect finds it still raised.
         if self.stage is not None and self.stage.classroom_id == by:
-            drafts.append((e.FloorRevoked, {"classroom_id": by, "reason": "left"}))
-        drafts.append(
-            (e.ParticipantLeft, {"participant_id": by, "role": str(who.role), "name": who.name})
-        )
-        return drafts
+            events.append(e.FloorRevoked(classroom_id=by, reason="left"))
+        events.append(e.ParticipantLeft(participant_id=by, role=str(who.role), name=who.name))
+        return events
 
-    def _raise(self, by: str, student: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
+    def _raise(self, by: str, student: str) -> list[e.Event]:
         student = " ".join(student.split())
         if not student or len(student) > MAX_STUDENT_NAME:
             raise InvalidCommand(f"a student's name has 1 to {MAX_STUDENT_NAME} characters")
@@ -328,11 +334,9 @@ class Lesson:
             raise InvalidTransition(f"your hand is already raised for {hand.student}")
         if self.stage is not None and self.stage.classroom_id == by:
             raise InvalidTransition("your classroom already has the floor")
-        return [(e.HandRaised, {"classroom_id": by, "student": student})]
+        return [e.HandRaised(classroom_id=by, student=student)]
 
-    def _reception(
-        self, by: str, report: c.ReportReception, at: float
-    ) -> list[tuple[type[e.Event], dict[str, Any]]]:
+    def _reception(self, by: str, report: c.ReportReception, at: float) -> list[e.Event]:
         session = report.media_session
         if not 0 < len(session) <= MAX_SESSION_ID:
             raise InvalidCommand(f"a media session id has 1 to {MAX_SESSION_ID} characters")
@@ -347,18 +351,15 @@ class Lesson:
             # next report carries everything this one said.
             return []
         return [
-            (
-                e.ReceptionReported,
-                {
-                    "participant_id": by,
-                    "media_session": session,
-                    "video": None if report.video is None else report.video.to_dict(),
-                    "audio": None if report.audio is None else report.audio.to_dict(),
-                },
+            e.ReceptionReported(
+                participant_id=by,
+                media_session=session,
+                video=None if report.video is None else report.video.to_dict(),
+                audio=None if report.audio is None else report.audio.to_dict(),
             )
         ]
 
-    def _grant(self, cid: str) -> list[tuple[type[e.Event], dict[str, Any]]]:
+    def _grant(self, cid: str) -> list[e.Event]:
         target = self.participants.get(cid)
         if target is None or target.role is not Role.CLASSROOM:
             raise InvalidCommand("there is no such classroom in this lesson")
@@ -366,16 +367,12 @@ class Lesson:
             raise InvalidTransition(f"{target.name} is not connected")
         if self.stage is not None and self.stage.classroom_id == cid:
             raise InvalidTransition(f"{target.name} already has the floor")
-        drafts: list[tuple[type[e.Event], dict[str, Any]]] = []
+        events: list[e.Event] = []
         if self.stage is not None:
-            drafts.append(
-                (e.FloorRevoked, {"classroom_id": self.stage.classroom_id, "reason": "replaced"})
-            )
+            events.append(e.FloorRevoked(classroom_id=self.stage.classroom_id, reason="replaced"))
         hand = self.hand_of(cid)
-        drafts.append(
-            (e.FloorGranted, {"classroom_id": cid, "student": hand.student if hand else None})
-        )
-        return drafts
+        events.append(e.FloorGranted(classroom_id=cid, student=hand.student if hand else None))
+        return events
 
     # -- folding -------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The FastAPI app, built by `create_app(settings, media)`.
+"""The FastAPI app, built by `create_app(settings, media, recorder=...)`.
 
 All state (store, lessons, tokens, metrics) hangs off `app.state`; nothing is
 global, so two apps (or two tests) never share anything.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,8 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -31,10 +29,12 @@ from classroom.lesson import Lesson
 from classroom.roles import ADMIN, Role
 from media.gateway import MediaGateway
 from signaling import keys
+from signaling.auth import bearer, is_admin_key
 from signaling.bus import LocalBus
+from signaling.errors import ApiError, install_handlers
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
-from signaling.recordings import Recordings, RecordingsApiError, ReplayTokens
+from signaling.recordings import RecordingMedia, Recordings
 from signaling.recordings import router as recordings_router
 from signaling.settings import Settings
 from signaling.store import DB_FILE, Store
@@ -49,12 +49,6 @@ PAGE_OF_ROLE = {Role.TEACHER: "teacher", Role.CLASSROOM: "classroom", Role.OBSER
 # wrong codes per window before /api/join answers 429.
 JOIN_FAILURES_ALLOWED = 10
 JOIN_FAILURE_WINDOW_S = 60.0
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class NewLesson(BaseModel):
@@ -78,7 +72,6 @@ class Runtime:
     admin_key: str
     services: Services
     recordings: Recordings
-    replay_tokens: ReplayTokens
 
 
 def _runtime(request: Request) -> Runtime:
@@ -91,8 +84,13 @@ Rt = Annotated[Runtime, Depends(_runtime)]
 
 
 def create_app(
-    settings: Settings, media: MediaGateway, now: Callable[[], float] = time.time
+    settings: Settings,
+    media: MediaGateway,
+    now: Callable[[], float] = time.time,
+    recorder: RecordingMedia | None = None,
 ) -> FastAPI:
+    """The app over `media`; lessons are recorded when `recorder` is given (usually the
+    same relay as `media`), and not at all otherwise."""
     metrics = Metrics()
     join_failures: dict[str, list[float]] = {}
 
@@ -105,18 +103,15 @@ def create_app(
         store = Store(settings.data_dir / DB_FILE)
         await store.open()
         lessons = Lessons(store, LocalBus(), media, now, metrics)
-        recordings = Recordings(settings.data_dir / "recordings", media, lessons, now)
+        recordings = Recordings(settings.data_dir / "recordings", recorder, lessons, now)
         lessons.event_listeners.append(recordings.on_events)
         lessons.publish_listeners.append(recordings.published)
-        replay_tokens = ReplayTokens(keys.token_secret(settings), now)
         links: asyncio.Task[None] | None = None
         try:
             await recordings.load()
             await lessons.load()
             services = Services(lessons, tokens, media, metrics, settings, now)
-            app.state.runtime = Runtime(
-                store, lessons, tokens, admin_key, services, recordings, replay_tokens
-            )
+            app.state.runtime = Runtime(store, lessons, tokens, admin_key, services, recordings)
             links = asyncio.create_task(_follow_links(media, lessons))
             yield
         finally:
@@ -133,36 +128,12 @@ def create_app(
     app = FastAPI(title="classroom", version="0.1.0", lifespan=lifespan)
     app.state.metrics = metrics
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
-
-    @app.exception_handler(RecordingsApiError)
-    async def _recordings_error(_: Request, exc: RecordingsApiError) -> JSONResponse:
-        return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"][1:]) or "body"
-        return JSONResponse(
-            {"code": "invalid_request", "message": f"{where}: {first['msg']}"}, status_code=422
-        )
-
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"code": "http_error", "message": str(exc.detail)}, status_code=exc.status_code
-        )
+    install_handlers(app)
 
     def actor(request: Request, rt: Runtime, lesson_id: str | None) -> str:
         """ADMIN for the admin key, else the participant id of a token of that lesson."""
-        header = request.headers.get("authorization", "")
-        scheme, _, credential = header.partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <key or token>")
-        credential = credential.strip()
-        if hmac.compare_digest(credential.encode(), rt.admin_key.encode()):
+        credential = bearer(request)
+        if is_admin_key(credential, rt.admin_key):
             return ADMIN
         if lesson_id is None:
             raise ApiError(403, "not_allowed", "this needs the admin key")
@@ -290,7 +261,6 @@ def create_app(
         recordings_router(
             get_recordings=lambda r: _runtime(r).recordings,
             get_tokens=lambda r: _runtime(r).tokens,
-            get_replay=lambda r: _runtime(r).replay_tokens,
             get_admin_key=lambda r: _runtime(r).admin_key,
             base_url=settings.base_url,
         )

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -19,15 +19,19 @@ from media.gateway import MediaGateway
 from signaling import keys
 from signaling.app import create_app
 from signaling.lessons import Lessons
+from signaling.recordings import RecordingMedia
 from signaling.settings import Settings
+
+if TYPE_CHECKING:
+    from media.relay.relay import Relay
 
 # Messages over 64 KiB get a protocol error from the app; frames far beyond that are
 # refused by uvicorn itself before they are read into memory.
 WS_MAX_FRAME_BYTES = 1024 * 1024
 
 
-def build_media(settings: Settings) -> MediaGateway:
-    """The media relay. The one place that constructs it."""
+def build_media(settings: Settings) -> Relay:
+    """The media relay, which also records. The one place that constructs it."""
     try:
         from media.relay.relay import Relay
         from media.settings import RelaySettings
@@ -42,8 +46,7 @@ def build_media(settings: Settings) -> MediaGateway:
         stun_servers=tuple(settings.stun_urls),
         audio_red=settings.audio_red,
     )
-    relay: MediaGateway = Relay(relay_settings)
-    return relay
+    return Relay(relay_settings)
 
 
 class LessonServer(uvicorn.Server):
@@ -63,14 +66,17 @@ class LessonServer(uvicorn.Server):
 
 
 def serve(settings: Settings, media: MediaGateway | None = None) -> None:
-    """Run the server; `media` replaces the relay (benchmarks compare baselines)."""
+    """Run the server; `media` replaces the relay (benchmarks compare baselines), and
+    then nothing is recorded."""
     admin_key, created = keys.admin_key(settings)
     if created:
         path = settings.data_dir / keys.ADMIN_KEY_FILE
         print(f"Admin key (shown once, kept in {path}): {admin_key}", flush=True)
+    recorder: RecordingMedia | None = None
     if media is None:
-        media = build_media(settings)
-    app = create_app(settings, media)
+        relay = build_media(settings)
+        media, recorder = relay, relay
+    app = create_app(settings, media, recorder=recorder)
     config = uvicorn.Config(
         app,
         host=settings.host,

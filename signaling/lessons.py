@@ -127,18 +127,10 @@ class Lessons:
     # -- loading and creating ------------------------------------------------------
 
     async def load(self) -> None:
-        """Replay every lesson that has not ended.
-
-        Nobody is connected after a restart, so every participant is marked offline
-        by flag, not by ParticipantLeft events: a Leave would take the floor from
-        the classroom on stage, and the stage is meant to survive a restart. The
-        log records the restart only by the next participant_joined.
-        """
+        """Resume every lesson that has not ended, with nobody connected (`Lesson.resume`):
+        the stage survives a restart, and each participant joins again on connecting."""
         for lesson_id in await self._store.lesson_ids(ended=False):
-            lesson = Lesson.replay(await self._store.events(lesson_id))
-            for p in lesson.participants.values():
-                p.online = False
-            lesson.delivery.clear()
+            lesson = Lesson.resume(await self._store.events(lesson_id))
             self._live[lesson_id] = lesson
             for sp in await self._store.participants(lesson_id):
                 if sp.join_code:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import os
@@ -29,10 +28,9 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, cast, runtime_checkable
+from typing import IO, Any, Protocol, cast
 
 import av
-import jwt
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
@@ -42,13 +40,14 @@ from classroom.errors import DomainError
 from classroom.events import Event
 from classroom.roles import SYSTEM, Role
 from media.recorder import manifest as manifests
+from signaling.auth import bearer, is_admin_key
+from signaling.errors import ApiError
 from signaling.offline import OFFLINE_FILE, OfflineCopies, read_status
-from signaling.tokens import TokenError, TokenIssuer
+from signaling.tokens import REPLAY_ROLE, TokenError, TokenIssuer
 
 log = logging.getLogger(__name__)
 
 TIMELINE = "timeline.jsonl"
-REPLAY_ROLE = "replay"
 # How long the media links handed to a page work; a share link may say less.
 ACCESS_TTL_S = 6 * 3600
 MAX_SHARE_TTL_S = 30 * 24 * 3600
@@ -65,9 +64,12 @@ class RecorderHandle(Protocol):
     def now(self) -> float: ...
 
 
-@runtime_checkable
 class RecordingMedia(Protocol):
-    """What a relay that can record offers (media.relay.relay.Relay)."""
+    """What a relay that can record offers (media.relay.relay.Relay).
+
+    Passed in by whoever builds the app, next to the MediaGateway it may also be:
+    a relay that does not record (a fake, a benchmark's baseline) is simply not passed.
+    """
 
     def start_recording(
         self, lesson_id: str, directory: Path, meta: dict[str, Any]
@@ -96,13 +98,13 @@ class Recordings:
     def __init__(
         self,
         root: Path,
-        media: object,
+        media: RecordingMedia | None,
         lessons: LessonsPort,
         now: Callable[[], float],
         offline: OfflineCopies | None = None,
     ) -> None:
         self.root = root
-        self._media = media if isinstance(media, RecordingMedia) else None
+        self._media = media
         self._lessons = lessons
         self._now = now
         self.offline = offline or OfflineCopies()
@@ -375,86 +377,24 @@ class Reader:
         return self.admin or self.role == str(Role.TEACHER)
 
 
-class ReplayTokens:
-    """Signed replay links: one recording, read only, until `exp`.
-
-    Same secret and algorithm as participants' tokens but a different shape (`typ`
-    replay, role `replay`): TokenIssuer refuses them (no such role) and these refuse
-    participant tokens, so neither opens the other's doors.
-    """
-
-    def __init__(self, secret: str, now: Callable[[], float]) -> None:
-        self._secret = secret
-        self._now = now
-
-    def issue(self, rid: str, lesson_id: str, ttl_s: float) -> tuple[str, float]:
-        now = self._now()
-        exp = int(now + ttl_s)
-        payload = {
-            "typ": REPLAY_ROLE,
-            "role": REPLAY_ROLE,
-            "rec": rid,
-            "lesson": lesson_id,
-            "iat": int(now),
-            "exp": exp,
-        }
-        return jwt.encode(payload, self._secret, algorithm="HS256"), float(exp)
-
-    def verify(self, token: str, rid: str) -> float:
-        """The link's expiry, or TokenError."""
-        try:
-            payload = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                options={"verify_exp": False, "require": ["exp", "rec", "typ"]},
-            )
-        except jwt.InvalidTokenError:
-            raise TokenError("bad_token", "this link or token is not valid") from None
-        if payload.get("typ") != REPLAY_ROLE:
-            raise TokenError("bad_token", "this link or token is not valid")
-        if float(payload["exp"]) <= self._now():
-            raise TokenError("token_expired", "this replay link has expired; ask for a new one")
-        if payload["rec"] != rid:
-            raise TokenError("bad_token", "this link is for another recording")
-        return float(payload["exp"])
-
-
-class RecordingsApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 def router(
     get_recordings: Callable[[Request], Recordings],
     get_tokens: Callable[[Request], TokenIssuer],
-    get_replay: Callable[[Request], ReplayTokens],
     get_admin_key: Callable[[Request], str],
     base_url: Callable[[], str],
 ) -> APIRouter:
     """The recordings' HTTP API (docs/protocol.md, "Recordings")."""
     api = APIRouter()
 
-    def credential(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        # <video src> cannot send headers: media URLs carry a replay token instead.
-        access = request.query_params.get("access", "")
-        if access:
-            return access
-        raise RecordingsApiError(401, "unauthorized", "send Authorization: Bearer <key or token>")
-
     def reader(request: Request, lesson_id: str | None, rid: str | None) -> Reader:
-        token = credential(request)
-        if hmac.compare_digest(token.encode(), get_admin_key(request).encode()):
+        # <video src> cannot send headers: media URLs carry a replay token instead.
+        token = bearer(request, query="access")
+        if is_admin_key(token, get_admin_key(request)):
             return Reader(admin=True)
         error: TokenError | None = None
         if rid is not None:
             try:
-                get_replay(request).verify(token, rid)
+                get_tokens(request).verify_replay(token, rid)
                 return Reader(role=REPLAY_ROLE)
             except TokenError as exc:
                 # A replay link's own complaint (expired, another recording) says more.
@@ -466,13 +406,13 @@ def router(
             except TokenError as exc:
                 error = exc
         status = 401 if error.code == "token_expired" else 403
-        raise RecordingsApiError(status, error.code, error.message)
+        raise ApiError(status, error.code, error.message)
 
     def manifest_or_404(request: Request, rid: str) -> dict[str, Any]:
         directory = get_recordings(request).directory(rid)
         manifest = None if directory is None else _read_manifest(directory)
         if manifest is None:
-            raise RecordingsApiError(404, "not_found", "there is no such recording")
+            raise ApiError(404, "not_found", "there is no such recording")
         return manifest
 
     @api.get("/api/lessons/{lesson_id}/recordings")
@@ -487,7 +427,9 @@ def router(
         recordings = get_recordings(request)
         described = recordings.describe(rid)
         assert described is not None
-        access, _ = get_replay(request).issue(rid, str(manifest.get("lesson_id")), ACCESS_TTL_S)
+        access, _ = get_tokens(request).issue_replay(
+            rid, str(manifest.get("lesson_id")), ACCESS_TTL_S
+        )
         for f in described["files"]:
             f["url"] = f"/api/recordings/{rid}/files/{f['name']}?access={access}"
         if described["offline"].get("state") == "done":
@@ -504,7 +446,7 @@ def router(
         directory = get_recordings(request).directory(rid)
         path = None if directory is None or name not in names else directory / name
         if path is None or not path.is_file():
-            raise RecordingsApiError(404, "not_found", "this recording has no such file")
+            raise ApiError(404, "not_found", "this recording has no such file")
         # Starlette's FileResponse answers Range requests (206, 416) by itself.
         headers = {"Cache-Control": "private, max-age=3600"}
         if name == OFFLINE_FILE:
@@ -516,9 +458,9 @@ def router(
         manifest = manifest_or_404(request, rid)
         who = reader(request, str(manifest.get("lesson_id")), rid)
         if not who.may_manage:
-            raise RecordingsApiError(403, "not_allowed", "only the teacher shares a recording")
+            raise ApiError(403, "not_allowed", "only the teacher shares a recording")
         ttl = (body or ShareRequest()).ttl_s
-        token, expires = get_replay(request).issue(rid, str(manifest.get("lesson_id")), ttl)
+        token, expires = get_tokens(request).issue_replay(rid, str(manifest.get("lesson_id")), ttl)
         return {"token": token, "url": f"{base_url()}/replay#token={token}", "expires": expires}
 
     @api.delete("/api/recordings/{rid}", status_code=204)
@@ -526,10 +468,10 @@ def router(
         manifest = manifest_or_404(request, rid)
         who = reader(request, str(manifest.get("lesson_id")), rid)
         if not who.may_manage:
-            raise RecordingsApiError(403, "not_allowed", "only the teacher deletes a recording")
+            raise ApiError(403, "not_allowed", "only the teacher deletes a recording")
         recordings = get_recordings(request)
         if recordings.is_active(rid):
-            raise RecordingsApiError(409, "recording_active", "the lesson is still being recorded")
+            raise ApiError(409, "recording_active", "the lesson is still being recorded")
         await recordings.delete(rid)
 
     return api

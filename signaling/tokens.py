@@ -1,20 +1,28 @@
-"""Signed participant tokens: which lesson, which participant, which role, until when.
+"""Signed tokens: a participant's (which lesson, participant, role, until when) and a
+replay link's (which recording, until when). One secret, one algorithm, one verify path.
 
 HS256 only. The algorithm is pinned on decode, so a token with `alg: none` or any
 other algorithm is refused (the classic JWT downgrade). Expiry is checked against
 the injected clock rather than PyJWT's, so tests can move time.
+
+The two shapes never open each other's doors: a replay link carries `typ` "replay"
+and role "replay", which is no participant role, and a participant token has no
+`typ` and no recording.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
 from classroom.roles import Role
 
 ALGORITHM = "HS256"
+# A replay link's `typ` and role: read only, one recording.
+REPLAY_ROLE = "replay"
 
 
 class TokenError(Exception):
@@ -24,6 +32,9 @@ class TokenError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+_NOT_VALID = "this link or token is not valid"
 
 
 @dataclass(frozen=True)
@@ -42,28 +53,23 @@ class TokenIssuer:
         self._ttl_s = ttl_s
         self._now = now
 
+    # -- participants ----------------------------------------------------------------
+
     def issue(self, lesson_id: str, participant_id: str, role: Role) -> str:
         now = self._now()
-        payload = {
-            "lesson": lesson_id,
-            "sub": participant_id,
-            "role": str(role),
-            "iat": int(now),
-            "exp": int(now + self._ttl_s),
-        }
-        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+        return self._sign(
+            {
+                "lesson": lesson_id,
+                "sub": participant_id,
+                "role": str(role),
+                "iat": int(now),
+                "exp": int(now + self._ttl_s),
+            }
+        )
 
     def verify(self, token: str, lesson_id: str | None = None) -> Claims:
         """The token's claims, or TokenError. With `lesson_id`, the token must be for it."""
-        try:
-            payload = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[ALGORITHM],
-                options={"verify_exp": False, "require": ["exp", "lesson", "sub", "role"]},
-            )
-        except jwt.InvalidTokenError:
-            raise TokenError("bad_token", "this link or token is not valid") from None
+        payload = self._decode(token, ["exp", "lesson", "sub", "role"])
         try:
             claims = Claims(
                 lesson_id=str(payload["lesson"]),
@@ -72,9 +78,59 @@ class TokenIssuer:
                 expires=float(payload["exp"]),
             )
         except (ValueError, TypeError):
-            raise TokenError("bad_token", "this link or token is not valid") from None
+            raise TokenError("bad_token", _NOT_VALID) from None
         if claims.expires <= self._now():
             raise TokenError("token_expired", "this link has expired; ask for a new one")
         if lesson_id is not None and claims.lesson_id != lesson_id:
             raise TokenError("bad_token", "this token belongs to another lesson")
         return claims
+
+    # -- replay links ----------------------------------------------------------------
+
+    def issue_replay(self, recording_id: str, lesson_id: str, ttl_s: float) -> tuple[str, float]:
+        """A link to one recording, read only, for `ttl_s`; and when it expires."""
+        now = self._now()
+        exp = int(now + ttl_s)
+        token = self._sign(
+            {
+                "typ": REPLAY_ROLE,
+                "role": REPLAY_ROLE,
+                "rec": recording_id,
+                "lesson": lesson_id,
+                "iat": int(now),
+                "exp": exp,
+            }
+        )
+        return token, float(exp)
+
+    def verify_replay(self, token: str, recording_id: str) -> float:
+        """The replay link's expiry, or TokenError."""
+        payload = self._decode(token, ["exp", "rec", "typ"])
+        if payload.get("typ") != REPLAY_ROLE:
+            raise TokenError("bad_token", _NOT_VALID)
+        try:
+            expires = float(payload["exp"])
+        except (ValueError, TypeError):
+            raise TokenError("bad_token", _NOT_VALID) from None
+        if expires <= self._now():
+            raise TokenError("token_expired", "this replay link has expired; ask for a new one")
+        if payload["rec"] != recording_id:
+            raise TokenError("bad_token", "this link is for another recording")
+        return expires
+
+    # -- the one signing key ---------------------------------------------------------
+
+    def _sign(self, payload: dict[str, Any]) -> str:
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+
+    def _decode(self, token: str, required: list[str]) -> dict[str, Any]:
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"verify_exp": False, "require": required},
+            )
+        except jwt.InvalidTokenError:
+            raise TokenError("bad_token", _NOT_VALID) from None
+        return payload

@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -103,11 +103,10 @@ class Services:
     metrics: Metrics
     settings: Settings
     now: Callable[[], float]
-
-
-# Observer connections share one participant (the observer link) but each has its
-# own peer connection on the relay, named apart by a number.
-_viewer_numbers = itertools.count(1)
+    # Observer connections share one participant (the observer link) but each has its
+    # own peer connection on the relay, named apart by a number: the app's own count,
+    # so that two apps in one process (tests) do not number each other's viewers.
+    viewer_numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
 
 class Connection:
@@ -300,7 +299,7 @@ class Connection:
         self._claims = claims
         self._media_id = claims.participant_id
         if claims.role is Role.OBSERVER:
-            self._media_id = viewer_media_id(claims.participant_id, next(_viewer_numbers))
+            self._media_id = viewer_media_id(claims.participant_id, next(self._s.viewer_numbers))
         try:
             self._unsubscribe = await lessons.attach(
                 claims.lesson_id, claims.participant_id, self, msg.since

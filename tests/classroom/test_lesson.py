@@ -468,6 +468,34 @@ def test_state_is_a_fold_over_the_serialized_log() -> None:
     assert again.state is LessonState.LIVE
 
 
+def test_a_resumed_lesson_keeps_its_stage_and_hands_but_nobody_is_connected() -> None:
+    """After a restart: the classroom on stage keeps the floor and raised hands stay up;
+    nobody is online and nothing is being sent until each reconnects."""
+    lesson = new_lesson()
+    run(
+        lesson,
+        [
+            *LIVE,
+            ("a", RaiseHand("Wang Wei")),
+            ("t", GrantFloor("b")),
+            (SYSTEM, NoteDelivery("a", (("teacher_camera", "low"),), 280.0)),
+        ],
+    )
+    resumed = Lesson.resume(Event.from_dict(e.to_dict()) for e in lesson.log)
+    snap, before = resumed.snapshot(), lesson.snapshot()
+    assert not any(p["online"] for p in snap["participants"])
+    assert snap["delivery"] == {}
+    assert (snap["stage"], snap["hands"], snap["state"]) == (
+        before["stage"],
+        before["hands"],
+        before["state"],
+    )
+    assert resumed.log == lesson.log
+    # The one that was live is untouched, and each participant can join again.
+    assert all(p["online"] for p in before["participants"] if p["id"] != "o")
+    assert kinds(run(resumed, [("a", Join())])) == ["participant_joined"]
+
+
 def test_end_clears_hands_stage_and_presence() -> None:
     lesson = new_lesson()
     run(lesson, [*LIVE, ("a", RaiseHand("X")), ("t", GrantFloor("b")), ("t", EndLesson())])

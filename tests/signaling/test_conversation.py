@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from media.gateway import LinkReport
@@ -13,9 +15,11 @@ from tests.signaling.conftest import (
     create_lesson,
     eventually,
     joined,
+    make_settings,
+    serve,
     snapshot,
 )
-from tests.signaling.fakes import ANSWER_SDP
+from tests.signaling.fakes import ANSWER_SDP, FakeMedia
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -208,6 +212,23 @@ async def test_link_reports_reach_teacher_and_become_delivery_events(srv: Runnin
         await teacher.quiet()
         await vb.quiet()
         assert (await snapshot(srv, lid))["delivery"] == {a["id"]: layers}
+
+
+async def test_two_apps_number_their_viewers_each_from_one(tmp_path: Path, clock: Clock) -> None:
+    """A viewer's media id is numbered by its app: a second app in the same process
+    starts again at 1, whatever the first one handed out."""
+    async with (
+        serve(make_settings(tmp_path / "one"), FakeMedia(), clock) as one,
+        serve(make_settings(tmp_path / "two"), FakeMedia(), clock) as two,
+    ):
+        for srv in (one, two, one):
+            lesson = await create_lesson(srv)
+            async with joined(srv, lesson["observer"]["token"]) as (viewer, _):
+                await viewer.event("participant_joined", role="observer")
+                await viewer.send({"type": "offer", "sdp": "v=0\r\n", "ref": "o"})
+                await viewer.expect("answer", ref="o")
+        media_ids = [[c[2] for c in s.media.calls if c[0] == "negotiate"] for s in (one, two)]
+        assert media_ids == [["observer~1", "observer~2"], ["observer~1"]]
 
 
 async def test_an_observer_link_serves_several_viewers_at_once(srv: Running) -> None:

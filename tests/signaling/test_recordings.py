@@ -112,7 +112,7 @@ def media() -> RecordingFakeMedia:
 async def srv(
     settings: Settings, media: RecordingFakeMedia, clock: Clock
 ) -> AsyncIterator[Running]:
-    async with serve(settings, media, clock) as running:
+    async with serve(settings, media, clock, recorder=media) as running:
         yield running
 
 
