@@ -18,13 +18,8 @@ replaces, on one sender, these private methods of aiortc's:
   of 720p, short for a 600 ms satellite round trip) and resends every one asked
   for. Ours keeps `RTP_HISTORY_SIZE`, skips packets too old to help and keeps
   resends within a budget (media.control.pacer.ResendBudget).
-- `_run_rtcp`, for video (`LeanRtp.run_rtcp`): aiortc reports about once a second,
-  and a round trip (media.adapter.rtcp) tells the queue on the path as it was when
-  the SR it answers left: up to a second and a half old, when a narrowing link's
-  queue grows by a tenth of a second each second. A video sender reports every
-  `VIDEO_REPORT_INTERVAL_S` instead, stamped with the time it leaves (RFC 3550
-  §6.4.1) rather than its last packet's, so that each one can be told apart from
-  the one before even when no frame came between them (still slides).
+- `_run_rtcp`, for video: reports four times a second
+  (media.adapter.rtcp.FrequentReports), from the counts kept here.
 
 It also sends a probe's padding (`pad`): padding-only packets on the sender's RTX
 stream, whose payload type, SSRC and sequence number aiortc keeps privately
@@ -38,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -49,8 +43,8 @@ import aiortc.rtp
 from aiortc import RTCRtpCodecParameters, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import RtcpByePacket, RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
+from media.adapter.rtcp import FrequentReports
 from media.adapter.transport import Wire, unpaced
 from media.wire import rtp, vp8
 from media.wire.rates import AUDIO_TIME_BASE, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
@@ -61,12 +55,6 @@ logger = logging.getLogger(__name__)
 # twice aiortc's 128 and past the 1 s after which the resend budget refuses a packet
 # anyway (a satellite link's 600 ms round trip and a late NACK fit).
 RTP_HISTORY_SIZE = 256
-# How often a video sender reports. Four times a second is about 2.5 kbit/s, under
-# a hundredth of a 300 kbit/s layer; each report and its answer cost the relay's
-# event loop about as much as a media packet (15 % more work at 64 classrooms in
-# bench_fanout). One watched sender per classroom was cheaper but gave fresh round
-# trips half as often, and the step profile's down switch late.
-VIDEO_REPORT_INTERVAL_S = 0.25
 _LEAN_MARK = "_classroom_lean_rtp"
 # aiortc's private helpers, looked up once (random start values, the packers).
 _aiortc_sender: Any = aiortc.rtcrtpsender
@@ -76,10 +64,6 @@ class ResendBudget(Protocol):
     """What the sender needs of media.control.pacer.ResendBudget."""
 
     def allow(self, size: int, age_s: float) -> bool: ...
-
-
-def _ntp_now() -> int:
-    return rtp.ntp_time(time.time_ns())
 
 
 def extension_block(
@@ -146,7 +130,7 @@ class LeanRtp:
         target._run_rtp = lean.run
         target._retransmit = lean.retransmit
         if sender.kind == "video":
-            target._run_rtcp = lean.run_rtcp
+            target._run_rtcp = FrequentReports(sender, lean).run
         setattr(sender, _LEAN_MARK, lean)
         return lean
 
@@ -319,7 +303,7 @@ class LeanRtp:
             wire.count()
         self._newest_timestamp = timestamp
         sender = self._sender
-        sender._RTCRtpSender__ntp_timestamp = _ntp_now()
+        sender._RTCRtpSender__ntp_timestamp = rtp.ntp_time(time.time_ns())
         sender._RTCRtpSender__rtp_timestamp = timestamp
         sender._RTCRtpSender__octet_count = self._octets
         sender._RTCRtpSender__packet_count = self._packets
@@ -344,55 +328,23 @@ class LeanRtp:
         extra = self._header_bytes + vp8.DESCRIPTOR_BYTES
         return [len(chunk) + extra for chunk in chunks]
 
-    # --- reports -------------------------------------------------------------------
+    # --- what the reports say (media.adapter.rtcp.FrequentReports) -------------------
 
-    async def run_rtcp(self) -> None:
-        """A video sender's reports, every `VIDEO_REPORT_INTERVAL_S`."""
-        sender = self._sender
-        sender._RTCRtpSender__rtcp_started.set()
-        try:
-            while True:
-                # Spread over half to one and a half times the interval (RFC 3550 §6.3.1).
-                await asyncio.sleep(VIDEO_REPORT_INTERVAL_S * (0.5 + random.random()))
-                await sender._send_rtcp(self._report())
-        except asyncio.CancelledError:
-            pass
-        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
-        sender._RTCRtpSender__rtcp_exited.set()
+    @property
+    def packets(self) -> int:
+        return self._packets
 
-    def _report(self) -> list[Any]:
-        """An SR for now: the NTP time it leaves, the RTP time of that instant."""
-        sender = self._sender
-        ntp_timestamp = _ntp_now()
-        rtp_timestamp = self._newest_timestamp
-        if self._packets:
-            # The newest frame's RTP time, moved on by the time since it went out
-            # (the NTP time `_sent` keeps for aiortc's reports).
-            elapsed = (ntp_timestamp - sender._RTCRtpSender__ntp_timestamp) / 2**32
-            rtp_timestamp = (rtp_timestamp + round(elapsed * self._clock_rate)) & 0xFFFFFFFF
-        packets: list[Any] = [
-            RtcpSrPacket(
-                ssrc=sender._ssrc,
-                sender_info=RtcpSenderInfo(
-                    ntp_timestamp=ntp_timestamp,
-                    rtp_timestamp=rtp_timestamp,
-                    packet_count=self._packets & 0xFFFFFFFF,
-                    octet_count=self._octets & 0xFFFFFFFF,
-                ),
-            )
-        ]
-        # What aiortc's own handling of the answering reports reads for its RTT
-        # (RTCRtpSender._handle_rtcp_packet compares it with time.time()).
-        sender._RTCRtpSender__lsr = rtp.middle_32(ntp_timestamp)
-        sender._RTCRtpSender__lsr_time = time.time()
-        cname = sender._RTCRtpSender__cname
-        if cname is not None:
-            packets.append(
-                RtcpSdesPacket(
-                    chunks=[RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode("utf8"))])]
-                )
-            )
-        return packets
+    @property
+    def octets(self) -> int:
+        return self._octets
+
+    @property
+    def newest_timestamp(self) -> int:
+        return self._newest_timestamp
+
+    @property
+    def clock_rate(self) -> int:
+        return self._clock_rate
 
     # --- padding and resends ----------------------------------------------------------
 

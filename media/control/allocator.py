@@ -1,7 +1,8 @@
 """Sharing one participant's estimated downlink over its outgoing slots.
 
-Pure: `allocate()` answers "given this budget, which layer on which slot", and
-`Allocator` adds the hysteresis that keeps a classroom's picture from flapping.
+Pure: `allocate()` (media.control.allocation) answers "given this budget, which
+layer on which slot", and `Allocator` adds the hysteresis and the probes that keep
+a classroom's picture from flapping.
 The relay's adapter feeds it estimates and applies its decisions.
 
 Priorities come from the classroom: audio never stops because video wants more;
@@ -14,8 +15,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-OFF = "off"
-
+from media.control.allocation import (
+    OFF,
+    Allocation,
+    SlotOffer,
+    allocate,
+    cost,
+    next_step,
+    raises,
+    rank,
+)
 
 # A probe costing this share of one that failed or more counts as the same probe.
 FAILED_MARGIN = 0.9
@@ -23,115 +32,6 @@ FAILED_MARGIN = 0.9
 # chosen; layers that cost this much more than the estimate step down in any case.
 ESTIMATE_FELL = 0.97
 COST_OVERSHOOT = 1.2
-
-
-@dataclass(frozen=True)
-class SlotOffer:
-    """What one outgoing slot can carry: its layers, cheapest first, with their cost.
-
-    `priority`: lower is served first. `essential` slots (audio) get their cheapest
-    layer even when the budget does not cover it: silence is worse than congestion.
-    Costs are in kbit/s, ideally measured from the layer's recent output.
-    """
-
-    slot: str
-    priority: int
-    layers: tuple[tuple[str, float], ...]
-    essential: bool = False
-    # The cheapest layer may use all of the estimate, not only what the headroom
-    # leaves (slides at two frames a second keep the lesson readable on a bad link).
-    floor: bool = False
-
-
-Allocation = dict[str, str]
-
-
-def cost(allocation: Allocation, offers: Sequence[SlotOffer]) -> float:
-    total = 0.0
-    for offer in offers:
-        layer = allocation.get(offer.slot, OFF)
-        total += dict(offer.layers).get(layer, 0.0)
-    return total
-
-
-def allocate(
-    budget_kbps: float, offers: Sequence[SlotOffer], floor_kbps: float | None = None
-) -> Allocation:
-    """The best allocation within a budget, slots served in priority order.
-
-    First every slot gets its cheapest layer, in priority order, while the budget
-    lasts (a `floor` slot may use up to `floor_kbps` instead), so a tight link
-    keeps audio, then audio + slides; then slots climb to their best layer within
-    the budget, again in priority order (slides reach full quality before the
-    camera leaves its lowest layer).
-    """
-    ordered = sorted(offers, key=lambda o: o.priority)
-    chosen: dict[str, int] = {}
-    left = budget_kbps
-    left_floor = budget_kbps if floor_kbps is None else max(floor_kbps, budget_kbps)
-    for offer in ordered:
-        if not offer.layers:
-            continue
-        cheapest = offer.layers[0][1]
-        if offer.essential or cheapest <= (left_floor if offer.floor else left):
-            chosen[offer.slot] = 0
-            left -= cheapest
-            left_floor -= cheapest
-    for offer in ordered:
-        index = chosen.get(offer.slot)
-        if index is None:
-            continue
-        base = offer.layers[index][1]
-        for better in range(len(offer.layers) - 1, index, -1):
-            extra = offer.layers[better][1] - base
-            if extra <= left:
-                chosen[offer.slot] = better
-                left -= extra
-                break
-    return {o.slot: (o.layers[chosen[o.slot]][0] if o.slot in chosen else OFF) for o in offers}
-
-
-def _raises(better: Allocation, current: Allocation, offers: Sequence[SlotOffer]) -> bool:
-    """Whether `better` is one layer or more up somewhere and down nowhere. An
-    "up" that turns one slot off for another's higher layer is a flap: seen on
-    the step profile, a camera just probed on was switched off two seconds later
-    for the slides' high layer, and probed on again after that."""
-    ups = rank(better, offers)
-    now = rank(current, offers)
-    return ups != now and all(u >= n for u, n in zip(ups, now, strict=True))
-
-
-def rank(allocation: Allocation, offers: Sequence[SlotOffer]) -> tuple[int, ...]:
-    """Comparable quality of an allocation: layer indexes in priority order (-1 = off)."""
-    out = []
-    for offer in sorted(offers, key=lambda o: o.priority):
-        names = [name for name, _ in offer.layers]
-        layer = allocation.get(offer.slot, OFF)
-        out.append(names.index(layer) if layer in names else -1)
-    return tuple(out)
-
-
-def next_step(
-    allocation: Allocation, offers: Sequence[SlotOffer], ceiling_kbps: float
-) -> Allocation | None:
-    """One layer better on one slot, the first whose step fits `ceiling_kbps`.
-
-    The order is `allocate()`'s: first a slot that is off gets its cheapest layer
-    (in priority order), then slots climb (in priority order). A classroom that
-    speaks is seen at a low quality before the teacher's face reaches a high one.
-    """
-    ordered = sorted(offers, key=lambda o: o.priority)
-    turn_on = [o for o in ordered if allocation.get(o.slot, OFF) == OFF]
-    climb = [o for o in ordered if allocation.get(o.slot, OFF) != OFF]
-    for offer in turn_on + climb:
-        names = [name for name, _ in offer.layers]
-        layer = allocation.get(offer.slot, OFF)
-        index = names.index(layer) if layer in names else -1
-        if index + 1 < len(names):
-            step = {**allocation, offer.slot: names[index + 1]}
-            if cost(step, offers) <= ceiling_kbps:
-                return step
-    return None
 
 
 @dataclass(frozen=True)
@@ -297,7 +197,7 @@ class Allocator:
             return None
         better = self._fit(estimate_kbps, offers)
         reason = "up"
-        if not _raises(better, self.current, offers):
+        if not raises(better, self.current, offers):
             if not may_probe or alarm or self.probe_ceiling <= 0:
                 # No probe into congestion: the next update's alarm would end it at
                 # once, a keyframe spent and the back-off doubled (seen on loss10).
@@ -396,7 +296,7 @@ class Allocator:
             self._climbing = True
             # What it paid for (no headroom: this much has just gone through).
             target = {o.slot: (probe.target or {}).get(o.slot, OFF) for o in offers}
-            if _raises(target, self.current, offers):
+            if raises(target, self.current, offers):
                 return self._set(target, "up")
             # Short of the next step: the next probe may start at once, from the
             # estimate this one raised.

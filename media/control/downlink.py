@@ -21,7 +21,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from media.control.allocator import Allocator, Decision, SlotOffer, cost
+from media.control.allocation import SlotOffer, cost
+from media.control.allocator import Allocator, Decision
 from media.control.estimator import LOSS_LOW, Estimate, Estimator, Feedback
 from media.control.feedback import SenderFeedback
 from media.slots import Slot

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from media.control.allocator import OFF, Allocator, SlotOffer, allocate
+from media.control.allocation import OFF, SlotOffer, allocate
+from media.control.allocator import Allocator
 
 AUDIO = SlotOffer("teacher_audio", 0, (("high", 40.0),), essential=True)
 SLIDES = SlotOffer("slides", 1, (("low", 60.0), ("high", 150.0)))
@@ -198,7 +199,7 @@ def test_slides_at_their_lowest_may_use_the_whole_estimate() -> None:
 
 def test_probing_turns_the_stage_on_before_the_camera_climbs() -> None:
     """As allocate() does: every slot's cheapest layer first, then better ones."""
-    from media.control.allocator import next_step
+    from media.control.allocation import next_step
 
     offers = [AUDIO, CAMERA, STAGE_AUDIO, STAGE]
     now = {

@@ -338,7 +338,7 @@ async def test_a_video_sender_reports_often_stamped_with_the_time_it_leaves() ->
     the end; audio keeps aiortc's pace."""
     from aiortc.rtp import RtcpByePacket, RtcpPacket, RtcpSrPacket
 
-    from media.adapter.sender import VIDEO_REPORT_INTERVAL_S
+    from media.adapter.rtcp import VIDEO_REPORT_INTERVAL_S
 
     reports: list[bytes] = []
 
