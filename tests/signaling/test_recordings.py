@@ -15,14 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import av
-import numpy as np
 import pytest
 
-from media.pipeline.encoders import AudioEncoder, VideoEncoder, VideoLayerSpec
-from media.pipeline.fanout import SenderPacket, Subscriber
-from media.recorder.recorder import Recorder, Sources
+from media.recorder.manifest import Manifest
+from media.recorder.recorder import Recorder
 from signaling.settings import Settings
+from tests.media.recorder_feed import LessonFeed
 from tests.signaling.conftest import (
     Clock,
     Running,
@@ -38,69 +36,21 @@ pytestmark = [
 ]
 
 
-class FakeLayer:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.subscribers: set[Subscriber] = set()
-
-    def subscribe(self, track: Subscriber) -> None:
-        self.subscribers.add(track)
-
-    def unsubscribe(self, track: Subscriber) -> None:
-        self.subscribers.discard(track)
-
-    def request_keyframe(self) -> None:
-        pass
-
-    def publish(self, packet: av.Packet[Any]) -> None:
-        shared = SenderPacket.of(packet)
-        for sub in list(self.subscribers):
-            sub.deliver(self, shared)
-
-
 class RecordingFakeMedia(FakeMedia):
-    """FakeMedia that records: the real Recorder on fake layers and a hand-moved clock."""
+    """FakeMedia that records: the real Recorder on a lesson's fake layers and hand-moved clock."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.t = 1000.0
-        self.camera, self.audio, self.slides = (
-            FakeLayer("high"),
-            FakeLayer("high"),
-            FakeLayer("high"),
-        )
+        self.feed = LessonFeed()
         self.recorder: Recorder | None = None
-        self._video = VideoEncoder(VideoLayerSpec("low", 320, 180, 150_000))
-        self._opus = AudioEncoder()
-        self._frame = 0
 
     def start_recording(self, lesson_id: str, directory: Path, meta: dict[str, Any]) -> Recorder:
-        self.recorder = Recorder(directory, clock=lambda: self.t, meta=meta)
-        self.recorder.update(Sources(camera=self.camera, audio=self.audio, slides=self.slides))
+        self.recorder = Recorder(directory, clock=self.feed.clock, meta=meta)
+        self.recorder.update(self.feed.sources(slides=True))
         return self.recorder
 
-    def stop_recording(self, lesson_id: str) -> dict[str, Any] | None:
+    def stop_recording(self, lesson_id: str) -> Manifest | None:
         return None if self.recorder is None else self.recorder.close()
-
-    def play(self, seconds: float, slides: bool = False) -> None:
-        """`seconds` of camera, sound (and slides) at 15 fps, the clock moving along."""
-        rng = np.random.default_rng(self._frame)
-        for _ in range(round(seconds * 15)):
-            frame = av.VideoFrame.from_ndarray(
-                rng.integers(0, 255, (180, 320, 3), dtype=np.uint8), format="rgb24"
-            ).reformat(format="yuv420p")
-            frame.pts = round(self.t * 90000)
-            for packet in self._video.encode(frame, force_keyframe=self._frame % 30 == 0):
-                self.camera.publish(packet)
-                if slides:
-                    self.slides.publish(packet)
-            tone = (np.sin(np.arange(3200) / 10) * 8000).astype(np.int16).reshape(1, -1)
-            chunk = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
-            chunk.sample_rate = 48000
-            for packet in self._opus.encode(chunk, round(self.t * 48000)):
-                self.audio.publish(packet)
-            self._frame += 1
-            self.t += 1 / 15
 
 
 @pytest.fixture
@@ -142,16 +92,16 @@ async def record_a_lesson(srv: Running, media: RecordingFakeMedia) -> tuple[dict
         assert (await wait_for(teacher, "answer"))["ref"] == "o"
         started = await wait_for(teacher, "recording_started")
         rid = started["recording_id"]
-        media.play(4)
+        media.feed.play(4)
         await classroom.send({"type": "raise_hand", "student": "王小明"})
         await wait_for(teacher, "hand_raised")
-        media.play(1, slides=True)
+        media.feed.play(1, slides=True)
         await teacher.send({"type": "grant_floor", "classroom_id": room["id"]})
         await wait_for(teacher, "floor_granted")
-        media.play(4, slides=True)
+        media.feed.play(4, slides=True)
         await teacher.send({"type": "revoke_floor"})
         await wait_for(teacher, "floor_revoked")
-        media.play(3)
+        media.feed.play(3)
         # The classroom's browser says what it received: a timeline entry, never a chapter.
         audio = {"concealed_samples": 0, "total_samples_received": 480_000, "concealment_events": 0}
         await classroom.send({"type": "reception", "media_session": "pc1", "audio": audio})
@@ -161,11 +111,11 @@ async def record_a_lesson(srv: Running, media: RecordingFakeMedia) -> tuple[dict
         assert (await wait_for(classroom, "error"))["code"] == "not_allowed"
         await teacher.send({"type": "pause_recording"})
         await wait_for(teacher, "recording_paused")
-        media.t += 30  # half a minute off the record
+        media.feed.t += 30  # half a minute off the record
         await teacher.send({"type": "chat", "text": "休息一下"})
         await teacher.send({"type": "resume_recording"})
         await wait_for(teacher, "recording_resumed")
-        media.play(4)
+        media.feed.play(4)
         await teacher.send({"type": "end_lesson"})
         await wait_for(teacher, "recording_stopped")
     return lesson, rid
