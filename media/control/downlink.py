@@ -25,6 +25,7 @@ from media.control.allocation import SlotOffer, cost
 from media.control.allocator import Allocator, Decision
 from media.control.estimator import LOSS_LOW, Estimate, Estimator, Feedback
 from media.control.feedback import SenderFeedback
+from media.control.pacer import pacing_rate
 from media.slots import Slot
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,21 @@ class SlotView:
     sending: bool = True
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One tick's whole decision for a participant's link: what the relay applies.
+
+    `change`: new layers for the slots and why, or None when they stay as they are.
+    The rest holds every tick: the rate video is paced at, the estimate that sizes
+    the resend budget, and the padding a probe asks for.
+    """
+
+    change: Decision | None
+    estimate_bps: float
+    padding_bps: float
+    pacing_bps: float
+
+
 @dataclass
 class _Seen:
     reports: int = 0
@@ -80,8 +96,6 @@ class Downlink:
         self._seen: dict[Slot, _Seen] = {}
         self._expected = 0
         self._lost = 0
-        # What the current layers cost, in bit/s (the pacer lets that much out).
-        self.allocated_bps = 0.0
         # The last tick's audio offers (is_news adds their cost to a REMB).
         self._essential_offers: list[SlotOffer] = []
 
@@ -120,7 +134,7 @@ class Downlink:
         now_s: float,
         sent_bps: float | None = None,
         can_pad: bool = False,
-    ) -> Decision | None:
+    ) -> Plan:
         """`sent_bps`: what really went out lately (the pacer's count), if known;
         otherwise the current layers' cost stands for it. `can_pad`: the relay can
         send padding now (probes are then made with it)."""
@@ -168,10 +182,15 @@ class Downlink:
             doubt=doubt,
             rtt_ms=estimate.rtt_ms,
         )
-        self.allocated_bps = cost(self.allocator.current, offers) * 1000
+        allocated = cost(self.allocator.current, offers) * 1000
         if (self.allocator.padding_kbps > 0) != (padding > 0):
             logger.debug("%s: padding %.0f kbit/s", self.name, self.allocator.padding_kbps)
-        return decision
+        return Plan(
+            change=decision,
+            estimate_bps=estimate.bitrate_bps,
+            padding_bps=self.padding_bps,
+            pacing_bps=pacing_rate(estimate.bitrate_bps, allocated + self.padding_bps),
+        )
 
     def _collect(self, slots: Mapping[Slot, SlotView]) -> Feedback | None:
         remb_by_reporter: dict[int, int] = {}

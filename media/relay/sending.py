@@ -23,7 +23,7 @@ from media.adapter.sender import LeanRtp, budget_resends
 from media.adapter.transport import pace_sender
 from media.control.downlink import Downlink, SlotView
 from media.control.feedback import SenderFeedback
-from media.control.pacer import UDP_IP_BYTES, Pacer, PaddingBudget, ResendBudget
+from media.control.pacer import UDP_IP_BYTES, Pacer, PaddingBudget, ResendBudget, pacing_rate
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import Ladder
 from media.pipeline.mosaic import Mosaic
@@ -37,14 +37,6 @@ DEFAULT_LAYER = "high"
 LayerChoice = str | None  # "high" | "mid" | "low", or None for off
 Source = Ladder | Mosaic
 
-# Video leaves at what the link is thought to carry, or at what was chosen to be
-# sent when that is more (a probe, the floor of audio and slides), and a little
-# over: a keyframe or a new slide is spread at that rate rather than poured into a
-# rural modem's few hundred milliseconds of buffer. Paced 15 % over the estimate,
-# the page turns of a satellite classroom's slides overflowed it and took the
-# teacher's voice with them.
-PACING_FACTOR = 1.05
-MIN_PACING_BPS = 100_000
 # How often a probe's padding is let out: at 300 kbit/s of it, a packet or two each time.
 PADDING_INTERVAL_S = 0.01
 # The padding trains sent when a connection comes up (SendingSide._probe_at_start):
@@ -154,7 +146,7 @@ class SendingSide:
         applying the descriptions, and pacing wraps the transport it ends up with.
         """
         rate = self.downlink.estimate.bitrate_bps
-        self.pacer = Pacer(rate * PACING_FACTOR, self._clock)
+        self.pacer = Pacer(pacing_rate(rate, 0.0), self._clock)
         self.resends = ResendBudget(RESEND_SHARE, self._clock)
         self.resends.set_rate(rate)
         self.padding = PaddingBudget(self._clock)
@@ -188,17 +180,13 @@ class SendingSide:
             and self.padding is not None
             and self.pads_with() is not None
         )
-        decision = self.downlink.tick(views, now, sent_bps=sent, can_pad=can_pad)
-        estimate = self.downlink.estimate.bitrate_bps
+        plan = self.downlink.tick(views, now, sent_bps=sent, can_pad=can_pad)
         if self.pacer is not None and self.resends is not None:
-            allocated = self.downlink.allocated_bps
-            padding = self.downlink.padding_bps
-            self.pacer.set_rate(
-                max(MIN_PACING_BPS, max(estimate, allocated + padding) * PACING_FACTOR)
-            )
-            self.resends.set_rate(estimate)
-            self._start_padding(padding)
+            self.pacer.set_rate(plan.pacing_bps)
+            self.resends.set_rate(plan.estimate_bps)
+            self._start_padding(plan.padding_bps)
         # Without adaptation the estimate is still kept, for the link reports.
+        decision = plan.change
         if decision is None or not self._settings.adaptive:
             return False
         for slot, out in self.outgoing.items():
@@ -210,7 +198,7 @@ class SendingSide:
             self.name,
             decision.reason,
             decision.allocation,
-            estimate / 1000,
+            plan.estimate_bps / 1000,
         )
         return True
 

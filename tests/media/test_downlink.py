@@ -45,7 +45,7 @@ def test_priorities_audio_then_slides_then_camera() -> None:
         "teacher_camera": SenderFeedback(),
         "slides": SenderFeedback(),
     }
-    decision = down.tick(views(**fbs), 0.0)
+    decision = down.tick(views(**fbs), 0.0).change
     assert decision is not None
     # 250 kbit/s x 0.85: audio 53 + slides 120 fit; the camera's 165 does not.
     assert decision.allocation == {
@@ -62,7 +62,7 @@ def test_a_clean_link_keeps_its_layers_whatever_the_remb_does() -> None:
     fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
     layers = {"teacher_audio": AUDIO, "teacher_camera": CAMERA, "slides": SLIDES}
     remb(fbs["teacher_camera"], 2_000_000)
-    first = down.tick(views(**fbs), 0.0)
+    first = down.tick(views(**fbs), 0.0).change
     assert first is not None and first.allocation["teacher_camera"] == "high"
     for t in range(1, 30):
         # A keyframe or a page turn moves a cost by a fraction; the REMB dips with it.
@@ -74,7 +74,7 @@ def test_a_clean_link_keeps_its_layers_whatever_the_remb_does() -> None:
         report(fbs["teacher_camera"], 200 * t, 0)
         fbs["teacher_camera"].rtt_s, fbs["teacher_camera"].rtts = 0.1, t
         view = {Slot(n): SlotView(fb, costs[n]) for n, fb in fbs.items()}
-        decision = down.tick(view, float(t))
+        decision = down.tick(view, float(t)).change
         assert decision is None, (t, decision, down.estimate)
 
 
@@ -83,7 +83,7 @@ def test_a_remb_counts_the_video_and_the_audio_comes_on_top() -> None:
     satellite classroom's slides off to leave room for audio it never counted."""
     down = Downlink(Estimator(initial_bps=120_000), Allocator())
     fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
-    first = down.tick(views(**fbs), 0.0)
+    first = down.tick(views(**fbs), 0.0).change
     assert first is not None
     assert first.allocation == {"teacher_audio": "high", "slides": "low", "teacher_camera": "off"}
     remb(fbs["slides"], 100_000)
@@ -226,14 +226,14 @@ def test_no_probe_while_a_confirmed_fall_holds() -> None:
     slides = fbs["slides"]
     remb(slides, 250_000)
     slides.rtt_s, slides.rtt_sr_at, slides.rtts = 0.1, 0.4, 1
-    assert down.tick(views(**fbs), 0.5) is None
+    assert down.tick(views(**fbs), 0.5).change is None
     # The REMB falls and the round trip shows a queue: congestion, held 5 s.
     remb(slides, 180_000)
     slides.rtt_s, slides.rtt_sr_at, slides.rtts = 0.2, 0.9, 2
     down.tick(views(**fbs), 1.0)
     assert down.estimator.congested
     # The camera's low layer is within a probe's reach, but nothing new is heard.
-    decisions = [down.tick(views(**fbs), 1.0 + t / 2) for t in range(1, 8)]
+    decisions = [down.tick(views(**fbs), 1.0 + t / 2).change for t in range(1, 8)]
     assert decisions == [None] * 7
 
 
@@ -267,7 +267,7 @@ def test_without_padding_a_probe_switches_layers() -> None:
     fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
     down.tick(views(**fbs), 0.0)
     remb(fbs["slides"], 250_000)
-    decision = down.tick(views(**fbs), 0.5)
+    decision = down.tick(views(**fbs), 0.5).change
     assert decision is not None and decision.reason == "probe"
     assert down.padding_bps == 0
 
@@ -422,6 +422,6 @@ def test_a_padding_probe_ends_on_a_sign_of_congestion_not_confirmed_yet(sign: st
         remb(slides, 200_000)
     else:
         slides.rtt_s, slides.rtt_sr_at, slides.rtts = 0.2, 0.9, 2  # past 1.25 x 100 + 20
-    assert down.tick(views(**fbs), 1.0, can_pad=True) is None  # the layers stay
+    assert down.tick(views(**fbs), 1.0, can_pad=True).change is None  # the layers stay
     assert down.padding_bps == 0
     assert not down.estimator.congested and not down.estimator.alarm
