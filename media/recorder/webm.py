@@ -73,11 +73,17 @@ class WebmWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         container = av.open(str(self.path), "w", format="webm", options=MUXER_OPTIONS)
         if self._want_video:
-            video = container.add_stream("libvpx", rate=30)
+            video = container.add_stream("libvpx")
             width, height = size or (1280, 720)
             video.width, video.height = width, height
             video.pix_fmt = "yuv420p"
             video.time_base = fractions.Fraction(1, 1000)
+            # No frame rate: the layers' rates vary (a camera the relay's encoders
+            # cannot keep at 30 fps, slides at 5 or 2), and a declared one is
+            # written as the track's DefaultDuration, which tools believe: a file
+            # declared 30 fps that holds 15 was read as lasting half the lesson.
+            # Each block's own timestamp says when it is shown.
+            video.codec_context.framerate = fractions.Fraction(0, 1)
             self._video = video
         if self._want_audio:
             audio = container.add_stream("libopus", rate=AUDIO_CLOCK_RATE)

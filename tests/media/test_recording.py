@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -74,6 +75,27 @@ def test_packets_are_written_unchanged_and_play(tmp_path: Path) -> None:
     assert int(video["nb_read_frames"]) == 150  # every frame decodes
     # Ten seconds of 40 ms packets (media.pipeline.encoders.OPUS_FRAME_SAMPLES).
     assert audio["codec_name"] == "opus" and int(audio["nb_read_frames"]) == 250
+
+
+@pytest.mark.parametrize("fps", [5, 15])
+def test_a_file_declares_no_frame_rate_it_does_not_have(tmp_path: Path, fps: int) -> None:
+    """Layers send what their encoders and links allow (a camera at 15 fps when the
+    relay cannot keep 30, slides at 5 or 2): a file that declared 30 fps was read by
+    tools that count its frames at that rate as lasting half the lesson."""
+    path = tmp_path / "slides.webm"
+    writer = WebmWriter(path, video=True, audio=False, origin_s=ORIGIN)
+    feed(writer, 6, fps=fps)
+    writer.close()
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+         "stream=avg_frame_rate,r_frame_rate,nb_read_frames", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (video,) = json.loads(out.stdout)["streams"]
+    frames = int(video["nb_read_frames"])
+    # The rate a tool infers is the file's own, so frames over it give its length.
+    for rate in (video["avg_frame_rate"], video["r_frame_rate"]):
+        assert abs(frames / float(Fraction(rate)) - 6) < 0.5, video
 
 
 def test_a_file_starts_at_a_keyframe_and_keeps_early_audio(tmp_path: Path) -> None:
