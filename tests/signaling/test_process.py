@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,20 @@ class Server:
         # `python -m signaling` is the `classroom` console script without needing it installed.
         cmd = [sys.executable, "-m", "signaling", "serve", "--host", "127.0.0.1",
                "--port", str(self.port), "--data-dir", str(data_dir)]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Its output goes to a file: a pipe nobody reads until the end fills up in a
+        # long run, and the server then blocks on its next log line.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the object
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
 
     async def ready(self) -> None:
         async with httpx.AsyncClient(timeout=1.0) as http:
             for _ in range(150):
                 if self.proc.poll() is not None:
-                    out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                    raise AssertionError(f"server exited: {out[-2000:]}")
+                    raise AssertionError(f"server exited: {self.output()[-2000:]}")
                 try:
                     if (await http.get(f"{self.url}/healthz")).status_code == 200:
                         return
@@ -64,7 +71,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
-        return self.proc.stdout.read().decode() if self.proc.stdout else ""
+        return self.output()
 
 
 class Client:

@@ -1,7 +1,9 @@
 """The real `classroom serve` process recording a real aiortc teacher, killed with SIGKILL.
 
-The files on disk play to within 2 s of the kill, and the next server lists the
-recording as interrupted. The server is started and killed by this test, by its PID.
+The teacher publishes camera, microphone and slides. Killed 15 s and 60 s into the
+lesson, the files on disk play to within 2 s of the kill, and the next server lists
+the recording as interrupted. The server is started and killed by this test, by its PID.
+(scripts/bench_recording.py measures the same from outside, with figures.)
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ from media.synthetic import SyntheticParticipant
 from tests.signaling.test_process import ADMIN_KEY, Server
 
 pytestmark = [
-    pytest.mark.timeout(90),
+    pytest.mark.timeout(180),
     pytest.mark.e2e,
     pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffmpeg"),
 ]
-RECORDED_S = 8.0
 
 
 def last_frame_s(path: Path) -> tuple[float, int]:
@@ -42,7 +43,10 @@ def last_frame_s(path: Path) -> tuple[float, int]:
     return (max(times) if times else 0.0), len(times)
 
 
-async def test_a_killed_server_leaves_a_recording_that_plays(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recorded_s", [15.0, 60.0])
+async def test_a_killed_server_leaves_a_recording_that_plays(
+    tmp_path: Path, recorded_s: float
+) -> None:
     data = tmp_path / "data"
     server = Server(data)
     teacher: SyntheticParticipant | None = None
@@ -69,10 +73,20 @@ async def test_a_killed_server_leaves_a_recording_that_plays(tmp_path: Path) -> 
                     elif msg.get("event", {}).get("kind") == "recording_started":
                         started = time.monotonic()
                         rid = msg["event"]["recording_id"]
-            await asyncio.sleep(RECORDED_S)
+
+            async def read_on() -> None:
+                # A teacher's page reads every message; a client that stops reading
+                # is dropped by the server (and its websocket library stops answering
+                # pings), and the lesson loses its camera: not what is tested here.
+                async for _ in ws:
+                    pass
+
+            reader = asyncio.create_task(read_on())
+            await asyncio.sleep(recorded_s)
             os.kill(server.proc.pid, signal.SIGKILL)
             killed_at = time.monotonic() - started
             server.proc.wait(10)
+            reader.cancel()
     finally:
         if teacher is not None:
             await teacher.close()
@@ -81,19 +95,22 @@ async def test_a_killed_server_leaves_a_recording_that_plays(tmp_path: Path) -> 
     folder = data / "recordings" / rid
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["state"] == "recording"  # as the kill left it
-    camera = next(f for f in manifest["files"] if f["name"] == "camera.webm")
-    last, frames = last_frame_s(folder / "camera.webm")
-    lost = killed_at - (camera["offset"] + last)
-    print(
-        f"SIGKILL after {killed_at:.2f} s of recording; camera plays to {camera['offset'] + last:.2f} s; lost {lost:.2f} s"
-    )
-    assert lost < 2.0
-    assert frames >= 15 * (killed_at - 2 - camera["offset"])
-    decoded = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(folder / "camera.webm"), "-f", "null", "-"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert decoded.returncode == 0
+    files = {f["name"]: f for f in manifest["files"]}
+    assert {"camera.webm", "slides.webm"} <= set(files)
+    # The camera is sent at 15 fps, the screen too but its top layer keeps 5: a
+    # picture that moves to the end, on a machine whose encoders may keep fewer.
+    for name, min_fps in (("camera.webm", 8), ("slides.webm", 3)):
+        last, frames = last_frame_s(folder / name)
+        lost = killed_at - (files[name]["offset"] + last)
+        print(f"SIGKILL after {killed_at:.2f} s: {name} plays to {killed_at - lost:.2f} s")
+        assert lost < 2.0, name
+        assert frames >= min_fps * (killed_at - 2 - files[name]["offset"]), name
+        decoded = subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", str(folder / name), "-f", "null", "-"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert decoded.returncode == 0, decoded.stderr
+    camera = files["camera.webm"]
 
     server = Server(data)
     try:
