@@ -76,7 +76,9 @@ def probe(path: Path) -> dict[str, Any]:
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout.strip()  # fmt: skip
     video = next((s for s in streams if s["codec_type"] == "video"), None)
-    declared = float(Fraction(video["avg_frame_rate"])) if video else 0.0
+    # "0/0" when the file declares none and ffprobe cannot infer one.
+    num, _, den = (video["avg_frame_rate"] if video else "0/0").partition("/")
+    declared = float(Fraction(int(num), int(den))) if int(den or 0) else 0.0
     return {
         "last_video_s": last.get("video"),
         "last_audio_s": last.get("audio"),
