@@ -8,7 +8,13 @@ live in one, a classroom page in headless Chromium in the other, so every packet
 the classroom crosses the profile's link. Figures come from the classroom page's own
 getStats() once a second, and from the lesson's delivery_changed events (the relay's
 decisions, as the teacher sees them). `--relay naive` serves the same pages on stock
-aiortc with one encoder per classroom (scripts.naive_relay), for the side-by-side.
+aiortc with one encoder per classroom (scripts.naive_relay), for the side-by-side;
+`--relay p2p` is the anchor: a Chromium publisher in the server's namespace sends the
+same camera and tone (as fake-device files) straight to a Chromium page behind the same
+link, libwebrtc at both ends (no slides). `video_stalled_s` sums the gaps of 1 s or more
+with no newly decoded camera frame (one still open at the end included), from the page's
+own counter polled every 100 ms; `camera_first_frame_s` is the first camera frame, in
+seconds from the page's opening.
 
 The last line printed is a JSON object. Needs root, iproute2 and Debian's chromium.
 """
@@ -29,10 +35,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+import wave
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from scripts.linkemu import PROFILES, SERVER_ADDR
 
@@ -51,6 +60,42 @@ CLASSROOM_SLOTS = [
     "camera", "microphone", "teacher_camera", "teacher_audio", "slides", "stage_video",
     "stage_audio",
 ]  # fmt: skip
+
+# Installed before the classroom page's own scripts: from the page's first moment,
+# every 100 ms, the teacher camera's framesDecoded, kept as the page times
+# (performance.now(), ms from navigation) at which it grew. Finer than the 1 s
+# samples: a stall is a gap of 1 s or more with no new frame, which Chromium's
+# freeze count misses when the relay switched the camera off (no frame ends it).
+CAMERA_WATCH_JS = """
+(() => {
+  const slot = %d;
+  window.__cameraFrames = [];
+  let last = 0;
+  setInterval(async () => {
+    const c = window.__classroom;
+    if (!c || !c.pc) return;
+    const mid = c.pc.getTransceivers()[slot]?.mid;
+    if (mid == null) return;
+    (await c.pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.mid === mid && (s.framesDecoded || 0) > last) {
+        last = s.framesDecoded;
+        window.__cameraFrames.push(performance.now());
+      }
+    });
+  }, 100);
+})();
+"""
+# Gaps at least this long without a new camera frame count as a stall.
+STALL_S = 1.0
+
+
+def stalls(frame_times_s: list[float], start_s: float, end_s: float) -> float:
+    """Seconds within [start_s, end_s] spent in gaps of STALL_S or more with no new
+    camera frame, including a gap still open at the end (and one from the start)."""
+    inside = [t for t in frame_times_s if start_s <= t <= end_s]
+    edges = [start_s, *inside, end_s]
+    return sum(b - a for a, b in itertools.pairwise(edges) if b - a >= STALL_S)
+
 
 STATS_JS = """
 async () => {
@@ -260,63 +305,223 @@ def summarize(
     }
 
 
+@dataclass
+class Watched:
+    """What the classroom page received over the measured window."""
+
+    t0: float
+    samples: list[dict[str, Any]]
+    # The page's own clock (s from navigation) at the window's start and end, and
+    # the times at which a new teacher camera frame was decoded.
+    page_t0: float
+    page_end: float
+    frames_at: list[float]
+
+
+async def watch(page: Any, seconds: float, emulator_pid: int, folder: Path) -> Watched:
+    """Wait for the teacher's sound, start the profile's clock, sample getStats()."""
+    audio = str(CLASSROOM_SLOTS.index("teacher_audio"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        stats = await page.evaluate(STATS_JS)
+        if stats and stats.get(audio, {}).get("totalSamplesReceived"):
+            break
+        await asyncio.sleep(0.5)
+    else:
+        state = await page.evaluate(
+            "() => { const pc = window.__classroom && window.__classroom.pc;"
+            " return pc ? [pc.connectionState, pc.iceConnectionState,"
+            " pc.remoteDescription && pc.remoteDescription.sdp.split('a=candidate').length - 1]"
+            " : null; }"
+        )
+        raise RuntimeError(f"the classroom page never received the teacher's audio ({state})")
+    os.kill(emulator_pid, signal.SIGUSR1)
+    t0 = time.monotonic()
+    page_t0 = await page.evaluate("performance.now()") / 1000
+    samples: list[dict[str, Any]] = []
+    while time.monotonic() - t0 < seconds:
+        stats = await page.evaluate(STATS_JS)
+        samples.append({"t": time.monotonic() - t0, "stats": stats or {}})
+        await asyncio.sleep(1.0)
+    page_end = await page.evaluate("performance.now()") / 1000
+    frames_at = [t / 1000 for t in await page.evaluate("window.__cameraFrames")]
+    await page.screenshot(path=str(folder / "classroom.png"))
+    return Watched(t0, samples, page_t0, page_end, frames_at)
+
+
+async def classroom_context(
+    pw: Any, folder: Path, client_ns: str, base: str, extra_args: list[str]
+) -> Any:
+    """Chromium in the classroom's namespace, its page watching the teacher's camera."""
+    context = await pw.chromium.launch_persistent_context(
+        str(folder / "profile"),
+        executable_path=_chromium_in(client_ns, folder),
+        headless=True,
+        args=[
+            *CHROMIUM_ARGS,
+            *extra_args,
+            f"--unsafely-treat-insecure-origin-as-secure={base}",
+        ],
+        viewport={"width": 1366, "height": 768},
+    )
+    page = context.pages[0] if context.pages else await context.new_page()
+    await page.add_init_script(CAMERA_WATCH_JS % CLASSROOM_SLOTS.index("teacher_camera"))
+    return context, page
+
+
+P2P_PUBLISH_JS = """
+async () => {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: {width: 640, height: 360, frameRate: 15}, audio: true});
+  const pc = new RTCPeerConnection();
+  window.__publisher = pc;
+  // The receiver's transceivers then line up with a classroom's (CLASSROOM_SLOTS):
+  // two unused, then the teacher's camera and sound.
+  pc.addTransceiver("video", {direction: "inactive"});
+  pc.addTransceiver("audio", {direction: "inactive"});
+  pc.addTransceiver(stream.getVideoTracks()[0], {direction: "sendonly"});
+  pc.addTransceiver(stream.getAudioTracks()[0], {direction: "sendonly"});
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === "complete") return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && done();
+  });
+  return pc.localDescription.sdp;
+}
+"""
+P2P_RECEIVE_JS = """
+async (offer) => {
+  const pc = new RTCPeerConnection();
+  window.__classroom = {pc};
+  // Played as the classroom page plays them: Chromium decodes remote sound only
+  // for a sink that pulls it.
+  pc.ontrack = (e) => {
+    const el = document.createElement(e.track.kind === "video" ? "video" : "audio");
+    el.srcObject = new MediaStream([e.track]);
+    el.autoplay = true;
+    el.muted = false;
+    document.documentElement.appendChild(el);
+    el.play().catch(() => {});
+  };
+  await pc.setRemoteDescription({type: "offer", sdp: offer});
+  await pc.setLocalDescription(await pc.createAnswer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === "complete") return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && done();
+  });
+  return pc.localDescription.sdp;
+}
+"""
+# Both ends show their real addresses: an mDNS name would have to be resolved across
+# the emulated link.
+P2P_ARGS = ["--disable-features=WebRtcHideLocalIpsWithMdns"]
+
+
+def _fake_capture(folder: Path) -> list[str]:
+    """The synthetic teacher's camera and tone as files Chromium's fake devices play,
+    so that the p2p publisher sends the same content as our teacher does."""
+    from media.synthetic import MovingPicture
+
+    camera = MovingPicture(640, 360, 15)
+    y4m = folder / "camera.y4m"
+    with y4m.open("wb") as out:
+        out.write(b"YUV4MPEG2 W640 H360 F15:1 Ip A1:1 C420jpeg\n")
+        for planes in camera._frames:
+            out.write(b"FRAME\n" + planes.tobytes())
+    rate = 48000
+    tone = (np.sin(2 * np.pi * 440 * np.arange(rate) / rate) * 8000).astype(np.int16)
+    wav = folder / "tone.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(tone.tobytes())
+    return [f"--use-file-for-fake-video-capture={y4m}", f"--use-file-for-fake-audio-capture={wav}"]
+
+
+@contextlib.asynccontextmanager
+async def p2p_publisher(pw: Any, folder: Path, base: str, classroom: Any) -> AsyncIterator[None]:
+    """Chromium on the server's side sending its camera and microphone straight to the
+    classroom page (libwebrtc at both ends), offer and answer carried by this script."""
+    context = await pw.chromium.launch_persistent_context(
+        str(folder / "publisher"),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            *CHROMIUM_ARGS,
+            *P2P_ARGS,
+            *_fake_capture(folder),
+            f"--unsafely-treat-insecure-origin-as-secure={base}",
+        ],
+    )
+    try:
+        publisher = context.pages[0] if context.pages else await context.new_page()
+        await publisher.goto(base + "/healthz")
+        offer = await publisher.evaluate(P2P_PUBLISH_JS)
+        await classroom.goto(base + "/healthz", timeout=60_000)
+        answer = await classroom.evaluate(P2P_RECEIVE_JS, offer)
+        await publisher.evaluate(
+            "(sdp) => window.__publisher.setRemoteDescription({type: 'answer', sdp})", answer
+        )
+        yield
+    finally:
+        await context.close()
+
+
 async def measure(args: argparse.Namespace, client_ns: str, emulator_pid: int) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     folder = Path(tempfile.mkdtemp(prefix="weaklink-"))
     admin_key = secrets.token_urlsafe(16)
     port = _free_port(SERVER_ADDR)
-    with _server(args.relay, port, folder, admin_key) as base:
-        lesson = _http(
-            "POST",
-            base + "/api/lessons",
-            {"title": "Weak link", "classrooms": ["Village"]},
-            admin_key,
-        )
-        room = lesson["classrooms"][0]
-        teacher = Teacher()
-        ready = asyncio.Event()
-        ws_url = base.replace("http://", "ws://") + "/ws"
-        teaching = asyncio.create_task(teacher.run(ws_url, lesson["teacher"]["token"], ready))
-        await asyncio.wait_for(ready.wait(), 30)
+    events: list[tuple[float, dict[str, Any]]] = []
+    classroom_id = ""
+    # The p2p anchor needs no relay; our server only gives both pages an origin.
+    with _server("ours" if args.relay == "p2p" else args.relay, port, folder, admin_key) as base:
         async with async_playwright() as pw:
-            context = await pw.chromium.launch_persistent_context(
-                str(folder / "profile"),
-                executable_path=_chromium_in(client_ns, folder),
-                headless=True,
-                args=[*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={base}"],
-                viewport={"width": 1366, "height": 768},
-            )
+            extra = P2P_ARGS if args.relay == "p2p" else []
+            context, page = await classroom_context(pw, folder, client_ns, base, extra)
             try:
-                page = context.pages[0] if context.pages else await context.new_page()
-                await page.goto(f"{base}/classroom#token={room['token']}", timeout=60_000)
-                # Wait until the teacher's sound plays, then start the profile's clock.
-                audio = str(CLASSROOM_SLOTS.index("teacher_audio"))
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    stats = await page.evaluate(STATS_JS)
-                    if stats and stats.get(audio, {}).get("totalSamplesReceived"):
-                        break
-                    await asyncio.sleep(0.5)
+                if args.relay == "p2p":
+                    async with p2p_publisher(pw, folder, base, page):
+                        watched = await watch(page, args.seconds, emulator_pid, folder)
                 else:
-                    raise RuntimeError("the classroom page never received the teacher's audio")
-                os.kill(emulator_pid, signal.SIGUSR1)
-                t0 = time.monotonic()
-                samples: list[dict[str, Any]] = []
-                while time.monotonic() - t0 < args.seconds:
-                    stats = await page.evaluate(STATS_JS)
-                    samples.append({"t": time.monotonic() - t0, "stats": stats or {}})
-                    await asyncio.sleep(1.0)
-                await page.screenshot(path=str(folder / "classroom.png"))
+                    lesson = _http(
+                        "POST",
+                        base + "/api/lessons",
+                        {"title": "Weak link", "classrooms": ["Village"]},
+                        admin_key,
+                    )
+                    room = lesson["classrooms"][0]
+                    classroom_id = room["id"]
+                    teacher = Teacher()
+                    ready = asyncio.Event()
+                    ws_url = base.replace("http://", "ws://") + "/ws"
+                    teaching = asyncio.create_task(
+                        teacher.run(ws_url, lesson["teacher"]["token"], ready)
+                    )
+                    try:
+                        await asyncio.wait_for(ready.wait(), 30)
+                        await page.goto(f"{base}/classroom#token={room['token']}", timeout=60_000)
+                        watched = await watch(page, args.seconds, emulator_pid, folder)
+                    finally:
+                        teaching.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await teaching
+                    events = teacher.events
             finally:
                 await context.close()
-        teaching.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await teaching
     result = summarize(
-        args.profile, args.relay, args.seconds, t0, samples, teacher.events, room["id"]
+        args.profile, args.relay, args.seconds, watched.t0, watched.samples, events, classroom_id
     )
-    (folder / "samples.json").write_text(json.dumps({"samples": samples, "events": teacher.events}))
+    # The camera as the classroom saw it: stalls over the measured window, and its
+    # first frame in seconds from the moment the page was opened.
+    result["video_stalled_s"] = round(
+        stalls(watched.frames_at, watched.page_t0, watched.page_end), 2
+    )
+    first = watched.frames_at[0] if watched.frames_at else None
+    result["camera_first_frame_s"] = None if first is None else round(first, 2)
+    (folder / "samples.json").write_text(json.dumps({"samples": watched.samples, "events": events}))
     result["artifacts"] = str(folder)
     return result
 
@@ -324,7 +529,7 @@ async def measure(args: argparse.Namespace, client_ns: str, emulator_pid: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
-    parser.add_argument("--relay", choices=("ours", "naive"), default="ours")
+    parser.add_argument("--relay", choices=("ours", "naive", "p2p"), default="ours")
     parser.add_argument("--seconds", type=float)
     args = parser.parse_args()
     if args.seconds is None:
