@@ -31,7 +31,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from scripts.bench_weaklink import _free_port, _http
+from scripts.bench_weaklink import _free_port, _http, wait_healthy
 
 HOST = "127.0.0.1"
 MAX_KILL_AT_S = 600.0
@@ -107,15 +107,7 @@ async def one_lesson(kill_at_s: float, camera: tuple[int, int, int]) -> dict[str
     teacher = SyntheticParticipant(Role.TEACHER, send_video=lambda: next(videos))
     rss: list[tuple[float, float | None]] = []
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _http("GET", base + "/healthz")
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"no server; see {folder}/server.log") from None
-                await asyncio.sleep(0.2)
+        await asyncio.to_thread(wait_healthy, base, server, folder / "server.log")
         lesson = _http(
             "POST", base + "/api/lessons", {"title": "录制", "classrooms": ["A"]}, admin_key
         )

@@ -136,6 +136,19 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def wait_healthy(base: str, proc: subprocess.Popen[Any], log: Path, within_s: float = 30) -> None:
+    """Wait until the server at `base` answers /healthz; raise if its process died."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            _http("GET", base + "/healthz")
+            return
+        except OSError as exc:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"no server; see {log}") from exc
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def _server(relay: str, port: int, data_dir: Path, admin_key: str) -> Iterator[str]:
     env = {
@@ -150,15 +163,7 @@ def _server(relay: str, port: int, data_dir: Path, admin_key: str) -> Iterator[s
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://{SERVER_ADDR}:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _http("GET", base + "/healthz")
-                break
-            except OSError as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"no server; see {data_dir}/server.log") from exc
-                time.sleep(0.2)
+        wait_healthy(base, proc, data_dir / "server.log")
         yield base
     finally:
         proc.send_signal(signal.SIGTERM)
