@@ -10,7 +10,7 @@ that fold as a restarted server sees it, with nobody connected.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -162,6 +162,22 @@ class Lesson:
 
     def events_since(self, seq: int) -> list[e.Event]:
         return [ev for ev in self.log if ev.seq > seq]
+
+    def latest_since(
+        self, seq: int, limit: int, keep: Callable[[e.Event], bool] = lambda _: True
+    ) -> tuple[list[e.Event], bool]:
+        """At most `limit` of the newest events after `seq` that `keep` accepts, in
+        order, and whether older ones were left out. Read from the end of the log:
+        the cost is the tail's, not the lesson's length."""
+        kept: list[e.Event] = []
+        for event in reversed(self.log):
+            if event.seq <= seq:
+                return kept[::-1], False
+            if keep(event):
+                if len(kept) == limit:
+                    return kept[::-1], True
+                kept.append(event)
+        return kept[::-1], False
 
     def snapshot(self) -> dict[str, Any]:
         """The lesson as a client first sees it; JSON-ready."""

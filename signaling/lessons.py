@@ -65,12 +65,19 @@ class LessonOver(InvalidTransition):
 class Attendee(Protocol):
     """What the roster needs of a participant's connection."""
 
-    def welcome(self, snapshot: dict[str, Any], backlog: list[Event]) -> None: ...
+    def welcome(self, snapshot: dict[str, Any], backlog: list[Event], cut: bool) -> None: ...
 
     def deliver(self, envelope: Envelope) -> None: ...
 
     def replace(self) -> None: ...
 
+
+# A rejoin is sent the snapshot (the lesson as it is now) and, of the events it
+# missed, at most this many of the newest: a classroom back after a long gap sees
+# what was said lately, and what a rejoin costs does not grow with the lesson. A
+# rejoin with `since: 0` on a lesson of 15k events was 2.1 MB and 0.35 s of the
+# server's CPU.
+MAX_CATCH_UP = 500
 
 # Called with a command's events once they are stored and published (the recording's
 # timeline follows the lesson this way), and with a participant's successful offer.
@@ -303,12 +310,13 @@ class Lessons:
                         old.replace()
             unsubscribe = self._bus.subscribe(lesson_id, attendee.deliver)
             role = str(lesson.participants[participant_id].role)
-            backlog = [
-                ev
-                for ev in (lesson.events_since(since) if since is not None else [])
-                if not audience(ev) or role in audience(ev)
-            ]
-            attendee.welcome(lesson.snapshot(), backlog)
+            backlog: list[Event] = []
+            cut = False
+            if since is not None:
+                backlog, cut = lesson.latest_since(
+                    since, MAX_CATCH_UP, lambda ev: not audience(ev) or role in audience(ev)
+                )
+            attendee.welcome(lesson.snapshot(), backlog, cut)
             if not lesson.participants[participant_id].online:
                 try:
                     await self._execute_locked(lesson, c.Join(), participant_id)

@@ -176,6 +176,9 @@ class WelcomeMsg(_Message):
     protocol: int = PROTOCOL_VERSION
     you: You
     lesson: dict[str, Any]
+    # Set when the events missed since `since` were more than a rejoin is sent: the
+    # seq of the first one that follows (older ones are in the snapshot only).
+    missed_from: int | None = None
 
 
 class EventMsg(_Message):

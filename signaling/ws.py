@@ -214,7 +214,7 @@ class Connection:
 
     # -- Attendee: called by Lessons and the bus ------------------------------------
 
-    def welcome(self, snapshot: dict[str, Any], backlog: list[Event]) -> None:
+    def welcome(self, snapshot: dict[str, Any], backlog: list[Event], cut: bool) -> None:
         assert self._claims is not None
         lesson = self._s.lessons.live(self._claims.lesson_id)
         me = lesson.participants[self._claims.participant_id] if lesson else None
@@ -223,7 +223,11 @@ class Connection:
             role=str(self._claims.role),
             name=me.name if me else "",
         )
-        batch = [_Out("welcome", p.encode(p.WelcomeMsg(you=you, lesson=snapshot)))]
+        # When older missed events were left out (Lessons.MAX_CATCH_UP), the welcome
+        # says from which one the backlog starts.
+        missed_from = backlog[0].seq if cut and backlog else None
+        welcome = p.WelcomeMsg(you=you, lesson=snapshot, missed_from=missed_from)
+        batch = [_Out("welcome", p.encode(welcome))]
         batch += [_Out("event", p.encode(p.EventMsg(event=ev.to_dict()))) for ev in backlog]
         # One outbox item, however long the backlog: a reconnect after a long gap
         # must not look like a slow client.

@@ -536,3 +536,38 @@ def test_schedule_refuses_bad_lessons(
 def test_unknown_event_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown event kind"):
         Event.from_dict({"kind": "nonsense", "seq": 1, "at": 0.0})
+
+
+def chatty_lesson(chats: int) -> Lesson:
+    """A live lesson whose log ends with `chats` chat lines (seq 6 on: scheduled,
+    started and three joins come first)."""
+    lesson = new_lesson()
+    run(lesson, LIVE + [("t", PostChat(text=f"line {i}")) for i in range(chats)])
+    return lesson
+
+
+@pytest.mark.parametrize(
+    ("since", "limit", "first", "count", "cut"),
+    [
+        (0, 5, 11, 5, True),  # 15 events after 0: the newest 5, older ones left out
+        (10, 5, 11, 5, False),  # exactly 5 missed: all of them
+        (12, 5, 13, 3, False),  # fewer missed than the limit
+        (15, 5, None, 0, False),  # nothing missed
+        (0, 100, 1, 15, False),
+    ],
+)
+def test_a_rejoin_gets_at_most_the_newest_missed_events(
+    since: int, limit: int, first: int | None, count: int, cut: bool
+) -> None:
+    lesson = chatty_lesson(10)
+    assert lesson.seq == 15
+    events, was_cut = lesson.latest_since(since, limit)
+    assert [ev.seq for ev in events] == ([] if first is None else list(range(first, first + count)))
+    assert was_cut is cut
+
+
+def test_the_newest_missed_events_are_counted_after_the_audience_filter() -> None:
+    lesson = chatty_lesson(10)
+    odd = lesson.latest_since(0, 3, keep=lambda ev: ev.seq % 2 == 1)
+    assert [ev.seq for ev in odd[0]] == [11, 13, 15] and odd[1] is True
+    assert lesson.latest_since(0, 3, keep=lambda ev: False) == ([], False)
