@@ -69,21 +69,24 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def rejoin(ws_url: str, token: str, you: str) -> tuple[int, int]:
-    """One join with since 0: bytes and messages received up to its own arrival."""
+async def rejoin(ws_url: str, token: str) -> tuple[int, int]:
+    """One join with since 0: bytes and messages received up to the end of the catch-up
+    (the welcome, then missed events up to the snapshot's seq)."""
     from websockets.asyncio.client import connect
 
     received = messages = 0
+    upto = None
     async with connect(ws_url, max_size=2**24) as ws:
         await ws.send(json.dumps({"type": "join", "token": token, "protocol": 1, "since": 0}))
         async for raw in ws:
             received += len(raw)
             messages += 1
             msg = json.loads(raw)
-            event = msg.get("event") or {}
-            if event.get("kind") == "participant_joined" and event.get("participant_id") == you:
+            if msg["type"] == "welcome":
+                upto = msg["lesson"]["seq"]
+            elif (msg.get("event") or {}).get("seq") == upto:
                 return received, messages
-    raise RuntimeError("the server closed the connection before the classroom arrived")
+    raise RuntimeError("the server closed the connection before the catch-up ended")
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,7 +110,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             ws_url = base.replace("http", "ws") + "/ws"
             before = cpu_s(server.pid)
             t0 = time.monotonic()
-            sizes = [await rejoin(ws_url, room["token"], room["id"]) for _ in range(args.rejoins)]
+            sizes = [await rejoin(ws_url, room["token"]) for _ in range(args.rejoins)]
             wall = time.monotonic() - t0
             cpu = cpu_s(server.pid) - before
         finally:
