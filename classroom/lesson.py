@@ -160,9 +160,6 @@ class Lesson:
     def hand_of(self, classroom_id: str) -> Hand | None:
         return next((h for h in self.hands if h.classroom_id == classroom_id), None)
 
-    def events_since(self, seq: int) -> list[e.Event]:
-        return [ev for ev in self.log if ev.seq > seq]
-
     def latest_since(
         self, seq: int, limit: int, keep: Callable[[e.Event], bool] = lambda _: True
     ) -> tuple[list[e.Event], bool]:

@@ -447,7 +447,7 @@ def test_events_are_numbered_and_stamped_with_lesson_time() -> None:
     events = run(lesson, LIVE)
     assert [e.seq for e in lesson.log] == list(range(1, len(lesson.log) + 1))
     assert events[0].at == 10.0  # seconds since the lesson was scheduled
-    assert lesson.events_since(3) == lesson.log[3:]
+    assert lesson.latest_since(3, limit=100) == (lesson.log[3:], False)
 
 
 def test_state_is_a_fold_over_the_serialized_log() -> None:
