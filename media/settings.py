@@ -43,5 +43,9 @@ class RelaySettings:
     # it: each packet also carries the one before, so a single loss costs nothing
     # audible, for ~30 kbit/s more per classroom.
     audio_red: bool = True
+    # Estimate each browser's downlink from its transport feedback
+    # (media.control.sendside), where it offers transport-cc; off, from its REMB
+    # and receiver reports (media.control.estimator).
+    transport_cc: bool = True
     # Threads encoding video layers (libvpx releases the GIL while encoding).
     encoder_threads: int = 4

@@ -14,6 +14,9 @@ instead of silently in a lesson. One module per reach-in:
 - `sender`: a sender's `_run_rtp`, `_retransmit` and (video) `_run_rtcp`: VP8 cut
   once per layer, one way of making packets; resends within a budget; reports four
   times a second; padding for probes.
+- `twcc`: a transceiver's `_headerExtensions` and `_codecs`, the DTLS transport's
+  `_handle_rtcp_data`: transport-wide congestion control negotiated, every packet
+  numbered, the browser's transport feedback read.
 - `red`: a transceiver's `_codecs`, senders' `get_encoder`: RED (RFC 2198) for the
   teacher's audio.
 - `peer` and `offer` use public API only: the peer connection the relay answers

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiortc import RTCRtpCodecParameters, sdp
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 
 from classroom.roles import Role
 from media.gateway import MediaError
@@ -17,8 +18,10 @@ REQUIRED_CODEC = {"video": "VP8", "audio": "opus"}
 @dataclass(frozen=True)
 class OfferedSlot:
     spec: SlotSpec
-    # What the offer's m-line for this slot lists (RED, for one, is looked up there).
+    # What the offer's m-line for this slot lists (RED and transport-cc, for two,
+    # are looked up there).
     codecs: list[RTCRtpCodecParameters]
+    extensions: list[RTCRtpHeaderExtensionParameters]
 
 
 def check_offer(offer_sdp: str, role: Role) -> tuple[OfferedSlot, ...]:
@@ -50,5 +53,6 @@ def check_offer(offer_sdp: str, role: Role) -> tuple[OfferedSlot, ...]:
         if section.ice is None or section.dtls is None:
             raise MediaError(f"{where} lacks ICE or DTLS parameters")
     return tuple(
-        OfferedSlot(spec, section.rtp.codecs) for spec, section in zip(specs, media, strict=True)
+        OfferedSlot(spec, section.rtp.codecs, section.rtp.headerExtensions)
+        for spec, section in zip(specs, media, strict=True)
     )

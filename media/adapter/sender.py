@@ -36,6 +36,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiortc.rtcrtpsender
@@ -66,27 +67,47 @@ class ResendBudget(Protocol):
     def allow(self, size: int, age_s: float) -> bool: ...
 
 
+@dataclass(frozen=True)
+class ExtensionLayout:
+    """A sender's RTP header extension block (RFC 8285) around the values written as
+    each packet leaves: the bytes before and after abs-send-time's 3 (if that is not
+    negotiated, the whole block is `before`), and where in the packet the transport
+    sequence number goes (media.adapter.twcc; None: not negotiated)."""
+
+    before: bytes
+    after: bytes
+    stamped: bool
+    twcc_at: int | None
+
+
 def extension_block(
     extensions_map: aiortc.rtp.HeaderExtensionsMap, mid: str | None
-) -> tuple[bytes, bytes, bool]:
-    """A sender's RTP header extension block (RFC 8285) as the bytes before and after
-    the 3 bytes of abs-send-time, and whether that is negotiated at all (if not, the
-    whole block is the first part).
+) -> ExtensionLayout:
+    """The layout of a sender's extension block, built by aiortc's own map from the
+    negotiated ids (so the layout is aiortc's), with zeros where values go."""
 
-    Built by aiortc's own map from the negotiated ids, so the layout is aiortc's.
-    """
-    low, high = (
-        extensions_map.set(aiortc.rtp.HeaderExtensions(mid=mid, abs_send_time=value))
-        for value in (0, 0xFFFFFF)
-    )
-    profile, block = low
-    if not block:
-        return b"", b"", False
-    start = profile.to_bytes(2, "big") + (len(block) // 4).to_bytes(2, "big")
-    if block == high[1]:
-        return start + block, b"", False
-    at = next(i for i, (a, b) in enumerate(zip(block, high[1], strict=True)) if a != b)
-    return start + block[:at], block[at + rtp.ABS_SEND_TIME_BYTES :], True
+    def block(abs_send_time: int, sequence: int) -> bytes:
+        values = aiortc.rtp.HeaderExtensions(
+            mid=mid, abs_send_time=abs_send_time, transport_sequence_number=sequence
+        )
+        profile, data = extensions_map.set(values)
+        if not data:
+            return b""
+        return profile.to_bytes(2, "big") + (len(data) // 4).to_bytes(2, "big") + data
+
+    base = block(0, 0)
+    if not base:
+        return ExtensionLayout(b"", b"", False, None)
+    numbered = block(0, 0xFFFF)
+    twcc_at = None
+    if numbered != base:
+        at = next(i for i, (a, b) in enumerate(zip(base, numbered, strict=True)) if a != b)
+        twcc_at = rtp.HEADER.size + at
+    timed = block(0xFFFFFF, 0)
+    if timed == base:
+        return ExtensionLayout(base, b"", False, twcc_at)
+    at = next(i for i, (a, b) in enumerate(zip(base, timed, strict=True)) if a != b)
+    return ExtensionLayout(base[:at], base[at + rtp.ABS_SEND_TIME_BYTES :], True, twcc_at)
 
 
 class LeanRtp:
@@ -117,6 +138,7 @@ class LeanRtp:
         self._picture_id = 0
         self._octets = self._packets = 0
         self._wire: Wire | None = None
+        self._twcc_at: int | None = None
 
     @classmethod
     def install(cls, sender: RTCRtpSender) -> LeanRtp:
@@ -223,9 +245,11 @@ class LeanRtp:
         self._payload_type = codec.payloadType or 0
         self._vp8 = codec.mimeType.lower() == "video/vp8"
         self._opus = codec.mimeType.lower() == "audio/opus"
-        self._before, self._after, self._stamped = extension_block(
+        layout = extension_block(
             sender._RTCRtpSender__rtp_header_extensions_map, sender._RTCRtpSender__mid
         )
+        self._before, self._after, self._stamped = layout.before, layout.after, layout.stamped
+        self._twcc_at = layout.twcc_at
         self._first_byte = rtp.VERSION | (rtp.EXTENSION_BIT if self._before else 0)
         self._header_bytes = (
             rtp.HEADER.size
@@ -315,7 +339,7 @@ class LeanRtp:
             return None
         wire = self._wire
         if wire is None or wire.dtls is not transport:
-            wire = self._wire = Wire(transport)
+            wire = self._wire = Wire(transport, self._twcc_at)
         wire.ready()
         return wire
 
@@ -424,7 +448,19 @@ class LeanRtp:
             packet = rtp.rtx(
                 packet, header_length, rtx_type, self._next_rtx_sequence(), sender._rtx_ssrc
             )
-        await sender.transport._send_rtp(packet)
+        transport, paced = unpaced(sender._RTCRtpSender__transport)
+        if paced is not None:
+            await paced.pace(len(packet))
+        try:
+            # Through the wire, numbered like any packet (media.adapter.twcc).
+            wire = self._wire_to(transport)
+            if wire is None:
+                await transport._send_rtp(packet)
+            else:
+                wire.send(packet)
+                wire.count()
+        except ConnectionError:
+            pass  # closed meanwhile: nobody is waiting for it
 
     def _next_rtx_sequence(self) -> int:
         sender = self._sender

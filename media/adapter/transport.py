@@ -7,7 +7,8 @@
 - The direct wire (`Wire`). RTCDtlsTransport._send_rtp and aioice send a packet
   through four coroutines and several property lookups; the wire does what they do
   (SRTP, then a datagram to the nominated candidate pair) in two calls, and adds
-  what it sent to the transport's stats as they would.
+  what it sent to the transport's stats as they would. Where transport-cc was
+  negotiated (media.adapter.twcc), it numbers each packet as it leaves.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from aiortc import RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import is_rtcp
+
+from media.adapter.twcc import TransportCc, transport_cc_of
 
 
 class Pacing(Protocol):
@@ -93,10 +96,14 @@ class Wire:
     their four coroutines and property lookups per packet.
 
     `ready()` once a frame: a frame's packets go to the pair nominated when it started.
+    `twcc_at`: where the sender's packets hold the transport sequence number (None:
+    they do not), written by the transport's numbering if it has one.
     """
 
-    def __init__(self, dtls: RTCDtlsTransport) -> None:
+    def __init__(self, dtls: RTCDtlsTransport, twcc_at: int | None = None) -> None:
         self.dtls = dtls
+        self._twcc: TransportCc | None = transport_cc_of(dtls) if twcc_at is not None else None
+        self._twcc_at = twcc_at or 0
         self._pair: Any = None
         self._protect: Callable[[bytes], bytes] = lambda packet: packet
         self._sendto: Callable[[bytes, Any], None] = lambda data, address: None
@@ -117,6 +124,8 @@ class Wire:
     def send(self, packet: bytes) -> None:
         if self.dtls._state is not DtlsState.CONNECTED:  # it may close while paced
             raise ConnectionError("Cannot send encrypted RTP, not connected")
+        if self._twcc is not None:
+            packet = self._twcc.stamp(packet, self._twcc_at)
         data = self._protect(packet)
         self._sendto(data, self._address)
         self._packets += 1

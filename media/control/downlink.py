@@ -1,5 +1,9 @@
 """One participant's downlink: RTCP feedback in, layer choices out.
 
+Where the browser sends transport feedback (media.adapter.twcc), the relay
+estimates the link itself from it (media.control.sendside): that estimate rules
+while feedback comes, and REMB and receiver reports stand by (below).
+
 Each tick, the feedback that arrived since the last one (REMB, receiver-report
 counters) becomes one `Feedback` for the participant's `Estimator`; the estimate
 and each slot's measured layer costs go to its `Allocator`. The relay applies the
@@ -26,6 +30,7 @@ from media.control.allocator import Allocator, Decision
 from media.control.estimator import LOSS_LOW, Estimate, Estimator, Feedback
 from media.control.feedback import SenderFeedback
 from media.control.pacer import pacing_rate
+from media.control.sendside import PacketResult, SendSideEstimator, SentLog
 from media.slots import Slot
 
 logger = logging.getLogger(__name__)
@@ -92,6 +97,10 @@ class Downlink:
         # Below libwebrtc's 300 kbit/s default start: a rural link of 256 kbit/s is not
         # flooded before its first feedback, and probing climbs from there.
         self.estimator = estimator or Estimator(initial_bps=250_000)
+        # From transport feedback, where the browser sends it: then it rules.
+        self.send_side = SendSideEstimator(SentLog(), initial_bps=250_000)
+        self._send_side_alarm = False
+        self._now_ms = 0
         self.allocator = allocator or Allocator()
         self._seen: dict[Slot, _Seen] = {}
         self._expected = 0
@@ -101,7 +110,22 @@ class Downlink:
 
     @property
     def estimate(self) -> Estimate:
+        if self.send_side.active(self._now_ms):
+            return self.send_side.estimate
         return self.estimator.estimate
+
+    def transport_feedback(self, results: list[PacketResult], now_s: float) -> bool:
+        """Fold in transport feedback; True if the estimate fell (act now)."""
+        self._now_ms = round(now_s * 1000)
+        first = not self.send_side.active(self._now_ms)
+        estimate = self.send_side.on_feedback(results, self._now_ms)
+        self._send_side_alarm |= self.send_side.alarm
+        if first:
+            name = self.name
+            logger.info("%s: transport feedback arrives: the estimate is the relay's own", name)
+        if self.send_side.alarm:
+            logger.debug("%s: transport feedback: %s %s", self.name, estimate, self.send_side)
+        return self.send_side.alarm
 
     @property
     def padding_bps(self) -> float:
@@ -114,6 +138,8 @@ class Downlink:
         first feedback after the first guess, a REMB that fell, loss past GCC's 2 %,
         a round trip that shows a queue, or any round trip while a fall or a queue
         waits to be confirmed. What can only raise the estimate waits for the tick."""
+        if self.send_side.active(self._now_ms):
+            return False  # transport feedback says it first, and acts on its own
         estimator = self.estimator
         if estimator.estimate.limited_by == "initial":
             return True
@@ -138,7 +164,7 @@ class Downlink:
         """`sent_bps`: what really went out lately (the pacer's count), if known;
         otherwise the current layers' cost stands for it. `can_pad`: the relay can
         send padding now (probes are then made with it)."""
-        now_ms = round(now_s * 1000)
+        now_ms = self._now_ms = round(now_s * 1000)
         feedback = self._collect(slots)
         offers = [
             SlotOffer(
@@ -164,19 +190,29 @@ class Downlink:
                 feedback = replace(feedback, remb_bps=feedback.remb_bps + math.ceil(audio * 1000))
             estimate = self.estimator.update(feedback, now_ms, sending_bps=sending or None)
             logger.debug("%s: %s sending %d -> %s", self.name, feedback, sending, estimate)
-        estimate = self.estimator.estimate
+            if feedback.rtt_ms is not None:
+                self.send_side.on_rtt(feedback.rtt_ms)
+        if self.send_side.active(now_ms):
+            # Transport feedback (media.control.sendside): the relay's own estimate.
+            estimate = self.send_side.estimate
+            doubt = self.send_side.queueing
+            congested = self.send_side.congested(now_ms)
+            alarm = self._send_side_alarm
+        else:
+            estimate = self.estimator.estimate
+            doubt = self.estimator.falling or self.estimator.queueing
+            congested = self.estimator.congested
+            alarm = feedback is not None and self.estimator.alarm
+        self._send_side_alarm = False
         padding = self.allocator.padding_kbps
-        doubt = self.estimator.falling or self.estimator.queueing
         decision = self.allocator.update(
             estimate.bitrate_bps / 1000,
             offers,
             now_ms,
             # A confirmed REMB fall holds for a while, and signs not confirmed yet
             # may become one: no probe meanwhile.
-            may_probe=estimate.limited_by != "initial"
-            and not self.estimator.congested
-            and not doubt,
-            alarm=feedback is not None and self.estimator.alarm,
+            may_probe=estimate.limited_by != "initial" and not congested and not doubt,
+            alarm=alarm,
             sent_kbps=sent_bps / 1000 if sent_bps is not None else None,
             padding=can_pad,
             doubt=doubt,

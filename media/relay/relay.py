@@ -33,6 +33,8 @@ from media.adapter.peer import add_slot, answer, new_peer, take_offer
 from media.adapter.red import install_red_encoder, send_red
 from media.adapter.rtcp import hook_sender_rtcp, quiet_when_idle
 from media.adapter.sender import LeanRtp
+from media.adapter.twcc import TransportCc
+from media.adapter.twcc import negotiate as negotiate_transport_cc
 from media.gateway import LinkReport, MediaError
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
@@ -112,6 +114,12 @@ class Relay:
                 if item.spec.direction == "recvonly":
                     sending.add(self._outgoing(participant, item.spec.slot, transceiver))
             await take_offer(pc, offer_sdp)
+            # Transport-wide congestion control where the browser offers it
+            # (media.adapter.twcc); REMB and receiver reports otherwise.
+            for item, transceiver in zip(offered, transceivers, strict=True):
+                wanted = item.spec.slot in sending.outgoing and self._settings.transport_cc
+                if wanted and negotiate_transport_cc(transceiver, item.extensions, item.codecs):
+                    sending.transport_cc = True
             if self._settings.audio_red:
                 for item, transceiver in zip(offered, transceivers, strict=True):
                     out = sending.outgoing.get(item.spec.slot)
@@ -121,6 +129,14 @@ class Relay:
             for item, transceiver in zip(offered, transceivers, strict=True):
                 if item.spec.direction == "sendonly":
                     participant.ladders[item.spec.slot] = self._ladder(item.spec.slot, transceiver)
+            if sending.transport_cc and sending.outgoing:
+                first = next(iter(sending.outgoing.values()))
+                TransportCc(
+                    first.sender.transport,
+                    self._clock,
+                    sending.transport_feedback,
+                    log=sending.downlink.send_side.log,
+                )
             if self._settings.adaptive:
                 sending.pace()
         except BaseException:

@@ -21,9 +21,11 @@ from aiortc import RTCRtpSender
 
 from media.adapter.sender import LeanRtp, budget_resends
 from media.adapter.transport import pace_sender
+from media.adapter.twcc import WIRE_OVERHEAD_BYTES
 from media.control.downlink import Downlink, SlotView
 from media.control.feedback import SenderFeedback
 from media.control.pacer import UDP_IP_BYTES, Pacer, PaddingBudget, ResendBudget, pacing_rate
+from media.control.sendside import PacketResult
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import Ladder
 from media.pipeline.mosaic import Mosaic
@@ -51,6 +53,14 @@ PADDING_INTERVAL_S = 0.01
 # without the trains).
 INITIAL_PROBE_TRAINS = ((0.0035, 8), (0.0035, 8))
 INITIAL_PROBE_GAP_S = 0.03
+# With transport feedback the trains are probe clusters (media.control.sendside),
+# sent at these rates, this many packets each: what got through is known once
+# their feedback is in, a round trip later. Three times the first guess, as
+# libwebrtc's first probe; its second, at six times, added a tenth of a second of
+# queue on a 256 kbit/s link whose buffer the first keyframes fill anyway, and
+# three times covers the best layers of a lesson.
+PROBE_CLUSTERS_BPS = (750_000,)
+PROBE_CLUSTER_PACKETS = 10
 # How long the trains wait for a video sender that can carry them.
 INITIAL_PROBE_WAIT_S = 2.0
 # Resends may take this share of the estimated rate (the rest is fresh media).
@@ -134,6 +144,8 @@ class SendingSide:
         # allocation ran (feedback_arrived).
         self.adapt_due = False
         self.adapted_at = -math.inf
+        # Whether the browser reports every packet (media.adapter.twcc).
+        self.transport_cc = False
         self._closed = False
 
     def add(self, outgoing: Outgoing) -> None:
@@ -194,11 +206,16 @@ class SendingSide:
             if layer is not None:
                 out.choice = None if layer == "off" else layer
         logger.info(
-            "%s: %s to %s at %.0f kbit/s",
+            "%s: %s to %s at %.0f kbit/s (kbit/s: %s)",
             self.name,
             decision.reason,
             decision.allocation,
             plan.estimate_bps / 1000,
+            "; ".join(
+                f"{slot} " + " ".join(f"{name} {kbps:.0f}" for name, kbps in view.layers)
+                for slot, view in views.items()
+                if view.layers
+            ),
         )
         return True
 
@@ -215,8 +232,18 @@ class SendingSide:
         out = self.outgoing.get(slot)
         if self.adapt_due or self._closed or out is None:
             return
-        if not self.downlink.is_news(out.feedback):
+        if self.downlink.is_news(out.feedback):
+            self._adapt_soon()
+
+    def transport_feedback(self, results: list[PacketResult]) -> None:
+        """Transport feedback (media.adapter.twcc): into the estimate at once; an
+        allocation now if it fell (as `feedback_arrived`)."""
+        if self._closed:
             return
+        if self.downlink.transport_feedback(results, self._clock()) and not self.adapt_due:
+            self._adapt_soon()
+
+    def _adapt_soon(self) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -298,6 +325,9 @@ class SendingSide:
             if clock() > deadline or not self._is_current():
                 return
             await asyncio.sleep(0.01)
+        if self.transport_cc:
+            await self._probe_clusters(lean)
+            return
         for spacing_s, count in INITIAL_PROBE_TRAINS:
             start = clock()
             sent = 0
@@ -312,6 +342,26 @@ class SendingSide:
                 sent,
                 (clock() - start) / count * 1000,
             )
+            await asyncio.sleep(INITIAL_PROBE_GAP_S)
+
+    async def _probe_clusters(self, lean: LeanRtp) -> None:
+        """Probe clusters of padding at `PROBE_CLUSTERS_BPS` (see `_probe_at_start`)."""
+        clock = self._clock
+        log = self.downlink.send_side.log
+        bits = (lean.padding_packet_bytes + WIRE_OVERHEAD_BYTES) * 8
+        for rate_bps in PROBE_CLUSTERS_BPS:
+            cluster = log.begin_probe(PROBE_CLUSTER_PACKETS)
+            start = clock()
+            for i in range(PROBE_CLUSTER_PACKETS):
+                if not self._is_current():
+                    return
+                # Only the padding sent now is the cluster's, not media sent meanwhile.
+                log.probe = cluster
+                try:
+                    lean.pad(1)
+                finally:
+                    log.probe = None
+                await asyncio.sleep(max(0.0, start + (i + 1) * bits / rate_bps - clock()))
             await asyncio.sleep(INITIAL_PROBE_GAP_S)
 
     def close(self) -> None:

@@ -2,8 +2,9 @@
 
 The long profiles are benchmark runs; this one short case checks that the whole
 path works as a classroom meets it: Chromium in its own namespace, every packet
-through the geo link (256 kbit/s, 300 ms each way, 1 % loss), figures from the
-page's own getStats().
+through the geo link (256 kbit/s, 300 ms each way, 1 % loss), transport-wide
+congestion control negotiated with the browser and fed by its feedback, figures
+from the page's own getStats().
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def test_a_satellite_classroom_hears_the_teacher_and_reads_the_slides() -> None:
     assert result["audio_concealed_ratio"] < 0.2
     # Slides keep coming at full resolution over a 256 kbit/s link.
     assert result["slides_full_res_fps"] > 0.5
+    # Chromium sent transport feedback for what the relay sent it, and the relay
+    # estimated the link from it (media.adapter.twcc, media.control.sendside).
+    log = (Path(result["artifacts"]) / "server.log").read_text()
+    assert "transport feedback arrives: the estimate is the relay's own" in log
     # And it really went through the emulated link, which dropped what it should.
     down = result["link"]["down"]
     assert down["delivered"] > 500

@@ -11,6 +11,7 @@ import time
 import aioice.ice
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
+import aiortc.rtp
 import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
@@ -268,3 +269,16 @@ async def test_the_round_trip_comes_from_any_recent_sr() -> None:
     now[0] += 0.3
     await sender._handle_rtcp_packet(rr((second >> 16) & 0xFFFFFFFF, 0.1))
     assert feedback.rtts == 1
+
+
+def test_transport_cc_hooks_find_what_they_wrap() -> None:
+    """media.adapter.twcc: the DTLS transport hands each decrypted compound RTCP
+    packet to `_handle_rtcp_data`; answers are built from each transceiver's
+    `_headerExtensions` and `_codecs`, set when the offer is applied; aiortc's own
+    extension map writes the transport-wide number (what LeanRtp's layout reads)."""
+    source = inspect.getsource(RTCDtlsTransport)
+    assert "await self._handle_rtcp_data(data)" in source
+    peer_source = inspect.getsource(RTCPeerConnection)
+    assert "transceiver._headerExtensions = find_common_header_extensions(" in peer_source
+    assert "headerExtensions=transceiver._headerExtensions" in peer_source
+    assert "transport_sequence_number" in inspect.getsource(aiortc.rtp.HeaderExtensionsMap)
