@@ -52,7 +52,7 @@ def allocate(
     lasts (a `floor` slot may use up to `floor_kbps` instead), so a tight link
     keeps audio, then audio + slides; then slots climb to their best layer within
     the budget, again in priority order (slides reach full quality before the
-    camera leaves its lowest layer).
+    camera leaves its lowest layer, but only once the camera is on).
     """
     ordered = sorted(offers, key=lambda o: o.priority)
     chosen: dict[str, int] = {}
@@ -66,9 +66,14 @@ def allocate(
             chosen[offer.slot] = 0
             left -= cheapest
             left_floor -= cheapest
-    for offer in ordered:
+    for at, offer in enumerate(ordered):
         index = chosen.get(offer.slot)
         if index is None:
+            continue
+        after = next((o for o in ordered[at + 1 :] if o.layers), None)
+        if offer.floor and after is not None and after.slot not in chosen:
+            # Slides at five frames a second instead of two are worth less than
+            # the teacher's face moving at all: they climb once the next slot is on.
             continue
         base = offer.layers[index][1]
         for better in range(len(offer.layers) - 1, index, -1):

@@ -110,6 +110,8 @@ class Allocator:
         max_padding_backoff_ms: int = 5000,
         padding_margin: float = 1.05,
         padding_ceiling: float = 1.5,
+        keep_margin: float = 1.5,
+        keep_ms: int = 3000,
     ) -> None:
         self.headroom = headroom
         self.up_hold_ms = up_hold_ms
@@ -124,6 +126,11 @@ class Allocator:
         self.max_padding_backoff_ms = max_padding_backoff_ms
         self.padding_margin = padding_margin
         self.padding_ceiling = padding_ceiling
+        self.keep_margin = keep_margin
+        self.keep_ms = keep_ms
+        # Since when the estimate has been below what the slots on cost at their
+        # lowest layers (None: it is not).
+        self._short_since: int | None = None
         # Padding in kbit/s that a probe under way asks for (0: none).
         self.padding_kbps = 0.0
         self.current: Allocation = {}
@@ -182,8 +189,12 @@ class Allocator:
             return self._watch_probe(estimate_kbps, offers, now_ms, alarm, sent_kbps)
 
         self._peak_kbps = max(self._peak_kbps or 0.0, estimate_kbps)
+        if cost(self._lowest_on(offers), offers) <= estimate_kbps:
+            self._short_since = None
+        elif self._short_since is None:
+            self._short_since = now_ms
         if self._no_longer_fits(estimate_kbps, offers, alarm):
-            fitting = self._fit(estimate_kbps, offers)
+            fitting = self._fit_down(estimate_kbps, offers, now_ms)
             # Already at the floor (audio, slides at two frames a second), which is
             # sent whatever the estimate, nothing is downgraded: on to probing,
             # which alone can raise a REMB that follows what it receives.
@@ -403,6 +414,35 @@ class Allocator:
         # Headroom is kept for everything but the floor (audio, then slides at two
         # frames a second), which may use all of the estimate.
         return allocate(estimate_kbps * self.headroom, offers, floor_kbps=estimate_kbps)
+
+    def _lowest_on(self, offers: Sequence[SlotOffer]) -> Allocation:
+        """Every slot that is on now, at its lowest layer."""
+        return {
+            o.slot: o.layers[0][0]
+            for o in offers
+            if o.layers and self.current.get(o.slot, OFF) != OFF
+        }
+
+    def _fit_down(
+        self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int
+    ) -> Allocation:
+        """What a step down goes to: what the estimate carries, without the headroom
+        an "up" keeps (up at 85 %, down past 100 %); and every slot that is on stays
+        on at its lowest layer through a dip: while those lowest layers cost at
+        most `keep_margin` times the estimate, and the estimate has not been below
+        their cost for `keep_ms`. A sender's estimate dips by a sixth at every
+        back-off and climbs back within seconds, a slide's keyframe raises the
+        slides' cost for a while: on a 256 kbit/s satellite link the teacher's
+        camera, on at its lowest layer, went off at each dip and stayed off for
+        `after_down_ms`, off most of a lesson. A link that really cannot carry them
+        stays short of them, and they go."""
+        fitting = allocate(estimate_kbps, offers)
+        lowest = self._lowest_on(offers)
+        switched_off = any(fitting.get(slot, OFF) == OFF for slot in lowest)
+        short = self._short_since is not None and now_ms - self._short_since >= self.keep_ms
+        if switched_off and not short and cost(lowest, offers) <= estimate_kbps * self.keep_margin:
+            return {o.slot: lowest.get(o.slot, OFF) for o in offers}
+        return fitting
 
     def _no_longer_fits(
         self, estimate_kbps: float, offers: Sequence[SlotOffer], alarm: bool

@@ -306,15 +306,18 @@ def test_after_a_failed_probe_only_probes_as_costly_wait_the_doubled_back_off() 
     changes = run(alloc, [(t, 460) for t in range(500, 2000, 500)])
     assert changes == [(1500, "probe", "mid")]  # 690 <= 460 x 1.5
     assert run(alloc, [(2000, 460, True)]) == [(2000, "down", "low")]  # congestion
-    # The link narrows further: down to audio and slides.
-    assert run(alloc, [(2500, 230)]) == [(2500, "down", OFF)]
-    # 6 s after that, the camera's low layer is probed (340 <= 1.5 x 250)...
-    changes = run(alloc, [(t, 250) for t in range(3000, 12_000, 500)])
-    assert changes == [(9500, "probe", "low")]
-    assert run(alloc, [(t, 500) for t in range(12_000, 14_000, 500)]) == []  # kept
-    # ...while mid waits out twice the quiet period from its failure (2 s + 12 s).
-    changes = run(alloc, [(t, 500) for t in range(14_000, 16_000, 500)])
-    assert changes == [(15_000, "probe", "mid")]
+    # The link narrows further, past what even the lowest layers cost: down to
+    # audio and slides.
+    assert run(alloc, [(2500, 160)]) == [(2500, "down", OFF)]
+    # 6 s and the up hold after that the slides climb, and the camera's low layer
+    # is probed after them (340 <= 1.5 x 250)...
+    changes = run(alloc, [(t, 250) for t in range(3000, 14_000, 500)])
+    assert changes == [(10_500, "up", OFF), (12_000, "probe", "low")]
+    assert run(alloc, [(t, 500) for t in range(14_000, 16_000, 500)]) == []  # kept
+    # ...while mid waits out twice the quiet period from its failure (2 s + 12 s),
+    # and the low layer's own probe hold.
+    changes = run(alloc, [(t, 500) for t in range(16_000, 18_000, 500)])
+    assert changes == [(16_000, "probe", "mid")]
 
 
 def test_no_probe_starts_while_congestion_is_seen() -> None:
@@ -414,5 +417,32 @@ def test_a_padding_probe_short_of_the_next_step_is_followed_by_the_next_at_once(
 
 def test_congestion_during_a_padding_probe_steps_down_at_once() -> None:
     alloc = probe_from(400)
-    assert padded(alloc, 2000, 250, alarm=True) == OFF  # 340 no longer fits 250
+    assert padded(alloc, 2000, 160, alarm=True) == OFF  # nor do its lowest layers, 250
     assert alloc.padding_kbps == 0
+
+
+def test_a_dip_keeps_every_slot_on_at_its_lowest_layer() -> None:
+    """geo: each back-off of the sender's estimate (a sixth) turned the camera off
+    for the quiet period after a down; the lowest layers ride it out."""
+    alloc = Allocator(after_down_ms=6000)
+    alloc.update(400, LESSON, 0)  # audio, slides high, camera low: 340
+    # A dip below what even the lowest layers cost (250), within the margin.
+    assert run(alloc, [(500, 200, True)]) == [(500, "down", "low")]
+    assert alloc.current["slides"] == "low"
+    # Back within seconds: nothing more happens.
+    assert run(alloc, [(t, 260) for t in range(1000, 4000, 500)]) == []
+
+
+def test_a_link_that_stays_short_of_the_lowest_layers_loses_them() -> None:
+    alloc = Allocator(keep_ms=3000)
+    alloc.update(400, LESSON, 0)
+    assert run(alloc, [(500, 200, True)]) == [(500, "down", "low")]
+    # Still short of 250 three seconds on: the camera goes.
+    changes = run(alloc, [(t, 200, True) for t in range(1000, 4000, 500)])
+    assert changes == [(3500, "down", OFF)]
+
+
+def test_a_collapse_past_the_margin_goes_at_once() -> None:
+    alloc = Allocator(keep_margin=1.5)
+    alloc.update(400, LESSON, 0)
+    assert run(alloc, [(500, 160, True)]) == [(500, "down", OFF)]  # 250 > 1.5 x 160
