@@ -37,8 +37,9 @@ CAMERA_LAYERS = (
     # 300 kbit/s is enough for a face at 360p, and keeps the step from "low" one a
     # probe can take (a receiver's REMB sits close to what it receives).
     VideoLayerSpec("mid", 640, 360, 300_000),
-    # Small enough that audio, slides and a moving face fit a 300 kbit/s link.
-    VideoLayerSpec("low", 320, 180, 110_000),
+    # What a 256 kbit/s satellite link has left for a face after audio (with RED)
+    # and slides, under the allocator's headroom: the picture keeps moving there.
+    VideoLayerSpec("low", 320, 180, 60_000),
 )
 # Slides are text: sharpness matters, motion does not. Both layers keep the full
 # picture; the lower one gives up frame rate (two a second still read, and a new
