@@ -45,6 +45,7 @@ def build_media(settings: Settings) -> Relay:
         announced_address=settings.announced_address,
         stun_servers=tuple(settings.stun_urls),
         audio_red=settings.audio_red,
+        transport_cc=settings.transport_cc,
     )
     return Relay(relay_settings)
 

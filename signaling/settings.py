@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The teacher's audio as RED (RFC 2198) to browsers that offer it.
     audio_red: bool = True
+    # Each browser's downlink estimated by the relay from its transport feedback
+    # (transport-cc), where it offers it; off, from its REMB and receiver reports.
+    transport_cc: bool = True
 
     @field_validator("ice_host_addresses", "stun_urls", mode="before")
     @classmethod
