@@ -94,14 +94,17 @@ export function errorText(error) {
 }
 
 /**
- * The connection badge: signaling and media state, always visible.
- * Re-renders when the language changes.
+ * The connection badge: signaling and media state, always visible. Once the peer
+ * connection is up it says what the pictures really do (status.js `pageSummary`):
+ * "OK" only while every picture shown is live. Re-renders when the language changes.
  */
 export class ConnectionBadge {
   constructor(el) {
     this.el = el;
     this.signal = { state: "idle", detail: null };
     this.media = null;
+    /** @type {string|null} */
+    this.pictures = null;
     onLangChange(() => this.render());
     this.render();
   }
@@ -116,6 +119,13 @@ export class ConnectionBadge {
     this.render();
   }
 
+  /** @param {string|null} summary  status.js pageSummary(), or null before any poll */
+  setPictures(summary) {
+    if (summary === this.pictures) return;
+    this.pictures = summary;
+    this.render();
+  }
+
   render() {
     const { state, detail } = this.signal;
     let text = t(`conn.${state}`);
@@ -123,15 +133,21 @@ export class ConnectionBadge {
       text = t("conn.reconnecting_in", { s: Math.ceil(detail.inMs / 1000), n: detail.attempt });
     }
     const parts = [text];
-    if (state === "open" && this.media) parts.push(t(`media.${this.media}`));
+    const mediaUp = state === "open" && this.media === "connected";
+    const pictures = mediaUp && this.pictures && this.pictures !== "reconnecting" ? this.pictures : null;
+    if (pictures) parts.push(t(`pic.summary.${pictures}`));
+    else if (state === "open" && this.media) parts.push(t(`media.${this.media}`));
     this.el.textContent = parts.join(" · ");
     this.el.title = state === "reconnecting" ? t("reconnect") : "";
     this.el.style.cursor = state === "reconnecting" ? "pointer" : "";
-    const ok = state === "open" && (!this.media || this.media === "connected");
-    const bad = state === "reconnecting" || state === "closed" || this.media === "failed" || this.media === "disconnected";
+    const ok = state === "open" && (!this.media || this.media === "connected") && (!pictures || pictures === "ok");
+    const bad =
+      state === "reconnecting" || state === "closed" || this.media === "failed" ||
+      this.media === "disconnected" || pictures === "frozen";
     this.el.dataset.state = ok ? "ok" : bad ? "bad" : "wait";
     this.el.dataset.signal = state;
     this.el.dataset.media = this.media || "";
+    this.el.dataset.pictures = pictures || "";
   }
 }
 
