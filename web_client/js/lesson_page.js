@@ -44,7 +44,8 @@ export class LessonPage {
     this.main = /** @type {HTMLElement} */ (document.querySelector("main"));
     this.banners = byTestId("banners");
     this.badge = new ConnectionBadge(byTestId("connection"));
-    this.sound = new SoundGate(document.body);
+    // The teacher's page plays sound only while a classroom speaks: it asks for a click then.
+    this.sound = new SoundGate(this.banners, () => !options.soundWanted || options.soundWanted(this));
     /** @type {import("./lesson_state.js").LessonView|null} */
     this.view = null;
     this.you = null;
@@ -134,6 +135,7 @@ export class LessonPage {
   render() {
     if (!this.view) return;
     this._renderTopbar();
+    if (!this.ended) this.sound.refresh();
     if (!this.ended) this.options.render(this);
   }
 

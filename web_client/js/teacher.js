@@ -232,6 +232,8 @@ function renderRecording(p) {
 
 function renderStage(p) {
   const stage = p.view.stage;
+  // The mosaic gives up some height to the stage (the hand queue has its own column).
+  byTestId("lesson").classList.toggle("has-stage", !!stage);
   byTestId("stage-none").hidden = !!stage;
   byTestId("stage-now").hidden = !stage;
   if (stage) {
