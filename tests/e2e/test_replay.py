@@ -78,9 +78,12 @@ def test_replay_plays_and_a_chapter_seeks(server, open_page):
     )
     page.wait_for_function(
         """() => { const v = document.querySelector('[data-testid=replay-slides]');
-                   return !v.hidden && v.getVideoPlaybackQuality().totalVideoFrames > 2; }""",
+                   return !v.closest('.rtile').hidden && v.getVideoPlaybackQuality().totalVideoFrames > 2; }""",
         timeout=10_000,
     )
+    # Each picture says what it is.
+    assert page.inner_text("[data-testid=replay-camera-label]") == "老师"
+    assert page.inner_text("[data-testid=replay-slides-label]") == "课件"
     # A chapter click seeks: "back to the teacher" is at 7 s.
     revoked = page.query_selector("[data-testid=chapter][data-kind=floor_revoked]")
     target = float(revoked.get_attribute("data-t"))
@@ -91,6 +94,11 @@ def test_replay_plays_and_a_chapter_seeks(server, open_page):
         timeout=10_000,
     )
     page.wait_for_selector("[data-testid=chapter][data-kind=floor_revoked].current")
+    # The stage turn, seen again, is labelled with the classroom that spoke.
+    granted = page.query_selector("[data-testid=chapter][data-kind=floor_granted]")
+    granted.click()
+    page.wait_for_selector("[data-testid=replay-stage-tile]:not([hidden])", timeout=10_000)
+    page.wait_for_selector("[data-testid=replay-stage-label]:has-text('石桥小学')")
     # The offline copy comes; then English, one click.
     page.wait_for_selector("[data-testid=offline-status][data-state=done]", timeout=40_000)
     assert page.get_attribute("[data-testid=offline-download]", "href")

@@ -197,6 +197,11 @@ export class LessonPage {
     if (fatal) {
       this.media && this.media.close();
       this.flow && this.flow.stop();
+      if (error.code === "lesson_ended" && !this.view) {
+        // The link was opened after the lesson: what it leads to now is the replay.
+        location.replace(this.replayHref());
+        return;
+      }
       if (error.code === "lesson_ended") this._ended();
       else if (error.code === "replaced") {
         showFullMessage(this.main, {
@@ -219,13 +224,27 @@ export class LessonPage {
     this.flow.stop();
     this.conn.close();
     document.querySelectorAll("dialog[open]").forEach((d) => d.close());
-    // What the banners said (a refused action, a camera problem) is moot now, and they
-    // would cover the message; the top bar's lesson controls (end, recording) too.
+    // What the banners said (a refused action, a camera problem, the sound) is moot now;
+    // the top bar's lesson controls (end, recording) too.
+    this.sound.wanted = () => false;
+    this.sound.refresh();
     this.banners.replaceChildren();
     document.querySelectorAll("[data-live-only]").forEach((el) => { /** @type {HTMLElement} */ (el).hidden = true; });
-    const actions = this.options.endedActions ? this.options.endedActions(this) : [];
+    const actions = this.options.endedActions ? this.options.endedActions(this) : this.replayActions();
     showFullMessage(this.main, { titleKey: "lesson.ended", textKey: "lesson.ended_hint", testid: "lesson-ended", actions });
     this.main.className = "";
+  }
+
+  /** The replay page for this lesson: it takes any token of the lesson (docs/protocol.md). */
+  replayHref() {
+    return `/replay#token=${encodeURIComponent(this.token)}`;
+  }
+
+  /** After the lesson, its replay, for everyone who took part or watched (if recorded). */
+  replayActions() {
+    return this.view && this.view.recording
+      ? [{ labelKey: "rec.replay", href: this.replayHref(), testid: "replay-link" }]
+      : [];
   }
 
   _startMedia() {

@@ -55,12 +55,6 @@ const page = new LessonPage({
     renderClassrooms(page);
     if (page.you && link.participant_id === page.you.id) renderMosaic(page);
   },
-  // After the lesson: its replay. The replay page takes any token of the lesson and
-  // opens its latest recording (the token stays in the fragment, never sent to a server).
-  endedActions: (p) =>
-    p.view && p.view.recording
-      ? [{ labelKey: "rec.replay", href: `/replay#token=${encodeURIComponent(p.token)}`, testid: "replay-link" }]
-      : [],
 });
 
 function setClock(lessonAt) {
