@@ -4,7 +4,8 @@
 // over a picture that stood still for twenty seconds is worse than no badge.
 //
 // Each received picture is in one of these states:
-//   waiting       no frame yet on this peer connection (the placeholder says why)
+//   waiting       no frame yet on this peer connection (the placeholder says why), or
+//                 nothing to show: no source (the teacher left, nobody on stage)
 //   live          frames are being decoded: its size and frame rate are shown
 //   frozen        no new decoded frame for FROZEN_AFTER_MS (polled every POLL_MS, so
 //                 a picture that stops is marked within 2 s)
@@ -26,16 +27,18 @@ export const FROZEN_AFTER_MS = 1500;
 export const FROZEN_AFTER_MS_BY_SLOT = { slides: 3000 };
 
 /**
- * One slot's state from what the page knows (pure, tested in tests/e2e/test_pages.py).
- * @param {{connected: boolean, everConnected: boolean, paused: boolean,
+ * One slot's state from what the page knows (pure; tests/e2e/test_pages.py).
+ * @param {{connected: boolean, everConnected: boolean, expected: boolean, off: boolean,
  *          framesDecoded: number, sinceFrameMs: number, frozenAfterMs: number}} s
+ *   `expected`: the picture's source is there; `off`: the relay's own report for this
+ *   page says it sends nothing on the slot.
  * @returns {"waiting"|"live"|"frozen"|"paused"|"reconnecting"}
  */
 export function pictureState(s) {
   if (!s.connected) return s.everConnected ? "reconnecting" : "waiting";
-  if (s.paused) return "paused";
+  if (s.off && s.expected) return "paused";
   if (!(s.framesDecoded > 0)) return "waiting";
-  if (s.sinceFrameMs >= s.frozenAfterMs) return "frozen";
+  if (s.sinceFrameMs >= s.frozenAfterMs) return s.expected ? "frozen" : "waiting";
   return "live";
 }
 
@@ -131,7 +134,8 @@ export class PictureStatus {
       p.state = pictureState({
         connected,
         everConnected: this.everConnected,
-        paused: layers[slot] === "off" && this.expects(slot),
+        expected: this.expects(slot),
+        off: layers[slot] === "off",
         framesDecoded: p.framesDecoded,
         sinceFrameMs,
         frozenAfterMs: FROZEN_AFTER_MS_BY_SLOT[slot] || FROZEN_AFTER_MS,
