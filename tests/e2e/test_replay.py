@@ -20,11 +20,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 async def _record(base: str, lesson: dict[str, Any]) -> str:
-    """An 11 s lesson: the teacher publishes, a classroom has the floor from 4 s to 9 s
-    (longer than the 3 s that folds two chapters into one, with room for a busy machine)."""
+    """An 11 s lesson: the teacher publishes, a classroom (publishing too) has the floor
+    from 4 s to 9 s (longer than the 3 s that folds two chapters into one, with room for
+    a busy machine)."""
     ws_url = base.replace("http", "ws") + "/ws"
     room = lesson["classrooms"][0]
     teacher = SyntheticParticipant(Role.TEACHER)
+    speaker = SyntheticParticipant(Role.CLASSROOM, decode=False)
     try:
         async with (
             connect(ws_url, open_timeout=5, close_timeout=2) as ws,
@@ -32,6 +34,11 @@ async def _record(base: str, lesson: dict[str, Any]) -> str:
         ):
             await ws.send(json.dumps({"type": "join", "token": lesson["teacher"]["token"]}))
             await classroom.send(json.dumps({"type": "join", "token": room["token"]}))
+            await classroom.send(json.dumps({"type": "offer", "sdp": await speaker.offer()}))
+            async with asyncio.timeout(20):
+                while (msg := json.loads(await classroom.recv()))["type"] != "answer":
+                    pass
+                await speaker.accept(msg["sdp"])
             await ws.send(json.dumps({"type": "offer", "sdp": await teacher.offer()}))
             async with asyncio.timeout(20):
                 while True:
@@ -52,6 +59,7 @@ async def _record(base: str, lesson: dict[str, Any]) -> str:
                     pass
     finally:
         await teacher.close()
+        await speaker.close()
     return rid
 
 
