@@ -250,6 +250,13 @@ def test_pages_fit_and_say_what_arrives(server, open_page, browser_args):
         status_matches_stats(room, "slides")
         big = PROJECTOR_TEXT if size == (1024, 768) else None
         check_layout(room, "classroom-live", size, room_controls, big)
+    # English is longer: it fits too, and its badge still tells the truth.
+    set_size(room, CLASSROOM_SIZES[0])
+    room.click("[data-testid=lang-toggle]")
+    room.wait_for_selector("[data-testid=raise-hand]:has-text('Raise hand')")
+    status_matches_stats(room, "slides")
+    check_layout(room, "classroom-live-en", CLASSROOM_SIZES[0], room_controls, PROJECTOR_TEXT)
+    room.click("[data-testid=lang-toggle]")
 
     observer = open_page(server.url(lesson["observer"]["url"]), "observer")
     wait_connected(observer)
@@ -281,6 +288,10 @@ def test_pages_fit_and_say_what_arrives(server, open_page, browser_args):
     for size in TEACHER_SIZES:
         set_size(teacher, size)
         check_layout(teacher, "teacher-live", size, teacher_controls)
+    teacher.click("[data-testid=lang-toggle]")
+    teacher.wait_for_selector("[data-testid=end-lesson]:has-text('End lesson')")
+    check_layout(teacher, "teacher-live-en", TEACHER_SIZES[0], teacher_controls)
+    teacher.click("[data-testid=lang-toggle]")
 
     # Hands: this classroom's, and another's over the protocol (a third page's worth
     # of CPU saved); the teacher gives this one the floor.

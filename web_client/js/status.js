@@ -13,7 +13,7 @@
 //                 `link` report says "off" while the source is there)
 //   reconnecting  the signaling socket or the peer connection is down
 
-import { t } from "./i18n.js";
+import { t, onLangChange } from "./i18n.js";
 
 /** How often the page reads getStats() (also the layout's FlowWatch). */
 export const POLL_MS = 500;
@@ -110,6 +110,7 @@ export class PictureStatus {
       tile.append(chip);
     }
     flow.onPoll = () => this.update();
+    onLangChange(() => this.update());
   }
 
   /** Every slot's state now; also re-renders the chips and the summary. */

@@ -135,7 +135,8 @@ export class ConnectionBadge {
     const parts = [text];
     const mediaUp = state === "open" && this.media === "connected";
     const pictures = mediaUp && this.pictures && this.pictures !== "reconnecting" ? this.pictures : null;
-    if (pictures) parts.push(t(`pic.summary.${pictures}`));
+    // Connected both ways: the summary says so, and what the pictures do.
+    if (pictures) parts.splice(0, 1, t(`pic.summary.${pictures}`));
     else if (state === "open" && this.media) parts.push(t(`media.${this.media}`));
     this.el.textContent = parts.join(" · ");
     this.el.title = state === "reconnecting" ? t("reconnect") : "";
