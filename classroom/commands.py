@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from classroom.reception import AudioCounters, VideoCounters
+from classroom.reception import AudioCounters, Picture, VideoCounters
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,10 @@ class NoteDelivery(Command):
 class ReportReception(Command):
     """A classroom's browser says what it received on one peer connection
     (`media_session`): cumulative counters since that connection opened. None for a
-    kind the browser does not measure (yet)."""
+    kind the browser does not measure (yet). `pictures`: what it decodes now, by slot
+    (teacher_camera, slides); empty when the page did not say."""
 
     media_session: str
     video: VideoCounters | None
     audio: AudioCounters | None
+    pictures: tuple[tuple[str, Picture], ...] = ()

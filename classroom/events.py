@@ -206,7 +206,9 @@ class ReceptionReported(Event):
     (classroom.reception): `video` {freeze_count, total_freezes_duration,
     frames_decoded} and `audio` {concealed_samples, total_samples_received,
     concealment_events}, cumulative since that peer connection opened; null for a
-    kind the browser did not report.
+    kind the browser did not report. `pictures`: what it decoded at that moment, by
+    slot ({state, width, height, fps}, classroom.reception.Picture), or null; the
+    teacher's page shows it as what the classroom really receives.
     """
 
     kind: ClassVar[str] = "reception_reported"
@@ -214,3 +216,4 @@ class ReceptionReported(Event):
     media_session: str
     video: dict[str, Any] | None
     audio: dict[str, Any] | None
+    pictures: dict[str, Any] | None = None

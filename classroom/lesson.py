@@ -18,7 +18,7 @@ from typing import Any
 from classroom import commands as c
 from classroom import events as e
 from classroom.errors import InvalidCommand, InvalidTransition, NotAllowed
-from classroom.reception import MAX_SESSION_ID, REPORT_INTERVAL_S
+from classroom.reception import MAX_SESSION_ID, PICTURE_SLOTS, REPORT_INTERVAL_S
 from classroom.roles import ADMIN, SYSTEM, Role, may
 
 MAX_STUDENT_NAME = 40
@@ -358,6 +358,10 @@ class Lesson:
         for counters in (report.video, report.audio):
             if counters is not None:
                 counters.check()
+        for slot, picture in report.pictures:
+            if slot not in PICTURE_SLOTS:
+                raise InvalidCommand(f"a reception report tells of {', '.join(PICTURE_SLOTS)}")
+            picture.check()
         last = self.reported_at.get(by)
         if last is not None and at - last < REPORT_INTERVAL_S:
             # Too soon: dropped without a word. The counters are cumulative, so the
@@ -369,6 +373,7 @@ class Lesson:
                 media_session=session,
                 video=None if report.video is None else report.video.to_dict(),
                 audio=None if report.audio is None else report.audio.to_dict(),
+                pictures={slot: p.to_dict() for slot, p in report.pictures} or None,
             )
         ]
 

@@ -21,6 +21,13 @@ from classroom.errors import InvalidCommand
 MAX_COUNT = 10**12
 MAX_SECONDS = 10.0**6
 MAX_SESSION_ID = 64
+# What a report may say of a picture decoded now (`Picture`): the teacher's pictures
+# a classroom receives, the states a page tells apart (web_client/js/status.js), and
+# bounds no real picture reaches.
+PICTURE_SLOTS = ("teacher_camera", "slides")
+PICTURE_STATES = ("waiting", "live", "frozen", "paused")
+MAX_PIXELS = 16384
+MAX_FPS = 240.0
 # The server keeps at most one report per classroom per this many seconds. The page
 # sends one every 10 s; the leeway is for network jitter, so that a report sent 10 s
 # after the last is not dropped for arriving 9.5 s after it.
@@ -83,6 +90,31 @@ class AudioCounters(_Counters):
         # webrtc-stats: totalSamplesReceived includes the concealed samples.
         if self.concealed_samples > self.total_samples_received:
             raise InvalidCommand("concealed_samples cannot exceed total_samples_received")
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One of the teacher's pictures as the classroom's browser decodes it now:
+    `state` (waiting, live, frozen: no new frame for a while, paused: the relay
+    switched it off), `frameWidth` x `frameHeight` and `framesPerSecond` (webrtc-stats
+    inbound-rtp). Not a counter: the latest report says how it is; nothing adds up."""
+
+    state: str
+    width: int
+    height: int
+    fps: float
+
+    def check(self) -> None:
+        if self.state not in PICTURE_STATES:
+            raise InvalidCommand(f"a picture's state is one of {', '.join(PICTURE_STATES)}")
+        for name in ("width", "height"):
+            if not 0 <= getattr(self, name) <= MAX_PIXELS:
+                raise InvalidCommand(f"{name} must be between 0 and {MAX_PIXELS}")
+        if not 0 <= self.fps <= MAX_FPS:
+            raise InvalidCommand(f"fps must be between 0 and {MAX_FPS:g}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 C = TypeVar("C", bound=_Counters)

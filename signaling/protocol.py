@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from classroom.reception import MAX_COUNT, MAX_SECONDS, MAX_SESSION_ID
+from classroom.reception import MAX_COUNT, MAX_FPS, MAX_PIXELS, MAX_SECONDS, MAX_SESSION_ID
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -110,12 +110,25 @@ class AudioReception(_Message):
     concealment_events: _Count
 
 
+_Pixels = Annotated[int, Field(ge=0, le=MAX_PIXELS, strict=True)]
+
+
+class PictureNow(_Message):
+    """webrtc-stats inbound-rtp of one picture now, with the page's verdict on it."""
+
+    state: Literal["waiting", "live", "frozen", "paused"]
+    width: _Pixels
+    height: _Pixels
+    fps: Annotated[float, Field(ge=0, le=MAX_FPS, allow_inf_nan=False)]
+
+
 class ReceptionMsg(_ClientMessage):
     type: Literal["reception"]
     # Random per peer connection: the browser's counters start again with each one.
     media_session: str = Field(pattern=rf"^[A-Za-z0-9_-]{{1,{MAX_SESSION_ID}}}$")
     video: VideoReception | None = None
     audio: AudioReception | None = None
+    pictures: dict[Literal["teacher_camera", "slides"], PictureNow] | None = None
 
     @model_validator(mode="after")
     def _says_something(self) -> ReceptionMsg:

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from classroom import commands as c
 from classroom.errors import DomainError
 from classroom.events import Event
-from classroom.reception import AudioCounters, VideoCounters
+from classroom.reception import AudioCounters, Picture, VideoCounters
 from classroom.roles import Role
 from media.gateway import MediaError, MediaGateway
 from signaling import protocol as p
@@ -407,10 +407,11 @@ def _command(msg: p.ClientMessage) -> c.Command:
             return c.PauseRecording()
         case p.ResumeRecordingMsg():
             return c.ResumeRecording()
-        case p.ReceptionMsg(media_session=session, video=video, audio=audio):
+        case p.ReceptionMsg(media_session=session, video=video, audio=audio, pictures=pics):
             return c.ReportReception(
                 session,
                 None if video is None else VideoCounters(**video.model_dump()),
                 None if audio is None else AudioCounters(**audio.model_dump()),
+                tuple((slot, Picture(**pic.model_dump())) for slot, pic in (pics or {}).items()),
             )
     raise ValueError(f"{msg.type} is not a lesson command")

@@ -31,7 +31,7 @@ from classroom import (
     RevokeFloor,
     Role,
 )
-from classroom.reception import REPORT_INTERVAL_S, AudioCounters, VideoCounters
+from classroom.reception import REPORT_INTERVAL_S, AudioCounters, Picture, VideoCounters
 
 T0 = 1_700_000_000.0
 
@@ -417,6 +417,7 @@ def test_reception_event_carries_the_counters_and_survives_the_log() -> None:
             "total_samples_received": 48_000,
             "concealment_events": 3,
         },
+        "pictures": None,
     }
     # The interval is folded from the log: a lesson read back still drops a report too soon.
     again = Lesson.replay([Event.from_dict(ev.to_dict()) for ev in lesson.log])
@@ -571,3 +572,38 @@ def test_the_newest_missed_events_are_counted_after_the_audience_filter() -> Non
     odd = lesson.latest_since(0, 3, keep=lambda ev: ev.seq % 2 == 1)
     assert [ev.seq for ev in odd[0]] == [11, 13, 15] and odd[1] is True
     assert lesson.latest_since(0, 3, keep=lambda ev: False) == ([], False)
+
+
+def test_reception_says_what_the_classroom_decodes_now() -> None:
+    """The pictures a classroom's browser decodes at the moment of its report go into
+    the event as sent: the teacher's table shows them, the delivery report ignores them."""
+    lesson = new_lesson()
+    run(lesson, LIVE)
+    camera = Picture(state="live", width=320, height=180, fps=14.5)
+    slides = Picture(state="frozen", width=1280, height=720, fps=0.0)
+    report = ReportReception("s1", VIDEO, AUDIO, (("teacher_camera", camera), ("slides", slides)))
+    (event,) = lesson.handle(report, by="a", now=T0 + 50)
+    assert event.to_dict()["pictures"] == {
+        "teacher_camera": {"state": "live", "width": 320, "height": 180, "fps": 14.5},
+        "slides": {"state": "frozen", "width": 1280, "height": 720, "fps": 0.0},
+    }
+    assert Event.from_dict(event.to_dict()) == event
+
+
+@pytest.mark.parametrize(
+    "pictures",
+    [
+        (("stage_video", Picture("live", 640, 360, 15.0)),),
+        (("teacher_camera", Picture("fine", 640, 360, 15.0)),),
+        (("teacher_camera", Picture("live", 640, 99_999, 15.0)),),
+        (("teacher_camera", Picture("live", 640, 360, -1.0)),),
+    ],
+    ids=["not a teacher's picture", "unknown state", "too tall", "negative fps"],
+)
+def test_reception_refuses_pictures_no_browser_decodes(
+    pictures: tuple[tuple[str, Picture], ...],
+) -> None:
+    lesson = new_lesson()
+    run(lesson, LIVE)
+    with pytest.raises(InvalidCommand):
+        lesson.handle(ReportReception("s1", VIDEO, AUDIO, pictures), by="a", now=T0 + 50)

@@ -8,6 +8,9 @@ script keeps only the browser's 127.0.0.1 host candidates in the SDP it sends.
 Pages expose `window.__classroom` (web_client/js/lesson_page.js): `pc` (the page's
 RTCPeerConnection), `inboundStats()` (its getStats() inbound-rtp figures by slot),
 `you`, `view` (the lesson as the page sees it) and `drop()`.
+
+Screenshots (`screenshot()`) are kept in `test-artifacts/` at the checkout's root
+(git-ignored), one PNG per name; a later run overwrites them.
 """
 
 from __future__ import annotations

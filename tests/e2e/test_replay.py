@@ -20,11 +20,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 async def _record(base: str, lesson: dict[str, Any]) -> str:
-    """An 11 s lesson: the teacher publishes, a classroom has the floor from 4 s to 9 s
-    (longer than the 3 s that folds two chapters into one, with room for a busy machine)."""
+    """An 11 s lesson: the teacher publishes, a classroom (publishing too) has the floor
+    from 4 s to 9 s (longer than the 3 s that folds two chapters into one, with room for
+    a busy machine)."""
     ws_url = base.replace("http", "ws") + "/ws"
     room = lesson["classrooms"][0]
     teacher = SyntheticParticipant(Role.TEACHER)
+    speaker = SyntheticParticipant(Role.CLASSROOM, decode=False)
     try:
         async with (
             connect(ws_url, open_timeout=5, close_timeout=2) as ws,
@@ -32,6 +34,11 @@ async def _record(base: str, lesson: dict[str, Any]) -> str:
         ):
             await ws.send(json.dumps({"type": "join", "token": lesson["teacher"]["token"]}))
             await classroom.send(json.dumps({"type": "join", "token": room["token"]}))
+            await classroom.send(json.dumps({"type": "offer", "sdp": await speaker.offer()}))
+            async with asyncio.timeout(20):
+                while (msg := json.loads(await classroom.recv()))["type"] != "answer":
+                    pass
+                await speaker.accept(msg["sdp"])
             await ws.send(json.dumps({"type": "offer", "sdp": await teacher.offer()}))
             async with asyncio.timeout(20):
                 while True:
@@ -52,6 +59,7 @@ async def _record(base: str, lesson: dict[str, Any]) -> str:
                     pass
     finally:
         await teacher.close()
+        await speaker.close()
     return rid
 
 
@@ -78,9 +86,12 @@ def test_replay_plays_and_a_chapter_seeks(server, open_page):
     )
     page.wait_for_function(
         """() => { const v = document.querySelector('[data-testid=replay-slides]');
-                   return !v.hidden && v.getVideoPlaybackQuality().totalVideoFrames > 2; }""",
+                   return !v.closest('.rtile').hidden && v.getVideoPlaybackQuality().totalVideoFrames > 2; }""",
         timeout=10_000,
     )
+    # Each picture says what it is.
+    assert page.inner_text("[data-testid=replay-camera-label]") == "老师"
+    assert page.inner_text("[data-testid=replay-slides-label]") == "课件"
     # A chapter click seeks: "back to the teacher" is at 7 s.
     revoked = page.query_selector("[data-testid=chapter][data-kind=floor_revoked]")
     target = float(revoked.get_attribute("data-t"))
@@ -91,6 +102,11 @@ def test_replay_plays_and_a_chapter_seeks(server, open_page):
         timeout=10_000,
     )
     page.wait_for_selector("[data-testid=chapter][data-kind=floor_revoked].current")
+    # The stage turn, seen again, is labelled with the classroom that spoke.
+    granted = page.query_selector("[data-testid=chapter][data-kind=floor_granted]")
+    granted.click()
+    page.wait_for_selector("[data-testid=replay-stage-tile]:not([hidden])", timeout=10_000)
+    page.wait_for_selector("[data-testid=replay-stage-label]:has-text('石桥小学')")
     # The offline copy comes; then English, one click.
     page.wait_for_selector("[data-testid=offline-status][data-state=done]", timeout=40_000)
     assert page.get_attribute("[data-testid=offline-download]", "href")

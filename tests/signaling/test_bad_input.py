@@ -29,6 +29,11 @@ def _audio(**changes: Any) -> dict[str, Any]:
     return {**RECEPTION, "audio": {**AUDIO, **changes}}
 
 
+def _pictures(slot: str, **changes: Any) -> dict[str, Any]:
+    picture = {"state": "live", "width": 640, "height": 360, "fps": 15.0, **changes}
+    return {**RECEPTION, "pictures": {slot: picture}}
+
+
 async def _live_lesson(srv: Running) -> dict[str, Any]:
     lesson = await create_lesson(srv)
     return lesson
@@ -79,6 +84,12 @@ async def _live_lesson(srv: Running) -> dict[str, Any]:
         ("classroom", {**RECEPTION, "audio": {"concealed_samples": 1}}, "invalid_message"),
         ("classroom", NAN_DURATION, "invalid_message"),
         ("classroom", _audio(concealed_samples=48_001), "invalid_command"),
+        # What it decodes now: the teacher's pictures only, in states a page tells apart.
+        ("classroom", _pictures("stage_video", state="live"), "invalid_message"),
+        ("classroom", _pictures("teacher_camera", state="fine"), "invalid_message"),
+        ("classroom", _pictures("teacher_camera", width=-1), "invalid_message"),
+        ("classroom", _pictures("teacher_camera", height=1.5), "invalid_message"),
+        ("classroom", _pictures("slides", fps=1e9), "invalid_message"),
     ],
 )
 async def test_bad_message_after_join(

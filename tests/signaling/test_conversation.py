@@ -348,10 +348,13 @@ async def test_a_classrooms_reception_reaches_the_teacher_and_the_delivery_repor
         await va.quiet()
         await teacher.quiet()
         assert (await snapshot(srv, lid))["seq"] == seq
-        # After a reconnect the browser counts again from zero, in a new session.
+        # After a reconnect the browser counts again from zero, in a new session; with
+        # it, what the classroom decodes now, for the teacher's classroom table.
         clock.t += 10
-        await va.send(reception("pc2", 2, 0, 48_000))
-        await teacher.event("reception_reported", media_session="pc2")
+        now = {"teacher_camera": {"state": "live", "width": 320, "height": 180, "fps": 15.0}}
+        await va.send(reception("pc2", 2, 0, 48_000) | {"pictures": now})
+        event = await teacher.event("reception_reported", media_session="pc2")
+        assert event["pictures"] == now
         await observer.event("reception_reported")
         # No classroom is sent any reception report, not even its own...
         await va.quiet()

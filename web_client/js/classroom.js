@@ -63,7 +63,8 @@ if (page.token) {
   wireHand();
   openDevices();
   // Freezes and sound gaps as this browser saw them, for the lesson's delivery report.
-  new ReceptionWatch(page.media, page.conn);
+  // With them, what its pictures are now (the teacher's table shows it).
+  new ReceptionWatch(page.media, page.conn, () => page.pictures.report(["teacher_camera", "slides"]));
   byTestId("fullscreen").addEventListener("click", () => {
     if (document.fullscreenElement) document.exitFullscreen();
     else document.documentElement.requestFullscreen().catch(() => {});

@@ -7,6 +7,7 @@ import { MediaLink, FlowWatch } from "./media.js";
 import { fromWelcome, apply, foldRecording } from "./lesson_state.js";
 import { t, initI18n, onLangChange } from "./i18n.js";
 import { ConnectionBadge, SoundGate, showBanner, showFullMessage, errorText, byTestId, attachTrack } from "./ui.js";
+import { PictureStatus } from "./status.js";
 
 /** After a failed peer connection, wait this long before offering again (doubling). */
 const MEDIA_RETRY_MIN_MS = 1000;
@@ -27,7 +28,14 @@ export class LessonPage {
    *   noToken?: () => void,
    *   sendOptions?: Object<string, any>,
    *   endedActions?: (page: LessonPage) => Array<{labelKey: string, href: string, testid?: string}>,
+   *   pictures?: Object<string, string>,
+   *   soundSlots?: string[],
+   *   expects?: (page: LessonPage, slot: string) => boolean,
+   *   soundWanted?: (page: LessonPage) => boolean,
    * }} options
+   *   `pictures`: the received video slots and the testid of the tile that shows each
+   *   (each gets a status chip, status.js); `soundSlots`: the received sound slots;
+   *   `expects`: whether a slot's source is there now (then the relay's "off" is a pause).
    */
   constructor(options) {
     this.options = options;
@@ -36,7 +44,8 @@ export class LessonPage {
     this.main = /** @type {HTMLElement} */ (document.querySelector("main"));
     this.banners = byTestId("banners");
     this.badge = new ConnectionBadge(byTestId("connection"));
-    this.sound = new SoundGate(document.body);
+    // The teacher's page plays sound only while a classroom speaks: it asks for a click then.
+    this.sound = new SoundGate(this.banners, () => !options.soundWanted || options.soundWanted(this));
     /** @type {import("./lesson_state.js").LessonView|null} */
     this.view = null;
     this.you = null;
@@ -44,6 +53,8 @@ export class LessonPage {
     this.mediaRetryMs = MEDIA_RETRY_MIN_MS;
     this._mediaTimer = null;
     this._disconnectTimer = null;
+    /** What the relay sends this page, by slot: its own latest `link` report. */
+    this.ownLayers = {};
 
     if (typeof RTCPeerConnection === "undefined") {
       this.fail(t("browser.no_webrtc"));
@@ -64,6 +75,15 @@ export class LessonPage {
       sendOptions: options.sendOptions,
     });
     this.flow = new FlowWatch(this.media, (slot, flowing, stats) => options.onFlow && options.onFlow(slot, flowing, stats));
+    this.pictures = new PictureStatus({
+      flow: this.flow,
+      tiles: Object.fromEntries(Object.entries(options.pictures || {}).map(([slot, id]) => [slot, byTestId(id)])),
+      soundSlots: options.soundSlots || [],
+      connected: () => this.conn.state === "open" && !!this.media.pc && this.media.pc.connectionState === "connected",
+      layers: () => this.ownLayers,
+      expects: (slot) => !!(this.view && options.expects && options.expects(this, slot)),
+      onSummary: (summary) => this.badge.setPictures(summary),
+    });
 
     this.conn = new LessonConnection({
       token: this.token,
@@ -71,12 +91,20 @@ export class LessonPage {
         onState: (state, detail) => {
           this.badge.setSignal(state, detail);
           if (state === "reconnecting") this.badge.setMedia(null);
+          if (this.pictures) this.pictures.update();
           // Buttons that need the connection enable and disable themselves.
           this.render();
         },
         onWelcome: (welcome) => this._welcome(welcome),
         onEvent: (event, replayed) => this._event(event, replayed),
-        onLink: (link) => options.onLink && options.onLink(link),
+        onLink: (link) => {
+          if (this.you && link.participant_id === this.you.id) {
+            this.ownLayers = { ...(link.layers || {}) };
+            // A pause shows at once, not at the next poll.
+            this.pictures.update();
+          }
+          options.onLink && options.onLink(link);
+        },
         onError: (error, fatal) => this._error(error, fatal),
       },
     });
@@ -91,6 +119,10 @@ export class LessonPage {
       get connection() { return page.conn; },
       media: this.media,
       inboundStats: () => this.media.inboundStats(),
+      /** What each picture's status chip says now (status.js), by slot. */
+      get pictures() { return page.pictures.now; },
+      /** What the relay says it sends this page, by slot (its own latest `link`). */
+      get relayLayers() { return page.ownLayers; },
       drop: () => this.conn.drop(),
     };
 
@@ -103,6 +135,7 @@ export class LessonPage {
   render() {
     if (!this.view) return;
     this._renderTopbar();
+    if (!this.ended) this.sound.refresh();
     if (!this.ended) this.options.render(this);
   }
 
@@ -164,6 +197,11 @@ export class LessonPage {
     if (fatal) {
       this.media && this.media.close();
       this.flow && this.flow.stop();
+      if (error.code === "lesson_ended" && !this.view) {
+        // The link was opened after the lesson: what it leads to now is the replay.
+        location.replace(this.replayHref());
+        return;
+      }
       if (error.code === "lesson_ended") this._ended();
       else if (error.code === "replaced") {
         showFullMessage(this.main, {
@@ -180,18 +218,33 @@ export class LessonPage {
 
   _ended() {
     this.ended = true;
+    this.flow.onPoll = null;
     clearTimeout(this._mediaTimer);
     this.media.close();
     this.flow.stop();
     this.conn.close();
     document.querySelectorAll("dialog[open]").forEach((d) => d.close());
-    // What the banners said (a refused action, a camera problem) is moot now, and they
-    // would cover the message; the top bar's lesson controls (end, recording) too.
+    // What the banners said (a refused action, a camera problem, the sound) is moot now;
+    // the top bar's lesson controls (end, recording) too.
+    this.sound.wanted = () => false;
+    this.sound.refresh();
     this.banners.replaceChildren();
     document.querySelectorAll("[data-live-only]").forEach((el) => { /** @type {HTMLElement} */ (el).hidden = true; });
-    const actions = this.options.endedActions ? this.options.endedActions(this) : [];
+    const actions = this.options.endedActions ? this.options.endedActions(this) : this.replayActions();
     showFullMessage(this.main, { titleKey: "lesson.ended", textKey: "lesson.ended_hint", testid: "lesson-ended", actions });
     this.main.className = "";
+  }
+
+  /** The replay page for this lesson: it takes any token of the lesson (docs/protocol.md). */
+  replayHref() {
+    return `/replay#token=${encodeURIComponent(this.token)}`;
+  }
+
+  /** After the lesson, its replay, for everyone who took part or watched (if recorded). */
+  replayActions() {
+    return this.view && this.view.recording
+      ? [{ labelKey: "rec.replay", href: this.replayHref(), testid: "replay-link" }]
+      : [];
   }
 
   _startMedia() {
@@ -218,6 +271,7 @@ export class LessonPage {
 
   _mediaState(state) {
     this.badge.setMedia(state);
+    this.pictures.update();
     clearTimeout(this._disconnectTimer);
     if (state === "connected") {
       this.mediaRetryMs = MEDIA_RETRY_MIN_MS;

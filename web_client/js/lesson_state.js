@@ -17,8 +17,11 @@
  *   id: string, title: string, state: string, seq: number, origin: number|null,
  *   participants: Participant[], hands: Hand[], stage: Stage|null,
  *   delivery: Object<string, Object<string, string>>, chat: any[],
- *   recording: Recording|null
+ *   recording: Recording|null,
+ *   reception: Object<string, {pictures: Object<string, any>, at: number}>
  * }} LessonView
+ *   `reception`: each classroom's latest `reception_reported` that said what its
+ *   browser decodes now (`pictures`), with its lesson time; only what this page saw.
  */
 
 /** @returns {LessonView} */
@@ -36,6 +39,7 @@ export function fromWelcome(lesson, previous) {
     // Chat is not part of the snapshot: keep what this page already saw.
     chat: previous ? previous.chat : [],
     recording: recordingFromSnapshot(lesson.recording, previous ? previous.recording : null),
+    reception: previous ? previous.reception : {},
   };
 }
 
@@ -110,6 +114,9 @@ export function apply(view, event) {
       break;
     case "delivery_changed":
       view.delivery[event.participant_id] = { ...(event.layers || {}) };
+      break;
+    case "reception_reported":
+      if (event.pictures) view.reception[event.participant_id] = { pictures: event.pictures, at: event.at };
       break;
     case "recording_started":
     case "recording_paused":

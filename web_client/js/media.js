@@ -188,7 +188,7 @@ export class MediaLink {
   /**
    * What each receive slot gets, from the browser's own statistics (W3C
    * webrtc-stats "inbound-rtp": framesDecoded, frameWidth, totalSamplesReceived).
-   * @returns {Promise<Object<string, {kind: string, codec?: string, framesDecoded?: number, frameWidth?: number, frameHeight?: number, totalSamplesReceived?: number, bytesReceived?: number, packetsLost?: number}>>}
+   * @returns {Promise<Object<string, {kind: string, codec?: string, framesDecoded?: number, frameWidth?: number, frameHeight?: number, framesPerSecond?: number, totalSamplesReceived?: number, bytesReceived?: number, packetsLost?: number}>>}
    */
   async inboundStats() {
     const out = {};
@@ -207,6 +207,7 @@ export class MediaLink {
         framesDecoded: s.framesDecoded,
         frameWidth: s.frameWidth,
         frameHeight: s.frameHeight,
+        framesPerSecond: s.framesPerSecond,
         totalSamplesReceived: s.totalSamplesReceived,
         concealedSamples: s.concealedSamples,
         bytesReceived: s.bytesReceived,
@@ -222,25 +223,44 @@ export class MediaLink {
  * Calls onChange(slot, flowing, stats) when a slot starts or stops. Slides may come
  * at a frame a second or slower: a slot counts as stopped only after `staleMs`
  * without a new frame, so the layout does not flap between two polls.
+ *
+ * It also keeps, for status.js, each slot's latest figures (`samples`), when its
+ * last new frame was decoded on this peer connection (`frameAt`) and its recent
+ * frame counts (for a frame rate where the browser gives none); `onPoll` runs
+ * after each poll.
  */
 export class FlowWatch {
-  constructor(link, onChange, intervalMs = 1000, staleMs = 6000) {
+  constructor(link, onChange, intervalMs = 500, staleMs = 6000) {
     this.link = link;
     this.onChange = onChange;
     this.staleMs = staleMs;
     /** @type {Map<string, number>} */ this.last = new Map();
     /** @type {Map<string, number>} */ this.progressAt = new Map();
     /** @type {Map<string, boolean>} */ this.flowing = new Map();
+    /** @type {Map<string, any>} */ this.samples = new Map();
+    /** @type {Map<string, number>} */ this.frameAt = new Map();
+    /** @type {Map<string, Array<[number, number]>>} */ this.history = new Map();
+    /** @type {(() => void)|null} */ this.onPoll = null;
     this.timer = setInterval(() => this.poll().catch(() => {}), intervalMs);
   }
 
   async poll() {
+    const pc = this.link.pc;
     const stats = await this.link.inboundStats();
+    // A poll that straddled a new peer connection says nothing about the new one.
+    if (pc !== this.link.pc) return;
     const now = Date.now();
     for (const [slot, s] of Object.entries(stats)) {
+      this.samples.set(slot, s);
       const counter = s.kind === "video" ? s.framesDecoded || 0 : s.bytesReceived || 0;
       const previous = this.last.get(slot);
       this.last.set(slot, counter);
+      if (s.kind === "video") {
+        const history = (this.history.get(slot) || []).filter(([at]) => now - at <= 2000);
+        history.push([now, counter]);
+        this.history.set(slot, history);
+        if (counter > 0 && (previous === undefined || counter > previous)) this.frameAt.set(slot, now);
+      }
       if (previous === undefined) continue; // one sample says nothing about motion
       if (counter > previous) this.progressAt.set(slot, now);
       const at = this.progressAt.get(slot);
@@ -250,10 +270,24 @@ export class FlowWatch {
         this.onChange(slot, flowing, s);
       }
     }
+    if (this.onPoll) this.onPoll();
   }
 
+  /** Frames a second over the last two seconds of polls (0 with fewer than two). */
+  fps(slot) {
+    const history = this.history.get(slot) || [];
+    if (history.length < 2) return 0;
+    const [t0, c0] = history[0];
+    const [t1, c1] = history[history.length - 1];
+    return t1 > t0 ? ((c1 - c0) * 1000) / (t1 - t0) : 0;
+  }
+
+  /** A new peer connection: its counters start from zero. */
   reset() {
     this.last.clear();
+    this.samples.clear();
+    this.frameAt.clear();
+    this.history.clear();
   }
 
   stop() {

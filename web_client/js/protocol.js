@@ -118,9 +118,12 @@ export class LessonConnection {
   endLesson() { return this.send({ type: "end_lesson" }); }
   pauseRecording() { return this.send({ type: "pause_recording" }); }
   resumeRecording() { return this.send({ type: "resume_recording" }); }
-  /** A classroom's browser counters (reception.js): cumulative for one peer connection. */
-  reception(mediaSession, video, audio) {
-    return this.send({ type: "reception", media_session: mediaSession, video, audio });
+  /** A classroom's browser counters (reception.js): cumulative for one peer connection;
+   * `pictures`, when given, what it decodes now. */
+  reception(mediaSession, video, audio, pictures = null) {
+    const msg = { type: "reception", media_session: mediaSession, video, audio };
+    if (pictures) msg.pictures = pictures;
+    return this.send(msg);
   }
   ping() { return this.send({ type: "ping" }); }
 

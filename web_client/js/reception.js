@@ -6,7 +6,9 @@
 // freezeCount, totalFreezesDuration, framesDecoded, concealedSamples,
 // totalSamplesReceived, concealmentEvents), sent as the `reception` message
 // (docs/protocol.md): cumulative counters per peer connection, which the server adds up
-// in the lesson's delivery report.
+// in the lesson's delivery report. With them, what it decodes now (`pictures`: each
+// of the teacher's pictures' state, size and frame rate, from status.js), which the
+// teacher's classroom table shows: what the room really gets, not what the relay meant.
 
 const POLL_MS = 5000;
 /** The server keeps one report per classroom per 8 s; this page sends one per 10 s at most. */
@@ -48,11 +50,13 @@ function newSessionId() {
 export class ReceptionWatch {
   /**
    * @param {{pc: RTCPeerConnection|null, transceivers: Map<string, RTCRtpTransceiver>}} link  the page's MediaLink
-   * @param {{state: string, reception: (session: string, video: any, audio: any) => boolean}} conn  its LessonConnection
+   * @param {{state: string, reception: (session: string, video: any, audio: any, pictures?: any) => boolean}} conn  its LessonConnection
+   * @param {() => any} [pictures]  what the page decodes now, by slot (PictureStatus.report)
    */
-  constructor(link, conn) {
+  constructor(link, conn, pictures = () => null) {
     this.link = link;
     this.conn = conn;
+    this.pictures = pictures;
     /** @type {RTCPeerConnection|null} */ this.pc = null;
     this.session = "";
     /** Each inbound-rtp stream's last figures, by stats id: one the browser replaced keeps what it counted. */
@@ -82,10 +86,13 @@ export class ReceptionWatch {
       if (slot) this.streams.set(s.id, { slot, stats: s });
     });
     const { video, audio } = receptionCounters(this.streams.values());
-    const key = JSON.stringify([video, audio]);
+    const now = this.pictures();
+    const pictures = now && Object.keys(now).length ? now : null;
+    // A picture that froze changes no counter, and is exactly what the teacher must see.
+    const key = JSON.stringify([video, audio, pictures]);
     if ((!video && !audio) || key === this.sent || Date.now() - this.sentAt < SEND_MS) return;
     // Not sent while disconnected: the next poll tries again, counters still cumulative.
-    if (this.conn.reception(this.session, video, audio)) {
+    if (this.conn.reception(this.session, video, audio, pictures)) {
       this.sent = key;
       this.sentAt = Date.now();
     }

@@ -15,6 +15,7 @@ const STRINGS = {
     "error.token": "链接无效或已过期，请向老师索取新的回放链接。",
     "error.none": "这节课还没有录像。", "error.load": "无法载入录像：{m}",
     interrupted: "（录制意外中断，已保存到中断前）",
+    "label.teacher": "老师", "label.slides": "课件", "label.stage": "发言教室：{name}",
   },
   en: {
     app: "Lesson replay", lang: "中文", chapters: "Chapters", download: "Download offline copy",
@@ -27,6 +28,7 @@ const STRINGS = {
     "error.token": "This link is not valid or has expired; ask the teacher for a new one.",
     "error.none": "This lesson has no recording yet.", "error.load": "Cannot load the recording: {m}",
     interrupted: "(recording cut short; kept up to the interruption)",
+    "label.teacher": "Teacher", "label.slides": "Slides", "label.stage": "Classroom speaking: {name}",
   },
 };
 
@@ -117,7 +119,8 @@ class Replay {
       if (f.stage || inside) active.add(f);
       const video = f.video;
       if (!video.src.endsWith(f.file.url)) video.src = f.file.url;
-      video.hidden = false;
+      tileOf(video).hidden = false;
+      if (f.stage) this.stageShown = f.file;
       if (!inside) continue;
       if (Math.abs(video.currentTime - local) > MAX_DRIFT_S) video.currentTime = local;
       if (!this.master.paused && video.paused) video.play().catch(() => {});
@@ -125,13 +128,30 @@ class Replay {
     }
     if (![...active].some((f) => f.stage)) {
       this.stageVideo.pause();
-      this.stageVideo.hidden = true;
+      tileOf(this.stageVideo).hidden = true;
+      this.stageShown = null;
     }
+    renderStageLabel(this);
     const items = document.querySelectorAll("[data-testid=chapter]");
     let current = null;
     for (const item of items) if (Number(item.dataset.t) <= now + 0.05) current = item;
     items.forEach((item) => item.classList.toggle("current", item === current));
   }
+}
+
+/** A replay video's tile: the video with its label. */
+function tileOf(video) {
+  return video.closest(".rtile") || video;
+}
+
+/** The stage tile's label: which classroom spoke, named as in the chapters. */
+function renderStageLabel(replay) {
+  const file = replay.stageShown;
+  if (!file) return;
+  const chapter = replay.recording.chapters.find((ch) => ch.classroom_id === file.source && ch.classroom);
+  const text = t("label.stage", { name: chapter ? chapter.classroom : file.source || "" });
+  const label = $("replay-stage-label");
+  if (label.textContent !== text) label.textContent = text;
 }
 
 // -- the page --------------------------------------------------------------------------

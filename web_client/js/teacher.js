@@ -22,6 +22,16 @@ const page = new LessonPage({
     screen: { maxBitrate: 1_200_000, degradationPreference: "maintain-resolution" },
   },
   render: (p) => render(p),
+  // Each picture says what really arrives (status.js): the mosaic and the stage.
+  pictures: { classrooms: "mosaic-tile", stage_video: "stage-tile" },
+  soundSlots: ["stage_audio"],
+  // The teacher hears a classroom only while it speaks: no sound to ask for before.
+  soundWanted: (p) => !!(p.view && p.view.stage),
+  expects: (p, slot) => {
+    const view = p.view;
+    if (slot === "stage_video") return !!view.stage;
+    return classrooms(view).some((room) => room.online && !(view.stage && view.stage.classroom_id === room.id));
+  },
   onTrack: (slot, track) => {
     if (slot === "classrooms") attachTrack(/** @type {HTMLVideoElement} */ (byTestId("mosaic-video")), track);
     if (slot === "stage_video") attachTrack(/** @type {HTMLVideoElement} */ (byTestId("stage-video")), track);
@@ -45,12 +55,6 @@ const page = new LessonPage({
     renderClassrooms(page);
     if (page.you && link.participant_id === page.you.id) renderMosaic(page);
   },
-  // After the lesson: its replay. The replay page takes any token of the lesson and
-  // opens its latest recording (the token stays in the fragment, never sent to a server).
-  endedActions: (p) =>
-    p.view && p.view.recording
-      ? [{ labelKey: "rec.replay", href: `/replay#token=${encodeURIComponent(p.token)}`, testid: "replay-link" }]
-      : [],
 });
 
 function setClock(lessonAt) {
@@ -69,6 +73,7 @@ if (page.token) {
     if (!page.view || page.ended) return;
     renderHands(page);
     renderRecording(page);
+    renderClassrooms(page);
   }, 1000);
 }
 
@@ -221,6 +226,8 @@ function renderRecording(p) {
 
 function renderStage(p) {
   const stage = p.view.stage;
+  // The mosaic gives up some height to the stage (the hand queue has its own column).
+  byTestId("lesson").classList.toggle("has-stage", !!stage);
   byTestId("stage-none").hidden = !!stage;
   byTestId("stage-now").hidden = !stage;
   if (stage) {
@@ -274,6 +281,45 @@ function renderHands(p) {
   );
 }
 
+/** A classroom's report older than this no longer says what it receives now. */
+const RECEPTION_STALE_S = 30;
+
+/**
+ * What a classroom really receives of the teacher, from its own browser's report
+ * (`reception_reported` with `pictures`, docs/protocol.md): the size and frame rate it
+ * decodes, or that the picture froze or the relay paused it. The relay's own intent
+ * (its `link` report's layers) is only the fallback before a report comes, and says so.
+ */
+function receivedText(p, room, link) {
+  const report = p.view.reception[room.id];
+  const age = report ? lessonNow() - report.at : Infinity;
+  if (!room.online) return { state: "offline", lines: [] };
+  if (!report || age > RECEPTION_STALE_S) {
+    const level = deliveryLevel((link && link.layers) || p.view.delivery[room.id]);
+    return { state: "unreported", lines: [t("t.recv.unreported"), t("t.recv.relay", { level: t(`delivery.${level}`) })] };
+  }
+  const pictures = report.pictures || {};
+  const lines = [];
+  const states = [];
+  for (const slot of ["teacher_camera", "slides"]) {
+    const pic = pictures[slot];
+    if (!pic || (slot === "slides" && pic.state === "waiting")) continue;
+    states.push(pic.state);
+    const what = t(`t.recv.${slot}`);
+    if (pic.state === "live") lines.push(`${what} ${t("pic.live", { w: pic.width, h: pic.height, fps: Math.round(pic.fps) })}`);
+    else lines.push(t("t.recv.line", { what, state: t(`t.recv.${pic.state}`) }));
+  }
+  let state = "live";
+  if (states.includes("frozen")) state = "frozen";
+  else if (states.length && states.every((s) => s === "paused")) state = "sound_only";
+  else if (states.includes("paused")) state = "paused";
+  else if (!states.includes("live")) state = "waiting";
+  if (state === "sound_only") lines.unshift(t("pic.summary.sound_only"));
+  if (lines.length === 0) lines.push(t("t.recv.waiting"));
+  if (age >= 15) lines.push(t("t.recv.age", { s: Math.round(age) }));
+  return { state, lines };
+}
+
 function renderClassrooms(p) {
   if (!p.view) return;
   const body = byTestId("classrooms").querySelector("tbody");
@@ -284,17 +330,16 @@ function renderClassrooms(p) {
     items,
     (room) => (room ? `room-${room.id}` : "empty"),
     (room) => {
-      if (!room) return h("tr", {}, h("td", { colspan: "7", class: "empty" }));
+      if (!room) return h("tr", {}, h("td", { colspan: "4", class: "empty" }));
       const id = room.id;
       return h(
         "tr",
         { dataset: { testid: "classroom-row", id } },
-        h("td", { class: "name" }),
-        h("td", {}, h("span", { class: "online-dot" })),
-        h("td", {}, h("span", { class: "deliv" })),
-        h("td", { class: "mono kbps" }),
-        h("td", { class: "mono loss" }),
-        h("td", { class: "mono rtt" }),
+        h("td", {}, h("div", { class: "name" }), h("span", { class: "online-dot" })),
+        h("td", {}, h("div", { class: "recv", dataset: { testid: "received" } })),
+        h("td", { class: "net mono" },
+          h("div", {}, h("span", { class: "kbps" }), " kbps"),
+          h("div", {}, h("span", { class: "loss" }), " · ", h("span", { class: "rtt" }))),
         h("td", {}, h("button", { class: "secondary", dataset: { testid: "call-on" }, onclick: () => p.conn.grantFloor(id) })),
       );
     },
@@ -309,14 +354,18 @@ function renderClassrooms(p) {
       const onStage = !!(p.view.stage && p.view.stage.classroom_id === room.id);
       const fresh = room.online && link;
       el.dataset.online = String(room.online);
+      // What the relay means to send (kept for scripts); what arrives is `received`.
       el.dataset.level = level;
       el.querySelector(".name").textContent = room.name;
       const dot = el.querySelector(".online-dot");
       dot.classList.toggle("on", room.online);
       dot.textContent = t(room.online ? "state.online" : "state.offline");
-      const deliv = /** @type {HTMLElement} */ (el.querySelector(".deliv"));
-      deliv.dataset.level = level;
-      deliv.textContent = t(`delivery.${level}`);
+      const received = receivedText(p, room, link);
+      el.dataset.received = received.state;
+      const recv = /** @type {HTMLElement} */ (el.querySelector(".recv"));
+      recv.dataset.state = received.state;
+      reconcile(recv, received.lines.map((text, i) => ({ text, i })), (line) => String(line.i),
+        () => h("div", {}), (div, line) => { if (div.textContent !== line.text) div.textContent = line.text; });
       el.querySelector(".kbps").textContent = fresh ? String(Math.round(link.sent_kbps)) : "—";
       el.querySelector(".loss").textContent = fresh ? `${(link.loss * 100).toFixed(1)}%` : "—";
       el.querySelector(".rtt").textContent = fresh && typeof link.rtt_ms === "number" ? `${Math.round(link.rtt_ms)} ms` : "—";

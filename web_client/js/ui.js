@@ -1,5 +1,5 @@
 // Small DOM helpers shared by the pages: element building, the connection badge,
-// banners a person can act on, the "click to start sound" step, durations.
+// banners a person can act on, the "click to start sound" banner, durations.
 
 import { t, has, onLangChange } from "./i18n.js";
 
@@ -94,14 +94,17 @@ export function errorText(error) {
 }
 
 /**
- * The connection badge: signaling and media state, always visible.
- * Re-renders when the language changes.
+ * The connection badge: signaling and media state, always visible. Once the peer
+ * connection is up it says what the pictures really do (status.js `pageSummary`):
+ * "OK" only while every picture shown is live. Re-renders when the language changes.
  */
 export class ConnectionBadge {
   constructor(el) {
     this.el = el;
     this.signal = { state: "idle", detail: null };
     this.media = null;
+    /** @type {string|null} */
+    this.pictures = null;
     onLangChange(() => this.render());
     this.render();
   }
@@ -116,6 +119,13 @@ export class ConnectionBadge {
     this.render();
   }
 
+  /** @param {string|null} summary  status.js pageSummary(), or null before any poll */
+  setPictures(summary) {
+    if (summary === this.pictures) return;
+    this.pictures = summary;
+    this.render();
+  }
+
   render() {
     const { state, detail } = this.signal;
     let text = t(`conn.${state}`);
@@ -123,15 +133,22 @@ export class ConnectionBadge {
       text = t("conn.reconnecting_in", { s: Math.ceil(detail.inMs / 1000), n: detail.attempt });
     }
     const parts = [text];
-    if (state === "open" && this.media) parts.push(t(`media.${this.media}`));
+    const mediaUp = state === "open" && this.media === "connected";
+    const pictures = mediaUp && this.pictures && this.pictures !== "reconnecting" ? this.pictures : null;
+    // Connected both ways: the summary says so, and what the pictures do.
+    if (pictures) parts.splice(0, 1, t(`pic.summary.${pictures}`));
+    else if (state === "open" && this.media) parts.push(t(`media.${this.media}`));
     this.el.textContent = parts.join(" · ");
     this.el.title = state === "reconnecting" ? t("reconnect") : "";
     this.el.style.cursor = state === "reconnecting" ? "pointer" : "";
-    const ok = state === "open" && (!this.media || this.media === "connected");
-    const bad = state === "reconnecting" || state === "closed" || this.media === "failed" || this.media === "disconnected";
+    const ok = state === "open" && (!this.media || this.media === "connected") && (!pictures || pictures === "ok");
+    const bad =
+      state === "reconnecting" || state === "closed" || this.media === "failed" ||
+      this.media === "disconnected" || pictures === "frozen";
     this.el.dataset.state = ok ? "ok" : bad ? "bad" : "wait";
     this.el.dataset.signal = state;
     this.el.dataset.media = this.media || "";
+    this.el.dataset.pictures = pictures || "";
   }
 }
 
@@ -172,20 +189,36 @@ export function showFullMessage(root, { title, text, titleKey, textKey, testid =
   );
 }
 
-// How long an audio element may stay paused after play() before the button shows.
+// How long an audio element may stay paused after play() before the banner shows.
 const SOUND_WATCH_MS = 3000;
 
 /**
  * Play the given media elements; when the browser's autoplay policy refuses (or
- * they stay paused for another reason), show one big "click to start sound"
- * button that plays them all.
+ * they stay paused for another reason), a small banner among the page's banners
+ * asks for one click. It never covers the page: every control stays usable, and a
+ * click anywhere on the page starts the sound as well. `wanted()` says whether the
+ * page needs sound now (the teacher's only while a classroom speaks); `refresh()`
+ * re-reads it. A projector PC started with --autoplay-policy=no-user-gesture-required
+ * (README) never sees the banner.
  */
 export class SoundGate {
-  constructor(overlayParent) {
-    this.parent = overlayParent;
+  /**
+   * @param {HTMLElement} bannerParent  the page's banners container
+   * @param {() => boolean} [wanted]
+   */
+  constructor(bannerParent, wanted = () => true) {
+    this.parent = bannerParent;
+    this.wanted = wanted;
     /** @type {Set<HTMLMediaElement>} */
     this.elements = new Set();
-    this.overlay = null;
+    this.blocked = false;
+    /** @type {HTMLElement|null} */
+    this.banner = null;
+    // Any click or key on the page is the gesture the browser waits for.
+    const unlock = () => { if (this.blocked) this.playAll(); };
+    document.addEventListener("pointerdown", unlock, true);
+    document.addEventListener("keydown", unlock, true);
+    onLangChange(() => this._render());
   }
 
   add(el) {
@@ -203,30 +236,52 @@ export class SoundGate {
     }
     // Whatever else kept it from playing (a play() interrupted by a new source
     // rejects with AbortError, not NotAllowedError): still paused with a source
-    // after a moment, the button is the way to sound.
+    // after a moment, the banner is the way to sound.
     setTimeout(() => {
       if (el.paused && el.srcObject && this.elements.has(el)) this.block();
     }, SOUND_WATCH_MS);
   }
 
   block() {
-    if (this.overlay) return;
-    console.info("sound: asking for a click to start sound");
-    this.overlay = h(
-      "button",
-      {
-        class: "sound-gate",
-        dataset: { testid: "start-sound" },
-        onclick: () => {
-          for (const el of this.elements) el.play().catch(() => {});
-          this.overlay.remove();
-          this.overlay = null;
-        },
+    if (this.blocked) return;
+    this.blocked = true;
+    this.refresh();
+  }
+
+  playAll() {
+    const plays = [...this.elements].map((el) => el.play());
+    Promise.all(plays).then(
+      () => {
+        this.blocked = false;
+        this.refresh();
       },
-      h("span", { class: "sound-gate-title", dataset: { i18n: "sound.start" } }, t("sound.start")),
-      h("span", { class: "sound-gate-hint", dataset: { i18n: "sound.hint" } }, t("sound.hint")),
+      () => { /* still refused: the banner stays */ },
     );
-    this.parent.append(this.overlay);
+  }
+
+  /** Show or hide the banner: shown while sound is refused and the page needs it. */
+  refresh() {
+    const show = this.blocked && this.wanted();
+    if (show && !this.banner) {
+      console.info("sound: asking for a click to start sound");
+      this.banner = h(
+        "div",
+        { class: "banner banner-info sound-gate", role: "status" },
+        h("span", { class: "banner-text" }),
+        h("button", { class: "banner-action", dataset: { testid: "start-sound" }, onclick: () => this.playAll() }),
+      );
+      this.parent.prepend(this.banner);
+      this._render();
+    } else if (!show && this.banner) {
+      this.banner.remove();
+      this.banner = null;
+    }
+  }
+
+  _render() {
+    if (!this.banner) return;
+    this.banner.querySelector(".banner-text").textContent = t("sound.hint");
+    this.banner.querySelector("button").textContent = t("sound.start");
   }
 }
 

@@ -11,6 +11,17 @@ import { attachStandardTrack } from "./lesson_page.js";
 export function viewerOptions(extraRender) {
   return {
     onTrack: (slot, track) => attachStandardTrack(currentPage, slot, track),
+    // Each picture says what really arrives (status.js).
+    pictures: { teacher_camera: "teacher-tile", slides: "slides-tile", stage_video: "stage-tile" },
+    soundSlots: ["teacher_audio", "stage_audio"],
+    expects: (page, slot) => {
+      const view = page.view;
+      if (slot === "stage_video") return !!(view.stage && (!page.you || view.stage.classroom_id !== page.you.id));
+      const teacher = view.participants.find((p) => p.role === "teacher");
+      // Slides are there once shown: before the teacher shares, "off" is nothing to send.
+      if (slot === "slides" && !page.flow.progressAt.has("slides")) return false;
+      return !!(teacher && teacher.online);
+    },
     onFlow: (slot, flowing) => {
       const tiles = { teacher_camera: "teacher-tile", slides: "slides-tile", stage_video: "stage-tile" };
       const tile = byTestId(tiles[slot] || "");
