@@ -16,7 +16,7 @@ those of draft-ietf-rmcat-gcc-02 as libwebrtc's goog_cc runs them, written here:
   lately. Otherwise the rate grows: 8 % a second while far from the capacity last
   seen, about a packet per round trip near it; never past 1.5 times what was
   acknowledged. Underused: it holds while the queue drains.
-- Probes (`ProbeCluster`). A train of padding sent at a known rate: what got
+- Probes (`probe_rate`). A train of padding sent at a known rate: what got
   through it (the slower of its send and arrival rates) is what the link carries,
   at once, instead of after a minute of growing 8 % a second.
 - A standing queue. A drop-tail queue that is full delays every packet alike:

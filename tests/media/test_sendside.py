@@ -7,6 +7,7 @@ some. The receiver answers every 100 ms, as Chromium does.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -197,3 +198,46 @@ def test_a_packet_is_reported_once_and_sequence_numbers_wrap() -> None:
     # Too old to be in the log any more.
     old = TransportFeedback(1, 2, 60_000 & 0xFFFF, 0, ((60_000 & 0xFFFF, 1),))
     assert log.results(old) == []
+
+
+def lowest_estimate(delay: Callable[[float], float], seconds: float = 30.0) -> int:
+    """The lowest estimate after the first 3 s for a stream sent well within a
+    link: 15 frames a second of three 1000-byte packets and an audio packet every
+    40 ms, arriving 300 ms after they left plus `delay(sent_ms)`, in order."""
+    log = SentLog()
+    estimator = SendSideEstimator(log, initial_bps=300_000)
+    pending: list[tuple[int, float]] = []
+    lowest = None
+    last = 0.0
+    for now in range(int(seconds * 1000)):
+        if now % 66 == 0:
+            pending += [(log.sent(1000, now), float(now)) for _ in range(3)]
+        if now % 40 == 0:
+            pending.append((log.sent(150, now), float(now)))
+        if now % 100 == 99:
+            arrivals = []
+            for sequence, sent in pending:
+                last = max(last, sent + 300 + delay(sent))
+                arrivals.append((sequence, round(last * 1000)))
+            pending = []
+            message = TransportFeedback(1, 2, arrivals[0][0], 0, tuple(arrivals))
+            estimate = estimator.on_feedback(log.results(message), now).bitrate_bps
+            if now > 3000:
+                lowest = estimate if lowest is None else min(lowest, estimate)
+    assert lowest is not None
+    return lowest
+
+
+def test_a_delay_that_wobbles_within_a_short_queue_is_not_congestion() -> None:
+    """geo: the path's jitter made the line call overuse every few seconds, with
+    the queue under 20 ms; each call cost a sixth of the estimate. Here the delay
+    swings 0-30 ms once a second, which the line alone reads as overuse."""
+    lowest = lowest_estimate(lambda t: 15 + 15 * math.sin(2 * math.pi * t / 1000))
+    assert lowest > 420_000
+
+
+def test_a_queue_that_creeps_up_and_stands_is_overuse() -> None:
+    """A queue growing by 12 ms a second is too slow a trend for the line, and a
+    full drop-tail queue shows none at all: the delay that stands tells."""
+    lowest = lowest_estimate(lambda t: min(250.0, max(0.0, (t - 5000) * 0.012)))
+    assert lowest < 400_000
