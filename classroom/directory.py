@@ -178,14 +178,16 @@ class Directory:
         school_id: str | None = None,
     ) -> list[tuple[Entry, Occurrence]]:
         """Every occurrence of the entries that involve a room, a teacher or a school (its
-        teachers' lessons and its rooms'), in order of start."""
+        teachers' lessons and its rooms'), in order of start; all of them with no filter."""
+        everything = room_id is None and teacher_id is None and school_id is None
         out: list[tuple[Entry, Occurrence]] = []
         for entry in self.entries.values():
             if entry.archived:
                 continue
             teacher = self.teachers.get(entry.teacher_id)
             involved = (
-                (room_id is not None and room_id in entry.room_ids)
+                everything
+                or (room_id is not None and room_id in entry.room_ids)
                 or (teacher_id is not None and entry.teacher_id == teacher_id)
                 or (
                     school_id is not None
