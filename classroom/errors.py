@@ -27,3 +27,21 @@ class InvalidCommand(DomainError):
     """A value in the command is unusable (an empty name, an unknown classroom...)."""
 
     code = "invalid_command"
+
+
+class NotFound(DomainError):
+    """The school, room, teacher or timetable entry named does not exist."""
+
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """What is asked clashes with what exists: a name taken, a room still timetabled."""
+
+    code = "conflict"
+
+
+class Overlap(Conflict):
+    """Two lessons would share a room (or a teacher) at the same time."""
+
+    code = "overlap"

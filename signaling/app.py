@@ -32,11 +32,14 @@ from media.gateway import MediaGateway
 from signaling import keys
 from signaling.auth import bearer, is_admin_key
 from signaling.bus import LocalBus
+from signaling.district import District
 from signaling.errors import ApiError, install_handlers
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
 from signaling.recordings import RecordingMedia, Recordings
 from signaling.recordings import router as recordings_router
+from signaling.schools import SchoolsDeps
+from signaling.schools import router as schools_router
 from signaling.settings import Settings
 from signaling.store import DB_FILE, Store
 from signaling.tokens import TokenError, TokenIssuer
@@ -111,6 +114,7 @@ def create_app(
         try:
             await recordings.load()
             await lessons.load()
+            app.state.district = await District.open(store.db, now, settings.time_zone)
             services = Services(lessons, tokens, media, metrics, settings, now)
             app.state.runtime = Runtime(store, lessons, tokens, admin_key, services, recordings)
             links = asyncio.create_task(_follow_links(media, lessons))
@@ -266,8 +270,14 @@ def create_app(
             base_url=settings.base_url,
         )
     )
+    app.include_router(schools_router(_schools_deps, settings.base_url))
     _serve_web_client(app, settings.web_client_dir)
     return app
+
+
+def _schools_deps(request: Request) -> SchoolsDeps:
+    rt = _runtime(request)
+    return SchoolsDeps(request.app.state.district, rt.lessons, rt.tokens, rt.admin_key)
 
 
 async def _follow_links(media: MediaGateway, lessons: Lessons) -> None:

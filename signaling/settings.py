@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # When unset, a secret is generated on first start into <data_dir>/token.key.
     token_secret: SecretStr | None = None
     token_ttl_s: int = Field(default=12 * 3600, gt=0)
+    # The time zone the timetable is written in (an IANA name): a lesson at 09:00 is
+    # at 09:00 there, and a day's lessons are that zone's day.
+    time_zone: str = "Asia/Shanghai"
     # Base of the participant links handed out (a reverse proxy's https address, say).
     public_url: str | None = None
     web_client_dir: Path = Field(default_factory=_default_web_client_dir)
@@ -62,6 +65,17 @@ class Settings(BaseSettings):
 
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone") from None
         return value
 
     def base_url(self) -> str:

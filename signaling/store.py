@@ -14,34 +14,9 @@ from pathlib import Path
 import aiosqlite
 
 from classroom.events import Event
+from signaling.migrations import migrate
 
 DB_FILE = "classroom.sqlite3"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS lessons (
-    id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    ended INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS participants (
-    lesson_id TEXT NOT NULL REFERENCES lessons(id),
-    participant_id TEXT NOT NULL,
-    role TEXT NOT NULL,
-    name TEXT NOT NULL,
-    join_code TEXT,
-    PRIMARY KEY (lesson_id, participant_id)
-);
-CREATE INDEX IF NOT EXISTS participants_join_code ON participants(join_code);
-CREATE TABLE IF NOT EXISTS events (
-    lesson_id TEXT NOT NULL REFERENCES lessons(id),
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    at REAL NOT NULL,
-    json TEXT NOT NULL,
-    PRIMARY KEY (lesson_id, seq)
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -75,8 +50,13 @@ class Store:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA foreign_keys=ON")
-        await self._db.executescript(_SCHEMA)
-        await self._db.commit()
+        await migrate(self._db)
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection, for the stores of other records in the same database
+        (signaling.district_store)."""
+        return self._conn
 
     async def close(self) -> None:
         if self._db is not None:
