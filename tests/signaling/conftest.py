@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from signaling.app import create_app
 from signaling.cli import LessonServer
+from signaling.limits import Limits
 from signaling.recordings import RecordingMedia
 from signaling.settings import Settings
 from tests.signaling.fakes import FakeMedia
@@ -72,8 +73,9 @@ async def serve(
     media: FakeMedia,
     now: Callable[[], float],
     recorder: RecordingMedia | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[Running]:
-    app = create_app(settings, media, now=now, recorder=recorder)
+    app = create_app(settings, media, now=now, recorder=recorder, limits=limits)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = LessonServer(config, app)
     task = asyncio.create_task(server.serve())

@@ -197,7 +197,7 @@ async def test_token_of_another_lesson(srv: Running) -> None:
     assert (await snapshot(srv, two["id"]))["state"] == "scheduled"
 
 
-async def test_flood_is_rate_limited_not_broadcast(srv: Running) -> None:
+async def test_flood_is_rate_limited_not_broadcast_then_closed(srv: Running) -> None:
     lesson = await create_lesson(srv)
     async with joined(srv, lesson["classrooms"][0]["token"]) as (room, _):
         await room.event("participant_joined")
@@ -206,4 +206,30 @@ async def test_flood_is_rate_limited_not_broadcast(srv: Running) -> None:
         kinds = [await room.recv() for _ in range(60)]
         chats = [m for m in kinds if m["type"] == "event"]
         limited = [m for m in kinds if m.get("code") == "rate_limited"]
-        assert len(chats) == 40 and len(limited) == 20
+        # The join spent one of the 40; the clock stands still, so nothing refills.
+        assert len(chats) == 39 and len(limited) == 21
+        # Twenty refusals are forgiven, not a stream of them.
+        await room.error("bad_input")
+        assert await room.closed() == (1008, "bad_input")
+
+
+@pytest.mark.parametrize(
+    "junk",
+    ["{not json", "[" * 5_000 + "]" * 5_000, b"\x00", {"type": "dance"}, {"type": "chat"}],
+)
+@pytest.mark.parametrize("join_first", [False, True])
+async def test_a_stream_of_bad_input_closes_the_connection(
+    srv: Running, junk: str | bytes | dict[str, Any], join_first: bool
+) -> None:
+    lesson = await create_lesson(srv)
+    async with connected(srv) as peer:
+        if join_first:
+            await peer.send({"type": "join", "token": lesson["classrooms"][0]["token"]})
+            await peer.expect("welcome")
+            await peer.event("participant_joined")
+        for _ in range(21):
+            await peer.send(junk if isinstance(junk, str | bytes) else json.dumps(junk))
+        codes = [(await peer.recv())["code"] for _ in range(21)]
+        assert "bad_input" not in codes and len(set(codes)) == 1
+        await peer.error("bad_input")
+        assert await peer.closed() == (1008, "bad_input")
