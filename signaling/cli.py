@@ -19,15 +19,16 @@ from media.gateway import MediaGateway
 from signaling import keys
 from signaling.app import create_app
 from signaling.lessons import Lessons
+from signaling.protocol import MAX_MESSAGE_BYTES
 from signaling.recordings import RecordingMedia
 from signaling.settings import Settings
 
 if TYPE_CHECKING:
     from media.relay.relay import Relay
 
-# Messages over 64 KiB get a protocol error from the app; frames far beyond that are
-# refused by uvicorn itself before they are read into memory.
-WS_MAX_FRAME_BYTES = 1024 * 1024
+# A message may be at most 64 KiB: a bigger frame is refused by the WebSocket layer
+# as its header arrives (close 1009), before its payload is read or decoded.
+WS_MAX_FRAME_BYTES = MAX_MESSAGE_BYTES
 
 
 def build_media(settings: Settings) -> Relay:
@@ -65,6 +66,18 @@ class LessonServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def uvicorn_config(app: FastAPI, host: str, port: int, **overrides: Any) -> uvicorn.Config:
+    """How the app is served; tests serve it the same way (`overrides`: log level...)."""
+    options: dict[str, Any] = {
+        "ws_max_size": WS_MAX_FRAME_BYTES,
+        "log_level": "info",
+        # The token is in the URL fragment, never in a request line, so access logs
+        # carry no secrets.
+        "access_log": True,
+    }
+    return uvicorn.Config(app, host=host, port=port, **(options | overrides))
+
+
 def serve(settings: Settings, media: MediaGateway | None = None) -> None:
     """Run the server; `media` replaces the relay (benchmarks compare baselines), and
     then nothing is recorded."""
@@ -77,16 +90,7 @@ def serve(settings: Settings, media: MediaGateway | None = None) -> None:
         relay = build_media(settings)
         media, recorder = relay, relay
     app = create_app(settings, media, recorder=recorder)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ws_max_size=WS_MAX_FRAME_BYTES,
-        log_level="info",
-        # The token is in the URL fragment, never in a request line, so access logs
-        # carry no secrets.
-        access_log=True,
-    )
+    config = uvicorn_config(app, settings.host, settings.port)
     # What exists now (modules, the app) lives as long as the process: out of the
     # collector's sight, a full collection walks only the lessons' objects and
     # pauses the media a fraction as long (234 -> 139 ms at 64 classrooms).

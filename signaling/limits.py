@@ -117,6 +117,8 @@ class Policy:
     # WebSocket connections opened from one source address (before any token is seen).
     # Thirty classrooms behind one village NAT reconnecting after a restart fit in it.
     ws_opens_per_address: Rate = Rate(burst=100, per_s=20)
+    # Frames sent before a join (the join itself included), from one source address.
+    unjoined_messages_per_address: Rate = Rate(burst=100, per_s=20)
     # Bad input on one connection (unparsable, invalid, refused as rate_limited or
     # not_joined): a burst of mistakes is forgiven; a stream of them closes it.
     bad_input_per_connection: Rate = Rate(burst=20, per_s=0.5)
@@ -137,6 +139,7 @@ class Limits:
     observer_messages: Buckets = field(init=False)
     connections: Slots = field(default_factory=Slots)
     ws_opens: Buckets = field(init=False)
+    unjoined_messages: Buckets = field(init=False)
     wrong_credentials: Buckets = field(init=False)
     wrong_join_codes: Buckets = field(init=False)
     creations: Buckets = field(init=False)
@@ -146,6 +149,7 @@ class Limits:
         self.messages = Buckets(p.participant_messages)
         self.observer_messages = Buckets(p.observer_messages)
         self.ws_opens = Buckets(p.ws_opens_per_address)
+        self.unjoined_messages = Buckets(p.unjoined_messages_per_address)
         self.wrong_credentials = Buckets(p.wrong_credentials_per_address)
         self.wrong_join_codes = Buckets(p.wrong_join_codes_per_address)
         self.creations = Buckets(p.creations_per_address)

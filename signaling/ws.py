@@ -289,6 +289,13 @@ class Connection:
                 return
             if frame is None:
                 return
+            # Before a token is seen, what an address sends is limited by the address:
+            # past it, frames are refused unread (each costs no parsing).
+            if not self._s.limits.unjoined_messages.take(self._address, self._s.now()):
+                self._bad("rate_limited", "too many messages from your address; slow down")
+                if self._refused:
+                    return
+                continue
             msg = self._decode(frame)
             if msg is not None and not isinstance(msg, p.JoinMsg):
                 self._bad("not_joined", "send a join message first", msg.ref)
@@ -376,11 +383,13 @@ class Connection:
 
     async def _handle(self, frame: str | bytes) -> None:
         assert self._claims is not None
+        # Spent before the frame is read: a flood costs no parsing past the budget (so
+        # its errors carry no `ref`).
+        if not self._rate_ok(self._claims):
+            self._bad("rate_limited", "too many messages; slow down")
+            return
         msg = self._decode(frame)
         if msg is None:
-            return
-        if not self._rate_ok(self._claims):
-            self._bad("rate_limited", "too many messages; slow down", msg.ref)
             return
         lesson_id, me = self._claims.lesson_id, self._claims.participant_id
         try:

@@ -21,6 +21,14 @@ RECEPTION = {"type": "reception", "media_session": "a1b2c3", "video": VIDEO, "au
 NAN_DURATION = json.dumps(RECEPTION | {"ref": "bad"}).replace("2.5", "NaN")
 
 
+def _nested(levels: int) -> Any:
+    """`levels` arrays and objects inside one another (in a message: one level more)."""
+    value: Any = "[{deep}]"
+    for level in range(levels):
+        value = [value, 1] if level % 2 else {"k": value, "[": "]"}
+    return value
+
+
 def _video(**changes: Any) -> dict[str, Any]:
     return {**RECEPTION, "video": {**VIDEO, **changes}}
 
@@ -44,7 +52,8 @@ async def _live_lesson(srv: Running) -> dict[str, Any]:
         ("classroom", {"student": "no type"}, "unknown_type"),
         ("classroom", {"type": "raise_hand"}, "invalid_message"),
         ("classroom", {"type": "raise_hand", "student": 7}, "invalid_message"),
-        ("classroom", {"type": "chat", "text": "x" * 70_000}, "too_large"),
+        ("classroom", '{"type": "chat", "text": ' + "[" * 5_000 + "]" * 5_000 + "}", "bad_json"),
+        ("classroom", {"type": "ping", "extra": _nested(16)}, "bad_json"),
         ("classroom", {"type": "raise_hand", "student": "   "}, "invalid_command"),
         ("classroom", {"type": "grant_floor", "classroom_id": "classroom-1"}, "not_allowed"),
         ("classroom", {"type": "revoke_floor"}, "not_allowed"),
@@ -102,7 +111,7 @@ async def test_bad_message_after_join(
             await peer.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
             err = await peer.error(code)
             assert err["message"] and "Traceback" not in err["message"]
-            if isinstance(frame, str) and frame.startswith('{"') and code != "too_large":
+            if isinstance(frame, str) and frame.startswith('{"') and frame.endswith('"bad"}'):
                 assert err["ref"] == "bad"
             # Nothing changed, nobody was told anything, and the connection still works.
             await peer.quiet()
@@ -124,6 +133,24 @@ class _same:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+async def test_nesting_up_to_the_bound_is_read(srv: Running) -> None:
+    async with connected(srv) as peer:
+        await peer.send({"type": "ping", "ref": "r", "extra": _nested(15)})
+        await peer.error("not_joined")  # read and understood, not refused as bad_json
+
+
+async def test_a_frame_over_the_limit_is_refused_unread_with_a_reason(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    async with joined(srv, lesson["classrooms"][0]["token"]) as (room, _):
+        await room.event("participant_joined")
+        await room.send({"type": "chat", "text": "x" * 70_000})
+        code, reason = await room.closed()
+        assert code == 1009 and reason
+    async with joined(srv, lesson["teacher"]["token"]) as (teacher, welcome):
+        assert welcome["lesson"]["seq"] == 3  # scheduled, joined, left: no chat
+        await teacher.events(2)
 
 
 async def test_message_before_join_is_refused_and_join_still_works(srv: Running) -> None:
