@@ -99,7 +99,12 @@ async def attacker(ws_url: str, token: str | None, stop: asyncio.Event, tally: A
 
 
 def attack(ws_url: str, tokens: list[str | None], seconds: float) -> dict[str, Any]:
-    """In a process of its own: the attackers for `seconds`; what they did, and when."""
+    """In a process of its own: the attackers for `seconds`; what they did, and when.
+
+    At a lower priority: on a machine of two cores the attackers' own CPU (connecting,
+    masking, compressing) would otherwise be what slows the server and the witnesses;
+    an attacker's CPU is on its own machine."""
+    os.nice(10)
 
     async def run() -> dict[str, Any]:
         stop = asyncio.Event()
@@ -210,6 +215,7 @@ def _post(base: str, path: str, body: dict[str, Any], key: str) -> dict[str, Any
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from scripts.bench_catchup import cpu_s
     from scripts.bench_weaklink import _free_port, wait_healthy
 
     folder = Path(tempfile.mkdtemp(prefix="bench-fairness-"))
@@ -232,8 +238,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             attackers: list[str | None] = [
                 c["token"] if i % 2 == 0 else None for i, c in enumerate(b["classrooms"])
             ]
+            cpu = cpu_s(server.pid)
             quiet = await phase(ws_url, witnesses, [], args.seconds)
+            quiet["server_cpu_s"] = round(cpu_s(server.pid) - cpu, 2)
+            cpu = cpu_s(server.pid)
             junk = await phase(ws_url, witnesses, attackers, args.seconds)
+            junk["server_cpu_s"] = round(cpu_s(server.pid) - cpu, 2)
             alive = server.poll() is None
         finally:
             server.send_signal(signal.SIGTERM)
@@ -242,9 +252,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait(5)
-    tracebacks = (folder / "server.log").read_text(errors="replace").count("Traceback")
+    server_log = (folder / "server.log").read_text(errors="replace")
+    tracebacks = server_log.count("Traceback")
     shutil.rmtree(folder, ignore_errors=True)
+    first = server_log.find("Traceback")
     return {
+        "first_traceback": server_log[max(0, first - 300) : first + 3000] if tracebacks else None,
         "seconds": args.seconds,
         "attackers": args.attackers,
         "quiet": quiet,
