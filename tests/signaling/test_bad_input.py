@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import jwt
@@ -151,6 +152,22 @@ async def test_a_frame_over_the_limit_is_refused_unread_with_a_reason(srv: Runni
     async with joined(srv, lesson["teacher"]["token"]) as (teacher, welcome):
         assert welcome["lesson"]["seq"] == 3  # scheduled, joined, left: no chat
         await teacher.events(2)
+
+
+@pytest.mark.parametrize("join_first", [False, True])
+async def test_a_text_frame_that_is_not_utf8_is_closed_with_a_reason(
+    srv: Running, join_first: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    lesson = await create_lesson(srv)
+    async with connected(srv) as peer:
+        if join_first:
+            await peer.send({"type": "join", "token": lesson["classrooms"][0]["token"]})
+            await peer.expect("welcome")
+            await peer.event("participant_joined")
+        await peer.ws.send(b'{"type": "chat", "text": "\xff\xfe"}', text=True)
+        code, reason = await peer.closed()
+        assert code == 1007 and reason
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_message_before_join_is_refused_and_join_still_works(srv: Running) -> None:
