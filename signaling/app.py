@@ -32,6 +32,12 @@ from signaling import keys
 from signaling.auth import CredentialGuard, bearer, client_address, is_admin_key
 from signaling.bus import LocalBus
 from signaling.errors import ApiError, install_handlers
+from signaling.http_guards import (
+    BodyLimit,
+    SecurityHeaders,
+    content_security_policy,
+    inline_script_hashes,
+)
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
 from signaling.limits import Limits
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -126,6 +132,11 @@ def create_app(
 
     app = FastAPI(title="classroom", version="0.1.0", lifespan=lifespan)
     app.state.metrics = metrics
+    # The last added is the outermost: the security headers go on every answer, the
+    # body limit's own 413 included.
+    app.add_middleware(BodyLimit)
+    csp = content_security_policy(inline_script_hashes(settings.web_client_dir))
+    app.add_middleware(SecurityHeaders, csp=csp)
 
     install_handlers(app)
 
