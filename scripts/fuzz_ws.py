@@ -383,6 +383,7 @@ class Fuzz:
         done = asyncio.Event()
         state: dict[str, Any] = {"closed_by_us": False, "server_close": None, "last": ""}
         offers_sent: dict[str, str] = {}
+        answered = {"n": 0}  # offers answered (an answer or an error)
 
         async def read(ws: Any) -> None:
             try:
@@ -390,6 +391,8 @@ class Fuzz:
                     msg = json.loads(raw)
                     kind = msg.get("type")
                     state["received"] = kind if kind != "error" else msg.get("code")
+                    if str(msg.get("ref")).startswith("offer-"):
+                        answered["n"] += 1
                     if kind == "error":
                         code = msg.get("code")
                         s.errors[code] += 1
@@ -461,7 +464,10 @@ class Fuzz:
                     try:
                         await asyncio.wait_for(done.wait(), 60)
                     except TimeoutError:
+                        # Not even closed: what the server was still busy with.
                         s.unanswered += 1
+                        pending = len(offers_sent) - answered["n"]
+                        s.samples.append(f"unanswered: {pending} offers of {len(offers_sent)}")
                 except ConnectionClosed:
                     await asyncio.wait_for(done.wait(), 10)
                 finally:
