@@ -11,7 +11,10 @@ client): frames of 60 kB that are not JSON, and 5,000-deep JSON arrays, in turn.
 the attackers have joined lesson B as its classrooms first (junk from a participant),
 half never join (junk from anyone). An attacker the server closes reconnects at once,
 as a determined one would. Each phase reports the witnesses' ping round trips (p50,
-p99, max, in ms) and the attackers' frames sent, closes and reconnects.
+p99, max, in ms) and the attackers' frames sent, closes and reconnects. Last
+(`reconnect_flood`), one classroom token of lesson C reconnects in a loop for as long,
+sending 40 chats per connection, and C's teacher counts the chats that reach it: the
+documented limit is 40 at once, then 10 a second per participant.
 
 The last line printed is a JSON object.
 """
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +129,77 @@ def attack(ws_url: str, tokens: list[str | None], seconds: float) -> dict[str, A
         }
 
     return asyncio.run(run())
+
+
+def reconnect_flood(ws_url: str, token: str, seconds: float) -> dict[str, Any]:
+    """In a process of its own: one classroom token reconnecting in a loop, 40 chats per
+    connection (the issue's row), for `seconds`."""
+    os.nice(10)
+
+    async def run() -> dict[str, Any]:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+        connections = sent = refused = 0
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            try:
+                # Gone at once after its chats, as a looping client would be.
+                async with connect(ws_url, open_timeout=5, close_timeout=0.05) as ws:
+                    connections += 1
+                    await ws.send(json.dumps({"type": "join", "token": token}))
+                    for i in range(40):
+                        await ws.send(json.dumps({"type": "chat", "text": f"flood {i}"}))
+                        sent += 1
+            except (ConnectionClosed, InvalidStatus, OSError, TimeoutError):
+                refused += 1
+                await asyncio.sleep(0.01)
+        return {"start": start, "end": time.monotonic(), "connections": connections,
+                "chats_sent": sent, "refused": refused}  # fmt: skip
+
+    return asyncio.run(run())
+
+
+async def listen_for_chats(ws_url: str, token: str, stop: asyncio.Event, at: list[float]) -> None:
+    """A participant of the flooded lesson: when each chat reached it."""
+    from websockets.asyncio.client import connect
+
+    async with connect(ws_url, max_size=2**22) as ws:
+        await ws.send(json.dumps({"type": "join", "token": token}))
+
+        async def read() -> None:
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg.get("type") == "event" and msg["event"]["kind"] == "chat_posted":
+                    at.append(time.monotonic())
+
+        reader = asyncio.create_task(read())
+        await stop.wait()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def flood_phase(ws_url: str, listener: str, flooder: str, seconds: float) -> dict[str, Any]:
+    stop = asyncio.Event()
+    at: list[float] = []
+    listening = asyncio.create_task(listen_for_chats(ws_url, listener, stop, at))
+    await asyncio.sleep(0.5)
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        flood = await loop.run_in_executor(pool, reconnect_flood, ws_url, flooder, seconds)
+    await asyncio.sleep(0.5)  # what was on its way arrives
+    stop.set()
+    await listening
+    start, end = flood.pop("start"), flood.pop("end")
+    delivered = [t for t in at if start <= t <= end + 0.5]
+    # The busiest second a participant saw, and the mean over the flood.
+    per_second = Counter(int(t - start) for t in delivered)
+    return {
+        **flood,
+        "chats_delivered": len(delivered),
+        "chats_per_s": round(len(delivered) / (end - start), 1),
+        "max_chats_in_a_second": max(per_second.values(), default=0),
+    }
 
 
 async def witness(
@@ -244,6 +319,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             cpu = cpu_s(server.pid)
             junk = await phase(ws_url, witnesses, attackers, args.seconds)
             junk["server_cpu_s"] = round(cpu_s(server.pid) - cpu, 2)
+            c = _post(base, "/api/lessons", {"title": "C", "classrooms": ["Loop"]}, admin_key)
+            flood = await flood_phase(
+                ws_url, c["teacher"]["token"], c["classrooms"][0]["token"], args.seconds
+            )
             alive = server.poll() is None
         finally:
             server.send_signal(signal.SIGTERM)
@@ -262,6 +341,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "attackers": args.attackers,
         "quiet": quiet,
         "junk": junk,
+        "reconnect_flood": flood,
         "server_alive": alive,
         "server_tracebacks": tracebacks,
     }

@@ -461,8 +461,10 @@ class Fuzz:
                         await asyncio.sleep(0)
                     if not done.is_set():
                         await ws.send(json.dumps({"type": "ping", "ref": "fuzz-end"}))
+                    # An offer's negotiation may take seconds while the relay is busy with
+                    # the other workers' (up to the server's 20 s timeout): room for each.
                     try:
-                        await asyncio.wait_for(done.wait(), 60)
+                        await asyncio.wait_for(done.wait(), 30 + 20 * len(offers_sent))
                     except TimeoutError:
                         # Not even closed: what the server was still busy with.
                         s.unanswered += 1

@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketState
 
@@ -33,6 +33,7 @@ from signaling.settings import Settings
 from signaling.tokens import Claims, TokenError, TokenIssuer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Close codes: 1000 when the lesson ends, 1008 (policy violation) with the error code
 # as the reason for every connection the server refuses or drops, 1011 with reason
@@ -355,8 +356,8 @@ class Connection:
         if claims.role is Role.OBSERVER:
             self._media_id = viewer_media_id(claims.participant_id, next(self._s.viewer_numbers))
         try:
-            self._unsubscribe = await lessons.attach(
-                claims.lesson_id, claims.participant_id, self, msg.since
+            self._unsubscribe = await to_the_end(
+                lessons.attach(claims.lesson_id, claims.participant_id, self, msg.since)
             )
         except LessonOver:
             self._claims = None
@@ -401,7 +402,7 @@ class Connection:
                 case p.OfferMsg():
                     await self._negotiate(msg)
                 case _:
-                    await self._s.lessons.execute(lesson_id, _command(msg), me)
+                    await to_the_end(self._s.lessons.execute(lesson_id, _command(msg), me))
         except DomainError as exc:
             self._error(exc.code, exc.message, msg.ref)
         except Exception:
@@ -433,7 +434,21 @@ class Connection:
             self._error("media_unavailable", "the media relay failed on this offer", msg.ref)
             return
         self._send(p.AnswerMsg(sdp=sdp, ref=msg.ref))
-        await self._s.lessons.published(claims.lesson_id, claims.participant_id, claims.role)
+        await to_the_end(
+            self._s.lessons.published(claims.lesson_id, claims.participant_id, claims.role)
+        )
+
+
+async def to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """`work`, finished even if the connection is torn down while it runs (the client
+    left: its handler is cancelled). A command cut between its state change and its
+    store append left the lesson reloading from a log that the store's thread might
+    still be writing; finished, it is stored and published like any other."""
+    task = asyncio.ensure_future(work)
+    # Whoever stopped waiting, an error at the end is retrieved, not left to the
+    # event loop's "exception was never retrieved".
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return await asyncio.shield(task)
 
 
 def _command(msg: p.ClientMessage) -> c.Command:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import logging
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
+from signaling.ws import to_the_end
 from tests.signaling.conftest import Clock, Running, connected, create_lesson, joined, snapshot
 
 pytestmark = pytest.mark.timeout(30)
@@ -277,3 +280,35 @@ async def test_a_stream_of_bad_input_closes_the_connection(
         assert "bad_input" not in codes and len(set(codes)) == 1
         await peer.error("bad_input")
         assert await peer.closed() == (1008, "bad_input")
+
+
+async def test_a_command_is_finished_when_its_connection_is_torn_down() -> None:
+    """A client that vanishes cancels its connection's handler: the command it was
+    running (a state change, then its store append) must still finish, or the lesson
+    reloads from a log the store may still be writing (seen in bench_fairness's
+    reconnect flood as "could not store events ... CancelledError")."""
+    release, finished = asyncio.Event(), asyncio.Event()
+    unhandled: list[object] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: unhandled.append(ctx))
+
+    async def command(fail: bool) -> int:
+        await release.wait()
+        finished.set()
+        if fail:
+            raise ValueError("refused after its waiter left")
+        return 1
+
+    for fail in (False, True):
+        release.clear()
+        finished.clear()
+        waiter = asyncio.create_task(to_the_end(command(fail)))
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.set()
+        await asyncio.wait_for(finished.wait(), 5)
+    await asyncio.sleep(0.01)
+    gc.collect()  # an unretrieved task exception is reported when the task is freed
+    await asyncio.sleep(0.01)
+    assert unhandled == []
