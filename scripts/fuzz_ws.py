@@ -316,7 +316,12 @@ class Stats:
             "lessons": self.lessons,
             "errors": dict(self.errors.most_common()),
             "closes": dict(self.closes.most_common()),
-            "samples": self.samples[:10],
+            # A few of each kind: the first words say which.
+            "samples": [
+                x
+                for kind in dict.fromkeys(x.split(":")[0] for x in self.samples)
+                for x in [y for y in self.samples if y.startswith(kind)][:3]
+            ],
         }
 
 
@@ -469,7 +474,11 @@ class Fuzz:
                         # Not even closed: what the server was still busy with.
                         s.unanswered += 1
                         pending = len(offers_sent) - answered["n"]
-                        s.samples.append(f"unanswered: {pending} offers of {len(offers_sent)}")
+                        s.samples.append(
+                            f"unanswered: {pending} offers of {len(offers_sent)}, "
+                            f"joined as {who}, last sent {state['last']!r}, "
+                            f"last received {state.get('received')}"
+                        )
                 except ConnectionClosed:
                     await asyncio.wait_for(done.wait(), 10)
                 finally:

@@ -415,7 +415,7 @@ class Connection:
         if self._s.lessons.live(claims.lesson_id) is None:
             raise LessonOver()
         try:
-            sdp = await asyncio.wait_for(
+            sdp = await within(
                 self._s.media.negotiate(
                     claims.lesson_id, self._media_id or claims.participant_id, claims.role, msg.sdp
                 ),
@@ -437,6 +437,24 @@ class Connection:
         await to_the_end(
             self._s.lessons.published(claims.lesson_id, claims.participant_id, claims.role)
         )
+
+
+async def within(work: Coroutine[Any, Any, T], timeout_s: float) -> T:
+    """`work`'s result, or TimeoutError after `timeout_s`, *then*: unlike wait_for, this
+    does not wait for the cancelled work to wind down. A relay that takes its time to
+    unwind a cancelled negotiation must not hold the client's connection (every message
+    after the offer waited with it)."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        raise TimeoutError
+    return task.result()
 
 
 async def to_the_end(work: Coroutine[Any, Any, T]) -> T:

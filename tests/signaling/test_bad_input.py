@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
-from signaling.ws import to_the_end
+from signaling.ws import to_the_end, within
 from tests.signaling.conftest import Clock, Running, connected, create_lesson, joined, snapshot
 
 pytestmark = pytest.mark.timeout(30)
@@ -312,3 +312,24 @@ async def test_a_command_is_finished_when_its_connection_is_torn_down() -> None:
     gc.collect()  # an unretrieved task exception is reported when the task is freed
     await asyncio.sleep(0.01)
     assert unhandled == []
+
+
+async def test_a_timeout_does_not_wait_for_the_work_to_wind_down() -> None:
+    """A relay that is slow to unwind a cancelled negotiation (its cleanup awaits) must
+    not hold the connection past the timeout, as asyncio.wait_for would."""
+    unwound = asyncio.Event()
+
+    async def stubborn() -> str:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)  # closing a peer connection, say
+            unwound.set()
+            raise
+        return "answer"
+
+    with pytest.raises(TimeoutError):
+        await within(stubborn(), 0.05)
+    assert not unwound.is_set()  # the timeout came first; the unwinding goes on alone
+    await asyncio.wait_for(unwound.wait(), 5)
+    assert await within(asyncio.sleep(0, result="answer"), 1) == "answer"
