@@ -597,6 +597,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "tracebacks": tracebacks,
         "traceback_kinds": dict(kinds.most_common(10)),
         "server_errors_logged": len(re.findall(r" (ERROR|CRITICAL) ", server_log)),
+        # By logger and the message's first words.
+        "server_error_kinds": dict(
+            Counter(
+                m[:80] for m in re.findall(r" (?:ERROR|CRITICAL) (.*)", server_log)
+            ).most_common(10)
+        ),
         "first_traceback": server_log[max(0, first - 200) : first + 2500] if tracebacks else None,
     }
 

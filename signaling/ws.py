@@ -439,13 +439,28 @@ class Connection:
         )
 
 
+# Work that goes on after its waiter left (below): held here until it ends, because
+# the event loop keeps only weak references to tasks (the asyncio documentation's
+# "save a reference" for background tasks), and one collected while pending is lost.
+_running_on: set[asyncio.Task[Any]] = set()
+
+
+def _go_on(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    task = asyncio.ensure_future(work)
+    _running_on.add(task)
+    task.add_done_callback(_running_on.discard)
+    # Whoever stopped waiting, an error at the end is retrieved, not left to the
+    # event loop's "exception was never retrieved".
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return task
+
+
 async def within(work: Coroutine[Any, Any, T], timeout_s: float) -> T:
     """`work`'s result, or TimeoutError after `timeout_s`, *then*: unlike wait_for, this
     does not wait for the cancelled work to wind down. A relay that takes its time to
     unwind a cancelled negotiation must not hold the client's connection (every message
     after the offer waited with it)."""
-    task = asyncio.ensure_future(work)
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    task = _go_on(work)
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout_s)
     except asyncio.CancelledError:
@@ -462,11 +477,7 @@ async def to_the_end(work: Coroutine[Any, Any, T]) -> T:
     left: its handler is cancelled). A command cut between its state change and its
     store append left the lesson reloading from a log that the store's thread might
     still be writing; finished, it is stored and published like any other."""
-    task = asyncio.ensure_future(work)
-    # Whoever stopped waiting, an error at the end is retrieved, not left to the
-    # event loop's "exception was never retrieved".
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
-    return await asyncio.shield(task)
+    return await asyncio.shield(_go_on(work))
 
 
 def _command(msg: p.ClientMessage) -> c.Command:
