@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
@@ -30,11 +30,18 @@ from classroom.lesson import Lesson
 from classroom.roles import ADMIN, Role
 from media.gateway import MediaGateway
 from signaling import keys
-from signaling.auth import bearer, is_admin_key
+from signaling.auth import CredentialGuard, bearer, client_address, is_admin_key
 from signaling.bus import LocalBus
 from signaling.district import District
 from signaling.errors import ApiError, install_handlers
+from signaling.http_guards import (
+    BodyLimit,
+    SecurityHeaders,
+    content_security_policy,
+    inline_script_hashes,
+)
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
+from signaling.limits import Limits
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
 from signaling.recordings import RecordingMedia, Recordings
 from signaling.recordings import router as recordings_router
@@ -49,10 +56,6 @@ log = logging.getLogger(__name__)
 
 PAGES = {"teacher", "classroom", "observer", "join", "replay"}
 PAGE_OF_ROLE = {Role.TEACHER: "teacher", Role.CLASSROOM: "classroom", Role.OBSERVER: "observer"}
-# A 6-digit code is guessable by brute force; each client address gets this many
-# wrong codes per window before /api/join answers 429.
-JOIN_FAILURES_ALLOWED = 10
-JOIN_FAILURE_WINDOW_S = 60.0
 
 
 class NewLesson(BaseModel):
@@ -92,11 +95,13 @@ def create_app(
     media: MediaGateway,
     now: Callable[[], float] = time.time,
     recorder: RecordingMedia | None = None,
+    limits: Limits | None = None,
 ) -> FastAPI:
     """The app over `media`; lessons are recorded when `recorder` is given (usually the
-    same relay as `media`), and not at all otherwise."""
+    same relay as `media`), and not at all otherwise. `limits` (rates and caps, shared
+    by the HTTP routes and the WebSocket) defaults to signaling.limits.Policy's."""
     metrics = Metrics()
-    join_failures: dict[str, list[float]] = {}
+    limits = limits or Limits()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,7 +120,7 @@ def create_app(
             await recordings.load()
             await lessons.load()
             app.state.district = await District.open(store.db, now, settings.time_zone)
-            services = Services(lessons, tokens, media, metrics, settings, now)
+            services = Services(lessons, tokens, media, metrics, settings, now, limits)
             app.state.runtime = Runtime(store, lessons, tokens, admin_key, services, recordings)
             links = asyncio.create_task(_follow_links(media, lessons))
             yield
@@ -132,20 +137,35 @@ def create_app(
 
     app = FastAPI(title="classroom", version="0.1.0", lifespan=lifespan)
     app.state.metrics = metrics
+    # The last added is the outermost: the security headers go on every answer, the
+    # body limit's own 413 included.
+    app.add_middleware(BodyLimit)
+    csp = content_security_policy(inline_script_hashes(settings.web_client_dir))
+    app.add_middleware(SecurityHeaders, csp=csp)
 
     install_handlers(app)
 
     def actor(request: Request, rt: Runtime, lesson_id: str | None) -> str:
         """ADMIN for the admin key, else the participant id of a token of that lesson."""
         credential = bearer(request)
+        guard = CredentialGuard(limits.wrong_credentials, client_address(request), now)
+        guard.check()
         if is_admin_key(credential, rt.admin_key):
             return ADMIN
         if lesson_id is None:
+            guard.wrong()
             raise ApiError(403, "not_allowed", "this needs the admin key")
         try:
             return rt.tokens.verify(credential, lesson_id).participant_id
         except TokenError as exc:
+            if exc.code == "bad_token":
+                guard.wrong()
             raise ApiError(403 if exc.code == "bad_token" else 401, exc.code, exc.message) from None
+
+    def creating(request: Request) -> None:
+        """A request that makes something (a lesson, a token, a share link)."""
+        if not limits.creations.take(client_address(request), now()):
+            raise ApiError(429, "rate_limited", "too many requests; wait a little")
 
     def link(role: Role, token: str) -> str:
         return f"{settings.base_url()}/{PAGE_OF_ROLE[role]}#token={token}"
@@ -159,6 +179,7 @@ def create_app(
     @app.post("/api/lessons", status_code=201)
     async def create_lesson(body: NewLesson, request: Request, rt: Rt) -> dict[str, Any]:
         actor(request, rt, None)
+        creating(request)
         try:
             created = await rt.lessons.create(body.title, body.classrooms)
         except DomainError as exc:
@@ -185,20 +206,17 @@ def create_app(
 
     @app.post("/api/join")
     async def join(body: JoinCode, request: Request, rt: Rt) -> dict[str, Any]:
-        client = request.client.host if request.client else "?"
-        t = now()
-        recent = [x for x in join_failures.get(client, []) if t - x < JOIN_FAILURE_WINDOW_S]
-        if len(recent) >= JOIN_FAILURES_ALLOWED:
+        # A 6-digit code is guessable by brute force: each address gets a few wrong
+        # codes, then 429 for a while, even for a right code. A right code does not
+        # wipe the count, or one known code would let a guesser go on forever.
+        address = client_address(request)
+        if limits.wrong_join_codes.left(address, now()) < 1:
             raise ApiError(429, "too_many_attempts", "too many wrong codes; wait a minute")
         found = rt.lessons.by_code(body.code)
         if found is None:
-            recent.append(t)
-            join_failures[client] = recent
-            if len(join_failures) > 10_000:  # bounded: forget the oldest addresses
-                for key in list(join_failures)[:5_000]:
-                    del join_failures[key]
+            limits.wrong_join_codes.take(address, now())
             raise ApiError(404, "unknown_code", "no running lesson has this code")
-        join_failures.pop(client, None)
+        creating(request)
         lesson, pid = found
         participant = lesson.participants[pid]
         token = rt.tokens.issue(lesson.lesson_id, pid, participant.role)
@@ -258,9 +276,16 @@ def create_app(
 
     @app.websocket("/ws")
     async def websocket(ws: WebSocket) -> None:
+        address = client_address(ws)
+        if not limits.ws_opens.take(address, now()):
+            # Refused before the upgrade: cheaper than a connection, and a clear answer.
+            metrics.errors.labels("rate_limited").inc()
+            body = {"code": "rate_limited", "message": "too many connections; wait a little"}
+            await ws.send_denial_response(JSONResponse(body, status_code=429))
+            return
         await ws.accept()
         rt: Runtime = ws.app.state.runtime
-        await Connection(StarletteTransport(ws), rt.services).run()
+        await Connection(StarletteTransport(ws), rt.services, address).run()
 
     app.include_router(
         recordings_router(
@@ -268,6 +293,8 @@ def create_app(
             get_tokens=lambda r: _runtime(r).tokens,
             get_admin_key=lambda r: _runtime(r).admin_key,
             base_url=settings.base_url,
+            limits=limits,
+            now=now,
         )
     )
     app.include_router(schools_router(_schools_deps, settings.base_url))

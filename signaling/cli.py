@@ -14,20 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from media.gateway import MediaGateway
 from signaling import keys
 from signaling.app import create_app
 from signaling.lessons import Lessons
+from signaling.limits import Limits
+from signaling.protocol import MAX_MESSAGE_BYTES
 from signaling.recordings import RecordingMedia
 from signaling.settings import Settings
 
 if TYPE_CHECKING:
     from media.relay.relay import Relay
 
-# Messages over 64 KiB get a protocol error from the app; frames far beyond that are
-# refused by uvicorn itself before they are read into memory.
-WS_MAX_FRAME_BYTES = 1024 * 1024
+# A message may be at most 64 KiB: a bigger frame is refused by the WebSocket layer
+# as its header arrives (close 1009), before its payload is read or decoded.
+WS_MAX_FRAME_BYTES = MAX_MESSAGE_BYTES
 
 
 def build_media(settings: Settings) -> Relay:
@@ -66,9 +69,67 @@ class LessonServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings, media: MediaGateway | None = None) -> None:
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, except where a client breaks the framing.
+
+    - A text frame that is not UTF-8 is refused with close code 1007 *and a reason*, with
+      no traceback in the server's log (uvicorn logs one, and gives no reason).
+    - A frame the parser refuses (over the size limit: 1009; a protocol error: 1002)
+      gets its close frame *read by the client*: uvicorn closed the socket at once, and a
+      client still sending then got a TCP reset that threw the close frame away (a close
+      with no reason). Here the server's side is shut for writing after the close frame,
+      what the client still sends is discarded, and the socket is closed when the client
+      closes or after LINGER_S.
+    """
+
+    LINGER_S = 2.0
+
+    def handle_parser_exception(self) -> None:
+        if self.close_sent:
+            return  # more bytes from a client already refused: discarded
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.close_timer = self.loop.call_later(self.LINGER_S, self.transport.close)
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode("utf-8")
+            except UnicodeDecodeError:
+                self.frames = []
+                self.conn.send_close(1007, "text frames must be UTF-8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
+
+
+def uvicorn_config(app: FastAPI, host: str, port: int, **overrides: Any) -> uvicorn.Config:
+    """How the app is served; tests serve it the same way (`overrides`: log level...)."""
+    options: dict[str, Any] = {
+        "ws": WebSocketProtocol,
+        "ws_max_size": WS_MAX_FRAME_BYTES,
+        "log_level": "info",
+        # The token is in the URL fragment, never in a request line, so access logs
+        # carry no secrets.
+        "access_log": True,
+    }
+    return uvicorn.Config(app, host=host, port=port, **(options | overrides))
+
+
+def serve(
+    settings: Settings, media: MediaGateway | None = None, limits: Limits | None = None
+) -> None:
     """Run the server; `media` replaces the relay (benchmarks compare baselines), and
-    then nothing is recorded."""
+    then nothing is recorded; `limits` replaces signaling.limits.Policy's (a fuzzer
+    that must reach past the rate limits)."""
     admin_key, created = keys.admin_key(settings)
     if created:
         path = settings.data_dir / keys.ADMIN_KEY_FILE
@@ -77,17 +138,8 @@ def serve(settings: Settings, media: MediaGateway | None = None) -> None:
     if media is None:
         relay = build_media(settings)
         media, recorder = relay, relay
-    app = create_app(settings, media, recorder=recorder)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ws_max_size=WS_MAX_FRAME_BYTES,
-        log_level="info",
-        # The token is in the URL fragment, never in a request line, so access logs
-        # carry no secrets.
-        access_log=True,
-    )
+    app = create_app(settings, media, recorder=recorder, limits=limits)
+    config = uvicorn_config(app, settings.host, settings.port)
     # What exists now (modules, the app) lives as long as the process: out of the
     # collector's sight, a full collection walks only the lessons' objects and
     # pauses the media a fraction as long (234 -> 139 ms at 64 classrooms).

@@ -8,9 +8,10 @@ in the same shape.
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 
 class ApiError(Exception):
@@ -36,6 +37,9 @@ def install_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first["loc"][1:]) or "body"
         return _body("invalid_request", f"{where}: {first['msg']}", 422)
 
+    # Starlette's own class, which FastAPI's derives from: the router's 404 for a path
+    # that matches no route is one of these.
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return _body("http_error", str(exc.detail), exc.status_code)
+        code = "not_found" if exc.status_code == 404 else "http_error"
+        return _body(code, str(exc.detail), exc.status_code)

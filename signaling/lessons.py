@@ -247,9 +247,14 @@ class Lessons:
         lesson_id = lesson.lesson_id
         try:
             await self._store.append(lesson_id, events)
-        except BaseException:
-            # The state moved but the log did not: go back to what the log says.
-            log.exception("could not store events of lesson %s; reloading it", lesson_id)
+        except BaseException as exc:
+            # The state moved but the log did not: go back to what the log says. A
+            # cancellation (a connection's handler stopped as the server shuts down) is
+            # no failure of the store: no traceback for it.
+            if isinstance(exc, asyncio.CancelledError):
+                log.info("storing events of lesson %s was cancelled; reloading it", lesson_id)
+            else:
+                log.exception("could not store events of lesson %s; reloading it", lesson_id)
             self._live[lesson_id] = Lesson.replay(await self._store.events(lesson_id))
             raise
         for ev in events:

@@ -16,6 +16,12 @@ from classroom.reception import MAX_COUNT, MAX_FPS, MAX_PIXELS, MAX_SECONDS, MAX
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
+# The deepest nesting of objects and arrays a message may have. The protocol's deepest
+# is 2 (`reception.video`); the rest is room for fields a newer client may add. Checked
+# before the JSON parser and pydantic see the message: a 5,000-deep one costs a few
+# string scans, not a recursion per level.
+MAX_JSON_DEPTH = 16
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class _Message(BaseModel):
@@ -257,6 +263,8 @@ def decode(text: str | bytes) -> ClientMessage:
         raise ProtocolError("bad_json", "messages are JSON text frames, not binary")
     if len(text) > MAX_MESSAGE_BYTES or len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
         raise ProtocolError("too_large", f"a message may be at most {MAX_MESSAGE_BYTES} bytes")
+    if too_deep(text):
+        raise ProtocolError("bad_json", f"a message may nest at most {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
@@ -272,6 +280,28 @@ def decode(text: str | bytes) -> ClientMessage:
         return _client_adapter.validate_python(data)
     except ValidationError as exc:
         raise ProtocolError("invalid_message", _describe(kind, exc), ref) from None
+
+
+def too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `text` nests objects and arrays deeper than `limit` outside its strings
+    (or is unbalanced, so no JSON at all). Every step is a C loop over the text, at most
+    `limit` rounds of removing the innermost pairs: no Python code per character."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # too few brackets to nest that deep, whatever their order
+    # Escaped backslashes, then escaped quotes, go first (JSON reads escapes left to
+    # right, as str.replace does); the quotes left split strings from the rest.
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
+    outside = "".join(unescaped.split('"')[0::2])
+    brackets = outside.encode("utf-8", "replace").translate(None, _NOT_BRACKETS)
+    brackets = brackets.replace(b"{", b"[").replace(b"}", b"]")
+    run = b"[" * (limit + 1)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        if run in brackets:
+            return True  # that many openers in a row: too deep, without more rounds
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
 
 
 def _describe(kind: str, exc: ValidationError) -> str:

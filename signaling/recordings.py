@@ -40,8 +40,9 @@ from classroom.errors import DomainError
 from classroom.events import Event
 from classroom.roles import SYSTEM, Role
 from media.recorder import manifest as manifests
-from signaling.auth import bearer, is_admin_key
+from signaling.auth import CredentialGuard, bearer, client_address, is_admin_key
 from signaling.errors import ApiError
+from signaling.limits import Limits
 from signaling.offline import OFFLINE_FILE, OfflineCopies, read_status
 from signaling.tokens import REPLAY_ROLE, TokenError, TokenIssuer
 
@@ -382,6 +383,8 @@ def router(
     get_tokens: Callable[[Request], TokenIssuer],
     get_admin_key: Callable[[Request], str],
     base_url: Callable[[], str],
+    limits: Limits,
+    now: Callable[[], float],
 ) -> APIRouter:
     """The recordings' HTTP API (docs/protocol.md, "Recordings")."""
     api = APIRouter()
@@ -389,6 +392,8 @@ def router(
     def reader(request: Request, lesson_id: str | None, rid: str | None) -> Reader:
         # <video src> cannot send headers: media URLs carry a replay token instead.
         token = bearer(request, query="access")
+        guard = CredentialGuard(limits.wrong_credentials, client_address(request), now)
+        guard.check()
         if is_admin_key(token, get_admin_key(request)):
             return Reader(admin=True)
         error: TokenError | None = None
@@ -405,6 +410,8 @@ def router(
                 return Reader(role=str(get_tokens(request).verify(token, lesson_id).role))
             except TokenError as exc:
                 error = exc
+        if error.code == "bad_token":
+            guard.wrong()
         status = 401 if error.code == "token_expired" else 403
         raise ApiError(status, error.code, error.message)
 
@@ -459,6 +466,8 @@ def router(
         who = reader(request, str(manifest.get("lesson_id")), rid)
         if not who.may_manage:
             raise ApiError(403, "not_allowed", "only the teacher shares a recording")
+        if not limits.creations.take(client_address(request), now()):
+            raise ApiError(429, "rate_limited", "too many requests; wait a little")
         ttl = (body or ShareRequest()).ttl_s
         token, expires = get_tokens(request).issue_replay(rid, str(manifest.get("lesson_id")), ttl)
         return {"token": token, "url": f"{base_url()}/replay#token={token}", "expires": expires}

@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketState
 
@@ -27,21 +27,21 @@ from media.gateway import MediaError, MediaGateway
 from signaling import protocol as p
 from signaling.bus import Envelope, Unsubscribe
 from signaling.lessons import LessonOver, Lessons, viewer_media_id
+from signaling.limits import Bucket, Limits
 from signaling.metrics import Metrics
 from signaling.settings import Settings
 from signaling.tokens import Claims, TokenError, TokenIssuer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Close codes: 1000 when the lesson ends, 1008 (policy violation) with the error code
-# as the reason for every connection the server refuses or drops.
+# as the reason for every connection the server refuses or drops, 1011 with reason
+# "internal" if the connection's own code failed. Every close carries a reason.
 CLOSE_NORMAL = 1000
 CLOSE_REFUSED = 1008
+CLOSE_INTERNAL = 1011
 LAST_WORDS_TIMEOUT_S = 2.0
-# Per connection: a burst of this many messages, refilled at RATE per second. A chat
-# flood from one client would otherwise be multiplied by every other participant.
-RATE_BURST = 40.0
-RATE_PER_S = 10.0
 
 
 class Transport(Protocol):
@@ -103,6 +103,8 @@ class Services:
     metrics: Metrics
     settings: Settings
     now: Callable[[], float]
+    # Rate limits and connection caps, shared with the HTTP routes of the same app.
+    limits: Limits = field(default_factory=Limits)
     # Observer connections share one participant (the observer link) but each has its
     # own peer connection on the relay, named apart by a number: the app's own count,
     # so that two apps in one process (tests) do not number each other's viewers.
@@ -110,9 +112,11 @@ class Services:
 
 
 class Connection:
-    def __init__(self, transport: Transport, services: Services) -> None:
+    def __init__(self, transport: Transport, services: Services, address: str = "?") -> None:
         self._t = transport
         self._s = services
+        # The client's address, for what is limited before a token is seen.
+        self._address = address
         self._outbox: asyncio.Queue[_Item] = asyncio.Queue(services.settings.outbox_size)
         self._stopped = asyncio.Event()
         self._drop_reason: str | None = None
@@ -120,8 +124,11 @@ class Connection:
         self._claims: Claims | None = None
         self._media_id: str | None = None
         self._unsubscribe: Unsubscribe | None = None
-        self._tokens = RATE_BURST
-        self._last_refill = services.now()
+        # Bad input on this connection: past the burst, the connection is closed.
+        self._bad_input = Bucket(services.limits.policy.bad_input_per_connection, services.now())
+        self._refused = False
+        # The connection slot of the participant (Limits.connections), once joined.
+        self._slot: str | None = None
 
     # -- the actor -----------------------------------------------------------------
 
@@ -140,10 +147,23 @@ class Connection:
         finally:
             for task in (reader, writer, stopper):
                 task.cancel()
-            await asyncio.gather(reader, writer, stopper, return_exceptions=True)
+            results = await asyncio.gather(reader, writer, stopper, return_exceptions=True)
+            failed = [r for r in results[:1] if isinstance(r, Exception)]
+            for exc in failed:
+                log.error("connection failed", exc_info=exc)
             if self._drop_reason is not None:
                 metrics.dropped.labels(self._drop_reason).inc()
                 await self._last_words(self._drop_reason)
+            elif failed:
+                await self._last_words("internal", CLOSE_INTERNAL)
+            else:
+                # Whatever else ended it (the client left, the writer failed on a dead
+                # socket): a close that is still possible says so.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(LAST_WORDS_TIMEOUT_S):
+                        await self._t.close(CLOSE_NORMAL, "closed")
+            if self._slot is not None:
+                self._s.limits.connections.release(self._slot)
             if self._unsubscribe is not None:
                 self._unsubscribe()
             if self._claims is not None:
@@ -160,18 +180,21 @@ class Connection:
                         await self._s.media.disconnect(self._claims.lesson_id, self._media_id)
             metrics.ws_connections.dec()
 
-    async def _last_words(self, reason: str) -> None:
+    async def _last_words(self, reason: str, code: int = CLOSE_REFUSED) -> None:
         """Tell a dropped client why, if it still listens; never wait long for it."""
         messages = {
             "too_slow": "your connection could not keep up; reconnect to continue",
             "replaced": "you connected again elsewhere; this connection is closed",
+            "internal": "the server failed on this connection; reconnect to continue",
         }
         error = p.ErrorMsg(code=reason, message=messages.get(reason, reason))
         self._s.metrics.errors.labels(reason).inc()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(LAST_WORDS_TIMEOUT_S):
                 await self._t.send(p.encode(error))
-                await self._t.close(CLOSE_REFUSED, reason)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(LAST_WORDS_TIMEOUT_S):
+                await self._t.close(code, reason)
 
     async def _write_loop(self) -> None:
         while True:
@@ -211,6 +234,14 @@ class Connection:
         self._error(code, message)
         self._enqueue(_Close(CLOSE_REFUSED, code))
         self._flush_then_close = True
+        self._refused = True
+
+    def _bad(self, code: str, message: str, ref: str | None = None) -> None:
+        """Answer bad input, and count it: a stream of it closes the connection
+        (`bad_input`), so that a client sending junk costs the server a bounded effort."""
+        self._error(code, message, ref)
+        if not self._bad_input.take(self._s.now()):
+            self._refuse("bad_input", "too many bad messages; this connection is closed")
 
     # -- Attendee: called by Lessons and the bus ------------------------------------
 
@@ -259,15 +290,21 @@ class Connection:
                 return
             if frame is None:
                 return
+            # Before a token is seen, what an address sends is limited by the address:
+            # past it, frames are refused unread (each costs no parsing).
+            if not self._s.limits.unjoined_messages.take(self._address, self._s.now()):
+                self._bad("rate_limited", "too many messages from your address; slow down")
+                if self._refused:
+                    return
+                continue
             msg = self._decode(frame)
-            if msg is None:
-                continue
-            if not isinstance(msg, p.JoinMsg):
-                self._error("not_joined", "send a join message first", msg.ref)
-                continue
-            if not await self._join(msg):
+            if msg is not None and not isinstance(msg, p.JoinMsg):
+                self._bad("not_joined", "send a join message first", msg.ref)
+            elif msg is not None and not await self._join(msg):
                 return
-        while True:
+            if self._refused:
+                return
+        while not self._refused:
             frame = await self._t.receive()
             if frame is None:
                 return
@@ -300,13 +337,27 @@ class Connection:
         if me is None or me.role is not claims.role:
             self._refuse("bad_token", "this link is not valid for this lesson")
             return False
+        # A join spends the participant's budget like any message: a token reconnecting
+        # in a loop is slowed down, whatever number of connections it opens.
+        if not self._rate_ok(claims):
+            self._refuse("rate_limited", "too many messages; wait a little and reconnect")
+            return False
+        limits = self._s.limits
+        slot = f"{claims.lesson_id}/{claims.participant_id}"
+        cap = limits.policy.connections_per_participant
+        if claims.role is Role.OBSERVER:
+            cap = limits.policy.connections_per_observer_link
+        if not limits.connections.acquire(slot, cap):
+            self._refuse("too_many_connections", f"this link has {cap} connections open already")
+            return False
+        self._slot = slot
         self._claims = claims
         self._media_id = claims.participant_id
         if claims.role is Role.OBSERVER:
             self._media_id = viewer_media_id(claims.participant_id, next(self._s.viewer_numbers))
         try:
-            self._unsubscribe = await lessons.attach(
-                claims.lesson_id, claims.participant_id, self, msg.since
+            self._unsubscribe = await to_the_end(
+                lessons.attach(claims.lesson_id, claims.participant_id, self, msg.since)
             )
         except LessonOver:
             self._claims = None
@@ -314,14 +365,11 @@ class Connection:
             return False
         return True
 
-    def _rate_ok(self) -> bool:
-        now = self._s.now()
-        self._tokens = min(RATE_BURST, self._tokens + (now - self._last_refill) * RATE_PER_S)
-        self._last_refill = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
+    def _rate_ok(self, claims: Claims) -> bool:
+        """Spend one of the participant's messages; all its connections share them."""
+        limits = self._s.limits
+        table = limits.observer_messages if claims.role is Role.OBSERVER else limits.messages
+        return table.take(f"{claims.lesson_id}/{claims.participant_id}", self._s.now())
 
     def _decode(self, frame: str | bytes) -> p.ClientMessage | None:
         """A client frame as a message, counted; a bad one is answered and gives None."""
@@ -329,18 +377,20 @@ class Connection:
             msg = p.decode(frame)
         except p.ProtocolError as exc:
             self._count_in("_invalid")
-            self._error(exc.code, exc.message, exc.ref)
+            self._bad(exc.code, exc.message, exc.ref)
             return None
         self._count_in(msg.type)
         return msg
 
     async def _handle(self, frame: str | bytes) -> None:
         assert self._claims is not None
+        # Spent before the frame is read: a flood costs no parsing past the budget (so
+        # its errors carry no `ref`).
+        if not self._rate_ok(self._claims):
+            self._bad("rate_limited", "too many messages; slow down")
+            return
         msg = self._decode(frame)
         if msg is None:
-            return
-        if not self._rate_ok():
-            self._error("rate_limited", "too many messages; slow down", msg.ref)
             return
         lesson_id, me = self._claims.lesson_id, self._claims.participant_id
         try:
@@ -352,7 +402,7 @@ class Connection:
                 case p.OfferMsg():
                     await self._negotiate(msg)
                 case _:
-                    await self._s.lessons.execute(lesson_id, _command(msg), me)
+                    await to_the_end(self._s.lessons.execute(lesson_id, _command(msg), me))
         except DomainError as exc:
             self._error(exc.code, exc.message, msg.ref)
         except Exception:
@@ -365,7 +415,7 @@ class Connection:
         if self._s.lessons.live(claims.lesson_id) is None:
             raise LessonOver()
         try:
-            sdp = await asyncio.wait_for(
+            sdp = await within(
                 self._s.media.negotiate(
                     claims.lesson_id, self._media_id or claims.participant_id, claims.role, msg.sdp
                 ),
@@ -384,7 +434,50 @@ class Connection:
             self._error("media_unavailable", "the media relay failed on this offer", msg.ref)
             return
         self._send(p.AnswerMsg(sdp=sdp, ref=msg.ref))
-        await self._s.lessons.published(claims.lesson_id, claims.participant_id, claims.role)
+        await to_the_end(
+            self._s.lessons.published(claims.lesson_id, claims.participant_id, claims.role)
+        )
+
+
+# Work that goes on after its waiter left (below): held here until it ends, because
+# the event loop keeps only weak references to tasks (the asyncio documentation's
+# "save a reference" for background tasks), and one collected while pending is lost.
+_running_on: set[asyncio.Task[Any]] = set()
+
+
+def _go_on(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    task = asyncio.ensure_future(work)
+    _running_on.add(task)
+    task.add_done_callback(_running_on.discard)
+    # Whoever stopped waiting, an error at the end is retrieved, not left to the
+    # event loop's "exception was never retrieved".
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return task
+
+
+async def within(work: Coroutine[Any, Any, T], timeout_s: float) -> T:
+    """`work`'s result, or TimeoutError after `timeout_s`, *then*: unlike wait_for, this
+    does not wait for the cancelled work to wind down. A relay that takes its time to
+    unwind a cancelled negotiation must not hold the client's connection (every message
+    after the offer waited with it)."""
+    task = _go_on(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        raise TimeoutError
+    return task.result()
+
+
+async def to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """`work`, finished even if the connection is torn down while it runs (the client
+    left: its handler is cancelled). A command cut between its state change and its
+    store append left the lesson reloading from a log that the store's thread might
+    still be writing; finished, it is stored and published like any other."""
+    return await asyncio.shield(_go_on(work))
 
 
 def _command(msg: p.ClientMessage) -> c.Command:

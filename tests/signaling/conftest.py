@@ -13,13 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from signaling.app import create_app
-from signaling.cli import LessonServer
+from signaling.cli import LessonServer, uvicorn_config
+from signaling.limits import Limits
 from signaling.recordings import RecordingMedia
 from signaling.settings import Settings
 from tests.signaling.fakes import FakeMedia
@@ -72,9 +72,10 @@ async def serve(
     media: FakeMedia,
     now: Callable[[], float],
     recorder: RecordingMedia | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[Running]:
-    app = create_app(settings, media, now=now, recorder=recorder)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    app = create_app(settings, media, now=now, recorder=recorder, limits=limits)
+    config = uvicorn_config(app, "127.0.0.1", 0, log_level="warning", lifespan="on")
     server = LessonServer(config, app)
     task = asyncio.create_task(server.serve())
     try:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import logging
 from typing import Any
 
 import jwt
 import pytest
 
+from signaling.ws import to_the_end, within
 from tests.signaling.conftest import Clock, Running, connected, create_lesson, joined, snapshot
 
 pytestmark = pytest.mark.timeout(30)
@@ -19,6 +23,14 @@ RECEPTION = {"type": "reception", "media_session": "a1b2c3", "video": VIDEO, "au
 
 # Not JSON, but Python's parser takes it: the model must refuse what is not a number.
 NAN_DURATION = json.dumps(RECEPTION | {"ref": "bad"}).replace("2.5", "NaN")
+
+
+def _nested(levels: int) -> Any:
+    """`levels` arrays and objects inside one another (in a message: one level more)."""
+    value: Any = "[{deep}]"
+    for level in range(levels):
+        value = [value, 1] if level % 2 else {"k": value, "[": "]"}
+    return value
 
 
 def _video(**changes: Any) -> dict[str, Any]:
@@ -49,7 +61,8 @@ async def _live_lesson(srv: Running) -> dict[str, Any]:
         ("classroom", {"student": "no type"}, "unknown_type"),
         ("classroom", {"type": "raise_hand"}, "invalid_message"),
         ("classroom", {"type": "raise_hand", "student": 7}, "invalid_message"),
-        ("classroom", {"type": "chat", "text": "x" * 70_000}, "too_large"),
+        ("classroom", '{"type": "chat", "text": ' + "[" * 5_000 + "]" * 5_000 + "}", "bad_json"),
+        ("classroom", {"type": "ping", "extra": _nested(16)}, "bad_json"),
         ("classroom", {"type": "raise_hand", "student": "   "}, "invalid_command"),
         ("classroom", {"type": "grant_floor", "classroom_id": "classroom-1"}, "not_allowed"),
         ("classroom", {"type": "revoke_floor"}, "not_allowed"),
@@ -113,7 +126,7 @@ async def test_bad_message_after_join(
             await peer.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
             err = await peer.error(code)
             assert err["message"] and "Traceback" not in err["message"]
-            if isinstance(frame, str) and frame.startswith('{"') and code != "too_large":
+            if isinstance(frame, str) and frame.startswith('{"') and frame.endswith('"bad"}'):
                 assert err["ref"] == "bad"
             # Nothing changed, nobody was told anything, and the connection still works.
             await peer.quiet()
@@ -135,6 +148,40 @@ class _same:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+async def test_nesting_up_to_the_bound_is_read(srv: Running) -> None:
+    async with connected(srv) as peer:
+        await peer.send({"type": "ping", "ref": "r", "extra": _nested(15)})
+        await peer.error("not_joined")  # read and understood, not refused as bad_json
+
+
+async def test_a_frame_over_the_limit_is_refused_unread_with_a_reason(srv: Running) -> None:
+    lesson = await create_lesson(srv)
+    async with joined(srv, lesson["classrooms"][0]["token"]) as (room, _):
+        await room.event("participant_joined")
+        await room.send({"type": "chat", "text": "x" * 70_000})
+        code, reason = await room.closed()
+        assert code == 1009 and reason
+    async with joined(srv, lesson["teacher"]["token"]) as (teacher, welcome):
+        assert welcome["lesson"]["seq"] == 3  # scheduled, joined, left: no chat
+        await teacher.events(2)
+
+
+@pytest.mark.parametrize("join_first", [False, True])
+async def test_a_text_frame_that_is_not_utf8_is_closed_with_a_reason(
+    srv: Running, join_first: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    lesson = await create_lesson(srv)
+    async with connected(srv) as peer:
+        if join_first:
+            await peer.send({"type": "join", "token": lesson["classrooms"][0]["token"]})
+            await peer.expect("welcome")
+            await peer.event("participant_joined")
+        await peer.ws.send(b'{"type": "chat", "text": "\xff\xfe"}', text=True)
+        code, reason = await peer.closed()
+        assert code == 1007 and reason
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_message_before_join_is_refused_and_join_still_works(srv: Running) -> None:
@@ -208,7 +255,7 @@ async def test_token_of_another_lesson(srv: Running) -> None:
     assert (await snapshot(srv, two["id"]))["state"] == "scheduled"
 
 
-async def test_flood_is_rate_limited_not_broadcast(srv: Running) -> None:
+async def test_flood_is_rate_limited_not_broadcast_then_closed(srv: Running) -> None:
     lesson = await create_lesson(srv)
     async with joined(srv, lesson["classrooms"][0]["token"]) as (room, _):
         await room.event("participant_joined")
@@ -217,4 +264,83 @@ async def test_flood_is_rate_limited_not_broadcast(srv: Running) -> None:
         kinds = [await room.recv() for _ in range(60)]
         chats = [m for m in kinds if m["type"] == "event"]
         limited = [m for m in kinds if m.get("code") == "rate_limited"]
-        assert len(chats) == 40 and len(limited) == 20
+        # The join spent one of the 40; the clock stands still, so nothing refills.
+        assert len(chats) == 39 and len(limited) == 21
+        # Twenty refusals are forgiven, not a stream of them.
+        await room.error("bad_input")
+        assert await room.closed() == (1008, "bad_input")
+
+
+@pytest.mark.parametrize(
+    "junk",
+    ["{not json", "[" * 5_000 + "]" * 5_000, b"\x00", {"type": "dance"}, {"type": "chat"}],
+)
+@pytest.mark.parametrize("join_first", [False, True])
+async def test_a_stream_of_bad_input_closes_the_connection(
+    srv: Running, junk: str | bytes | dict[str, Any], join_first: bool
+) -> None:
+    lesson = await create_lesson(srv)
+    async with connected(srv) as peer:
+        if join_first:
+            await peer.send({"type": "join", "token": lesson["classrooms"][0]["token"]})
+            await peer.expect("welcome")
+            await peer.event("participant_joined")
+        for _ in range(21):
+            await peer.send(junk if isinstance(junk, str | bytes) else json.dumps(junk))
+        codes = [(await peer.recv())["code"] for _ in range(21)]
+        assert "bad_input" not in codes and len(set(codes)) == 1
+        await peer.error("bad_input")
+        assert await peer.closed() == (1008, "bad_input")
+
+
+async def test_a_command_is_finished_when_its_connection_is_torn_down() -> None:
+    """A client that vanishes cancels its connection's handler: the command it was
+    running (a state change, then its store append) must still finish, or the lesson
+    reloads from a log the store may still be writing (seen in bench_fairness's
+    reconnect flood as "could not store events ... CancelledError")."""
+    release, finished = asyncio.Event(), asyncio.Event()
+    unhandled: list[object] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: unhandled.append(ctx))
+
+    async def command(fail: bool) -> int:
+        await release.wait()
+        finished.set()
+        if fail:
+            raise ValueError("refused after its waiter left")
+        return 1
+
+    for fail in (False, True):
+        release.clear()
+        finished.clear()
+        waiter = asyncio.create_task(to_the_end(command(fail)))
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.set()
+        await asyncio.wait_for(finished.wait(), 5)
+    await asyncio.sleep(0.01)
+    gc.collect()  # an unretrieved task exception is reported when the task is freed
+    await asyncio.sleep(0.01)
+    assert unhandled == []
+
+
+async def test_a_timeout_does_not_wait_for_the_work_to_wind_down() -> None:
+    """A relay that is slow to unwind a cancelled negotiation (its cleanup awaits) must
+    not hold the connection past the timeout, as asyncio.wait_for would."""
+    unwound = asyncio.Event()
+
+    async def stubborn() -> str:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)  # closing a peer connection, say
+            unwound.set()
+            raise
+        return "answer"
+
+    with pytest.raises(TimeoutError):
+        await within(stubborn(), 0.05)
+    assert not unwound.is_set()  # the timeout came first; the unwinding goes on alone
+    await asyncio.wait_for(unwound.wait(), 5)
+    assert await within(asyncio.sleep(0, result="answer"), 1) == "answer"
