@@ -41,6 +41,15 @@ def check_offer(offer_sdp: str, role: Role) -> tuple[OfferedSlot, ...]:
             f"a {role.value} offer needs {len(specs)} media sections in this order: "
             f"{expected}; this one has {len(description.media)}"
         )
+    # Every connection is bundled on one transport (media.adapter.peer): a section
+    # without a mid, or left out of the BUNDLE group, gets no transport in aiortc,
+    # which then fails on its answer and on closing.
+    mids = [section.rtp.muxId for section in media]
+    if not all(mids) or len(set(mids)) != len(mids):
+        raise MediaError("every media section needs its own a=mid")
+    bundles = [g for g in description.group if g.semantic == "BUNDLE"]
+    if len(bundles) != 1 or sorted(bundles[0].items) != sorted(mids):
+        raise MediaError("the offer must bundle every media section in one BUNDLE group")
     for index, (section, spec) in enumerate(zip(media, specs, strict=True)):
         where = f"media section {index + 1} ({spec.slot.value})"
         if section.kind != spec.kind:

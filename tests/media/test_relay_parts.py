@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
@@ -234,3 +235,28 @@ async def test_an_offer_with_kinds_in_the_wrong_order_is_refused() -> None:
             check_offer(pc.localDescription.sdp, Role.OBSERVER)
     finally:
         await pc.close()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # A section whose a=mid lost its value got no transport in aiortc, which then
+        # crashed on the answer and on closing (found by scripts/fuzz_ws.py).
+        (lambda sdp: sdp.replace("a=mid:1\r\n", "a=mid:\r\n", 1), "its own a=mid"),
+        (lambda sdp: sdp.replace("a=mid:1\r\n", "a=mid:0\r\n", 1), "its own a=mid"),
+        (lambda sdp: sdp.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0", 1), "one BUNDLE group"),
+    ],
+)
+async def test_an_offer_that_cannot_be_bundled_whole_is_refused(
+    edit: Callable[[str], str], message: str
+) -> None:
+    from media.synthetic import SyntheticParticipant
+
+    client = SyntheticParticipant(Role.CLASSROOM)
+    try:
+        offer = await client.offer()
+    finally:
+        await client.close()
+    check_offer(offer, Role.CLASSROOM)  # as made, it is fine
+    with pytest.raises(MediaError, match=message):
+        check_offer(edit(offer), Role.CLASSROOM)

@@ -66,12 +66,6 @@ async def test_fuzzed_messages_get_answers_and_reasons_never_failures(
     assert any(reason.startswith("1009 ") for reason in stats.closes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="media/: some mutated offers pass the relay's offer check and then crash aiortc "
-    "(an m-line whose a=mid has no value: AttributeError in setLocalDescription and in "
-    "close); signaling answers media_unavailable and logs the traceback",
-)
 async def test_mutated_offers_through_the_real_relay(
     tmp_path: Path, clock: Clock, offers: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
