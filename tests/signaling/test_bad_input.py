@@ -12,7 +12,15 @@ import jwt
 import pytest
 
 from signaling.ws import to_the_end, within
-from tests.signaling.conftest import Clock, Running, connected, create_lesson, joined, snapshot
+from tests.signaling.conftest import (
+    Clock,
+    Peer,
+    Running,
+    connected,
+    create_lesson,
+    joined,
+    snapshot,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,6 +52,13 @@ def _audio(**changes: Any) -> dict[str, Any]:
 def _pictures(slot: str, **changes: Any) -> dict[str, Any]:
     picture = {"state": "live", "width": 640, "height": 360, "fps": 15.0, **changes}
     return {**RECEPTION, "pictures": {slot: picture}}
+
+
+async def _join_classroom(peer: Peer, lesson: dict[str, Any]) -> None:
+    """Join `peer` as the lesson's first classroom and wait until it is in."""
+    await peer.send({"type": "join", "token": lesson["classrooms"][0]["token"]})
+    await peer.expect("welcome")
+    await peer.event("participant_joined")
 
 
 async def _live_lesson(srv: Running) -> dict[str, Any]:
@@ -175,9 +190,7 @@ async def test_a_text_frame_that_is_not_utf8_is_closed_with_a_reason(
     lesson = await create_lesson(srv)
     async with connected(srv) as peer:
         if join_first:
-            await peer.send({"type": "join", "token": lesson["classrooms"][0]["token"]})
-            await peer.expect("welcome")
-            await peer.event("participant_joined")
+            await _join_classroom(peer, lesson)
         await peer.ws.send(b'{"type": "chat", "text": "\xff\xfe"}', text=True)
         code, reason = await peer.closed()
         assert code == 1007 and reason
@@ -282,9 +295,7 @@ async def test_a_stream_of_bad_input_closes_the_connection(
     lesson = await create_lesson(srv)
     async with connected(srv) as peer:
         if join_first:
-            await peer.send({"type": "join", "token": lesson["classrooms"][0]["token"]})
-            await peer.expect("welcome")
-            await peer.event("participant_joined")
+            await _join_classroom(peer, lesson)
         for _ in range(21):
             await peer.send(junk if isinstance(junk, str | bytes) else json.dumps(junk))
         codes = [(await peer.recv())["code"] for _ in range(21)]
