@@ -43,6 +43,7 @@ from signaling.http_guards import (
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
 from signaling.limits import Limits
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
+from signaling.page_pack import PackedPage, PackError, pack_page
 from signaling.recordings import RecordingMedia, Recordings
 from signaling.recordings import router as recordings_router
 from signaling.schools import SchoolsDeps
@@ -140,7 +141,9 @@ def create_app(
     # The last added is the outermost: the security headers go on every answer, the
     # body limit's own 413 included.
     app.add_middleware(BodyLimit)
-    csp = content_security_policy(inline_script_hashes(settings.web_client_dir))
+    packed = _pack_pages(settings.web_client_dir)
+    hashes = inline_script_hashes(settings.web_client_dir)
+    csp = content_security_policy(hashes + sorted(p.script_hash for p in packed.values()))
     app.add_middleware(SecurityHeaders, csp=csp)
 
     install_handlers(app)
@@ -298,7 +301,7 @@ def create_app(
         )
     )
     app.include_router(schools_router(_schools_deps, settings.base_url))
-    _serve_web_client(app, settings.web_client_dir)
+    _serve_web_client(app, settings.web_client_dir, packed)
     return app
 
 
@@ -330,13 +333,38 @@ class _WebClientFiles(StaticFiles):
         return await super().get_response(path, scope)
 
 
-def _serve_web_client(app: FastAPI, root: Path) -> None:
-    def page(name: str) -> Callable[[], Any]:
-        async def serve() -> FileResponse:
+def _pack_pages(root: Path) -> dict[str, PackedPage]:
+    """Every page the server serves, packed into one answer; a page the packer cannot
+    handle is served as it is (tests/signaling/test_page_pack.py packs them all)."""
+    packed = {}
+    for name in sorted({"index", *PAGES}):
+        path = root / f"{name}.html"
+        if not path.is_file():
+            continue
+        try:
+            packed[name] = pack_page(
+                path.read_text(encoding="utf-8"),
+                lambda sub: (root / sub).read_text(encoding="utf-8"),
+            )
+        except (PackError, OSError) as error:
+            log.warning("%s.html is served unpacked: %s", name, error)
+    return packed
+
+
+def _serve_web_client(app: FastAPI, root: Path, packed: dict[str, PackedPage]) -> None:
+    def page(name: str) -> Callable[[Request], Any]:
+        async def serve(request: Request) -> Response:
+            # no-store: a page must not be cached across upgrades of the protocol.
+            headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+            ready = packed.get(name)
+            if ready is not None:
+                if "gzip" in request.headers.get("accept-encoding", ""):
+                    headers["Content-Encoding"] = "gzip"
+                    return Response(ready.gzipped, media_type="text/html", headers=headers)
+                return Response(ready.html, media_type="text/html", headers=headers)
             path = root / f"{name}.html"
             if not path.is_file():
                 raise ApiError(404, "not_found", f"{name}.html is not installed")
-            # no-store: a page must not be cached across upgrades of the protocol.
             return FileResponse(path, headers={"Cache-Control": "no-store"})
 
         return serve

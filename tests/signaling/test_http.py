@@ -165,18 +165,3 @@ async def test_the_web_clients_scripts_come_compressed(srv: Running) -> None:
     response = await srv.http.get("/static/js/big.js", headers={"Accept-Encoding": "gzip"})
     assert response.headers["content-encoding"] == "gzip"
     assert response.text == "export const x = 1;\n" * 500  # the client inflates it
-
-
-def test_the_projector_page_preloads_every_module_it_imports() -> None:
-    """On a satellite link each level of imports found one by one costs a round trip."""
-    web = Path(__file__).resolve().parents[2] / "web_client"
-    html = (web / "classroom.html").read_text()
-    preloaded = set(re.findall(r'rel="modulepreload" href="/static/js/([\w]+\.js)"', html))
-    needed: set[str] = set()
-    todo = ["classroom.js"]
-    while todo:
-        name = todo.pop()
-        if name not in needed:
-            needed.add(name)
-            todo += re.findall(r'from "\./([\w]+\.js)"', (web / "js" / name).read_text())
-    assert preloaded == needed
