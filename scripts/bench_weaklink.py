@@ -104,6 +104,16 @@ PAGE_LOAD_JS = """
     loaded_ms: nav ? nav.loadEventEnd : null,
     fetched_bytes: fetched,
     connected_ms: window.__connectedAt,
+    // Where the load went, kept with the run's artifacts.
+    timeline: [nav, ...performance.getEntriesByType("resource")].filter(Boolean).map((r) => ({
+      name: r.name.replace(location.origin, ""), start: Math.round(r.startTime),
+      connect: Math.round(r.connectEnd), request: Math.round(r.requestStart),
+      first_byte: Math.round(r.responseStart), end: Math.round(r.responseEnd),
+      bytes: r.transferSize || 0,
+    })),
+    dom_ready_ms: nav ? Math.round(nav.domContentLoadedEventEnd) : null,
+    // The page's own marks on the way to a connection (socket-open, welcome, ...).
+    marks: performance.getEntriesByType("mark").map((m) => [m.name, Math.round(m.startTime)]),
   };
 }
 """
@@ -560,6 +570,7 @@ async def measure(args: argparse.Namespace, client_ns: str, emulator_pid: int) -
         round(first - connected / 1000, 2) if first is not None and connected else None
     )
     (folder / "samples.json").write_text(json.dumps({"samples": watched.samples, "events": events}))
+    (folder / "loading.json").write_text(json.dumps(watched.loading, indent=1))
     result["artifacts"] = str(folder)
     return result
 

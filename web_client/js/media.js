@@ -124,8 +124,10 @@ export class MediaLink {
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc, GATHER_TIMEOUT_MS);
     if (generation !== this.generation) return;
+    performance.mark("offer-sent"); // read by scripts/bench_weaklink.py
     const answer = await this.negotiate(pc.localDescription.sdp);
     if (generation !== this.generation) return;
+    performance.mark("answered");
     await pc.setRemoteDescription({ type: "answer", sdp: answer });
     await this._applySendOptions();
   }
