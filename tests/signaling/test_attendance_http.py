@@ -141,6 +141,9 @@ async def test_attendance_of_an_occurrence(srv: Running, clock: Clock) -> None:
     r = await srv.http.get("/api/district/summary", headers=teacher_token)
     assert (r.status_code, r.json()["code"]) == (403, "not_allowed")
 
+    for bad in ("0", "367", "x"):
+        r = await srv.http.get(f"/api/lessons?days={bad}", headers=ADMIN)
+        assert (r.status_code, r.json()["code"]) == (422, "invalid_request")
     # The admin's list of lessons leads to it.
     r = await srv.http.get("/api/lessons?days=30", headers=ADMIN)
     (listed,) = r.json()["lessons"]
@@ -219,9 +222,13 @@ async def test_the_session_cookie(srv: Running, clock: Clock) -> None:
     ]
     assert sorted(names) == ["城关小学", "石桥小学"]
 
-    # A forged or altered cookie opens nothing.
+    # A forged, altered or malformed cookie opens nothing, and breaks nothing.
     forged = value[:-2] + ("AA" if not value.endswith("AA") else "BB")
-    r = await srv.http.get("/api/schools", headers=cookie(forged))
+    later = str(int(value.split(".")[0]) + 3600) + value[value.index(".") :]
+    for bad in (forged, later, "abc", "1.2.3", '"x', ""):
+        r = await srv.http.get("/api/schools", headers=cookie(bad))
+        assert (r.status_code, r.json()["code"]) == (401, "unauthorized"), bad
+    r = await srv.http.get("/api/schools", headers={"Cookie": "a=b; ; =; classroom_admin"})
     assert r.status_code == 401
     # The QR code of a link, for the admin only.
     r = await srv.http.post(
