@@ -30,6 +30,10 @@ from classroom.lesson import Lesson
 from classroom.roles import ADMIN, Role
 from media.gateway import MediaGateway
 from signaling import keys
+from signaling.admin_session import AdminCookie, AdminSessions
+from signaling.admin_session import router as admin_session_router
+from signaling.attendance import AttendanceDeps
+from signaling.attendance import router as attendance_router
 from signaling.auth import CredentialGuard, bearer, client_address, is_admin_key
 from signaling.bus import LocalBus
 from signaling.district import District
@@ -55,7 +59,7 @@ from signaling.ws import Connection, Services, StarletteTransport
 
 log = logging.getLogger(__name__)
 
-PAGES = {"teacher", "classroom", "observer", "join", "replay"}
+PAGES = {"teacher", "classroom", "observer", "join", "replay", "admin", "attendance"}
 PAGE_OF_ROLE = {Role.TEACHER: "teacher", Role.CLASSROOM: "classroom", Role.OBSERVER: "observer"}
 
 
@@ -123,6 +127,10 @@ def create_app(
             app.state.district = await District.open(store.db, now, settings.time_zone)
             services = Services(lessons, tokens, media, metrics, settings, now, limits)
             app.state.runtime = Runtime(store, lessons, tokens, admin_key, services, recordings)
+            app.state.admin_sessions = AdminSessions(admin_key, keys.token_secret(settings), now)
+            app.state.attendance = AttendanceDeps(
+                lessons, tokens, admin_key, app.state.district, store
+            )
             links = asyncio.create_task(_follow_links(media, lessons))
             yield
         finally:
@@ -139,7 +147,8 @@ def create_app(
     app = FastAPI(title="classroom", version="0.1.0", lifespan=lifespan)
     app.state.metrics = metrics
     # The last added is the outermost: the security headers go on every answer, the
-    # body limit's own 413 included.
+    # body limit's own 413 included. The admin's session cookie is read innermost.
+    app.add_middleware(AdminCookie, public_url=settings.base_url)
     app.add_middleware(BodyLimit)
     packed = _pack_pages(settings.web_client_dir)
     hashes = inline_script_hashes(settings.web_client_dir)
@@ -301,6 +310,10 @@ def create_app(
         )
     )
     app.include_router(schools_router(_schools_deps, settings.base_url))
+    app.include_router(
+        admin_session_router(lambda r: r.app.state.admin_sessions, settings.base_url, limits, now)
+    )
+    app.include_router(attendance_router(lambda r: r.app.state.attendance, limits, now))
     _serve_web_client(app, settings.web_client_dir, packed)
     return app
 

@@ -7,9 +7,9 @@ page is one response of about 24 kB in gzip, loaded in about three round trips.
 
 The modules stay the source (served as they are under /static, for the replay page's
 tools and for debugging); the packing is done once, when the server starts. It knows the
-few forms our modules are written in (single-line `import { a, b as c } from "./x.js";`,
-`export function|class|const|let`) and refuses anything else with `PackError`, which a
-test turns into a failing build rather than a broken page.
+few forms our modules are written in (single-line `import { a, b as c } from "./x.js";`
+or `import "./x.js";`, `export function|class|const|let`) and refuses anything else with
+`PackError`, which a test turns into a failing build rather than a broken page.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ class PackError(ValueError):
     """A page or module uses a form the packer does not handle."""
 
 
-_IMPORT = re.compile(r'^import\s*\{([^}]*)\}\s*from\s*"\./([\w-]+\.js)";?[ \t]*$', re.M)
+_IMPORT = re.compile(
+    r'^import\s*(?:\{([^}]*)\}\s*from\s*)?"\./([\w-]+\.js)";?[ \t]*$', re.M
+)
 _ANY_IMPORT = re.compile(r"^\s*import\b(?!\s*\()", re.M)
 _EXPORT = re.compile(r"^export\s+((?:async\s+)?function\*?|class|const|let)\s+([\w$]+)", re.M)
 _ANY_EXPORT = re.compile(r"^\s*export\b", re.M)
@@ -100,6 +102,7 @@ def bundle(entry: str, read: Callable[[str], str]) -> str:
         bindings = "".join(
             f"const {{{', '.join(f'{e}: {local}' for e, local in pairs)}}} = m{index[dep]};\n"
             for dep, pairs in module.imports
+            if pairs
         )
         result = f"return {{{', '.join(module.exports)}}};"
         # async: a module may await at its top level, as a module can.

@@ -108,6 +108,16 @@ class Store:
         ) as cur:
             return [row[0] for row in await cur.fetchall()]
 
+    async def lessons_since(self, since: float) -> list[tuple[str, str, float, bool]]:
+        """(id, title, created at, ended) of the lessons created since a Unix time, newest
+        first: the admin's list of lessons to read attendance of."""
+        async with self._conn.execute(
+            "SELECT id, title, created_at, ended FROM lessons WHERE created_at >= ?"
+            " ORDER BY created_at DESC",
+            (since,),
+        ) as cur:
+            return [(r[0], r[1], float(r[2]), bool(r[3])) for r in await cur.fetchall()]
+
     async def has_lesson(self, lesson_id: str) -> bool:
         async with self._conn.execute("SELECT 1 FROM lessons WHERE id = ?", (lesson_id,)) as cur:
             return await cur.fetchone() is not None

@@ -22,14 +22,16 @@ def test_modules_come_in_import_order_each_in_its_own_scope() -> None:
         "main.js": 'import { f, K as k } from "./a.js";\nconst x = 1;\nf(x, k);\n',
         "a.js": 'import { g } from "./b.js";\nconst x = 2;\n'
         "export function f(a, b) { return g(a + b + x); }\nexport const K = 3;\n",
-        "b.js": "export async function g(v) { return v; }\n",
+        "b.js": 'import "./c.js";\nexport async function g(v) { return v; }\n',
+        "c.js": "window.c = 1;\n",
     }
     code = bundle("main.js", files.__getitem__)
-    # b before a before main; each module's `x` stays its own.
-    assert code.index("m0") < code.index("m1") < code.index("m2")
+    # c (imported for its effect) before b before a before main; each module's `x`
+    # stays its own.
+    assert code.index("window.c") < code.index("m1") < code.index("m2") < code.index("m3")
     assert code.count("const x") == 2
     assert "export" not in code and "import" not in code
-    assert re.search(r"const\{f:f,K:k\}=m1", code)
+    assert re.search(r"const\{f:f,K:k\}=m2", code)
     assert re.search(r"return\{f,K\}", code)
 
 

@@ -95,6 +95,7 @@ const STRINGS = {
     "home.need_classrooms": "请至少填写一个教室名称。",
     "home.bad_key": "管理密钥不正确，请核对后重新输入。",
     "home.join_page": "教室加入页面",
+    "home.admin_page": "学校管理",
 
     "join.title": "加入课堂",
     "join.prompt": "请输入老师给您的 6 位课堂代码",
@@ -171,6 +172,7 @@ const STRINGS = {
     "rec.pause": "暂停录制",
     "rec.resume": "继续录制",
     "rec.replay": "观看本课回放",
+    "t.attendance": "查看本课考勤",
     "chat.title": "消息",
     "chat.placeholder": "输入消息…",
     "chat.send": "发送",
@@ -265,6 +267,7 @@ const STRINGS = {
     "home.need_classrooms": "Please name at least one classroom.",
     "home.bad_key": "The admin key is not right. Check it and enter it again.",
     "home.join_page": "Classroom join page",
+    "home.admin_page": "School admin",
 
     "join.title": "Join the lesson",
     "join.prompt": "Type the 6-digit code the teacher gave you",
@@ -341,6 +344,7 @@ const STRINGS = {
     "rec.pause": "Pause recording",
     "rec.resume": "Resume recording",
     "rec.replay": "Watch the replay",
+    "t.attendance": "Attendance of this lesson",
     "chat.title": "Messages",
     "chat.placeholder": "Type a message…",
     "chat.send": "Send",
@@ -389,6 +393,17 @@ export function t(key, params) {
     text = text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
   }
   return text;
+}
+
+/**
+ * Add a page's own strings (the admin pages keep theirs in admin_strings.js), so that
+ * this table stays the lesson pages' and merges of both stay easy.
+ * @param {Object<string, Object<string, string>>} tables  language -> key -> text
+ */
+export function addStrings(tables) {
+  for (const [language, table] of Object.entries(tables)) {
+    STRINGS[language] = Object.assign(STRINGS[language] || {}, table);
+  }
 }
 
 /** The keys of a language's table (tests check that both languages have the same). */

@@ -22,6 +22,15 @@ const page = new LessonPage({
     screen: { maxBitrate: 1_200_000, degradationPreference: "maintain-resolution" },
   },
   render: (p) => render(p),
+  // After the lesson: its replay (if recorded), and who was there (attendance.html).
+  endedActions: (p) => [
+    ...p.replayActions(),
+    {
+      labelKey: "t.attendance",
+      href: `/attendance#lesson=${encodeURIComponent(p.view ? p.view.id : "")}&token=${encodeURIComponent(p.token)}`,
+      testid: "attendance-link",
+    },
+  ],
   // Each picture says what really arrives (status.js): the mosaic and the stage.
   pictures: { classrooms: "mosaic-tile", stage_video: "stage-tile" },
   soundSlots: ["stage_audio"],
