@@ -145,6 +145,7 @@ async () => {
       retransmittedBytesReceived: s.retransmittedBytesReceived,
       nackCount: s.nackCount, bytesReceived: s.bytesReceived,
       totalSamplesReceived: s.totalSamplesReceived, concealedSamples: s.concealedSamples,
+      fecPacketsReceived: s.fecPacketsReceived, fecPacketsDiscarded: s.fecPacketsDiscarded,
     };
   });
   return out;
@@ -334,6 +335,9 @@ def summarize(
         "down_switch_s": down_switch,
         "up_switch_s": up_switch,
         "retransmit_ratio": round(resent / video_packets, 4) if video_packets else None,
+        # FEC packets the camera stream brought, and of them those not needed.
+        "camera_fec_packets": int(_delta(samples, "teacher_camera", "fecPacketsReceived")),
+        "camera_fec_unused": int(_delta(samples, "teacher_camera", "fecPacketsDiscarded")),
         "retransmit_bytes_ratio": round(resent_bytes / video_bytes, 4) if video_bytes else None,
         "layer_changes": [
             (round(t, 1), layers.get("slides"), layers.get("teacher_camera"))

@@ -49,6 +49,7 @@ def build_media(settings: Settings) -> Relay:
         stun_servers=tuple(settings.stun_urls),
         audio_red=settings.audio_red,
         transport_cc=settings.transport_cc,
+        video_fec=settings.video_fec,
     )
     return Relay(relay_settings)
 

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Each browser's downlink estimated by the relay from its transport feedback
     # (transport-cc), where it offers it; off, from its REMB and receiver reports.
     transport_cc: bool = True
+    # The cameras with FEC (ULPFEC in RED) on links with a long round trip.
+    video_fec: bool = True
 
     @field_validator("ice_host_addresses", "stun_urls", mode="before")
     @classmethod

@@ -47,7 +47,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from media.adapter.rtcp import FrequentReports
 from media.adapter.transport import Wire, unpaced
-from media.wire import rtp, vp8
+from media.adapter.ulpfec import FecTypes
+from media.wire import rtp, ulpfec, vp8
 from media.wire.rates import AUDIO_TIME_BASE, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,16 @@ logger = logging.getLogger(__name__)
 # anyway (a satellite link's 600 ms round trip and a late NACK fit).
 RTP_HISTORY_SIZE = 256
 _LEAN_MARK = "_classroom_lean_rtp"
+# With FEC on (`LeanRtp.fec_on`), one FEC packet for every FEC_PACKETS_PER media
+# packets (interleaved: two losses in a row are both rebuilt), sent once a group
+# has that many packets or FEC_GROUP_FRAMES frames: a camera layer of one packet a
+# frame waits at most 200 ms at 15 fps for its repair, and pays a third more.
+FEC_PACKETS_PER = 4
+FEC_GROUP_FRAMES = 3
+# The longest RTP packet pylibsrtp protects: its 1500-byte buffer less room for the
+# trailer (144 bytes). An FEC packet is as long as the longest it covers plus its
+# headers, so groups of full-size packets (keyframes) go without FEC.
+MAX_PROTECTED_BYTES = 1500 - 144
 # aiortc's private helpers, looked up once (random start values, the packers).
 _aiortc_sender: Any = aiortc.rtcrtpsender
 
@@ -139,6 +150,11 @@ class LeanRtp:
         self._octets = self._packets = 0
         self._wire: Wire | None = None
         self._twcc_at: int | None = None
+        # ULPFEC in RED (media.adapter.ulpfec): negotiated, and wanted now.
+        self.fec_types: FecTypes | None = None
+        self.fec_on = False
+        self._fec_group: list[bytes] = []
+        self._fec_frames = 0
 
     @classmethod
     def install(cls, sender: RTCRtpSender) -> LeanRtp:
@@ -293,9 +309,13 @@ class LeanRtp:
 
     def _make_packets(self, payloads: list[bytes], timestamp: int) -> Iterator[bytes]:
         """A frame's RTP packets, each made as it is asked for (its abs-send-time is
-        the moment it leaves), numbered, counted and kept for resends."""
+        the moment it leaves), numbered, counted and kept for resends; with FEC on,
+        wrapped in RED and followed, at a group's end, by its FEC packets."""
         last = len(payloads) - 1
         history = self._history
+        fec = self.fec_types if self.fec_on and self._vp8 else None
+        if fec is None and self._fec_group:
+            self._fec_group, self._fec_frames = [], 0
         for i, payload in enumerate(payloads):
             sequence_number = self._sequence_number
             self._sequence_number = (sequence_number + 1) & 0xFFFF
@@ -319,7 +339,41 @@ class LeanRtp:
             )
             self._octets += len(payload)
             self._packets += 1
-            yield packet
+            if fec is None:
+                yield packet
+            else:
+                # Resends are of the plain packet (media.wire.ulpfec).
+                self._fec_group.append(packet)
+                yield ulpfec.red_wrap(packet, len(header), fec.red)
+        if fec is not None:
+            self._fec_frames += 1
+            group = self._fec_group
+            if len(group) >= FEC_PACKETS_PER or self._fec_frames >= FEC_GROUP_FRAMES:
+                self._fec_group, self._fec_frames = [], 0
+                yield from self._fec_packets(group, timestamp, fec)
+
+    def _fec_packets(self, group: list[bytes], timestamp: int, fec: FecTypes) -> Iterator[bytes]:
+        """The FEC packets for a group of media packets (media.wire.ulpfec), on the
+        media's SSRC and sequence, each wrapped in RED; not kept for resends."""
+        longest = max(len(packet) for packet in group)
+        size = self._header_bytes + 1 + ulpfec.FEC_HEADER.size + 8 + longest - rtp.HEADER.size
+        if len(group) > ulpfec.LONG_SPAN or size > MAX_PROTECTED_BYTES:
+            return  # a keyframe too big to cover: NACK repairs it
+        count = -(-len(group) // FEC_PACKETS_PER)
+        for j in range(count):
+            payload = bytes((fec.ulpfec,)) + ulpfec.protect(group[j::count])
+            sequence_number = self._sequence_number
+            self._sequence_number = (sequence_number + 1) & 0xFFFF
+            header = rtp.HEADER.pack(
+                self._first_byte, fec.red, sequence_number, timestamp, self._sender._ssrc
+            )
+            if self._stamped:
+                header += self._before + rtp.abs_send_time(time.time_ns()) + self._after
+            else:
+                header += self._before
+            self._octets += len(payload)
+            self._packets += 1
+            yield header + payload
 
     def _sent(self, timestamp: int, wire: Wire | None) -> None:
         """What the sender's next report (RFC 3550 §6.4.1) says, once a frame."""
@@ -347,8 +401,8 @@ class LeanRtp:
         """The sizes of the RTP packets a video frame will make (None: not known
         before packing)."""
         chunks = getattr(data, "chunks", None) if self._vp8 else None
-        if chunks is None:
-            return None
+        if chunks is None or self.fec_on:
+            return None  # with FEC, each packet is paced as it is made
         extra = self._header_bytes + vp8.DESCRIPTOR_BYTES
         return [len(chunk) + extra for chunk in chunks]
 

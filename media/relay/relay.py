@@ -35,6 +35,7 @@ from media.adapter.rtcp import hook_sender_rtcp, quiet_when_idle
 from media.adapter.sender import LeanRtp
 from media.adapter.twcc import TransportCc
 from media.adapter.twcc import negotiate as negotiate_transport_cc
+from media.adapter.ulpfec import negotiate_fec
 from media.gateway import LinkReport, MediaError
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
@@ -49,7 +50,7 @@ from media.relay.routing import (
     slot_sources,
     source_for,
 )
-from media.relay.sending import LayerChoice, Outgoing, SendingSide
+from media.relay.sending import FEC_SLOTS, LayerChoice, Outgoing, SendingSide
 from media.relay.session import Lesson, Participant
 from media.settings import RelaySettings
 from media.slots import Slot
@@ -120,6 +121,12 @@ class Relay:
                 wanted = item.spec.slot in sending.outgoing and self._settings.transport_cc
                 if wanted and negotiate_transport_cc(transceiver, item.extensions, item.codecs):
                     sending.transport_cc = True
+            if self._settings.video_fec:
+                for item, transceiver in zip(offered, transceivers, strict=True):
+                    out = sending.outgoing.get(item.spec.slot)
+                    if out is not None and item.spec.slot in FEC_SLOTS:
+                        out.lean.fec_types = negotiate_fec(transceiver, item.codecs)
+                        logger.debug("%s/%s: FEC %s", lesson_id, item.spec.slot, out.lean.fec_types)
             if self._settings.audio_red:
                 for item, transceiver in zip(offered, transceivers, strict=True):
                     out = sending.outgoing.get(item.spec.slot)

@@ -72,6 +72,14 @@ EARLY_ADAPT_MIN_S = 0.1
 AUDIO_NOMINAL_KBPS = 41.0
 # RED repeats each Opus payload once, with a 4-byte block header.
 RED_EXTRA_KBPS = 30.0
+# The cameras get FEC (media.wire.ulpfec) while the round trip is this long: a
+# resend then takes 0.7 s or more, which the picture shows as a stall; off again
+# below FEC_OFF_RTT_MS. What FEC adds to a layer's cost: one packet in three or
+# four, a little more for its headers (media.adapter.sender.FEC_PACKETS_PER).
+FEC_SLOTS = frozenset({Slot.TEACHER_CAMERA, Slot.STAGE_VIDEO})
+FEC_MIN_RTT_MS = 300.0
+FEC_OFF_RTT_MS = 200.0
+FEC_EXTRA = 0.4
 
 
 @dataclass
@@ -146,6 +154,8 @@ class SendingSide:
         self.adapted_at = -math.inf
         # Whether the browser reports every packet (media.adapter.twcc).
         self.transport_cc = False
+        # Whether the cameras go with FEC now (FEC_MIN_RTT_MS).
+        self.fec = False
         self._closed = False
 
     def add(self, outgoing: Outgoing) -> None:
@@ -176,6 +186,14 @@ class SendingSide:
         Sets the pacer, the resend budget and the padding; True when the slots'
         choices changed (the relay then routes them)."""
         self.adapted_at = now
+        rtt = self.downlink.estimate.rtt_ms
+        if rtt is not None and self.fec != (
+            rtt >= (FEC_OFF_RTT_MS if self.fec else FEC_MIN_RTT_MS)
+        ):
+            self.fec = not self.fec
+            logger.info(
+                "%s: FEC %s at a round trip of %.0f ms", self.name, "on" if self.fec else "off", rtt
+            )
         views: dict[Slot, SlotView] = {}
         for slot, out in self.outgoing.items():
             source = sources.get(slot)
@@ -185,6 +203,9 @@ class SendingSide:
             costs = layer_costs(source, now) if source is not None and live else ()
             if out.red:
                 costs = tuple((name, kbps + RED_EXTRA_KBPS) for name, kbps in costs)
+            out.lean.fec_on = self.fec and out.lean.fec_types is not None
+            if out.lean.fec_on:
+                costs = tuple((name, kbps * (1 + FEC_EXTRA)) for name, kbps in costs)
             views[slot] = SlotView(out.feedback, costs, sending=out.track.layer_name != "off")
         sent = self.pacer.sent_bps() if self.pacer is not None else None
         can_pad = (

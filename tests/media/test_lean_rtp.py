@@ -23,8 +23,10 @@ from aiortc.rtcrtpparameters import (
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, is_rtcp, wrap_rtx
 
 from media.adapter.sender import budget_resends, lean_rtp
+from media.adapter.ulpfec import FecTypes
 from media.control.pacer import ResendBudget
 from media.pipeline.fanout import SenderPacket
+from media.wire import ulpfec
 from media.wire.rtp import PADDING_BYTES
 from media.wire.vp8 import CHUNK_BYTES as VP8_CHUNK_BYTES
 
@@ -371,3 +373,59 @@ async def test_a_video_sender_reports_often_stamped_with_the_time_it_leaves() ->
     audio = RTCRtpSender(Feed("audio", []), Transport())  # type: ignore[arg-type]
     lean_rtp(audio)
     assert "_run_rtcp" not in vars(audio)
+
+
+async def test_with_fec_the_camera_goes_in_red_and_any_one_loss_is_rebuilt() -> None:
+    """ULPFEC in RED (media.wire.ulpfec): media wrapped, an FEC packet after each group
+    on the same sequence, and each protected packet rebuilt from the others."""
+    transport = Transport()
+    feed = packets([300, 200, 250, 2000, 100, 400, 500, 60, 70], 3000, 90000)
+    sender = RTCRtpSender(Feed("video", feed), transport)  # type: ignore[arg-type]
+    lean = lean_rtp(sender)
+    lean.fec_types = FecTypes(red=118, ulpfec=120)
+    lean.fec_on = True
+    params = parameters([VP8, RTX], "video")
+    await sender.send(params)
+    # 10 media packets (the 2000-byte frame is two), 3 FEC: after three one-packet
+    # frames, after four packets (the two-packet frame and the next two), after three
+    # frames again.
+    for _ in range(200):
+        if len(transport.sent) >= 13:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    extensions = HeaderExtensionsMap()
+    extensions.configure(params)
+    parsed = [RtpPacket.parse(d, extensions) for d in transport.sent]
+    assert len(parsed) == 13
+    assert {p.payload_type for p in parsed} == {118}
+    seqs = [p.sequence_number for p in parsed]
+    assert [(b - a) % 65536 for a, b in itertools.pairwise(seqs)] == [1] * 12
+    inner = [p.payload[0] for p in parsed]
+    assert inner == [96, 96, 96, 120, 96, 96, 96, 96, 120, 96, 96, 96, 120]
+    header_length = len(transport.sent[0]) - len(parsed[0].payload)
+    plain = {
+        p.sequence_number: ulpfec.red_unwrap(raw, header_length)
+        for p, raw in zip(parsed, transport.sent, strict=True)
+        if p.payload[0] == 96
+    }
+    rebuilt = 0
+    for p in parsed:
+        if p.payload[0] != 120:
+            continue
+        fec = p.payload[1:]
+        for lost in ulpfec.protected_sequences(fec):
+            others = {s: d for s, d in plain.items() if s != lost}
+            assert ulpfec.recover(fec, sender._ssrc, others) == plain[lost]
+            rebuilt += 1
+    assert rebuilt == 10
+    # A resend is of the plain packet: VP8 again once the RTX header is taken off.
+    first = min(plain)
+    await sender._retransmit(first)
+    resent = RtpPacket.parse(transport.sent[-1], extensions)
+    assert resent.payload_type == 97
+    assert resent.payload[2:] == RtpPacket.parse(plain[first], extensions).payload
+    # FEC off: plain VP8 again, on the same sequence.
+    lean.fec_on = False
+    assert lean._packet_sizes(feed[0]) is not None
+    await sender.stop()
