@@ -1,4 +1,5 @@
-// The HTTP API (docs/protocol.md): create a lesson, join by code, read, end.
+// The HTTP API (docs/protocol.md): create a lesson, join by code, read, end; a
+// room's device link.
 
 export class ApiError extends Error {
   /**
@@ -60,6 +61,12 @@ export function createLesson(adminKey, title, classrooms) {
 
 export function joinByCode(code) {
   return request("POST", "/api/join", { body: { code } });
+}
+
+/** What a room's projector PC shows (its device link's credential): the room, its
+ * next lessons, and while one runs, the classroom token to join it. */
+export function deviceNext(device) {
+  return request("GET", "/api/device/next", { token: device });
 }
 
 export function getLesson(lessonId, token) {
