@@ -1,5 +1,5 @@
 // The HTTP API (docs/protocol.md): create a lesson, join by code, read, end; a
-// room's device link.
+// room's device link and a teacher's timetable.
 
 export class ApiError extends Error {
   /**
@@ -67,6 +67,17 @@ export function joinByCode(code) {
  * next lessons, and while one runs, the classroom token to join it. */
 export function deviceNext(device) {
   return request("GET", "/api/device/next", { token: device });
+}
+
+/** A teacher's own timetable (the teacher link's credential) from today, for `days` days. */
+export function teacherTimetable(teacher, days = 1) {
+  return request("GET", `/api/timetable?days=${days}`, { token: teacher });
+}
+
+/** Start one occurrence of a timetable entry: it becomes a lesson (or is the running one). */
+export function startOccurrence(teacher, entryId, on) {
+  const path = `/api/timetable/${encodeURIComponent(entryId)}/occurrences/${encodeURIComponent(on)}/start`;
+  return request("POST", path, { token: teacher });
 }
 
 export function getLesson(lessonId, token) {
