@@ -64,9 +64,10 @@ export function joinByCode(code) {
 }
 
 /** What a room's projector PC shows (its device link's credential): the room, its
- * next lessons, and while one runs, the classroom token to join it. */
-export function deviceNext(device) {
-  return request("GET", "/api/device/next", { token: device });
+ * next lessons, and while one runs, the classroom token to join it. With `waitS`, the
+ * server holds the answer until something changes (a lesson starts), that long at most. */
+export function deviceNext(device, waitS = 0) {
+  return request("GET", `/api/device/next${waitS ? `?wait=${waitS}` : ""}`, { token: device });
 }
 
 /** A teacher's own timetable (the teacher link's credential) from today, for `days` days. */

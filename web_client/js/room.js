@@ -14,14 +14,13 @@ import { initI18n, t, onLangChange } from "./i18n.js";
 import { h, byTestId, showFullMessage } from "./ui.js";
 import { wallSpan, dayLabel, wallClockAt } from "./schedule.js";
 
-// How often to ask (docs/protocol.md, GET /api/device/next). A teacher may start a
-// lesson from 15 minutes before it (the server's rule): from a little before that until
-// the lesson's end the page asks every second, so it joins within about a second of the
-// start; otherwise every 5 s (a changed timetable, a revoked link or a server down shows
-// within seconds; a hundred idle rooms cost the server 20 small requests a second).
-const POLL_NEAR_MS = 1000;
-const POLL_FAR_MS = 5000;
-const EARLY_START_MS = 15 * 60_000;
+// How it asks (docs/protocol.md, GET /api/device/next?wait=): the server holds the
+// question until something changes (the teacher starts a lesson, the timetable is
+// edited) or WAIT_S pass, so the page joins within moments of the start without asking
+// every second; it asks again at once, but never twice within MIN_INTERVAL_MS (a server
+// that answers at once must not be asked in a loop). A stopping server answers first.
+const WAIT_S = 10;
+const MIN_INTERVAL_MS = 1000;
 // After a failure (the server restarting, the network down): from 250 ms, doubling, to
 // 2 s at most, so that the room is back within about 2 s of the server.
 const RETRY_MIN_MS = 250;
@@ -36,6 +35,8 @@ let last = null;
 /** The server's clock minus this PC's: a projector PC's clock is often wrong. */
 let serverOffsetMs = 0;
 let retryMs = RETRY_MIN_MS;
+/** Whether the next question may wait on the server (the last one was answered). */
+let waiting = false;
 let done = false;
 let drawn = "";
 
@@ -63,21 +64,26 @@ if (!device) {
 
 async function poll() {
   if (done) return;
+  const began = Date.now();
   let answer;
   try {
-    answer = await deviceNext(device);
+    // The first question, and the first after a failure, is answered at once: the
+    // screen must show the schedule (or that the server is back) without waiting.
+    answer = await deviceNext(device, waiting ? WAIT_S : 0);
   } catch (err) {
     if (err.status === 403 && (err.code === "device_link_revoked" || err.code === "bad_device_link")) {
       refuse(err.code);
       return;
     }
     // Anything else can pass: the server restarting, the network, a proxy's 502.
+    waiting = false;
     setOnline(false);
     setTimeout(poll, retryMs);
     retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
     return;
   }
   retryMs = RETRY_MIN_MS;
+  waiting = true;
   last = answer;
   serverOffsetMs = Date.parse(answer.now) - Date.now();
   setOnline(true);
@@ -87,15 +93,8 @@ async function poll() {
     return;
   }
   render();
-  setTimeout(poll, near(answer) ? POLL_NEAR_MS : POLL_FAR_MS);
-}
-
-/** Whether one of the room's lessons runs or may start within the next slow poll. */
-function near(answer) {
-  const now = Date.parse(answer.now);
-  return answer.next.some(
-    (o) => o.state === "live" || (o.state === "scheduled" && Date.parse(o.starts_at) - EARLY_START_MS - POLL_FAR_MS <= now),
-  );
+  tick();
+  setTimeout(poll, Math.max(0, MIN_INTERVAL_MS - (Date.now() - began)));
 }
 
 function join(lesson) {
@@ -120,7 +119,7 @@ function render() {
   } else if (main.dataset.state !== "joining") {
     note(null);
   }
-  // Redrawn only when something shown changed: the page asks every second.
+  // Redrawn only when something shown changed: the page may ask every second.
   // A lesson held today is still in the answer until its timetabled end: not "next".
   const next = last.next.filter((o) => o.state === "scheduled" || o.state === "live");
   const key = JSON.stringify([t("room.next"), last.now.slice(0, 10), next]);
