@@ -59,7 +59,7 @@ from signaling.ws import Connection, Services, StarletteTransport
 
 log = logging.getLogger(__name__)
 
-PAGES = {"teacher", "classroom", "observer", "join", "replay", "admin", "attendance"}
+PAGES = {"teacher", "classroom", "observer", "join", "replay", "admin", "attendance", "room"}
 PAGE_OF_ROLE = {Role.TEACHER: "teacher", Role.CLASSROOM: "classroom", Role.OBSERVER: "observer"}
 
 

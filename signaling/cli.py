@@ -19,6 +19,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from media.gateway import MediaGateway
 from signaling import keys
 from signaling.app import create_app
+from signaling.district import District
 from signaling.lessons import Lessons
 from signaling.limits import Limits
 from signaling.protocol import MAX_MESSAGE_BYTES
@@ -56,7 +57,8 @@ def build_media(settings: Settings) -> Relay:
 
 class LessonServer(uvicorn.Server):
     """Tells the lessons that the server is stopping before connections are closed,
-    so that closing them is not recorded as participants leaving."""
+    so that closing them is not recorded as participants leaving; and answers the
+    devices that wait for their lesson, so that they do not hold the stop up."""
 
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
@@ -67,6 +69,10 @@ class LessonServer(uvicorn.Server):
         if runtime is not None:
             lessons: Lessons = runtime.lessons
             lessons.closing = True
+        # Devices waiting for their lesson are answered now: uvicorn waits for them.
+        district: District | None = getattr(self._app.state, "district", None)
+        if district is not None:
+            district.close_waits()
         await super().shutdown(sockets)
 
 

@@ -11,6 +11,7 @@ was replaced or revoked, or no room's link at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -60,6 +61,10 @@ class District:
         # Held across a decision and its storing, and across starting an occurrence
         # (creating its lesson), so that two requests never decide on the same state.
         self.lock = asyncio.Lock()
+        # Set (and replaced) at every stored change: a device waiting for its lesson
+        # (GET /api/device/next?wait=) is answered at once instead of at its next poll.
+        self._changed = asyncio.Event()
+        self._closing = False
 
     @classmethod
     async def open(
@@ -83,7 +88,25 @@ class District:
         """Store and fold changes decided under `lock` (the caller holds it)."""
         await self._store.save(changes)
         self.directory.apply(changes)
+        self._wake()
         return changes
+
+    async def changed(self, timeout_s: float) -> None:
+        """Until the next stored change, `timeout_s` at most; at once while closing."""
+        if self._closing:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout_s)
+
+    def close_waits(self) -> None:
+        """The server is stopping: answer every waiting device now (uvicorn waits for
+        open requests before it stops) and keep no new one waiting."""
+        self._closing = True
+        self._wake()
+
+    def _wake(self) -> None:
+        woken, self._changed = self._changed, asyncio.Event()
+        woken.set()
 
     # -- lasting links ---------------------------------------------------------------
 

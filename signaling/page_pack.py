@@ -29,9 +29,7 @@ class PackError(ValueError):
     """A page or module uses a form the packer does not handle."""
 
 
-_IMPORT = re.compile(
-    r'^import\s*(?:\{([^}]*)\}\s*from\s*)?"\./([\w-]+\.js)";?[ \t]*$', re.M
-)
+_IMPORT = re.compile(r'^import\s*(?:\{([^}]*)\}\s*from\s*)?"\./([\w-]+\.js)";?[ \t]*$', re.M)
 _ANY_IMPORT = re.compile(r"^\s*import\b(?!\s*\()", re.M)
 _EXPORT = re.compile(r"^export\s+((?:async\s+)?function\*?|class|const|let)\s+([\w$]+)", re.M)
 _ANY_EXPORT = re.compile(r"^\s*export\b", re.M)

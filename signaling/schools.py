@@ -34,6 +34,9 @@ from signaling.tokens import TokenIssuer
 # How many of a room's next lessons the device is told, and how far ahead it looks.
 DEVICE_NEXT = 5
 DEVICE_AHEAD = timedelta(days=14)
+# The longest a device's request may wait for its lesson (`?wait=`): well under the
+# idle timeouts of proxies and of the web client's own requests (15 s).
+DEVICE_WAIT_MAX_S = 25.0
 MAX_LIST_DAYS = 366
 
 _STATUS = {
@@ -484,9 +487,21 @@ def router(get: Callable[[Request], SchoolsDeps], base_url: Callable[[], str]) -
     # -- the device link -------------------------------------------------------------
 
     @api.get("/api/device/next")
-    async def device_next(request: Request) -> dict[str, Any]:
+    async def device_next(
+        request: Request, wait: Annotated[float, Query(ge=0, le=DEVICE_WAIT_MAX_S)] = 0
+    ) -> dict[str, Any]:
         """What a room's projector PC shows: the room, its next lessons, and the lesson
-        to join when one of its lessons is running."""
+        to join when one of its lessons is running. With `wait`, and no lesson running,
+        the answer waits up to that many seconds for a change (a lesson started, the
+        timetable edited), so that the device joins at once rather than at its next poll."""
+        answer = device_answer(request)
+        if wait > 0 and answer["lesson"] is None:
+            await get(request).district.changed(wait)
+            # Asked again from the start: the link may have been revoked meanwhile.
+            answer = device_answer(request)
+        return answer
+
+    def device_answer(request: Request) -> dict[str, Any]:
         deps = get(request)
         district = deps.district
         room = district.device_room(bearer(request))

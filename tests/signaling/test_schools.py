@@ -3,7 +3,9 @@ over HTTP against the app built by its factory, with a hand-moved clock."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -406,3 +408,61 @@ async def test_restart_keeps_the_district_and_upgrades_an_old_database(
     db = sqlite3.connect(settings.data_dir / "classroom.sqlite3")
     assert db.execute("PRAGMA user_version").fetchone() == (2,)
     db.close()
+
+
+async def test_a_waiting_device_hears_its_lesson_start_at_once(srv: Running, clock: Clock) -> None:
+    """`?wait=`: the projector's request is answered when the teacher starts the lesson,
+    not at the end of its wait nor at its next poll."""
+    at(clock, "2023-11-15T08:00:00")
+    w = await district(srv)
+    entry = await weekly(srv, w)
+    at(clock, "2023-11-20T08:50:00")
+    room = bearer(w["ra"]["device"]["credential"])
+    # Nothing changes: the answer comes at the end of the wait, with no lesson.
+    began = time.monotonic()
+    r = await srv.http.get("/api/device/next?wait=0.3", headers=room)
+    assert r.status_code == 200 and r.json()["lesson"] is None
+    assert time.monotonic() - began >= 0.3
+    for bad in ("-1", "26", "soon"):
+        r = await srv.http.get(f"/api/device/next?wait={bad}", headers=room)
+        assert r.status_code == 422, bad
+
+    waiting = asyncio.create_task(srv.http.get("/api/device/next?wait=20", headers=room))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    began = time.monotonic()
+    start = f"/api/timetable/{entry['id']}/occurrences/2023-11-20/start"
+    r = await srv.http.post(start, headers=bearer(w["teacher"]["link"]["credential"]))
+    assert r.status_code == 200, r.text
+    answer = (await asyncio.wait_for(waiting, 5)).json()
+    assert time.monotonic() - began < 2
+    assert answer["lesson"]["lesson_id"] == r.json()["lesson_id"]
+
+    # Revoked while it waits: the answer says so.
+    other = await post(srv, "/api/schools", {"name": "山脚小学", "kind": "rural"})
+    lonely = await post(srv, f"/api/schools/{other['id']}/rooms", {"name": "一年级"})
+    waiting = asyncio.create_task(
+        srv.http.get("/api/device/next?wait=20", headers=bearer(lonely["device"]["credential"]))
+    )
+    await asyncio.sleep(0.2)
+    r = await srv.http.delete(f"/api/rooms/{lonely['id']}/device", headers=ADMIN)
+    assert r.status_code == 204
+    refused = await asyncio.wait_for(waiting, 5)
+    assert (refused.status_code, refused.json()["code"]) == (403, "device_link_revoked")
+
+
+async def test_a_stopping_server_answers_its_waiting_devices(
+    settings: Settings, media: FakeMedia, clock: Clock
+) -> None:
+    """uvicorn waits for open requests when it stops: a device's wait must not hold it."""
+    at(clock, "2023-11-15T08:00:00")
+    async with serve(settings, media, clock) as srv:
+        w = await district(srv)
+        room = bearer(w["ra"]["device"]["credential"])
+        waiting = asyncio.create_task(srv.http.get("/api/device/next?wait=25", headers=room))
+        await asyncio.sleep(0.2)
+        began = time.monotonic()
+        srv.server.should_exit = True
+        r = await asyncio.wait_for(waiting, 5)
+        assert r.status_code == 200 and r.json()["lesson"] is None
+        assert time.monotonic() - began < 3

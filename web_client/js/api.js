@@ -1,4 +1,5 @@
-// The HTTP API (docs/protocol.md): create a lesson, join by code, read, end.
+// The HTTP API (docs/protocol.md): create a lesson, join by code, read, end; a
+// room's device link and a teacher's timetable.
 
 export class ApiError extends Error {
   /**
@@ -60,6 +61,24 @@ export function createLesson(adminKey, title, classrooms) {
 
 export function joinByCode(code) {
   return request("POST", "/api/join", { body: { code } });
+}
+
+/** What a room's projector PC shows (its device link's credential): the room, its
+ * next lessons, and while one runs, the classroom token to join it. With `waitS`, the
+ * server holds the answer until something changes (a lesson starts), that long at most. */
+export function deviceNext(device, waitS = 0) {
+  return request("GET", `/api/device/next${waitS ? `?wait=${waitS}` : ""}`, { token: device });
+}
+
+/** A teacher's own timetable (the teacher link's credential) from today, for `days` days. */
+export function teacherTimetable(teacher, days = 1) {
+  return request("GET", `/api/timetable?days=${days}`, { token: teacher });
+}
+
+/** Start one occurrence of a timetable entry: it becomes a lesson (or is the running one). */
+export function startOccurrence(teacher, entryId, on) {
+  const path = `/api/timetable/${encodeURIComponent(entryId)}/occurrences/${encodeURIComponent(on)}/start`;
+  return request("POST", path, { token: teacher });
 }
 
 export function getLesson(lessonId, token) {

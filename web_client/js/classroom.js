@@ -6,7 +6,7 @@ import { LessonPage } from "./lesson_page.js";
 import { viewerOptions, setCurrentPage } from "./viewer.js";
 import { openCameraAndMicrophone } from "./media.js";
 import { t } from "./i18n.js";
-import { byTestId, attachTrack, mediaErrorReason, cameraProblem } from "./ui.js";
+import { byTestId, attachTrack, mediaErrorReason, cameraProblem, errorText } from "./ui.js";
 import { ReceptionWatch } from "./reception.js";
 
 // A classroom's uplink is often a few hundred kbit/s: ask the camera for little.
@@ -17,6 +17,48 @@ const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ide
 // microphone needs. On stage, everyone sees it: it gets what the link gives.
 const CAMERA_PREVIEW = { maxBitrate: 150_000, maxFramerate: 5, scaleResolutionDownBy: 2, priority: "low" };
 const CAMERA_ON_STAGE = { maxBitrate: 500_000, maxFramerate: 15, scaleResolutionDownBy: 1, priority: "low" };
+
+// Opened by a room's device page (room.js: `#token=…&device=…&lesson=…`): nobody stands
+// at this projector to click, so the page comes back to the room's waiting screen by
+// itself when the lesson ends or its link stops working, and reconnects quickly.
+const fragment = new URLSearchParams(location.hash.replace(/^#/, ""));
+const device = fragment.get("device");
+const DEVICE_RECONNECT_MAX_MS = 2000;
+/** The ended message stays this long on the projector before the room's schedule. */
+const DEVICE_BACK_AFTER_END_MS = 3000;
+/** A refused link's message stays this long; the room page then asks for a new token. */
+const DEVICE_BACK_AFTER_ERROR_MS = 5000;
+
+/** Back to the room's page; `skip`: do not join this lesson again by itself (replaced). */
+function backToRoom(skip = false) {
+  let href = `/room#device=${encodeURIComponent(device || "")}`;
+  const lesson = fragment.get("lesson");
+  if (skip && lesson) href += `&skip=${encodeURIComponent(lesson)}`;
+  location.replace(href);
+}
+
+const deviceOptions = {
+  reconnectMaxMs: DEVICE_RECONNECT_MAX_MS,
+  // The replay is not for the projector's screen between lessons.
+  endedActions: () => [],
+  afterEnd: () => setTimeout(() => backToRoom(), DEVICE_BACK_AFTER_END_MS),
+  onFatal: (error, p) => {
+    if (error.code === "lesson_ended") {
+      // Ended while this page was away (a restart, a reload): nothing to show here.
+      if (!p.view) backToRoom();
+      return !p.view;
+    }
+    if (error.code === "replaced") {
+      // The same room's link is open on another PC: two projectors taking the lesson
+      // from each other forever would help nobody; the room page offers to take over.
+      backToRoom(true);
+      return true;
+    }
+    p.fail(errorText(error));
+    setTimeout(() => backToRoom(), DEVICE_BACK_AFTER_ERROR_MS);
+    return true;
+  },
+};
 
 /** @type {LessonPage} */
 let page;
@@ -55,7 +97,8 @@ page = new LessonPage({
     microphone: { priority: "high" },
   },
   // No token: this is the join page's job (type the code).
-  noToken: () => location.replace("/join"),
+  noToken: () => (device ? backToRoom() : location.replace("/join")),
+  ...(device ? deviceOptions : {}),
 });
 setCurrentPage(page);
 

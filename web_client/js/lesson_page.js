@@ -32,10 +32,17 @@ export class LessonPage {
    *   soundSlots?: string[],
    *   expects?: (page: LessonPage, slot: string) => boolean,
    *   soundWanted?: (page: LessonPage) => boolean,
+   *   reconnectMaxMs?: number,
+   *   onFatal?: (error: {code: string, message: string}, page: LessonPage) => boolean,
+   *   afterEnd?: (page: LessonPage) => void,
    * }} options
    *   `pictures`: the received video slots and the testid of the tile that shows each
    *   (each gets a status chip, status.js); `soundSlots`: the received sound slots;
    *   `expects`: whether a slot's source is there now (then the relay's "off" is a pause).
+   *   `reconnectMaxMs`: cap of the signaling reconnect backoff; `onFatal`: a fatal error
+   *   the page handles itself (returns true); `afterEnd`: once the ended message shows.
+   *   The last three are the room's device page's (room.js): a projector PC that goes
+   *   back to waiting by itself.
    */
   constructor(options) {
     this.options = options;
@@ -87,6 +94,7 @@ export class LessonPage {
 
     this.conn = new LessonConnection({
       token: this.token,
+      maxBackoffMs: options.reconnectMaxMs,
       handlers: {
         onState: (state, detail) => {
           this.badge.setSignal(state, detail);
@@ -197,6 +205,7 @@ export class LessonPage {
     if (fatal) {
       this.media && this.media.close();
       this.flow && this.flow.stop();
+      if (this.options.onFatal && this.options.onFatal(error, this)) return;
       if (error.code === "lesson_ended" && !this.view) {
         // The link was opened after the lesson: what it leads to now is the replay.
         location.replace(this.replayHref());
@@ -233,6 +242,7 @@ export class LessonPage {
     const actions = this.options.endedActions ? this.options.endedActions(this) : this.replayActions();
     showFullMessage(this.main, { titleKey: "lesson.ended", textKey: "lesson.ended_hint", testid: "lesson-ended", actions });
     this.main.className = "";
+    this.options.afterEnd && this.options.afterEnd(this);
   }
 
   /** The replay page for this lesson: it takes any token of the lesson (docs/protocol.md). */

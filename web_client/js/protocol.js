@@ -71,10 +71,13 @@ function takeEarlySocket(url) {
 
 export class LessonConnection {
   /**
-   * @param {{token: string, url?: string, handlers?: Handlers}} options
+   * @param {{token: string, url?: string, handlers?: Handlers, maxBackoffMs?: number}} options
+   *   `maxBackoffMs`: a lower cap on the reconnect backoff (a projector PC that nobody
+   *   watches must be back within seconds of the server).
    */
-  constructor({ token, url, handlers = {} }) {
+  constructor({ token, url, handlers = {}, maxBackoffMs = BACKOFF_MAX_MS }) {
     this.token = token;
+    this.maxBackoffMs = maxBackoffMs;
     this.url = url || defaultSocketUrl();
     this.handlers = handlers;
     /** @type {ConnectionState} */
@@ -286,7 +289,7 @@ export class LessonConnection {
   _scheduleReconnect() {
     // Exponential backoff with jitter, so that thirty classrooms behind one village
     // uplink do not all come back in the same second.
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
+    const base = Math.min(this.maxBackoffMs, BACKOFF_MIN_MS * 2 ** this.attempt);
     const delay = Math.round(base / 2 + Math.random() * (base / 2));
     this.attempt += 1;
     this._setState("reconnecting", { inMs: delay, attempt: this.attempt });

@@ -6,6 +6,15 @@ import { openCameraAndMicrophone } from "./media.js";
 import { classrooms, nameOf, deliveryLevel, recordedSeconds } from "./lesson_state.js";
 import { t } from "./i18n.js";
 import { h, byTestId, attachTrack, formatWait, formatClock, mediaErrorReason, reconcile, cameraProblem } from "./ui.js";
+import { teacherFromLocation, showToday, todayHref } from "./teacher_today.js";
+
+// Opened with the teacher's lasting link (`#teacher=…`): without a lesson token the page
+// is the list of the day's lessons (teacher_today.js); with one, the lesson, and once it
+// ends a way back to that list.
+const teacherLink = teacherFromLocation();
+// Only the fragment changes between the list and a lesson (same path): a new fragment
+// is a new page.
+window.addEventListener("hashchange", () => location.reload());
 
 /** Latest `link` report per classroom (docs/protocol.md: sent to the teacher). */
 const links = new Map();
@@ -15,6 +24,10 @@ let clock = { lessonAt: 0, localS: 0, known: false };
 /** @type {LessonPage} */
 const page = new LessonPage({
   role: "teacher",
+  noToken: teacherLink ? () => showToday(teacherLink) : undefined,
+  endedActions: teacherLink
+    ? (p) => [...p.replayActions(), { labelKey: "today.back", href: todayHref(teacherLink), testid: "today-back" }]
+    : undefined,
   // The relay decodes these once and encodes a ladder from them: send them good.
   sendOptions: {
     camera: { maxBitrate: 1_500_000 },
