@@ -37,6 +37,8 @@ class LinkReport:
     # None for an empty tile), and how many tiles make a row.
     previews: tuple[str | None, ...] = ()
     preview_columns: int = 0
+    # The relay's own load: "ok", "strained" or "overloaded" (media.control.overload).
+    server_load: str = "ok"
 
 
 class MediaGateway(Protocol):

@@ -29,6 +29,8 @@ from signaling.protocol import EventMsg, LinkMsg, encode
 from signaling.store import Store, StoredParticipant
 
 log = logging.getLogger(__name__)
+# The relay's load as a number for the metrics (media.control.overload).
+LOAD_LEVELS = {"ok": 0, "strained": 1, "overloaded": 2}
 
 MAX_CLASSROOMS = 100
 MEDIA_CALL_TIMEOUT_S = 10.0
@@ -383,7 +385,9 @@ class Lessons:
             layers=dict(report.layers),
             previews=list(report.previews) if report.preview_columns else None,
             preview_columns=report.preview_columns or None,
+            server_load=report.server_load,
         )
+        self._metrics.relay_load.set(LOAD_LEVELS.get(report.server_load, 0))
         envelope = Envelope(
             "link",
             encode(msg),

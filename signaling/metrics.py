@@ -47,6 +47,11 @@ class Metrics:
         self.link_reports = Counter(
             "classroom_link_reports", "Link reports received from the relay", registry=r
         )
+        self.relay_load = Gauge(
+            "classroom_relay_load",
+            "The relay's own load as its last report said: 0 ok, 1 strained, 2 overloaded",
+            registry=r,
+        )
 
     def count_live_lessons(self, count: Callable[[], int]) -> None:
         self.lessons_live.set_function(lambda: float(count()))

@@ -223,6 +223,9 @@ class LinkMsg(_Message):
     # (a participant id, or null for an empty tile), and the tiles per row.
     previews: list[str | None] | None = None
     preview_columns: int | None = None
+    # The relay's own load: "ok", "strained" or "overloaded" (it sheds its own work,
+    # the mosaic's rate first, then the top layers, before a classroom's).
+    server_load: str = "ok"
 
 
 class PongMsg(_Message):

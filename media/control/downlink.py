@@ -160,12 +160,17 @@ class Downlink:
         now_s: float,
         sent_bps: float | None = None,
         can_pad: bool = False,
+        late: bool = False,
     ) -> Plan:
         """`sent_bps`: what really went out lately (the pacer's count), if known;
         otherwise the current layers' cost stands for it. `can_pad`: the relay can
-        send padding now (probes are then made with it)."""
+        send padding now (probes are then made with it). `late`: the relay itself
+        runs late (media.control.overload): its round trips, measured when it got to
+        the reports, say nothing of a queue on the path and are left out."""
         now_ms = self._now_ms = round(now_s * 1000)
         feedback = self._collect(slots)
+        if late and feedback is not None and feedback.rtt_ms is not None:
+            feedback = replace(feedback, rtt_ms=None)
         offers = [
             SlotOffer(
                 str(slot), PRIORITY.get(slot, 9), view.layers, slot in ESSENTIAL, slot in FLOOR

@@ -158,6 +158,9 @@ class MosaicLayer(Layer):
         self._encoder = VideoEncoder(SPEC)
         self._executor = executor
         self._worker: asyncio.Task[None] | None = None
+        # A divisor of the frame rate: the relay's first saving when it runs late
+        # (media.control.overload).
+        self.slowdown = 1
 
     def subscribe(self, track: Any) -> None:
         super().subscribe(track)
@@ -190,7 +193,7 @@ class MosaicLayer(Layer):
                     packets = []
                 if not self.closed:
                     self.publish(packets)
-            await asyncio.sleep(max(0.0, 1 / FPS - (self._clock() - started)))
+            await asyncio.sleep(max(0.0, self.slowdown / FPS - (self._clock() - started)))
 
     def _encode(
         self, frames: dict[str, av.VideoFrame], force: bool, pts: int

@@ -36,6 +36,7 @@ from media.adapter.sender import LeanRtp
 from media.adapter.twcc import TransportCc
 from media.adapter.twcc import negotiate as negotiate_transport_cc
 from media.adapter.ulpfec import negotiate_fec
+from media.control.overload import SAMPLE_S, Load, LoadGauge
 from media.gateway import LinkReport, MediaError
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
@@ -83,6 +84,8 @@ class Relay:
         self._recorders: dict[str, Recorder] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        # The relay's own load (media.control.overload).
+        self.load = LoadGauge()
 
     # --- MediaGateway -------------------------------------------------------------
 
@@ -322,6 +325,7 @@ class Relay:
                 return mosaic_frames(lesson, self._clock(), MOSAIC_LIVE_S)
 
             lesson.mosaic = Mosaic(MosaicLayer(frames, clock=self._clock, executor=self._executor))
+            lesson.mosaic.mosaic.slowdown = self.load.mosaic_slowdown
         return lesson.mosaic
 
     # --- routing and adapting --------------------------------------------------------
@@ -349,7 +353,7 @@ class Relay:
         for participant in list(lesson.participants.values()):
             if participant.sending.outgoing:
                 side = participant.sending
-                changed |= side.adapt(slot_sources(lesson, sources, participant), now)
+                changed |= side.adapt(slot_sources(lesson, sources, participant), now, self.load)
         if changed:
             self._route(lesson)
 
@@ -359,7 +363,7 @@ class Relay:
         if lesson is None or not participant.sending.outgoing:
             return
         sources = slot_sources(lesson, lesson_sources(lesson), participant)
-        if participant.sending.adapt(sources, self._clock()):
+        if participant.sending.adapt(sources, self._clock(), self.load):
             self._route(lesson)
 
     def _start_loops(self) -> None:
@@ -367,6 +371,7 @@ class Relay:
             self._tasks = [
                 asyncio.create_task(self._report_loop(), name="link-reports"),
                 asyncio.create_task(self._adapt_loop(), name="downlinks"),
+                asyncio.create_task(self._load_loop(), name="relay-load"),
             ]
 
     async def _adapt_loop(self) -> None:
@@ -376,6 +381,36 @@ class Relay:
             now = self._clock()
             for lesson in list(self._lessons.values()):
                 self._adapt_lesson(lesson, now)
+
+    async def _load_loop(self) -> None:
+        """Sample how late the event loop runs (media.control.overload); on a change of
+        level, shed or take back the relay's own work and tell the teachers."""
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            asked = loop.time()
+            await asyncio.sleep(SAMPLE_S)
+            woke = loop.time()
+            if self.load.sample(max(0.0, (woke - asked - SAMPLE_S) * 1000), woke):
+                self._load_changed()
+
+    def _load_changed(self) -> None:
+        level = self.load.level
+        log = logger.warning if level > Load.OK else logger.info
+        log(
+            "relay load %s (late by up to %.0f ms): mosaic at 1/%d of its rate, %d top layers held",
+            level.name.lower(),
+            self.load.late_ms,
+            self.load.mosaic_slowdown,
+            self.load.shed_top_layers,
+        )
+        now = self._clock()
+        for lesson in list(self._lessons.values()):
+            if lesson.mosaic is not None:
+                lesson.mosaic.mosaic.slowdown = self.load.mosaic_slowdown
+            self._adapt_lesson(lesson, now)
+            for participant in list(lesson.participants.values()):
+                if Slot.CLASSROOMS in participant.sending.outgoing:
+                    self._layers_changed(participant)
 
     # --- link reports ------------------------------------------------------------------
 
@@ -393,7 +428,8 @@ class Relay:
     def _report(self, participant: Participant, interval_s: float | None) -> LinkReport:
         lesson = self._lessons.get(participant.lesson_id)
         mosaic = None if lesson is None else lesson.mosaic
-        return link_report(participant, interval_s, mosaic.mosaic.tiles if mosaic else None)
+        tiles = mosaic.mosaic.tiles if mosaic else None
+        return link_report(participant, interval_s, tiles, self.load.level.name.lower())
 
     def _layers_changed(self, participant: Participant) -> None:
         self._reports.soon(

@@ -22,11 +22,15 @@ READER_BACKLOG = 1024
 
 
 def link_report(
-    participant: Participant, interval_s: float | None, tiles: Tiles | None = None
+    participant: Participant,
+    interval_s: float | None,
+    tiles: Tiles | None = None,
+    server_load: str = "ok",
 ) -> LinkReport:
     """`interval_s`: since the previous periodic report, whose counts this one
     takes over; None for a report between them, which repeats the last rate.
-    `tiles`: the lesson's mosaic, whose layout a teacher's report carries."""
+    `tiles`: the lesson's mosaic, whose layout a teacher's report carries.
+    `server_load`: the relay's own (media.control.overload)."""
     side = participant.sending
     if interval_s is not None:
         sent_octets = 0
@@ -47,6 +51,7 @@ def link_report(
         loss=estimate.loss,
         rtt_ms=estimate.rtt_ms,
         layers={slot.value: out.track.layer_name for slot, out in side.outgoing.items()},
+        server_load=server_load,
         **previews,
     )
 

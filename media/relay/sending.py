@@ -24,6 +24,7 @@ from media.adapter.transport import pace_sender
 from media.adapter.twcc import WIRE_OVERHEAD_BYTES
 from media.control.downlink import Downlink, SlotView
 from media.control.feedback import SenderFeedback
+from media.control.overload import Load, LoadGauge
 from media.control.pacer import UDP_IP_BYTES, Pacer, PaddingBudget, ResendBudget, pacing_rate
 from media.control.sendside import PacketResult
 from media.pipeline.fanout import SubscriberTrack
@@ -180,11 +181,21 @@ class SendingSide:
 
     # --- allocation -------------------------------------------------------------------
 
-    def adapt(self, sources: Mapping[Slot, Source | None], now: float) -> bool:
+    def adapt(
+        self,
+        sources: Mapping[Slot, Source | None],
+        now: float,
+        load: LoadGauge | None = None,
+    ) -> bool:
         """Allocate the link over the slots, given the source feeding each now.
+
+        `load`: the relay's own (media.control.overload): while it is overloaded the
+        top layers of the video ladders are not offered, and while it runs late its
+        round trips are not read as a queue on the path.
 
         Sets the pacer, the resend budget and the padding; True when the slots'
         choices changed (the relay then routes them)."""
+        shed = load.shed_top_layers if load is not None else 0
         self.adapted_at = now
         rtt = self.downlink.estimate.rtt_ms
         if rtt is not None and self.fec != (
@@ -203,6 +214,8 @@ class SendingSide:
             costs = layer_costs(source, now) if source is not None and live else ()
             if out.red:
                 costs = tuple((name, kbps + RED_EXTRA_KBPS) for name, kbps in costs)
+            if shed and out.track.kind == "video" and len(costs) > shed:
+                costs = costs[:-shed]
             out.lean.fec_on = self.fec and out.lean.fec_types is not None
             if out.lean.fec_on:
                 costs = tuple((name, kbps * (1 + FEC_EXTRA)) for name, kbps in costs)
@@ -213,7 +226,8 @@ class SendingSide:
             and self.padding is not None
             and self.pads_with() is not None
         )
-        plan = self.downlink.tick(views, now, sent_bps=sent, can_pad=can_pad)
+        late = load is not None and load.level > Load.OK
+        plan = self.downlink.tick(views, now, sent_bps=sent, can_pad=can_pad, late=late)
         if self.pacer is not None and self.resends is not None:
             self.pacer.set_rate(plan.pacing_bps)
             self.resends.set_rate(plan.estimate_bps)

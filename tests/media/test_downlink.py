@@ -426,3 +426,59 @@ def test_a_padding_probe_ends_on_a_sign_of_congestion_not_confirmed_yet(sign: st
     assert down.tick(views(**fbs), 1.0, can_pad=True).change is None  # the layers stay
     assert down.padding_bps == 0
     assert not down.estimator.congested and not down.estimator.alarm
+
+
+def test_round_trips_measured_while_the_relay_runs_late_are_left_out() -> None:
+    """media.control.overload: an event loop 2 s behind reads receiver reports 2 s late;
+    that is the relay's lateness, not a queue on the classroom's path."""
+
+    def run(late: bool) -> tuple[float | None, dict[str, str]]:
+        down = Downlink(Estimator(initial_bps=2_000_000), Allocator())
+        fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
+        allocation: dict[str, str] = {}
+        for t in range(1, 40):
+            remb(fbs["teacher_camera"], 2_000_000)
+            report(fbs["teacher_camera"], 200 * t, 0)
+            rtt = 0.1 if t < 10 else 2.0
+            fbs["teacher_camera"].rtt_s, fbs["teacher_camera"].rtts = rtt, t
+            decision = down.tick(views(**fbs), float(t), late=late and t >= 10).change
+            if decision is not None:
+                allocation = decision.allocation
+        return down.estimate.rtt_ms, allocation
+
+    rtt, allocation = run(late=True)
+    assert rtt is not None and rtt < 150
+    assert allocation["teacher_camera"] == "high"
+    rtt, _ = run(late=False)
+    assert rtt is not None and rtt > 1000
+
+
+async def test_an_overloaded_relay_holds_its_top_layers_not_a_classrooms_link(
+    relay: Relay, join: Join
+) -> None:
+    """media.control.overload: the relay's own lateness sheds the top layer of every
+    ladder and slows the mosaic; the classroom keeps its camera, one layer down."""
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    feedback = squeeze(relay, "room-a")
+    camera = relay.outgoing_track(LESSON, "room-a", Slot.TEACHER_CAMERA)
+    assert camera is not None
+    async with asyncio.timeout(15):
+        while camera.layer_name != "high":
+            for fb in feedback.values():
+                remb(fb, 5_000_000)
+            await asyncio.sleep(0.2)
+    for i in range(3):
+        relay.load.sample(400.0, i * 0.1)
+    relay._load_changed()
+    async with asyncio.timeout(5):
+        while camera.layer_name != "mid":
+            for fb in feedback.values():
+                remb(fb, 5_000_000)
+            await asyncio.sleep(0.2)
+    mosaic = relay.mosaic(LESSON)
+    assert mosaic is not None and mosaic.mosaic.slowdown == 4
+    report = relay.link_report(LESSON, "room-a")
+    assert report.server_load == "overloaded"
+    seen = room.received[Slot.TEACHER_CAMERA].frames
+    await room.wait_frames(Slot.TEACHER_CAMERA, seen + 5, timeout=5)

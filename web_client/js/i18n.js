@@ -97,6 +97,8 @@ const STRINGS = {
     "error.network": "无法连接服务器，请检查网络后重试。",
     "error.no_token": "链接不完整（缺少令牌）。请使用老师发的完整链接，或输入课堂代码。",
     "error.media": "音视频连接失败：{message}",
+    "load.strained": "服务器繁忙：教室画面墙已降低刷新率，课堂音视频照常。",
+    "load.overloaded": "服务器负载过高：已暂停最高画质，先保证各教室的声音和画面。",
     "error.not_allowed": "不允许这个操作：{message}",
 
     "home.title": "创建一节同步课",
@@ -301,6 +303,8 @@ const STRINGS = {
     "error.network": "Cannot reach the server. Check the network and try again.",
     "error.no_token": "This link is incomplete (no token). Use the full link from the teacher, or type the lesson code.",
     "error.media": "Audio and video could not connect: {message}",
+    "load.strained": "The server is busy: the classrooms mosaic refreshes less often; the lesson goes on as usual.",
+    "load.overloaded": "The server is overloaded: the top picture quality is paused to keep every classroom's sound and picture.",
     "error.not_allowed": "Not allowed: {message}",
 
     "home.title": "Create a live lesson",

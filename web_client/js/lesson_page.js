@@ -110,6 +110,9 @@ export class LessonPage {
             this.ownLayers = { ...(link.layers || {}) };
             // A pause shows at once, not at the next poll.
             this.pictures.update();
+            // The server's own load (it sheds its work before a classroom's): the
+            // teacher is told, the classrooms see only what it does to their picture.
+            if (this.you.role === "teacher") this._serverLoad(link.server_load || "ok");
           }
           options.onLink && options.onLink(link);
         },
@@ -166,6 +169,13 @@ export class LessonPage {
   }
 
   // -- inside -----------------------------------------------------------------------
+
+  _serverLoad(load) {
+    if (load === this.serverLoad) return;
+    this.serverLoad = load;
+    this.banners.querySelectorAll('[data-key="server-load"]').forEach((el) => el.remove());
+    if (load !== "ok") this.banner(t(`load.${load}`), "info", "server-load");
+  }
 
   _welcome(welcome) {
     this.you = welcome.you;
