@@ -95,7 +95,9 @@ async def test_an_encoder_publishes_by_whip_and_a_classroom_and_a_player_receive
             # DELETE ends the publication (RFC 9725 §4.3); the resource is gone after.
             deleted = await whip.stop()
             assert deleted is not None and deleted.status_code == 200
-            assert (await live.http.delete(whip.location, headers=_auth(teacher))).status_code == 404
+            assert (
+                await live.http.delete(whip.location, headers=_auth(teacher))
+            ).status_code == 404
             # The lesson goes back to the page's camera.
             video.sizes.clear()
             await room.wait_frames(Slot.TEACHER_CAMERA, video.frames + 10, timeout=10)
@@ -115,6 +117,24 @@ async def test_an_encoder_publishes_by_whip_and_a_classroom_and_a_player_receive
         for client in (whip, second, player):
             await client.close()
         await page.__aexit__(None, None, None)
+
+
+async def test_an_h264_encoder_is_decoded_and_sent_on_in_vp8(live: Running) -> None:
+    """OBS sends H.264 by default: the ladder decodes it and encodes its VP8 layers."""
+    lesson = await create_lesson(live, classrooms=["Village A"])
+    lid = lesson["id"]
+    whip = Client(live.http, f"/whip/{lid}", lesson["teacher"]["token"])
+    player = Client(live.http, f"/whep/{lid}", lesson["observer"]["token"])
+    try:
+        answer = await whip.publish(MovingPicture(320, 180, 15), Tone(), video_codec="video/H264")
+        assert "H264/90000" in answer and "VP8/90000" not in answer
+        sent = await player.play(("video",))
+        assert "VP8/90000" in sent
+        await player.wait_frames("video", 10, timeout=20)
+        assert player.sizes == {(320, 180)}
+    finally:
+        await player.stop()
+        await whip.stop()
 
 
 def _auth(token: str) -> dict[str, Any]:

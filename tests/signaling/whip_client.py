@@ -17,6 +17,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
@@ -50,10 +51,16 @@ class Client:
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    async def publish(self, video: MediaStreamTrack, audio: MediaStreamTrack) -> str:
-        """WHIP: the camera and microphone, sendonly; the answer's SDP."""
+    async def publish(
+        self, video: MediaStreamTrack, audio: MediaStreamTrack, video_codec: str | None = None
+    ) -> str:
+        """WHIP: the camera and microphone, sendonly; the answer's SDP. `video_codec`
+        ("video/H264", as OBS sends) offers that codec alone."""
         self.pc.addTransceiver(audio, direction="sendonly")
-        self.pc.addTransceiver(video, direction="sendonly")
+        camera = self.pc.addTransceiver(video, direction="sendonly")
+        if video_codec is not None:
+            codecs = RTCRtpSender.getCapabilities("video").codecs
+            camera.setCodecPreferences([c for c in codecs if c.mimeType == video_codec])
         return await self._negotiate()
 
     async def play(self, kinds: tuple[str, ...] = ("video", "audio")) -> str:
