@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     # Base of the participant links handed out (a reverse proxy's https address, say).
     public_url: str | None = None
     web_client_dir: Path = Field(default_factory=_default_web_client_dir)
+    # HTTPS by itself (`classroom serve --tls-cert F --tls-key F`, or `--tls` for what
+    # `classroom tls init` made): browsers open cameras only on secure pages.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     # Per-connection outbox: messages waiting to be written to a slow client. A client
     # whose outbox fills is dropped ("too_slow") so that memory stays bounded.
@@ -83,4 +87,5 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}"
