@@ -74,7 +74,7 @@ async def test_offers_refused(role: Role, lines: tuple[str, ...], message: str) 
 
 
 async def test_broken_or_unbundled_offers_are_refused() -> None:
-    with pytest.raises(MediaError, match="not a valid SDP|audio or video"):
+    with pytest.raises(MediaError, match=r"not a valid SDP|audio or video"):
         check_by_kind("v=0\r\nhello\r\n", Role.TEACHER)
     sdp = await offer("audio/sendonly", "video/sendonly")
     unbundled = "\r\n".join(line for line in sdp.split("\r\n") if not line.startswith("a=group:"))
