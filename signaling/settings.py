@@ -53,13 +53,20 @@ class Settings(BaseSettings):
     ice_host_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     announced_address: str | None = None
     stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # TURN servers handed to the pages (and WHIP clients) for classrooms whose
+    # firewall drops UDP ("turn:host:3478?transport=tcp", "turns:host:443"), with
+    # credentials derived from the secret shared with coturn (signaling.ice), valid
+    # for turn_ttl_s.
+    turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    turn_ttl_s: int = Field(default=6 * 3600, gt=0)
     # The teacher's audio as RED (RFC 2198) to browsers that offer it.
     audio_red: bool = True
     # Each browser's downlink estimated by the relay from its transport feedback
     # (transport-cc), where it offers it; off, from its REMB and receiver reports.
     transport_cc: bool = True
 
-    @field_validator("ice_host_addresses", "stun_urls", mode="before")
+    @field_validator("ice_host_addresses", "stun_urls", "turn_urls", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

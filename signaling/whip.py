@@ -28,6 +28,7 @@ from classroom.roles import Role
 from media.gateway import MediaError
 from signaling.auth import CredentialGuard, bearer, client_address
 from signaling.errors import ApiError
+from signaling.ice import ice_servers, link_headers
 from signaling.lessons import viewer_media_id
 from signaling.limits import Limits
 from signaling.tokens import Claims, TokenError
@@ -178,9 +179,9 @@ def router(
             **_CORS,
             "location": f"/{kind}/{lesson_id}/{resource.resource_id}",
         }
-        links = [f'<{url}>; rel="ice-server"' for url in services.settings.stun_urls]
+        servers = ice_servers(services.settings, pid, services.now())
         response = Response(answer, status_code=201, media_type=SDP, headers=headers)
-        for link in links:
+        for link in link_headers(servers):
             response.headers.append("link", link)
         return response
 
