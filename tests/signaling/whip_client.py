@@ -3,7 +3,7 @@
 It knows nothing of the classroom's own offer layout: a WHIP client offers what a
 broadcasting tool offers (one video, one audio, sendonly, bundled), a WHEP client
 what a player asks for (recvonly video and audio). Candidates are gathered on
-127.0.0.1 only, as every media test here does.
+127.0.0.1 only (or the `hosts` given), as every media test here does.
 """
 
 from __future__ import annotations
@@ -36,8 +36,14 @@ class WhipError(Exception):
 class Client:
     """One WHIP publication or WHEP playback: POST the offer, DELETE the resource."""
 
-    def __init__(self, http: httpx.AsyncClient, endpoint: str, token: str) -> None:
-        self.http, self.endpoint, self.token = http, endpoint, token
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        endpoint: str,
+        token: str,
+        hosts: tuple[str, ...] = ("127.0.0.1",),
+    ) -> None:
+        self.http, self.endpoint, self.token, self.hosts = http, endpoint, token, hosts
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
@@ -77,7 +83,7 @@ class Client:
     async def _negotiate(self) -> str:
         # No trickle: gather every candidate first, then POST one complete offer
         # (RFC 9725 §4.3.1 lets a client do so).
-        with gather_on(("127.0.0.1",)):
+        with gather_on(self.hosts):
             await self.pc.setLocalDescription(await self.pc.createOffer())
         response = await self.http.post(
             self.endpoint,
