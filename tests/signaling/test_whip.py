@@ -42,7 +42,9 @@ async def test_a_publication_is_created_listed_by_its_location_and_deleted(srv: 
 
     # No trickle ICE and no ICE restart: PATCH is not implemented on the resource.
     frag = {"Content-Type": "application/trickle-ice-sdpfrag", **bearer(teacher)}
-    assert (await srv.http.patch(location, content="a=ice-ufrag:x", headers=frag)).status_code == 501
+    assert (
+        await srv.http.patch(location, content="a=ice-ufrag:x", headers=frag)
+    ).status_code == 501
 
     r = await srv.http.delete(location, headers=bearer(teacher))
     assert r.status_code == 200
