@@ -43,13 +43,20 @@ class LinkReport:
 
 class MediaGateway(Protocol):
     async def negotiate(
-        self, lesson_id: str, participant_id: str, role: Role, offer_sdp: str
+        self, lesson_id: str, participant_id: str, role: Role, offer_sdp: str, *, whip: bool = False
     ) -> str:
         """Take a participant's SDP offer, return the relay's answer.
 
         A second offer from the same participant replaces its peer connection
         (a reconnect). Raises MediaError for an SDP that cannot be used.
+        `whip`: the offer is a WHIP or WHEP client's, its m-lines taken by kind
+        rather than in the role's fixed order (media.adapter.offer.check_by_kind);
+        a teacher's is a publisher whose camera and microphone the lesson carries.
         """
+        ...
+
+    def has_peer(self, lesson_id: str, participant_id: str) -> bool:
+        """Whether the participant has a peer connection now (not failed, not closed)."""
         ...
 
     async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:

@@ -47,7 +47,14 @@ class NaiveRelay:
         self._teacher: dict[Slot, MediaStreamTrack] = {}
         self._pcs: dict[tuple[str, str], RTCPeerConnection] = {}
 
-    async def negotiate(self, lesson_id: str, participant_id: str, role: Role, sdp: str) -> str:
+    def has_peer(self, lesson_id: str, participant_id: str) -> bool:
+        return (lesson_id, participant_id) in self._pcs
+
+    async def negotiate(
+        self, lesson_id: str, participant_id: str, role: Role, sdp: str, *, whip: bool = False
+    ) -> str:
+        if whip:
+            raise MediaError("the naive relay takes no WHIP or WHEP offers")
         old = self._pcs.pop((lesson_id, participant_id), None)
         if old is not None:
             await old.close()

@@ -55,6 +55,8 @@ from signaling.schools import router as schools_router
 from signaling.settings import Settings
 from signaling.store import DB_FILE, Store
 from signaling.tokens import TokenError, TokenIssuer
+from signaling.whip import Resources as WhipResources
+from signaling.whip import router as whip_router
 from signaling.ws import Connection, Services, StarletteTransport
 
 log = logging.getLogger(__name__)
@@ -314,6 +316,7 @@ def create_app(
         admin_session_router(lambda r: r.app.state.admin_sessions, settings.base_url, limits, now)
     )
     app.include_router(attendance_router(lambda r: r.app.state.attendance, limits, now))
+    app.include_router(whip_router(lambda r: _runtime(r).services, WhipResources(), limits))
     _serve_web_client(app, settings.web_client_dir, packed)
     return app
 

@@ -1,4 +1,5 @@
-"""`classroom serve`: run the signaling app (and the media relay) under uvicorn."""
+"""`classroom serve`: run the signaling app (and the media relay) under uvicorn;
+`classroom tls init`: a local CA and a server certificate (signaling.tls)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from media.gateway import MediaGateway
-from signaling import keys
+from signaling import keys, tls
 from signaling.app import create_app
 from signaling.district import District
 from signaling.lessons import Lessons
@@ -146,7 +148,10 @@ def serve(
         relay = build_media(settings)
         media, recorder = relay, relay
     app = create_app(settings, media, recorder=recorder, limits=limits)
-    config = uvicorn_config(app, settings.host, settings.port)
+    tls: dict[str, Any] = {}
+    if settings.tls_cert or settings.tls_key:
+        tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
+    config = uvicorn_config(app, settings.host, settings.port, **tls)
     # What exists now (modules, the app) lives as long as the process: out of the
     # collector's sight, a full collection walks only the lessons' objects and
     # pauses the media a fraction as long (234 -> 139 ms at 64 classrooms).
@@ -161,6 +166,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p_serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     p_serve.add_argument("--data-dir", type=Path, help="where lessons are kept")
+    p_serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    p_serve.add_argument("--tls-key", type=Path, help="... and this private key (PEM)")
+    p_serve.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with what `classroom tls init` made"
+    )
+    p_tls = sub.add_parser("tls", help="HTTPS for a school LAN without a certificate")
+    tls_sub = p_tls.add_subparsers(dest="tls_command", required=True)
+    p_init = tls_sub.add_parser(
+        "init", help="make a local CA (once) and a server certificate signed by it"
+    )
+    p_init.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="a name or address the PCs use to reach the server (repeat it; default: "
+        "this machine's names and addresses, and localhost)",
+    )
+    p_init.add_argument("--data-dir", type=Path, help="where lessons are kept")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -168,14 +191,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     # e.g. CLASSROOM_DEBUG=media.control.downlink,media.relay.relay: those loggers at DEBUG.
     for name in filter(None, os.environ.get("CLASSROOM_DEBUG", "").split(",")):
         logging.getLogger(name.strip()).setLevel(logging.DEBUG)
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in {"host": args.host, "port": args.port, "data_dir": args.data_dir}.items()
-        if v is not None
-    }
+    given = {"data_dir": args.data_dir}
+    if args.command == "serve":
+        given |= {"host": args.host, "port": args.port}
+        given |= {"tls_cert": args.tls_cert, "tls_key": args.tls_key}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     settings = Settings(**overrides)
     if args.command == "serve":
+        if args.tls:
+            made = tls.TlsFiles(settings.data_dir / tls.TLS_DIR)
+            if not made.cert.exists():
+                raise SystemExit(f"no {made.cert}: run `classroom tls init` first")
+            settings = settings.model_copy(update={"tls_cert": made.cert, "tls_key": made.key})
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            raise SystemExit("HTTPS needs both --tls-cert and --tls-key")
         serve(settings)
+    elif args.command == "tls":
+        public = urlsplit(settings.public_url).hostname if settings.public_url else None
+        names = args.name or tls.default_names(settings.host, public)
+        try:
+            made = tls.init(settings.data_dir / tls.TLS_DIR, names)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+        dns, ips = tls.split_names(names)
+        print(f"Certificate for {', '.join([*dns, *map(str, ips)])}: {made.cert}")
+        first = dns[0] if dns else (f"[{ips[0]}]" if ips[0].version == 6 else str(ips[0]))
+        print(tls.how_to_trust(made, f"https://{first}:{settings.port}/"))
     else:  # pragma: no cover - argparse refuses other commands
         parser.print_help()
         sys.exit(2)

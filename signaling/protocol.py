@@ -198,6 +198,9 @@ class WelcomeMsg(_Message):
     # Set when the events missed since `since` were more than a rejoin is sent: the
     # seq of the first one that follows (older ones are in the snapshot only).
     missed_from: int | None = None
+    # STUN and TURN servers for the participant's peer connection (signaling.ice);
+    # absent when the server has none to give.
+    ice_servers: list[dict[str, Any]] | None = None
 
 
 class EventMsg(_Message):

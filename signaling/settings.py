@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     # Base of the participant links handed out (a reverse proxy's https address, say).
     public_url: str | None = None
     web_client_dir: Path = Field(default_factory=_default_web_client_dir)
+    # HTTPS by itself (`classroom serve --tls-cert F --tls-key F`, or `--tls` for what
+    # `classroom tls init` made): browsers open cameras only on secure pages.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     # Per-connection outbox: messages waiting to be written to a slow client. A client
     # whose outbox fills is dropped ("too_slow") so that memory stays bounded.
@@ -49,6 +53,13 @@ class Settings(BaseSettings):
     ice_host_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     announced_address: str | None = None
     stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # TURN servers handed to the pages (and WHIP clients) for classrooms whose
+    # firewall drops UDP ("turn:host:3478?transport=tcp", "turns:host:443"), with
+    # credentials derived from the secret shared with coturn (signaling.ice), valid
+    # for turn_ttl_s.
+    turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    turn_ttl_s: int = Field(default=6 * 3600, gt=0)
     # The teacher's audio as RED (RFC 2198) to browsers that offer it.
     audio_red: bool = True
     # Each browser's downlink estimated by the relay from its transport feedback
@@ -57,7 +68,7 @@ class Settings(BaseSettings):
     # The cameras with FEC (ULPFEC in RED) on links with a long round trip.
     video_fec: bool = True
 
-    @field_validator("ice_host_addresses", "stun_urls", mode="before")
+    @field_validator("ice_host_addresses", "stun_urls", "turn_urls", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -85,4 +96,5 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}"

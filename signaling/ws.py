@@ -26,6 +26,7 @@ from classroom.roles import Role
 from media.gateway import MediaError, MediaGateway
 from signaling import protocol as p
 from signaling.bus import Envelope, Unsubscribe
+from signaling.ice import ice_servers
 from signaling.lessons import LessonOver, Lessons, viewer_media_id
 from signaling.limits import Bucket, Limits
 from signaling.metrics import Metrics
@@ -257,7 +258,10 @@ class Connection:
         # When older missed events were left out (Lessons.MAX_CATCH_UP), the welcome
         # says from which one the backlog starts.
         missed_from = backlog[0].seq if cut and backlog else None
-        welcome = p.WelcomeMsg(you=you, lesson=snapshot, missed_from=missed_from)
+        servers = ice_servers(self._s.settings, self._claims.participant_id, self._s.now())
+        welcome = p.WelcomeMsg(
+            you=you, lesson=snapshot, missed_from=missed_from, ice_servers=servers or None
+        )
         batch = [_Out("welcome", p.encode(welcome))]
         batch += [_Out("event", p.encode(p.EventMsg(event=ev.to_dict()))) for ev in backlog]
         # One outbox item, however long the backlog: a reconnect after a long gap

@@ -38,12 +38,17 @@ def new_peer(stun_servers: tuple[str, ...]) -> RTCPeerConnection:
     )
 
 
-def add_slot(pc: RTCPeerConnection, spec: SlotSpec) -> RTCRtpTransceiver:
-    """The transceiver for one slot, in the direction the relay sees it."""
+def add_slot(pc: RTCPeerConnection, spec: SlotSpec, *, ingest: bool = False) -> RTCRtpTransceiver:
+    """The transceiver for one slot, in the direction the relay sees it.
+
+    `ingest`: a WHIP publisher's video may also be H.264 (the ladder decodes it
+    and encodes its layers in VP8 as from any page)."""
     incoming = spec.direction == "sendonly"
     transceiver = pc.addTransceiver(spec.kind, direction="recvonly" if incoming else "sendonly")
     codecs = RTCRtpSender.getCapabilities(spec.kind).codecs
     wanted = _SENT_CODECS[spec.kind]
+    if ingest and incoming and spec.kind == "video":
+        wanted = (*wanted, "video/h264")
     transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() in wanted])
     return transceiver
 

@@ -28,7 +28,7 @@ from aiortc import RTCRtpTransceiver
 
 from classroom.roles import Role
 from media.adapter.hooks import install_consent_hook
-from media.adapter.offer import check_offer
+from media.adapter.offer import check_by_kind, check_offer
 from media.adapter.peer import add_slot, answer, new_peer, take_offer
 from media.adapter.red import install_red_encoder, send_red
 from media.adapter.rtcp import hook_sender_rtcp, quiet_when_idle
@@ -90,11 +90,11 @@ class Relay:
     # --- MediaGateway -------------------------------------------------------------
 
     async def negotiate(
-        self, lesson_id: str, participant_id: str, role: Role, offer_sdp: str
+        self, lesson_id: str, participant_id: str, role: Role, offer_sdp: str, *, whip: bool = False
     ) -> str:
         if self._closed:
             raise MediaError("the media relay is shutting down")
-        offered = check_offer(offer_sdp, role)
+        offered = check_by_kind(offer_sdp, role) if whip else check_offer(offer_sdp, role)
         lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))
         old = lesson.participants.pop(participant_id, None)
         if old is not None:
@@ -112,8 +112,9 @@ class Relay:
         participant = Participant(
             lesson_id, participant_id, role, pc, {}, sending, joined_at=self._clock()
         )
+        participant.ingest = whip and role is Role.TEACHER
         try:
-            transceivers = [add_slot(pc, item.spec) for item in offered]
+            transceivers = [add_slot(pc, item.spec, ingest=participant.ingest) for item in offered]
             for item, transceiver in zip(offered, transceivers, strict=True):
                 if item.spec.direction == "recvonly":
                     sending.add(self._outgoing(participant, item.spec.slot, transceiver))
@@ -170,6 +171,10 @@ class Relay:
         if self._settings.announced_address:
             answer_sdp = announce(answer_sdp, self._settings.announced_address)
         return answer_sdp
+
+    def has_peer(self, lesson_id: str, participant_id: str) -> bool:
+        lesson = self._lessons.get(lesson_id)
+        return lesson is not None and participant_id in lesson.participants
 
     async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:
         lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))

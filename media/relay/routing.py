@@ -3,7 +3,9 @@
 The teacher's camera, microphone and screen feed every participant's lesson
 slots; the classroom on stage feeds everyone's stage slots but its own; the
 mosaic of the classrooms not on stage feeds the teacher's. The latest teacher to
-join is the one whose media the lesson carries.
+join is the one whose media the lesson carries; while a WHIP publisher (an
+encoder such as OBS) publishes, its camera and microphone are the teacher's, and
+the slides stay with the teacher's page.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from classroom.roles import Role
 from media.pipeline.fanout import Publisher
+from media.pipeline.ladder import Ladder
 from media.recorder.recorder import Sources
 from media.relay.sending import Source
 from media.relay.session import Lesson, Participant
@@ -25,21 +28,36 @@ FROM_TEACHER = {
 }
 FROM_STAGE = {Slot.STAGE_VIDEO: Slot.CAMERA, Slot.STAGE_AUDIO: Slot.MICROPHONE}
 
-# The teacher whose media the lesson carries, and the classroom on stage.
-LessonSources = tuple[Participant | None, Participant | None]
+# Who feeds the teacher's slots (a WHIP publisher first, then the teacher's page),
+# and the classroom on stage.
+LessonSources = tuple[tuple[Participant, ...], Participant | None]
 
 
 def lesson_sources(lesson: Lesson) -> LessonSources:
-    """The teacher whose media the lesson carries, and the classroom on stage.
+    """Who feeds the teacher's slots, first first, and the classroom on stage.
 
     Found once per lesson and passed to `source_for` for each slot: found per slot,
     they made every allocation tick cost the square of the classrooms."""
-    teachers = [p for p in lesson.participants.values() if p.role is Role.TEACHER]
-    teacher = max(teachers, key=lambda p: p.joined_at) if teachers else None
+    teachers: list[Participant] = []
+    for ingest in (True, False):
+        mine = [
+            p for p in lesson.participants.values() if p.role is Role.TEACHER and p.ingest is ingest
+        ]
+        if mine:
+            teachers.append(max(mine, key=lambda p: p.joined_at))
     stage = lesson.participants.get(lesson.stage) if lesson.stage else None
     if stage is not None and stage.role is not Role.CLASSROOM:
         stage = None
-    return teacher, stage
+    return tuple(teachers), stage
+
+
+def _teachers(teachers: tuple[Participant, ...], slot: Slot) -> Ladder | None:
+    """The ladder of the first of `teachers` that sends `slot`."""
+    for teacher in teachers:
+        ladder = teacher.ladders.get(slot)
+        if ladder is not None:
+            return ladder
+    return None
 
 
 def source_for(
@@ -48,9 +66,9 @@ def source_for(
     """The source that feeds `participant`'s outgoing `slot` now, if any."""
     if slot is Slot.CLASSROOMS:
         return lesson.mosaic
-    teacher, stage = sources
-    if slot in FROM_TEACHER and teacher is not None:
-        return teacher.ladders.get(FROM_TEACHER[slot])
+    teachers, stage = sources
+    if slot in FROM_TEACHER:
+        return _teachers(teachers, FROM_TEACHER[slot])
     if slot in FROM_STAGE and stage is not None and stage is not participant:
         return stage.ladders.get(FROM_STAGE[slot])
     return None
@@ -69,18 +87,20 @@ def slot_sources(
 def recorded_sources(lesson: Lesson) -> Sources:
     """The top layer of each source the recorder keeps: the teacher's camera,
     microphone and screen, and the stage classroom's camera and microphone."""
-    teacher, stage = lesson_sources(lesson)
+    teachers, stage = lesson_sources(lesson)
 
-    def top(who: Participant | None, slot: Slot) -> Publisher | None:
-        ladder = None if who is None else who.ladders.get(slot)
+    def top(ladder: Ladder | None) -> Publisher | None:
         return None if ladder is None else ladder.layers[0]
 
+    def staged(slot: Slot) -> Ladder | None:
+        return None if stage is None else stage.ladders.get(slot)
+
     return Sources(
-        camera=top(teacher, Slot.CAMERA),
-        audio=top(teacher, Slot.MICROPHONE),
-        slides=top(teacher, Slot.SCREEN),
-        stage_video=top(stage, Slot.CAMERA),
-        stage_audio=top(stage, Slot.MICROPHONE),
+        camera=top(_teachers(teachers, Slot.CAMERA)),
+        audio=top(_teachers(teachers, Slot.MICROPHONE)),
+        slides=top(_teachers(teachers, Slot.SCREEN)),
+        stage_video=top(staged(Slot.CAMERA)),
+        stage_audio=top(staged(Slot.MICROPHONE)),
         stage_id=None if stage is None else stage.participant_id,
     )
 

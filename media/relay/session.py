@@ -28,6 +28,9 @@ class Participant:
     # What we send it.
     sending: SendingSide
     joined_at: float = 0.0
+    # A WHIP publisher (RFC 9725): its camera and microphone are the lesson's
+    # teacher's while it publishes, whatever the teacher's page sends.
+    ingest: bool = False
 
     @property
     def name(self) -> str:

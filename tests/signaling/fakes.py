@@ -15,6 +15,8 @@ class FakeMedia:
     def __init__(self) -> None:
         self.calls: list[tuple[object, ...]] = []
         self.closed = False
+        # Who has a peer connection now (has_peer).
+        self.peers: set[tuple[str, str]] = set()
         self._reports: asyncio.Queue[LinkReport] | None = None
 
     def _queue(self) -> asyncio.Queue[LinkReport]:
@@ -24,21 +26,27 @@ class FakeMedia:
         return self._reports
 
     async def negotiate(
-        self, lesson_id: str, participant_id: str, role: Role, offer_sdp: str
+        self, lesson_id: str, participant_id: str, role: Role, offer_sdp: str, *, whip: bool = False
     ) -> str:
         if not offer_sdp.startswith("v=0"):
             raise MediaError("the offer is not an SDP session description")
         self.calls.append(("negotiate", lesson_id, participant_id, str(role)))
+        self.peers.add((lesson_id, participant_id))
         return ANSWER_SDP
+
+    def has_peer(self, lesson_id: str, participant_id: str) -> bool:
+        return (lesson_id, participant_id) in self.peers
 
     async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:
         self.calls.append(("set_stage", lesson_id, classroom_id))
 
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
         self.calls.append(("disconnect", lesson_id, participant_id))
+        self.peers.discard((lesson_id, participant_id))
 
     async def end_lesson(self, lesson_id: str) -> None:
         self.calls.append(("end_lesson", lesson_id))
+        self.peers = {p for p in self.peers if p[0] != lesson_id}
 
     async def link_reports(self) -> AsyncIterator[LinkReport]:
         queue = self._queue()
