@@ -573,7 +573,17 @@ async def measure(args: argparse.Namespace, client_ns: str, emulator_pid: int) -
     result["camera_after_connect_s"] = (
         round(first - connected / 1000, 2) if first is not None and connected else None
     )
-    (folder / "samples.json").write_text(json.dumps({"samples": watched.samples, "events": events}))
+    (folder / "samples.json").write_text(
+        json.dumps(
+            {
+                "samples": watched.samples,
+                "events": events,
+                # When each camera frame was decoded, in s of the page's clock.
+                "camera_frames_at": watched.frames_at,
+                "window": [watched.page_t0, watched.page_end],
+            }
+        )
+    )
     (folder / "loading.json").write_text(json.dumps(watched.loading, indent=1))
     result["artifacts"] = str(folder)
     return result

@@ -96,6 +96,19 @@ def _http(method: str, url: str, body: Any = None, token: str | None = None) -> 
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """End a process started in its own group: SIGTERM (a graceful shutdown), then
+    SIGKILL if it lingers; by its PID only."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 @dataclass
 class Server:
     """A `classroom serve` process on a port and a data folder of its own."""
@@ -150,14 +163,8 @@ class Server:
     def stop(self) -> None:
         """SIGTERM (a graceful shutdown), then SIGKILL if it lingers; by PID only."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        if proc is not None:
+            stop_group(proc)
 
     def create_lesson(self, title: str, classrooms: list[str]) -> dict[str, Any]:
         status, body = _http(

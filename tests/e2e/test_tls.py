@@ -6,7 +6,6 @@ as the printed instructions offer for a kiosk PC). Without the pin, the page is 
 from __future__ import annotations
 
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from signaling import tls
-from tests.e2e.conftest import ADMIN_KEY, CHROMIUM, CHROMIUM_ARGS, REPO, _free_port
+from tests.e2e.conftest import ADMIN_KEY, CHROMIUM, CHROMIUM_ARGS, REPO, _free_port, stop_group
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -87,13 +86,7 @@ def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
             time.sleep(0.2)
         yield TlsServer(port, files)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_group(proc)
 
 
 def launch(p: Any, profile: Path, extra: list[str]) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import httpx
 import pytest
 
 from media.synthetic import MovingPicture, Tone
-from tests.e2e.conftest import ADMIN_KEY, CHROMIUM, CHROMIUM_ARGS, REPO
+from tests.e2e.conftest import ADMIN_KEY, CHROMIUM, CHROMIUM_ARGS, REPO, stop_group
 from tests.signaling.whip_client import Client
 
 pytestmark = [
@@ -88,16 +87,6 @@ def _free_port(host: str, kind: int = 1) -> int:
         return int(s.getsockname()[1])
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
 @pytest.fixture
 def turn_and_server(no_udp_namespace: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
     turn_port, http_port = _free_port(SERVER_IP), _free_port(SERVER_IP)
@@ -140,8 +129,8 @@ def turn_and_server(no_udp_namespace: str, tmp_path: Path) -> Iterator[tuple[str
             time.sleep(0.2)
         yield base, turn_port
     finally:
-        _stop(server)
-        _stop(coturn)
+        stop_group(server)
+        stop_group(coturn)
         log.close()
 
 

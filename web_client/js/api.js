@@ -16,8 +16,16 @@ export class ApiError extends Error {
 
 const REQUEST_TIMEOUT_MS = 15000;
 
-async function request(method, path, { body, token } = {}) {
-  const headers = { Accept: "application/json" };
+/**
+ * One call of the API. The browser sends the admin's HttpOnly session cookie by itself
+ * (same origin); `token` goes as a Bearer token. Errors come back as ApiError with the
+ * server's own code and words.
+ * @param {string} method
+ * @param {string} path
+ * @param {{body?: any, token?: string, as?: "json"|"blob"}} [options]
+ */
+export async function request(method, path, { body, token, as = "json" } = {}) {
+  const headers = { Accept: as === "json" ? "application/json" : "*/*" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   const controller = new AbortController();
@@ -27,6 +35,7 @@ async function request(method, path, { body, token } = {}) {
     response = await fetch(path, {
       method,
       headers,
+      credentials: "same-origin",
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: controller.signal,
     });
@@ -35,6 +44,7 @@ async function request(method, path, { body, token } = {}) {
   } finally {
     clearTimeout(timer);
   }
+  if (response.ok && as === "blob") return response.blob();
   let data = null;
   try { data = await response.json(); } catch (_) { /* empty or not JSON */ }
   if (!response.ok) {
