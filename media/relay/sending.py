@@ -76,11 +76,13 @@ RED_EXTRA_KBPS = 30.0
 # The cameras get FEC (media.wire.ulpfec) while the round trip is this long: a
 # resend then takes 0.7 s or more, which the picture shows as a stall; off again
 # below FEC_OFF_RTT_MS. What FEC adds to a layer's cost: one packet in three or
-# four, a little more for its headers (media.adapter.sender.FEC_PACKETS_PER).
+# four (media.adapter.sender.FEC_PACKETS_PER), each as long as the longest it
+# covers, and its headers: counted as half again, so that the link is not filled
+# past what the estimate allows and the sound kept waiting behind it.
 FEC_SLOTS = frozenset({Slot.TEACHER_CAMERA, Slot.STAGE_VIDEO})
 FEC_MIN_RTT_MS = 300.0
 FEC_OFF_RTT_MS = 200.0
-FEC_EXTRA = 0.4
+FEC_EXTRA = 0.5
 
 
 @dataclass
