@@ -193,6 +193,8 @@ class Node:
                 answer = await future
         except TimeoutError:
             raise NodeGone(f"node {node_id} did not answer {kind}") from None
+        except (RedisError, OSError) as exc:
+            raise NodeGone(f"Redis did not take {kind} for node {node_id}: {exc}") from None
         finally:
             self._pending.pop(ref, None)
         if "error" in answer:
