@@ -243,6 +243,8 @@ async def test_a_rejoin_with_since_on_the_other_node_gets_what_it_missed(
             rejoined = await village.until("participant_joined")
             assert rejoined["event"]["seq"] == seen + 3
             await teacher.until("participant_joined")
+        # Its connection on B closed: the lesson's node records that it left.
+        await _until(teacher, "participant_left", participant_id=room["id"])
 
 
 async def test_a_classroom_on_the_other_node_receives_the_teachers_camera(
