@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # System packages: Debian's Chromium for the browser tests, ffmpeg's ffprobe to
 # check recordings, iproute2 and nftables to emulate weak links in namespaces,
-# coturn for TURN.
+# coturn for TURN, redis-server for the nodes that share lessons.
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
@@ -19,6 +19,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
 # coturn for the test of a classroom behind a firewall that drops UDP (TURN over TCP).
 command -v turnserver >/dev/null || need+=(coturn)
+# redis-server for the test of two nodes sharing lessons (tests/signaling/test_cluster.py).
+command -v redis-server >/dev/null || need+=(redis-server)
 # The pages speak Chinese: without a CJK font the screenshots show boxes.
 fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -gt 0 ]; then

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -58,6 +59,9 @@ from signaling.tokens import TokenError, TokenIssuer
 from signaling.whip import Resources as WhipResources
 from signaling.whip import router as whip_router
 from signaling.ws import Connection, Services, StarletteTransport
+
+if TYPE_CHECKING:
+    from signaling.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +122,30 @@ def create_app(
         tokens = TokenIssuer(keys.token_secret(settings), settings.token_ttl_s, now)
         store = Store(settings.data_dir / DB_FILE)
         await store.open()
-        lessons = Lessons(store, LocalBus(), media, now, metrics)
+        cluster: Cluster | None = None
+        lessons: Lessons
+        if settings.redis_url:
+            from signaling import cluster as nodes  # redis is imported only for a cluster
+
+            cluster = await nodes.join(settings.redis_url, store, media, now, metrics)
+            lessons = cluster.lessons
+        else:
+            lessons = Lessons(store, LocalBus(), media, now, metrics)
         recordings = Recordings(settings.data_dir / "recordings", recorder, lessons, now)
         lessons.event_listeners.append(recordings.on_events)
         lessons.publish_listeners.append(recordings.published)
         links: asyncio.Task[None] | None = None
         try:
-            await recordings.load()
+            # A recording left "recording" is another running node's, not a dead one's.
+            if cluster is None or await cluster.alone():
+                await recordings.load()
             await lessons.load()
             app.state.district = await District.open(store.db, now, settings.time_zone)
             services = Services(lessons, tokens, media, metrics, settings, now, limits)
+            if cluster is not None:
+                services = dataclasses.replace(
+                    services, media=cluster.media, viewer_numbers=cluster.viewer_numbers()
+                )
             app.state.runtime = Runtime(store, lessons, tokens, admin_key, services, recordings)
             app.state.admin_sessions = AdminSessions(admin_key, keys.token_secret(settings), now)
             app.state.attendance = AttendanceDeps(
@@ -142,6 +160,8 @@ def create_app(
                 links.cancel()
                 await asyncio.gather(links, return_exceptions=True)
             try:
+                if cluster is not None:
+                    await cluster.close()
                 await media.close()
             finally:
                 await store.close()

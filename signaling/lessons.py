@@ -214,6 +214,11 @@ class Lessons:
     def live(self, lesson_id: str) -> Lesson | None:
         return self._live.get(lesson_id)
 
+    async def joinable(self, lesson_id: str) -> Lesson | None:
+        """The running lesson a connection may join (on a node of several, one held by
+        another node: signaling.cluster.lessons)."""
+        return self.live(lesson_id)
+
     async def get(self, lesson_id: str) -> Lesson | None:
         """A lesson that is running, or one that ended (read back from the store)."""
         lesson = self._live.get(lesson_id)

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
+    # Redis shared by several nodes that serve the same lessons (signaling.cluster), as
+    # "redis://host:6379/0"; unset, the server is one process with its in-process bus.
+    redis_url: str | None = None
+
     # Per-connection outbox: messages waiting to be written to a slow client. A client
     # whose outbox fills is dropped ("too_slow") so that memory stays bounded.
     outbox_size: int = Field(default=256, ge=4)

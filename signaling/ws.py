@@ -330,7 +330,7 @@ class Connection:
             self._refuse(exc.code, exc.message)
             return False
         lessons = self._s.lessons
-        lesson = lessons.live(claims.lesson_id)
+        lesson = await lessons.joinable(claims.lesson_id)
         if lesson is None:
             if await lessons.get(claims.lesson_id) is not None:
                 self._refuse("lesson_ended", "the lesson has ended")
@@ -366,6 +366,11 @@ class Connection:
         except LessonOver:
             self._claims = None
             self._refuse("lesson_ended", "the lesson has ended")
+            return False
+        except DomainError as exc:
+            # The lesson's node does not answer (signaling.cluster): said, not a failure.
+            self._claims = None
+            self._refuse(exc.code, exc.message)
             return False
         return True
 
