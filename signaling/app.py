@@ -32,6 +32,9 @@ from media.gateway import MediaGateway
 from signaling import keys
 from signaling.auth import CredentialGuard, bearer, client_address, is_admin_key
 from signaling.bus import LocalBus
+from signaling.courseware import UPLOAD_PATH, CoursewareDeps
+from signaling.courseware import router as courseware_router
+from signaling.decks import DeckLimits, Decks
 from signaling.district import District
 from signaling.errors import ApiError, install_handlers
 from signaling.http_guards import (
@@ -139,7 +142,7 @@ def create_app(
     app.state.metrics = metrics
     # The last added is the outermost: the security headers go on every answer, the
     # body limit's own 413 included.
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, own_limit=UPLOAD_PATH.match)
     csp = content_security_policy(inline_script_hashes(settings.web_client_dir))
     app.add_middleware(SecurityHeaders, csp=csp)
 
@@ -298,6 +301,16 @@ def create_app(
         )
     )
     app.include_router(schools_router(_schools_deps, settings.base_url))
+    deck_limits = DeckLimits(
+        max_bytes=settings.deck_max_mb * 1024 * 1024, max_pages=settings.deck_max_pages
+    )
+    decks = Decks(settings.data_dir / "decks", deck_limits)
+
+    def courseware_deps(request: Request) -> CoursewareDeps:
+        rt = _runtime(request)
+        return CoursewareDeps(rt.lessons, decks, rt.tokens, rt.admin_key)
+
+    app.include_router(courseware_router(courseware_deps, limits, now))
     _serve_web_client(app, settings.web_client_dir)
     return app
 

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # (transport-cc), where it offers it; off, from its REMB and receiver reports.
     transport_cc: bool = True
 
+    # Courseware (signaling.decks): the largest deck file taken, and its most pages.
+    deck_max_mb: int = Field(default=50, ge=1, le=1024)
+    deck_max_pages: int = Field(default=300, ge=1, le=300)
+
     @field_validator("ice_host_addresses", "stun_urls", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
