@@ -33,6 +33,7 @@ MAX_ASPECT = 4.0
 MAX_IMAGE_PIXELS = 100_000_000
 THUMB_WIDTH = 320
 JPEG_QUALITY = 85
+PNG_TRY_JPEG_BYTES = 250_000
 
 
 class Refused(Exception):
@@ -96,17 +97,13 @@ def render(source: Path, out: Path, kind: str, width: int, max_pages: int) -> li
         except Exception:
             why = f"page {number + 1} cannot be drawn: {_BROKEN[kind]}"
             raise Refused("broken_file", why) from None
-        # Text and drawings are smaller as PNG, photographs as JPEG: keep the smaller.
-        png = pix.tobytes("png")
-        jpeg = pix.tobytes("jpeg", jpg_quality=JPEG_QUALITY)
-        name, body = (
-            (f"p{number + 1:03d}.png", png)
-            if len(png) <= len(jpeg)
-            else (
-                f"p{number + 1:03d}.jpg",
-                jpeg,
-            )
-        )
+        # Text and drawings are sharp and small as PNG; a page that is large as PNG is a
+        # photograph, smaller as JPEG (tried only then: encoding costs as much as drawing).
+        name, body = f"p{number + 1:03d}.png", pix.tobytes("png")
+        if len(body) > PNG_TRY_JPEG_BYTES:
+            jpeg = pix.tobytes("jpeg", jpg_quality=JPEG_QUALITY)
+            if len(jpeg) < len(body):
+                name, body = f"p{number + 1:03d}.jpg", jpeg
         (out / name).write_bytes(body)
         thumb = f"t{number + 1:03d}.jpg"
         (out / thumb).write_bytes(small.tobytes("jpeg", jpg_quality=JPEG_QUALITY))
