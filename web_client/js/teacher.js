@@ -5,6 +5,7 @@ import { LessonPage } from "./lesson_page.js";
 import { openCameraAndMicrophone } from "./media.js";
 import { classrooms, nameOf, deliveryLevel, recordedSeconds } from "./lesson_state.js";
 import { t } from "./i18n.js";
+import { wireDeck, renderDeck } from "./teacher_deck.js";
 import { h, byTestId, attachTrack, formatWait, formatClock, mediaErrorReason, reconcile, cameraProblem } from "./ui.js";
 
 /** Latest `link` report per classroom (docs/protocol.md: sent to the teacher). */
@@ -67,6 +68,7 @@ function lessonNow() {
 
 if (page.token) {
   wire();
+  wireDeck(page);
   startCamera();
   // Waiting times and the recording's clock move every second.
   setInterval(() => {
@@ -164,6 +166,7 @@ function render(p) {
   renderClassrooms(p);
   renderMosaic(p);
   renderChat(p);
+  renderDeck(p);
 }
 
 // The mosaic's geometry, as media/mosaic.py draws it.
