@@ -32,7 +32,7 @@ from media.gateway import MediaGateway
 from signaling import keys
 from signaling.auth import CredentialGuard, bearer, client_address, is_admin_key
 from signaling.bus import LocalBus
-from signaling.courseware import UPLOAD_PATH, CoursewareDeps
+from signaling.courseware import UPLOAD_PATH, CoursewareDeps, attach_entry_deck
 from signaling.courseware import router as courseware_router
 from signaling.decks import DeckLimits, Decks
 from signaling.district import District
@@ -305,10 +305,13 @@ def create_app(
         max_bytes=settings.deck_max_mb * 1024 * 1024, max_pages=settings.deck_max_pages
     )
     decks = Decks(settings.data_dir / "decks", deck_limits)
+    app.state.decks = decks
 
     def courseware_deps(request: Request) -> CoursewareDeps:
         rt = _runtime(request)
-        return CoursewareDeps(rt.lessons, decks, rt.tokens, rt.admin_key)
+        district: District = request.app.state.district
+        entries = district.directory.entries
+        return CoursewareDeps(rt.lessons, decks, rt.tokens, rt.admin_key, entries.__contains__)
 
     app.include_router(courseware_router(courseware_deps, limits, now))
     _serve_web_client(app, settings.web_client_dir)
@@ -317,7 +320,12 @@ def create_app(
 
 def _schools_deps(request: Request) -> SchoolsDeps:
     rt = _runtime(request)
-    return SchoolsDeps(request.app.state.district, rt.lessons, rt.tokens, rt.admin_key)
+    decks: Decks = request.app.state.decks
+
+    async def on_held(entry_id: str, lesson_id: str) -> None:
+        await attach_entry_deck(decks, rt.lessons, entry_id, lesson_id)
+
+    return SchoolsDeps(request.app.state.district, rt.lessons, rt.tokens, rt.admin_key, on_held)
 
 
 async def _follow_links(media: MediaGateway, lessons: Lessons) -> None:

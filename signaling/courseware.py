@@ -29,7 +29,7 @@ from signaling.limits import Limits
 from signaling.tokens import TokenError, TokenIssuer
 
 # The upload's own path: the app's 64 KiB body limit leaves it to the deck's limit.
-UPLOAD_PATH = re.compile(r"^/api/lessons/[^/]+/deck$")
+UPLOAD_PATH = re.compile(r"^/api/(lessons|timetable)/[^/]+/deck$")
 _NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
@@ -39,6 +39,8 @@ class CoursewareDeps:
     decks: Decks
     tokens: TokenIssuer
     admin_key: str
+    # Whether a timetable entry of that id exists (signaling.district).
+    entry_exists: Callable[[str], bool]
 
 
 def router(
@@ -83,18 +85,9 @@ def router(
             raise ApiError(404, "not_found", "there is no such lesson")
         if d.lessons.live(lesson_id) is None:
             raise ApiError(409, "lesson_ended", "the lesson has ended")
-        name = " ".join(_NAME.sub(" ", name).split())[:200] or "deck.pdf"
-        declared = request.headers.get("content-length", "")
-        try:
-            deck = await d.decks.receive(
-                request.stream(), name, int(declared) if declared.isdigit() else None
-            )
-        except DeckRefused as exc:
-            if exc.status == 413:
-                # The rest of the body is not wanted: close rather than read it to the end.
-                body = {"code": exc.code, "message": exc.message}
-                return JSONResponse(body, status_code=413, headers={"Connection": "close"})
-            raise ApiError(exc.status, exc.code, exc.message) from None
+        deck = await receive(request, d, name)
+        if isinstance(deck, JSONResponse):
+            return deck
         by = ADMIN if role == ADMIN else "teacher"
         try:
             await d.lessons.execute(lesson_id, _attach(deck), by)
@@ -107,14 +100,27 @@ def router(
             if exc.code != "invalid_transition":
                 raise ApiError(422, exc.code, exc.message) from None
         attached.add((lesson_id, deck.deck_id))
-        return {
-            "lesson_id": lesson_id,
-            "id": deck.deck_id,
-            "name": deck.name,
-            "pages": len(deck.pages),
-            "width": deck.width,
-            "height": deck.height,
-        }
+        return {"lesson_id": lesson_id, **_describe(deck)}
+
+    @api.post("/api/timetable/{entry_id}/deck", status_code=201, response_model=None)
+    async def upload_for_entry(
+        entry_id: str, request: Request, name: str = "deck.pdf"
+    ) -> dict[str, object] | JSONResponse:
+        """A deck for every lesson of a timetable entry: attached to each as it starts."""
+        d = deps(request)
+        credential = bearer(request)
+        guard = CredentialGuard(limits.wrong_credentials, client_address(request), now)
+        guard.check()
+        if not is_admin_key(credential, d.admin_key):
+            guard.wrong()
+            raise ApiError(403, "not_allowed", "this needs the admin key")
+        if not d.entry_exists(entry_id):
+            raise ApiError(404, "not_found", "there is no such timetable entry")
+        received = await receive(request, d, name)
+        if isinstance(received, JSONResponse):
+            return received
+        d.decks.set_entry_deck(entry_id, received.deck_id)
+        return {"entry_id": entry_id, **_describe(received)}
 
     async def page_file(
         request: Request, lesson_id: str, deck_id: str, page: str, thumb: bool
@@ -148,6 +154,39 @@ def router(
         return await page_file(request, lesson_id, deck_id, page, thumb=True)
 
     return api
+
+
+async def receive(request: Request, d: CoursewareDeps, name: str) -> StoredDeck | JSONResponse:
+    """The request's body as a stored deck, or the refusal to answer with."""
+    name = " ".join(_NAME.sub(" ", name).split())[:200] or "deck.pdf"
+    declared = request.headers.get("content-length", "")
+    try:
+        return await d.decks.receive(
+            request.stream(), name, int(declared) if declared.isdigit() else None
+        )
+    except DeckRefused as exc:
+        if exc.status == 413:
+            # The rest of the body is not wanted: close rather than read it to the end.
+            body = {"code": exc.code, "message": exc.message}
+            return JSONResponse(body, status_code=413, headers={"Connection": "close"})
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+def _describe(deck: StoredDeck) -> dict[str, object]:
+    return {
+        "id": deck.deck_id,
+        "name": deck.name,
+        "pages": len(deck.pages),
+        "width": deck.width,
+        "height": deck.height,
+    }
+
+
+async def attach_entry_deck(decks: Decks, lessons: Lessons, entry_id: str, lesson_id: str) -> None:
+    """A timetable entry's lesson was created: its deck goes with it, before class."""
+    deck = decks.entry_deck(entry_id)
+    if deck is not None:
+        await lessons.execute(lesson_id, _attach(deck), ADMIN)
 
 
 def _attach(deck: StoredDeck) -> c.AttachDeck:

@@ -8,7 +8,9 @@ Under `<data-dir>/decks/`:
 - `<sha256>/p001.png` (or `.jpg`), `t001.jpg`, …: the pages at the projector's width
   and their thumbnails;
 - `.incoming/<random>/`: an upload being received and rendered; removed whatever
-  happens, so that a refused file leaves nothing behind.
+  happens, so that a refused file leaves nothing behind;
+- `entries/<entry id>.json`: `{"deck_id"}`, the deck of a timetable entry, attached to
+  each of its lessons as it is started.
 
 The uploaded file itself is not kept: only the images rendered from it are served.
 Rendering runs in a separate process with limits (signaling.deck_render); a refusal
@@ -114,6 +116,23 @@ class Decks:
         if deck is None or not 1 <= page <= len(deck.pages):
             return None
         return self.root / deck_id / str(deck.pages[page - 1]["thumb" if thumb else "file"])
+
+    def set_entry_deck(self, entry_id: str, deck_id: str) -> None:
+        folder = self.root / "entries"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{entry_id}.json"
+        tmp.write_text(json.dumps({"deck_id": deck_id}), encoding="utf-8")
+        os.replace(tmp, folder / f"{entry_id}.json")
+
+    def entry_deck(self, entry_id: str) -> StoredDeck | None:
+        if not entry_id.isalnum():
+            return None
+        try:
+            path = self.root / "entries" / f"{entry_id}.json"
+            deck_id = json.loads(path.read_text(encoding="utf-8"))["deck_id"]
+        except (OSError, ValueError, KeyError):
+            return None
+        return self.get(str(deck_id))
 
     async def receive(
         self, body: AsyncIterator[bytes], name: str, declared: int | None

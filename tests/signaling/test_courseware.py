@@ -326,3 +326,37 @@ async def test_an_ended_lesson_takes_no_deck_and_replays_its_chapters(small: Run
     assert r.status_code == 200
     r = await upload(small, lesson["id"], pdf(1))
     assert (r.status_code, r.json()["code"]) == (409, "lesson_ended")
+
+
+async def test_a_timetable_entry_s_deck_goes_with_each_of_its_lessons(
+    small: Running, clock: Clock
+) -> None:
+    from tests.signaling.test_schools import at, district, weekly
+
+    at(clock, "2023-11-15T08:00:00")
+    w = await district(small)
+    entry = await weekly(small, w)
+    path = f"/api/timetable/{entry['id']}/deck"
+    r = await small.http.post(
+        path, params={"name": "第一单元.pdf"}, content=pdf(4), headers=ADMIN, timeout=60
+    )
+    assert r.status_code == 201, r.text
+    assert (r.json()["entry_id"], r.json()["pages"]) == (entry["id"], 4)
+    teacher = bearer(w["teacher"]["link"]["credential"])
+    assert (await small.http.post(path, content=pdf(1), headers=teacher)).status_code == 403
+    assert (
+        await small.http.post("/api/timetable/e0/deck", content=pdf(1), headers=ADMIN)
+    ).status_code == 404
+    # The lesson started from the timetable has the deck before anyone joins.
+    at(clock, "2023-11-20T08:50:00")
+    started = await small.http.post(
+        f"/api/timetable/{entry['id']}/occurrences/2023-11-20/start", headers=teacher
+    )
+    assert started.status_code == 200, started.text
+    deck = (await snapshot(small, started.json()["lesson_id"]))["deck"]
+    assert (deck["id"], deck["name"], deck["pages"], deck["page"]) == (
+        r.json()["id"],
+        "第一单元.pdf",
+        4,
+        1,
+    )
