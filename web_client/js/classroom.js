@@ -87,6 +87,8 @@ function renderDeck(p) {
       lessonId: view.id,
       token: p.token,
       onProgress: (ready, total) => store.deck && reporter.update(store.deck.id, ready, total),
+      // Before class the link is the pre-sync's; during the lesson it is paced.
+      live: () => !!(p.view && p.view.state === "live"),
     });
     deck = { store, reporter, frame: new DeckFrame(byTestId("deck-view")) };
     window.__deck = deck;

@@ -72,12 +72,17 @@ async function fetchResumable(url, token, priority, isCancelled) {
  */
 export class DeckStore {
   /**
-   * @param {{lessonId: string, token: string, onProgress?: (ready: number, total: number) => void}} options
+   * @param {{lessonId: string, token: string, onProgress?: (ready: number, total: number) => void,
+   *   live?: () => boolean}} options
+   *   `live`: whether the lesson's sound and pictures share the link now; then the pre-sync
+   *   leaves the link idle twice as long as each page took, so that it takes at most a
+   *   third of it (on 256 kbit/s a page fetched at full speed pushed the camera off).
    */
-  constructor({ lessonId, token, onProgress }) {
+  constructor({ lessonId, token, onProgress, live }) {
     this.lessonId = lessonId;
     this.token = token;
     this.onProgress = onProgress || (() => {});
+    this.live = live || (() => false);
     this.deck = null;
     /** @type {Map<number, string>} object URLs of the pages held */
     this.urls = new Map();
@@ -151,7 +156,9 @@ export class DeckStore {
       const next = this._nextMissing();
       if (next === null) break;
       try {
+        const began = performance.now();
         await this.url(next, "low");
+        if (this.live()) await sleep(2 * (performance.now() - began));
       } catch {
         if (generation !== this._generation) return;
         await sleep(3000);
@@ -248,23 +255,28 @@ export class DeckFrame {
     }
     this.host.hidden = false;
     const aspect = state.width / state.height;
-    if (aspect !== this.aspect) {
+    if (aspect !== this.aspect || !this.svg.hasAttribute("viewBox")) {
       this.aspect = aspect;
       this.svg.setAttribute("viewBox", `0 0 ${state.width} ${state.height}`);
     }
     this.fit();
-    this.svg.setAttribute("viewBox", `0 0 ${state.width} ${state.height}`);
     const key = `${state.id}/${state.page}`;
     if (key !== this.wantedKey) {
       this.wantedKey = key;
       const page = state.page;
       urlOf(page).then(async (url) => {
         if (this.wantedKey !== key) return;
+        // Decoded before it replaces the page shown: no blank flash on a turn.
         const next = new Image();
         next.src = url;
-        await next.decode().catch(() => {});
+        const decoded = await next.decode().then(() => true, () => false);
         if (this.wantedKey !== key) return;
         this.img.src = url;
+        if (!decoded) {
+          this.frame.dataset.failed = String(page);
+          return;
+        }
+        delete this.frame.dataset.failed;
         this.frame.dataset.page = String(page);
         if (!this.shownAt[key]) this.shownAt[key] = Date.now();
       }, () => {});
