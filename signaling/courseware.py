@@ -58,10 +58,15 @@ def router(
         guard.check()
         if is_admin_key(credential, d.admin_key):
             return ADMIN
-        try:
-            return str(d.tokens.verify(credential, lesson_id).role)
-        except TokenError as exc:
-            error = exc
+        # In a URL (an <img src> of the replay) only a replay link: a participant's token
+        # never goes where access logs and browser histories keep it.
+        in_url = query and not request.headers.get("authorization")
+        error = TokenError("bad_token", "a page's URL carries a replay link only")
+        if not in_url:
+            try:
+                return str(d.tokens.verify(credential, lesson_id).role)
+            except TokenError as exc:
+                error = exc
         if query:
             try:
                 if d.tokens.replay_lesson(credential) == lesson_id:

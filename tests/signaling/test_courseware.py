@@ -360,3 +360,28 @@ async def test_a_timetable_entry_s_deck_goes_with_each_of_its_lessons(
         4,
         1,
     )
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+async def test_an_image_is_a_one_page_deck(small: Running, kind: str) -> None:
+    page = pymupdf.open(stream=pdf(1), filetype="pdf")[0]
+    image = page.get_pixmap(matrix=pymupdf.Matrix(2, 2)).tobytes(kind)
+    lesson = await create_lesson(small)
+    r = await upload(small, lesson["id"], image, name=f"黑板.{kind}")
+    assert r.status_code == 201, r.text
+    assert (r.json()["pages"], r.json()["width"], r.json()["height"]) == (1, 1920, 1080)
+
+
+async def test_a_replay_link_reads_its_lesson_s_pages_and_no_other(small: Running) -> None:
+    lesson, other = await create_lesson(small), await create_lesson(small)
+    deck = (await upload(small, lesson["id"], pdf(1))).json()
+    tokens = small.app.state.runtime.tokens
+    mine, _ = tokens.issue_replay("r1", lesson["id"], 600)
+    theirs, _ = tokens.issue_replay("r2", other["id"], 600)
+    url = f"/api/lessons/{lesson['id']}/decks/{deck['id']}/pages/1"
+    assert (await small.http.get(url, params={"access": mine})).status_code == 200
+    r = await small.http.get(url, params={"access": theirs})
+    assert (r.status_code, r.json()["code"]) == (403, "bad_token")
+    # A participant's token never goes in a URL: the header only.
+    teacher = lesson["teacher"]["token"]
+    assert (await small.http.get(url, params={"access": teacher})).status_code == 403
