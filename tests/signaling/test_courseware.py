@@ -385,3 +385,27 @@ async def test_a_replay_link_reads_its_lesson_s_pages_and_no_other(small: Runnin
     # A participant's token never goes in a URL: the header only.
     teacher = lesson["teacher"]["token"]
     assert (await small.http.get(url, params={"access": teacher})).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("limits", "words"),
+    [({"memory_mb": 80}, "too complex"), ({"timeout_s": 0.01}, "too long")],
+    ids=["out of memory", "out of time"],
+)
+async def test_a_renderer_stopped_by_its_limits_stores_nothing(
+    tmp_path: Path, limits: dict[str, Any], words: str
+) -> None:
+    """The renderer's own limits hold (here set too tight for any file): a clear refusal."""
+    from signaling.decks import DeckLimits, DeckRefused, Decks
+
+    decks = Decks(tmp_path / "decks", DeckLimits(**limits))
+    data = pdf(1)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield data
+
+    with pytest.raises(DeckRefused) as refused:
+        await decks.receive(body(), "x.pdf", None)
+    assert (refused.value.status, refused.value.code) == (422, "too_complex")
+    assert words in refused.value.message
+    assert [p.name for p in (tmp_path / "decks").rglob("*")] == [".incoming"]
