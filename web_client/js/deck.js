@@ -279,6 +279,14 @@ export class DeckFrame {
         delete this.frame.dataset.failed;
         this.frame.dataset.page = String(page);
         if (!this.shownAt[key]) this.shownAt[key] = Date.now();
+        // The next page decoded ahead: a turn forward is then a swap, even on a slow PC.
+        if (page < state.pages) {
+          urlOf(page + 1).then((nextUrl) => {
+            this.ahead = new Image();
+            this.ahead.src = nextUrl;
+            return this.ahead.decode();
+          }).catch(() => {});
+        }
       }, () => {});
     }
     const p = state.pointer;
