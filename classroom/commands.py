@@ -97,3 +97,52 @@ class ReportReception(Command):
     video: VideoCounters | None
     audio: AudioCounters | None
     pictures: tuple[tuple[str, Picture], ...] = ()
+
+
+@dataclass(frozen=True)
+class AttachDeck(Command):
+    """A deck rendered by the server (its id is its file's SHA-256) goes with the lesson;
+    attached before class, every classroom fetches it ahead of time."""
+
+    deck_id: str
+    name: str
+    pages: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class TurnPage(Command):
+    """Show page `page` (1..pages) of the deck; 0 puts the deck away."""
+
+    page: int
+
+
+@dataclass(frozen=True)
+class PointAt(Command):
+    """The laser pointer at (x, y), fractions of the page; None and None hide it."""
+
+    x: float | None
+    y: float | None
+
+
+@dataclass(frozen=True)
+class DrawInk(Command):
+    """One stroke of ink on the page shown, as the pen drew it."""
+
+    points: tuple[tuple[float, float], ...]
+    color: str = "red"
+
+
+@dataclass(frozen=True)
+class ClearInk(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class ReportCourseware(Command):
+    """A classroom's browser holds `ready` of the deck's `total` pages."""
+
+    deck_id: str
+    ready: int
+    total: int

@@ -217,3 +217,63 @@ class ReceptionReported(Event):
     video: dict[str, Any] | None
     audio: dict[str, Any] | None
     pictures: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeckAttached(Event):
+    """A deck goes with the lesson (classroom.courseware); its page 1 is shown."""
+
+    kind: ClassVar[str] = "deck_attached"
+    deck_id: str
+    name: str
+    pages: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageTurned(Event):
+    """`page` of the deck is shown (0: the deck is put away); its ink and the pointer
+    go with the page that was shown."""
+
+    kind: ClassVar[str] = "page_turned"
+    deck_id: str
+    page: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointerMoved(Event):
+    """The laser pointer, in fractions of the page; `x` and `y` null: hidden."""
+
+    kind: ClassVar[str] = "pointer_moved"
+    deck_id: str
+    page: int
+    x: float | None
+    y: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class InkDrawn(Event):
+    kind: ClassVar[str] = "ink_drawn"
+    deck_id: str
+    page: int
+    color: str
+    points: list[list[float]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class InkCleared(Event):
+    kind: ClassVar[str] = "ink_cleared"
+    deck_id: str
+    page: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoursewareReported(Event):
+    """A classroom's browser holds `ready` of the deck's `total` pages."""
+
+    kind: ClassVar[str] = "courseware_reported"
+    participant_id: str
+    deck_id: str
+    ready: int
+    total: int

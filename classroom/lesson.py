@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from classroom import commands as c
+from classroom import courseware
 from classroom import events as e
 from classroom.errors import InvalidCommand, InvalidTransition, NotAllowed
 from classroom.reception import MAX_SESSION_ID, PICTURE_SLOTS, REPORT_INTERVAL_S
@@ -74,6 +75,9 @@ class Lesson:
     recording: RecordingState = RecordingState.OFF
     # Lesson time of each classroom's last kept reception report.
     reported_at: dict[str, float] = field(default_factory=dict)
+    # The deck attached (classroom.courseware) and how much of it each classroom holds.
+    deck: courseware.DeckState | None = None
+    courseware: dict[str, courseware.Readiness] = field(default_factory=dict)
     log: list[e.Event] = field(default_factory=list)
 
     # -- creation and replay ---------------------------------------------------------
@@ -208,6 +212,8 @@ class Lesson:
             "recording": None
             if self.recording_id is None
             else {"id": self.recording_id, "state": str(self.recording)},
+            "deck": None if self.deck is None else self.deck.to_dict(),
+            "courseware": {pid: r.to_dict() for pid, r in self.courseware.items()},
         }
 
     # -- deciding ------------------------------------------------------------------
@@ -309,6 +315,18 @@ class Lesson:
                 ]
             case c.ReportReception() as report:
                 return self._reception(by, report, at)
+            case c.AttachDeck() as attach:
+                return courseware.attach(self.deck, attach)
+            case c.TurnPage(page=page):
+                return courseware.turn(self.deck, page)
+            case c.PointAt(x=x, y=y):
+                return courseware.point(self.deck, x, y)
+            case c.DrawInk() as ink:
+                return courseware.draw(self.deck, ink)
+            case c.ClearInk():
+                return courseware.clear(self.deck)
+            case c.ReportCourseware() as ready:
+                return courseware.report(self.deck, self.courseware.get(by), by, ready)
         raise InvalidCommand(f"unknown command {type(command).__name__}")
 
     def _name(self, participant_id: str) -> str:
@@ -434,6 +452,14 @@ class Lesson:
                 self.recording = RecordingState.OFF
             case e.ReceptionReported(participant_id=pid):
                 self.reported_at[pid] = event.at
+            case e.DeckAttached():
+                # A new deck: what the classrooms held was the old one's.
+                self.deck = courseware.fold(self.deck, event)
+                self.courseware.clear()
+            case e.PageTurned() | e.PointerMoved() | e.InkDrawn() | e.InkCleared():
+                self.deck = courseware.fold(self.deck, event)
+            case e.CoursewareReported(participant_id=pid):
+                self.courseware[pid] = courseware.Readiness(event.deck_id, event.ready, event.total)
         self.log.append(event)
 
 
@@ -452,4 +478,10 @@ _VERBS = {
     "PauseRecording": "pause the recording",
     "ResumeRecording": "resume the recording",
     "ReportReception": "report what a classroom's browser received",
+    "AttachDeck": "attach a deck",
+    "TurnPage": "turn the deck's pages",
+    "PointAt": "point at the deck",
+    "DrawInk": "draw on the deck",
+    "ClearInk": "clear the ink",
+    "ReportCourseware": "report the courseware a classroom holds",
 }

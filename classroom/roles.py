@@ -34,15 +34,31 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             # Pausing the recording is the teacher's call (a private moment, a break).
             "PauseRecording",
             "ResumeRecording",
+            # The deck is the teacher's: attaching it, turning its pages, pointing, ink.
+            "AttachDeck",
+            "TurnPage",
+            "PointAt",
+            "DrawInk",
+            "ClearInk",
         }
     ),
     # Only a classroom's own browser knows what it received (freezes, sound gaps).
     Role.CLASSROOM: frozenset(
-        {"Join", "Leave", "RaiseHand", "LowerHand", "PostChat", "ReportReception"}
+        {
+            "Join",
+            "Leave",
+            "RaiseHand",
+            "LowerHand",
+            "PostChat",
+            "ReportReception",
+            # Only the classroom's browser knows which pages it holds.
+            "ReportCourseware",
+        }
     ),
     # Observers watch; they cannot speak, raise a hand or chat.
     Role.OBSERVER: frozenset({"Join", "Leave"}),
-    ADMIN: frozenset({"EndLesson"}),
+    # The school's admin may attach a deck before class, for the teacher.
+    ADMIN: frozenset({"EndLesson", "AttachDeck"}),
     SYSTEM: frozenset({"NoteDelivery", "StartRecording"}),
 }
 

@@ -18,6 +18,16 @@ seconds from the page's opening, and `camera_after_connect_s` from the moment it
 connection to the relay came up; `page_load_s` is when the page's load event ended,
 `page_fetched_kb` what it fetched for it (Resource Timing, headers included).
 
+`--deck` attaches a 20-page PDF (made with PyMuPDF) to the lesson, opens the classroom
+before class and waits until its page holds every page (`deck_presync_s`,
+`deck_presync_kb`: what the pre-sync took over the link), then the teacher starts, and
+the measurement runs with the teacher turning a page every
+`DECK_TURN_EVERY_S`: `deck_shown_p50_ms`/`deck_shown_p95_ms` from the turn sent to the
+page on the classroom's screen (its own copy, decoded), and `deck_bytes_per_turn`, the
+page_turned message as it crosses the link (JSON, WebSocket framing, TCP/IP headers).
+Without `--deck` nothing of this runs. With it, `camera_first_frame_s` and `page_load_s`
+count from the page's opening, before class.
+
 The last line printed is a JSON object. Needs root, iproute2 and Debian's chromium.
 """
 
@@ -117,6 +127,74 @@ PAGE_LOAD_JS = """
   };
 }
 """
+# --deck: how many pages, how often the teacher turns one, how long the pre-sync may take.
+DECK_PAGES = 20
+DECK_TURN_EVERY_S = 3.0
+DECK_PRESYNC_TIMEOUT_S = 180.0
+# A page_turned event on the wire besides its JSON: a WebSocket header (2 bytes from the
+# server, RFC 6455 5.2) and one TCP/IP segment's headers (IPv4 20 + TCP 20 + options 12).
+WS_AND_TCP_OVERHEAD = 2 + 52
+
+
+def make_deck(pages: int = DECK_PAGES) -> bytes:
+    """Slides as a teacher makes them: a title, a formula, a line of small text."""
+    import importlib
+
+    pymupdf: Any = importlib.import_module("pymupdf")  # no type hints
+    doc = pymupdf.open()
+    for n in range(1, pages + 1):
+        page = doc.new_page(width=960, height=540)
+        page.insert_text((60, 120), f"Page {n}", fontsize=72)
+        page.insert_text((60, 220), f"1/{n + 1} + 1/{n + 2} = ?", fontsize=40)
+        page.insert_text((60, 480), "the quick brown fox jumps over the lazy dog " * 2, fontsize=11)
+    data: bytes = doc.tobytes()
+    return data
+
+
+def upload_deck(base: str, lesson_id: str, admin_key: str) -> dict[str, Any]:
+    req = urllib.request.Request(
+        f"{base}/api/lessons/{lesson_id}/deck?name=bench.pdf", data=make_deck(), method="POST"
+    )
+    req.add_header("Authorization", f"Bearer {admin_key}")
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        deck: dict[str, Any] = json.loads(resp.read())
+    return deck
+
+
+DECK_FETCHED_JS = """
+() => performance.getEntriesByType("resource")
+  .filter((r) => r.name.includes("/decks/"))
+  .reduce((sum, r) => sum + (r.transferSize || r.encodedBodySize || 0), 0)
+"""
+
+
+async def presync(page: Any, pages: int) -> tuple[float, float]:
+    """Seconds until the classroom page holds every page of the deck, and the kB fetched."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < DECK_PRESYNC_TIMEOUT_S:
+        ready = await page.evaluate("() => window.__deck ? window.__deck.store.ready : 0")
+        if ready >= pages:
+            return time.monotonic() - t0, (await page.evaluate(DECK_FETCHED_JS)) / 1000
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"the deck was not pre-synced within {DECK_PRESYNC_TIMEOUT_S} s")
+
+
+async def turn_pages(teacher: Teacher, deck_id: str, sent: dict[int, float]) -> None:
+    """Turn a page every DECK_TURN_EVERY_S (wall clock: the page's Date.now() is the same)."""
+    page = 1
+    while True:
+        await asyncio.sleep(DECK_TURN_EVERY_S)
+        page = page % DECK_PAGES + 1
+        sent[page] = time.time() * 1000
+        assert teacher.ws is not None
+        await teacher.ws.send(json.dumps({"type": "turn_page", "page": page}))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
 # Gaps at least this long without a new camera frame count as a stall.
 STALL_S = 1.0
 
@@ -212,6 +290,10 @@ class Teacher:
     """A synthetic teacher over the real protocol; keeps the lesson's events with their times."""
 
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    # The open connection, for the page turns of --deck, and the size of each
+    # page_turned message received (the same text every classroom receives).
+    ws: Any = None
+    turn_bytes: list[int] = field(default_factory=list)
 
     async def run(self, ws_url: str, token: str, ready: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
@@ -226,6 +308,7 @@ class Teacher:
         )
         try:
             async with connect(ws_url, max_size=2**22) as ws:
+                self.ws = ws
                 await ws.send(json.dumps({"type": "join", "token": token, "protocol": 1}))
                 await ws.send(json.dumps({"type": "offer", "sdp": await peer.offer()}))
                 async for raw in ws:
@@ -235,6 +318,8 @@ class Teacher:
                         ready.set()
                     elif msg["type"] == "event":
                         self.events.append((time.monotonic(), msg["event"]))
+                        if msg["event"]["kind"] == "page_turned":
+                            self.turn_bytes.append(len(raw))
                     elif msg["type"] == "error":
                         raise RuntimeError(f"teacher refused: {msg}")
         finally:
@@ -520,6 +605,8 @@ async def measure(args: argparse.Namespace, client_ns: str, emulator_pid: int) -
     port = _free_port(SERVER_ADDR)
     events: list[tuple[float, dict[str, Any]]] = []
     classroom_id = ""
+    deck_result: dict[str, Any] = {}
+    sent: dict[int, float] = {}
     # The p2p anchor needs no relay; our server only gives both pages an origin.
     with _server("ours" if args.relay == "p2p" else args.relay, port, folder, admin_key) as base:
         async with async_playwright() as pw:
@@ -538,16 +625,37 @@ async def measure(args: argparse.Namespace, client_ns: str, emulator_pid: int) -
                     )
                     room = lesson["classrooms"][0]
                     classroom_id = room["id"]
+                    deck = upload_deck(base, lesson["id"], admin_key) if args.deck else None
                     teacher = Teacher()
                     ready = asyncio.Event()
                     ws_url = base.replace("http://", "ws://") + "/ws"
+                    # With a deck, the classroom opens before class and pre-syncs it;
+                    # the teacher starts once it holds every page.
+                    if deck is not None:
+                        await page.goto(f"{base}/classroom#token={room['token']}", timeout=60_000)
+                        deck_result["deck_presync_s"], deck_result["deck_presync_kb"] = (
+                            round(v, 1) for v in await presync(page, deck["pages"])
+                        )
                     teaching = asyncio.create_task(
                         teacher.run(ws_url, lesson["teacher"]["token"], ready)
                     )
                     try:
                         await asyncio.wait_for(ready.wait(), 30)
-                        await page.goto(f"{base}/classroom#token={room['token']}", timeout=60_000)
-                        watched = await watch(page, args.seconds, emulator_pid, folder)
+                        turning = None
+                        if deck is None:
+                            await page.goto(
+                                f"{base}/classroom#token={room['token']}", timeout=60_000
+                            )
+                        else:
+                            turning = asyncio.create_task(turn_pages(teacher, deck["id"], sent))
+                        try:
+                            watched = await watch(page, args.seconds, emulator_pid, folder)
+                        finally:
+                            if turning is not None:
+                                turning.cancel()
+                        if deck is not None:
+                            shown = await page.evaluate("() => window.__deck.frame.shownAt")
+                            deck_result.update(deck_figures(deck["id"], sent, shown, teacher))
                     finally:
                         teaching.cancel()
                         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -573,6 +681,7 @@ async def measure(args: argparse.Namespace, client_ns: str, emulator_pid: int) -
     result["camera_after_connect_s"] = (
         round(first - connected / 1000, 2) if first is not None and connected else None
     )
+    result.update(deck_result)
     (folder / "samples.json").write_text(
         json.dumps(
             {
@@ -589,12 +698,33 @@ async def measure(args: argparse.Namespace, client_ns: str, emulator_pid: int) -
     return result
 
 
+def deck_figures(
+    deck_id: str, sent: dict[int, float], shown: dict[str, float], teacher: Teacher
+) -> dict[str, Any]:
+    """Page shown after its turn (ms, p50/p95) and the turn's bytes on the link."""
+    latencies = [
+        shown[f"{deck_id}/{n}"] - at for n, at in sent.items() if f"{deck_id}/{n}" in shown
+    ]
+    out: dict[str, Any] = {"deck_turns": len(sent), "deck_turns_shown": len(latencies)}
+    if latencies:
+        out["deck_shown_p50_ms"] = round(percentile(latencies, 0.5))
+        out["deck_shown_p95_ms"] = round(percentile(latencies, 0.95))
+    if teacher.turn_bytes:
+        out["deck_bytes_per_turn"] = max(teacher.turn_bytes) + WS_AND_TCP_OVERHEAD
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
     parser.add_argument("--relay", choices=("ours", "naive", "p2p"), default="ours")
     parser.add_argument("--seconds", type=float)
+    parser.add_argument(
+        "--deck", action="store_true", help="attach a 20-page deck, pre-sync it, turn pages"
+    )
     args = parser.parse_args()
+    if args.deck and args.relay != "ours":
+        parser.error("--deck needs --relay ours (the others have no courseware)")
     if args.seconds is None:
         args.seconds = DEFAULT_SECONDS.get(args.profile, 40.0)
     inner = os.environ.get("WEAKLINK_INNER")
@@ -626,7 +756,7 @@ def main() -> None:
         env = {**os.environ, "WEAKLINK_INNER": f"{link['client_ns']},{emulator.pid}"}
         inner = ["ip", "netns", "exec", link["server_ns"], sys.executable, "-m"]
         inner += ["scripts.bench_weaklink", "--profile", args.profile, "--relay", args.relay]
-        inner += ["--seconds", str(args.seconds)]
+        inner += ["--seconds", str(args.seconds), *(["--deck"] if args.deck else [])]
         done = subprocess.run(
             inner, env=env, capture_output=True, text=True, timeout=args.seconds + 300
         )

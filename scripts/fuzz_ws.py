@@ -62,6 +62,11 @@ TEMPLATES: list[dict[str, Any]] = [
     {"type": "resume_recording"},
     {"type": "reception", "media_session": "a1b2c3", "video": VIDEO, "audio": AUDIO},
     {"type": "offer", "sdp": "v=0\r\n"},
+    {"type": "turn_page", "page": 2},
+    {"type": "point", "x": 0.5, "y": 0.25},
+    {"type": "ink", "points": [[0.1, 0.2], [0.3, 0.4]], "color": "red"},
+    {"type": "clear_ink"},
+    {"type": "courseware", "deck_id": "0" * 64, "ready": 3, "total": 20},
 ]
 # Rare: it ends the lesson for every worker, which then makes a new one.
 END_LESSON = {"type": "end_lesson"}

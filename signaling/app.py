@@ -37,6 +37,9 @@ from signaling.attendance import AttendanceDeps
 from signaling.attendance import router as attendance_router
 from signaling.auth import CredentialGuard, bearer, client_address, is_admin_key
 from signaling.bus import LocalBus
+from signaling.courseware import UPLOAD_PATH, CoursewareDeps, attach_entry_deck
+from signaling.courseware import router as courseware_router
+from signaling.decks import DeckLimits, Decks
 from signaling.district import District
 from signaling.errors import ApiError, install_handlers
 from signaling.http_guards import (
@@ -171,7 +174,7 @@ def create_app(
     # The last added is the outermost: the security headers go on every answer, the
     # body limit's own 413 included. The admin's session cookie is read innermost.
     app.add_middleware(AdminCookie, public_url=settings.base_url)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, own_limit=UPLOAD_PATH.match)
     packed = _pack_pages(settings.web_client_dir)
     hashes = inline_script_hashes(settings.web_client_dir)
     csp = content_security_policy(hashes + sorted(p.script_hash for p in packed.values()))
@@ -337,13 +340,31 @@ def create_app(
     )
     app.include_router(attendance_router(lambda r: r.app.state.attendance, limits, now))
     app.include_router(whip_router(lambda r: _runtime(r).services, WhipResources(), limits))
+    deck_limits = DeckLimits(
+        max_bytes=settings.deck_max_mb * 1024 * 1024, max_pages=settings.deck_max_pages
+    )
+    decks = Decks(settings.data_dir / "decks", deck_limits)
+    app.state.decks = decks
+
+    def courseware_deps(request: Request) -> CoursewareDeps:
+        rt = _runtime(request)
+        district: District = request.app.state.district
+        entries = district.directory.entries
+        return CoursewareDeps(rt.lessons, decks, rt.tokens, rt.admin_key, entries.__contains__)
+
+    app.include_router(courseware_router(courseware_deps, limits, now))
     _serve_web_client(app, settings.web_client_dir, packed)
     return app
 
 
 def _schools_deps(request: Request) -> SchoolsDeps:
     rt = _runtime(request)
-    return SchoolsDeps(request.app.state.district, rt.lessons, rt.tokens, rt.admin_key)
+    decks: Decks = request.app.state.decks
+
+    async def on_held(entry_id: str, lesson_id: str) -> None:
+        await attach_entry_deck(decks, rt.lessons, entry_id, lesson_id)
+
+    return SchoolsDeps(request.app.state.district, rt.lessons, rt.tokens, rt.admin_key, on_held)
 
 
 async def _follow_links(media: MediaGateway, lessons: Lessons) -> None:

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -92,12 +93,20 @@ class BodyLimit:
     Content-Length says so, else as soon as the bytes read pass it (a chunked body); the
     route then reads a disconnect, and whatever it answers is dropped."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = MAX_BODY_BYTES,
+        own_limit: Callable[[str], object] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Paths whose route streams its body and holds a limit of its own (a deck upload).
+        self.own_limit = own_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        own = self.own_limit is not None and self.own_limit(scope.get("path", ""))
+        if scope["type"] != "http" or own:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from classroom import commands as c
 from classroom.errors import DomainError, InvalidCommand, InvalidTransition
-from classroom.events import Event, ParticipantSpec, ReceptionReported
+from classroom.events import CoursewareReported, Event, ParticipantSpec, ReceptionReported
 from classroom.lesson import Lesson, LessonState
 from classroom.roles import SYSTEM, Role
 from media.gateway import LinkReport, MediaGateway
@@ -100,7 +100,9 @@ _WATCHERS = frozenset({str(Role.TEACHER), str(Role.OBSERVER)})
 
 
 def audience(event: Event) -> frozenset[str]:
-    return _WATCHERS if isinstance(event, ReceptionReported) else frozenset()
+    # A classroom's "courseware ready" is the teacher's business too, not the others'.
+    watched = isinstance(event, ReceptionReported | CoursewareReported)
+    return _WATCHERS if watched else frozenset()
 
 
 def event_envelope(event: Event) -> Envelope:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from classroom.courseware import MAX_DECK_PAGES, MAX_INK_POINTS
 from classroom.reception import MAX_COUNT, MAX_FPS, MAX_PIXELS, MAX_SECONDS, MAX_SESSION_ID
 
 PROTOCOL_VERSION = 1
@@ -143,6 +144,41 @@ class ReceptionMsg(_ClientMessage):
         return self
 
 
+# -- courseware: the teacher turns the deck's pages, points and draws; a classroom says
+# how much of the deck its browser holds (classroom.courseware checks the values).
+
+_Fraction = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class TurnPageMsg(_ClientMessage):
+    type: Literal["turn_page"]
+    page: int = Field(ge=0, le=MAX_DECK_PAGES, strict=True)
+
+
+class PointMsg(_ClientMessage):
+    type: Literal["point"]
+    # Fractions of the page from its top left; both null: the pointer is hidden.
+    x: _Fraction | None = None
+    y: _Fraction | None = None
+
+
+class InkMsg(_ClientMessage):
+    type: Literal["ink"]
+    points: list[tuple[_Fraction, _Fraction]] = Field(min_length=1, max_length=MAX_INK_POINTS)
+    color: str = Field(default="red", max_length=16)
+
+
+class ClearInkMsg(_ClientMessage):
+    type: Literal["clear_ink"]
+
+
+class CoursewareMsg(_ClientMessage):
+    type: Literal["courseware"]
+    deck_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    ready: int = Field(ge=0, le=MAX_DECK_PAGES, strict=True)
+    total: int = Field(ge=1, le=MAX_DECK_PAGES, strict=True)
+
+
 ClientMessage = Annotated[
     JoinMsg
     | RaiseHandMsg
@@ -156,7 +192,12 @@ ClientMessage = Annotated[
     | PingMsg
     | PauseRecordingMsg
     | ResumeRecordingMsg
-    | ReceptionMsg,
+    | ReceptionMsg
+    | TurnPageMsg
+    | PointMsg
+    | InkMsg
+    | ClearInkMsg
+    | CoursewareMsg,
     Field(discriminator="type"),
 ]
 
@@ -177,6 +218,11 @@ CLIENT_TYPES = frozenset(
         PauseRecordingMsg,
         ResumeRecordingMsg,
         ReceptionMsg,
+        TurnPageMsg,
+        PointMsg,
+        InkMsg,
+        ClearInkMsg,
+        CoursewareMsg,
     )
 )
 

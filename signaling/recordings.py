@@ -233,8 +233,12 @@ class Recordings:
         if directory is None or manifest is None:
             return None
         timeline = read_timeline(directory)
+        first = next((e for e in timeline if e.get("kind") == "snapshot"), None)
         return {
             **self._summary(manifest),
+            # The deck as it was when the recording began; its page turns are in the
+            # timeline (deck_attached, page_turned, pointer_moved, ink_*).
+            "deck": None if first is None else first["lesson"].get("deck"),
             "files": manifest.get("files", []),
             "pauses": manifest.get("pauses", []),
             "timeline": [e for e in timeline if e.get("kind") != "snapshot"],
@@ -275,7 +279,9 @@ def chapters(timeline: list[dict[str, Any]], manifest: dict[str, Any]) -> list[d
     - each stage turn (`floor_granted`, with the classroom and the student whose
       hand it answered): a question is what a pupil who missed the lesson looks for;
     - the return to the teacher (`floor_revoked`);
-    - the lesson going on after a pause (`recording_resumed`).
+    - the lesson going on after a pause (`recording_resumed`);
+    - each page of the deck shown (`page`, with its number): a deck attached shows
+      its page 1, a turn its page; putting the deck away is no chapter.
 
     Joins, hands without a grant, chat and delivery changes stay in the timeline
     only: they do not change what the replay shows, and there are many of them.
@@ -303,6 +309,9 @@ def chapters(timeline: list[dict[str, Any]], manifest: dict[str, Any]) -> list[d
                     "student": entry.get("student"),
                 }
             )
+        elif kind == "deck_attached" or (kind == "page_turned" and entry.get("page")):
+            page = 1 if kind == "deck_attached" else int(entry["page"])
+            marks.append({"t": t, "kind": "page", "page": page})
         elif (kind == "floor_revoked" and entry.get("reason") != "replaced") or (
             kind == "recording_resumed"
         ):
@@ -439,6 +448,11 @@ def router(
         )
         for f in described["files"]:
             f["url"] = f"/api/recordings/{rid}/files/{f['name']}?access={access}"
+        # The deck's pages for the replay: put the deck and page number in.
+        lid = manifest.get("lesson_id")
+        described["page_url"] = (
+            f"/api/lessons/{lid}/decks/{{deck_id}}/pages/{{page}}?access={access}"
+        )
         if described["offline"].get("state") == "done":
             described["offline"]["url"] = (
                 f"/api/recordings/{rid}/files/{OFFLINE_FILE}?access={access}"

@@ -8,7 +8,8 @@ requests, checks who sends them, and turns the directory's records into JSON.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -30,6 +31,8 @@ from signaling.district import District, credential, new_id, new_secret
 from signaling.errors import ApiError
 from signaling.lessons import OBSERVER_ID, TEACHER_ID, Lessons
 from signaling.tokens import TokenIssuer
+
+log = logging.getLogger(__name__)
 
 # How many of a room's next lessons the device is told, and how far ahead it looks.
 DEVICE_NEXT = 5
@@ -59,6 +62,8 @@ class SchoolsDeps:
     lessons: Lessons
     tokens: TokenIssuer
     admin_key: str
+    # Called when an occurrence's lesson is created (its entry's deck is attached).
+    on_held: Callable[[str, str], Awaitable[None]] | None = None
 
 
 class NewSchool(BaseModel):
@@ -482,6 +487,11 @@ def router(get: Callable[[Request], SchoolsDeps], base_url: Callable[[], str]) -
             # The lesson must not run untied to its entry: end it, and say so.
             await deps.lessons.execute(lesson_id, c.EndLesson(), ADMIN)
             raise
+        if deps.on_held is not None:
+            try:
+                await deps.on_held(entry.entry_id, lesson_id)
+            except Exception:
+                log.exception("could not prepare lesson %s of entry %s", lesson_id, entry.entry_id)
         return d.held[(entry.entry_id, on)]
 
     # -- the device link -------------------------------------------------------------

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # The cameras with FEC (ULPFEC in RED) on links with a long round trip.
     video_fec: bool = True
 
+    # Courseware (signaling.decks): the largest deck file taken, and its most pages.
+    deck_max_mb: int = Field(default=50, ge=1, le=1024)
+    deck_max_pages: int = Field(default=300, ge=1, le=300)
+
     @field_validator("ice_host_addresses", "stun_urls", "turn_urls", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:

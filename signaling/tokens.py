@@ -118,6 +118,15 @@ class TokenIssuer:
             raise TokenError("bad_token", "this link is for another recording")
         return expires
 
+    def replay_lesson(self, token: str) -> str:
+        """The lesson of a valid replay link (its recording's pictures need the deck's
+        pages too), or TokenError."""
+        payload = self._decode(token, ["exp", "rec", "typ", "lesson"])
+        if payload.get("typ") != REPLAY_ROLE:
+            raise TokenError("bad_token", _NOT_VALID)
+        self.verify_replay(token, str(payload["rec"]))
+        return str(payload["lesson"])
+
     # -- the one signing key ---------------------------------------------------------
 
     def _sign(self, payload: dict[str, Any]) -> str:

@@ -516,4 +516,14 @@ def _command(msg: p.ClientMessage) -> c.Command:
                 None if audio is None else AudioCounters(**audio.model_dump()),
                 tuple((slot, Picture(**pic.model_dump())) for slot, pic in (pics or {}).items()),
             )
+        case p.TurnPageMsg(page=page):
+            return c.TurnPage(page)
+        case p.PointMsg(x=x, y=y):
+            return c.PointAt(x, y)
+        case p.InkMsg(points=points, color=color):
+            return c.DrawInk(tuple(points), color)
+        case p.ClearInkMsg():
+            return c.ClearInk()
+        case p.CoursewareMsg(deck_id=deck_id, ready=ready, total=total):
+            return c.ReportCourseware(deck_id, ready, total)
     raise ValueError(f"{msg.type} is not a lesson command")

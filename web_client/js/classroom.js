@@ -8,6 +8,7 @@ import { openCameraAndMicrophone } from "./media.js";
 import { t } from "./i18n.js";
 import { byTestId, attachTrack, mediaErrorReason, cameraProblem, errorText } from "./ui.js";
 import { ReceptionWatch } from "./reception.js";
+import { DeckStore, DeckFrame, ReadinessReporter } from "./deck.js";
 
 // A classroom's uplink is often a few hundred kbit/s: ask the camera for little.
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 15 } };
@@ -63,6 +64,8 @@ const deviceOptions = {
 /** @type {LessonPage} */
 let page;
 let cameraOnStage = false;
+/** The deck sent before class: pre-synced while idle, drawn here from our own copy. */
+let deck = null;
 
 function renderHand(p) {
   const view = p.view;
@@ -86,10 +89,15 @@ function renderHand(p) {
   lower.hidden = !hand;
 }
 
-const options = viewerOptions(renderHand);
+const options = viewerOptions((p) => {
+  renderHand(p);
+  renderDeck(p);
+});
 page = new LessonPage({
   role: "classroom",
   ...options,
+  // After a reconnect the server may have missed the last "courseware ready".
+  onWelcome: () => deck && deck.reporter.resend(),
   // A village uplink of a few hundred kbit/s: the microphone goes first, the camera
   // is capped (the relay re-encodes it for everyone anyway).
   sendOptions: {
@@ -112,6 +120,26 @@ if (page.token) {
     if (document.fullscreenElement) document.exitFullscreen();
     else document.documentElement.requestFullscreen().catch(() => {});
   });
+}
+
+function renderDeck(p) {
+  const view = p.view;
+  if (!deck) {
+    const reporter = new ReadinessReporter((m) => p.conn.courseware(m.deck_id, m.ready, m.total));
+    const store = new DeckStore({
+      lessonId: view.id,
+      token: p.token,
+      onProgress: (ready, total) => store.deck && reporter.update(store.deck.id, ready, total),
+      // Before class the link is the pre-sync's; during the lesson it is paced.
+      live: () => !!(p.view && p.view.state === "live"),
+    });
+    deck = { store, reporter, frame: new DeckFrame(byTestId("deck-view")) };
+    window.__deck = deck;
+  }
+  deck.store.setDeck(view.deck);
+  if (view.deck) deck.store.setCurrent(view.deck.page);
+  deck.frame.show(view.deck, (n) => deck.store.url(n));
+  byTestId("lesson").classList.toggle("has-deck", !!(view.deck && view.deck.page));
 }
 
 function wireHand() {

@@ -1,6 +1,8 @@
 // The lesson as a page sees it: the welcome's snapshot, then each event folded in.
 // Pure functions on plain objects, no DOM: the same fold as classroom/lesson.py.
 
+import { foldDeck } from "./deck.js";
+
 /**
  * @typedef {{id: string, role: string, name: string, online: boolean}} Participant
  * @typedef {{classroom_id: string, student: string, raised_at: number}} Hand
@@ -40,6 +42,9 @@ export function fromWelcome(lesson, previous) {
     chat: previous ? previous.chat : [],
     recording: recordingFromSnapshot(lesson.recording, previous ? previous.recording : null),
     reception: previous ? previous.reception : {},
+    // The deck attached (page, pointer, ink) and each classroom's "courseware ready".
+    deck: lesson.deck ? { ...lesson.deck, ink: [...(lesson.deck.ink || [])] } : null,
+    courseware: { ...(lesson.courseware || {}) },
   };
 }
 
@@ -117,6 +122,19 @@ export function apply(view, event) {
       break;
     case "reception_reported":
       if (event.pictures) view.reception[event.participant_id] = { pictures: event.pictures, at: event.at };
+      break;
+    case "deck_attached":
+      view.courseware = {};
+      view.deck = foldDeck(view.deck, event);
+      break;
+    case "page_turned":
+    case "pointer_moved":
+    case "ink_drawn":
+    case "ink_cleared":
+      view.deck = foldDeck(view.deck, event);
+      break;
+    case "courseware_reported":
+      view.courseware[event.participant_id] = { deck_id: event.deck_id, ready: event.ready, total: event.total };
       break;
     case "recording_started":
     case "recording_paused":

@@ -6,6 +6,19 @@ import { viewerOptions, setCurrentPage } from "./viewer.js";
 import { classrooms, nameOf } from "./lesson_state.js";
 import { t } from "./i18n.js";
 import { h, byTestId, reconcile } from "./ui.js";
+import { DeckStore, DeckFrame } from "./deck.js";
+
+/** The lesson's deck, drawn from this browser's own copy (as on the projector). */
+let deck = null;
+
+function renderDeck(page) {
+  const view = page.view;
+  if (!deck) deck = { store: new DeckStore({ lessonId: view.id, token: page.token }), frame: new DeckFrame(byTestId("deck-view")) };
+  deck.store.setDeck(view.deck);
+  if (view.deck) deck.store.setCurrent(view.deck.page);
+  deck.frame.show(view.deck, (n) => deck.store.url(n));
+  byTestId("lesson").classList.toggle("has-deck", !!(view.deck && view.deck.page));
+}
 
 function renderSide(page) {
   const view = page.view;
@@ -35,6 +48,9 @@ function renderSide(page) {
   );
 }
 
-const options = viewerOptions(renderSide);
+const options = viewerOptions((p) => {
+  renderSide(p);
+  renderDeck(p);
+});
 // The page object is needed by the track callback; LessonPage calls it only after joining.
 setCurrentPage(new LessonPage({ role: "observer", ...options }));

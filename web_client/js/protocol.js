@@ -146,6 +146,12 @@ export class LessonConnection {
     return this.send(msg);
   }
   ping() { return this.send({ type: "ping" }); }
+  // Courseware (docs/protocol.md): the teacher's deck, and a classroom's pre-sync.
+  turnPage(page) { return this.send({ type: "turn_page", page }); }
+  point(x, y) { return this.send({ type: "point", x, y }); }
+  ink(points, color = "red") { return this.send({ type: "ink", points, color }); }
+  clearInk() { return this.send({ type: "clear_ink" }); }
+  courseware(deckId, ready, total) { return this.send({ type: "courseware", deck_id: deckId, ready, total }); }
 
   /**
    * Send an SDP offer and wait for the relay's answer.

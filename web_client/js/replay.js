@@ -3,6 +3,8 @@
 // ("Recordings"). Its strings are its own small table (Chinese first, English one click
 // away), with the language choice shared with the lesson pages (same storage key).
 
+import { DeckFrame, deckAt } from "./deck.js";
+
 const LANG_KEY = "classroom.lang";
 const STRINGS = {
   "zh-CN": {
@@ -16,6 +18,7 @@ const STRINGS = {
     "error.none": "这节课还没有录像。", "error.load": "无法载入录像：{m}",
     interrupted: "（录制意外中断，已保存到中断前）",
     "label.teacher": "老师", "label.slides": "课件", "label.stage": "发言教室：{name}",
+    "label.deck": "课件", page: "课件第 {page} 页",
   },
   en: {
     app: "Lesson replay", lang: "中文", chapters: "Chapters", download: "Download offline copy",
@@ -29,6 +32,7 @@ const STRINGS = {
     "error.none": "This lesson has no recording yet.", "error.load": "Cannot load the recording: {m}",
     interrupted: "(recording cut short; kept up to the interruption)",
     "label.teacher": "Teacher", "label.slides": "Slides", "label.stage": "Classroom speaking: {name}",
+    "label.deck": "Courseware", page: "Courseware page {page}",
   },
 };
 
@@ -89,6 +93,10 @@ class Replay {
     for (const f of files.filter((f) => f.role === "stage")) {
       this.followers.push({ file: f, video: this.stageVideo, stage: true });
     }
+    // The deck: its page at each moment, from the recording's start and its events.
+    this.deckEvents = (recording.timeline || []).filter((e) => /^(deck_attached|page_turned|pointer_moved|ink_)/.test(e.kind));
+    this.deckTile = $("replay-deck-tile");
+    this.deckFrame = recording.deck || this.deckEvents.length ? new DeckFrame($("deck-view")) : null;
     this.master.addEventListener("play", () => this.sync());
     this.master.addEventListener("pause", () => this.followers.forEach((f) => f.video.pause()));
     this.master.addEventListener("seeked", () => this.sync());
@@ -132,6 +140,12 @@ class Replay {
       this.stageShown = null;
     }
     renderStageLabel(this);
+    if (this.deckFrame) {
+      const deck = deckAt(this.recording.deck, this.deckEvents, now);
+      this.deckTile.hidden = !(deck && deck.page);
+      const url = (n) => Promise.resolve(this.recording.page_url.replace("{deck_id}", deck.id).replace("{page}", String(n)));
+      this.deckFrame.show(deck, url);
+    }
     const items = document.querySelectorAll("[data-testid=chapter]");
     let current = null;
     for (const item of items) if (Number(item.dataset.t) <= now + 0.05) current = item;
@@ -157,6 +171,7 @@ function renderStageLabel(replay) {
 // -- the page --------------------------------------------------------------------------
 
 function chapterText(ch) {
+  if (ch.kind === "page") return t("page", ch);
   if (ch.kind === "floor_granted") {
     return ch.student ? t("floor_granted_student", ch) : t("floor_granted", ch);
   }

@@ -5,6 +5,7 @@ import { LessonPage } from "./lesson_page.js";
 import { openCameraAndMicrophone } from "./media.js";
 import { classrooms, nameOf, deliveryLevel, recordedSeconds } from "./lesson_state.js";
 import { t } from "./i18n.js";
+import { wireDeck, renderDeck } from "./teacher_deck.js";
 import { h, byTestId, attachTrack, formatWait, formatClock, mediaErrorReason, reconcile, cameraProblem } from "./ui.js";
 import { teacherFromLocation, showToday, todayHref } from "./teacher_today.js";
 
@@ -89,6 +90,7 @@ function lessonNow() {
 
 if (page.token) {
   wire();
+  wireDeck(page);
   startCamera();
   // Waiting times and the recording's clock move every second.
   setInterval(() => {
@@ -186,6 +188,7 @@ function render(p) {
   renderClassrooms(p);
   renderMosaic(p);
   renderChat(p);
+  renderDeck(p);
 }
 
 // The mosaic's geometry, as media/mosaic.py draws it.
