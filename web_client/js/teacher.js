@@ -26,9 +26,6 @@ let clock = { lessonAt: 0, localS: 0, known: false };
 const page = new LessonPage({
   role: "teacher",
   noToken: teacherLink ? () => showToday(teacherLink) : undefined,
-  endedActions: teacherLink
-    ? (p) => [...p.replayActions(), { labelKey: "today.back", href: todayHref(teacherLink), testid: "today-back" }]
-    : undefined,
   // The relay decodes these once and encodes a ladder from them: send them good.
   sendOptions: {
     camera: { maxBitrate: 1_500_000 },
@@ -36,7 +33,8 @@ const page = new LessonPage({
     screen: { maxBitrate: 1_200_000, degradationPreference: "maintain-resolution" },
   },
   render: (p) => render(p),
-  // After the lesson: its replay (if recorded), and who was there (attendance.html).
+  // After the lesson: its replay (if recorded), who was there (attendance.html) and,
+  // opened from the teacher's lasting link, the way back to the day's lessons.
   endedActions: (p) => [
     ...p.replayActions(),
     {
@@ -44,6 +42,7 @@ const page = new LessonPage({
       href: `/attendance#lesson=${encodeURIComponent(p.view ? p.view.id : "")}&token=${encodeURIComponent(p.token)}`,
       testid: "attendance-link",
     },
+    ...(teacherLink ? [{ labelKey: "today.back", href: todayHref(teacherLink), testid: "today-back" }] : []),
   ],
   // Each picture says what really arrives (status.js): the mosaic and the stage.
   pictures: { classrooms: "mosaic-tile", stage_video: "stage-tile" },
