@@ -46,7 +46,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from media.adapter.rtcp import FrequentReports
-from media.adapter.transport import Wire, unpaced
+from media.adapter.transport import MAX_RTP_BYTES, Wire, unpaced
 from media.adapter.ulpfec import FecTypes
 from media.wire import rtp, ulpfec, vp8
 from media.wire.rates import AUDIO_TIME_BASE, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
@@ -64,10 +64,8 @@ _LEAN_MARK = "_classroom_lean_rtp"
 # frame waits at most 200 ms at 15 fps for its repair, and pays a third more.
 FEC_PACKETS_PER = 4
 FEC_GROUP_FRAMES = 3
-# The longest RTP packet pylibsrtp protects: its 1500-byte buffer less room for the
-# trailer (144 bytes). An FEC packet is as long as the longest it covers plus its
-# headers, so groups of full-size packets (keyframes) go without FEC.
-MAX_PROTECTED_BYTES = 1500 - 144
+# An FEC packet is as long as the longest it covers plus its headers: one over
+# full-size packets must still fit a 1500-byte IP packet (MAX_RTP_BYTES).
 # aiortc's private helpers, looked up once (random start values, the packers).
 _aiortc_sender: Any = aiortc.rtcrtpsender
 
@@ -357,8 +355,8 @@ class LeanRtp:
         media's SSRC and sequence, each wrapped in RED; not kept for resends."""
         longest = max(len(packet) for packet in group)
         size = self._header_bytes + 1 + ulpfec.FEC_HEADER.size + 8 + longest - rtp.HEADER.size
-        if len(group) > ulpfec.LONG_SPAN or size > MAX_PROTECTED_BYTES:
-            return  # a keyframe too big to cover: NACK repairs it
+        if len(group) > ulpfec.LONG_SPAN or size > MAX_RTP_BYTES:
+            return  # too long a group: NACK repairs it
         count = -(-len(group) // FEC_PACKETS_PER)
         for j in range(count):
             payload = bytes((fec.ulpfec,)) + ulpfec.protect(group[j::count])

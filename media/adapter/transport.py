@@ -90,6 +90,29 @@ def unpaced(transport: Any) -> tuple[Any, PacedTransport | None]:
     return transport, None
 
 
+# What an SRTP session protects at most (`widen`): a 1500-byte IP packet less its IP and
+# UDP headers (28 bytes) and the SRTP tag (10 bytes, AES_CM_128_HMAC_SHA1_80).
+MAX_RTP_BYTES = 1500 - 28 - 10
+_WIDE_BUFFER = MAX_RTP_BYTES + 144  # pylibsrtp keeps room for its longest trailer
+
+
+def widen(session: Any) -> Any:
+    """Let a pylibsrtp Session protect packets up to MAX_RTP_BYTES (idempotent).
+
+    Its buffer is 1500 bytes less 144 for the longest trailer, so RTP packets over
+    1,356 bytes are refused: an FEC packet over full-size camera packets (a
+    keyframe's) is 1,370 or so (media.adapter.sender). The buffer is its private
+    `_cdata`/`_buffer` pair, as pylibsrtp 1.0 makes it (tests/media/
+    test_aiortc_internals.py checks it).
+    """
+    from pylibsrtp._binding import ffi
+
+    if len(session._cdata) < _WIDE_BUFFER:
+        session._cdata = ffi.new("char[]", _WIDE_BUFFER)
+        session._buffer = ffi.buffer(session._cdata)
+    return session
+
+
 class Wire:
     """An RTP packet from a sender to its socket as RTCDtlsTransport._send_rtp and
     aioice send it (SRTP, then a datagram to the nominated candidate pair), without
@@ -117,7 +140,7 @@ class Wire:
             raise ConnectionError("Cannot send encrypted RTP, not connected")
         if pair is not self._pair:
             self._pair = pair
-            self._protect = self.dtls._tx_srtp.protect
+            self._protect = widen(self.dtls._tx_srtp).protect
             self._sendto = pair.protocol.transport.sendto
             self._address = pair.remote_addr
 

@@ -282,3 +282,24 @@ def test_transport_cc_hooks_find_what_they_wrap() -> None:
     assert "transceiver._headerExtensions = find_common_header_extensions(" in peer_source
     assert "headerExtensions=transceiver._headerExtensions" in peer_source
     assert "transport_sequence_number" in inspect.getsource(aiortc.rtp.HeaderExtensionsMap)
+
+
+def test_a_widened_srtp_session_protects_an_fec_packet_over_full_size_packets() -> None:
+    """media.adapter.transport.widen: pylibsrtp's buffer, and what it refuses without."""
+    import os
+
+    from pylibsrtp import Policy, Session
+
+    from media.adapter.transport import MAX_RTP_BYTES, widen
+
+    def session() -> Session:
+        policy = Policy(key=os.urandom(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+        return Session(policy=policy)
+
+    packet = bytes([0x80, 96]) + os.urandom(10) + os.urandom(1375 - 12)
+    with pytest.raises(ValueError, match="too long"):
+        session().protect(packet)
+    wide = widen(session())
+    assert len(wide.protect(packet)) == len(packet) + 10
+    longest = bytes([0x80, 96]) + os.urandom(MAX_RTP_BYTES - 2)
+    assert len(widen(wide).protect(longest)) == MAX_RTP_BYTES + 10
