@@ -61,9 +61,9 @@ _LEAN_MARK = "_classroom_lean_rtp"
 # With FEC on (`LeanRtp.fec_on`), one FEC packet for every FEC_PACKETS_PER media
 # packets (interleaved: two losses in a row are both rebuilt), sent once a group
 # has that many packets or FEC_GROUP_FRAMES frames: a camera layer of one packet a
-# frame waits at most 200 ms at 15 fps for its repair, and pays a third more.
+# frame waits at most 270 ms at 15 fps for its repair, and pays about a quarter more.
 FEC_PACKETS_PER = 4
-FEC_GROUP_FRAMES = 3
+FEC_GROUP_FRAMES = 4
 # An FEC packet is as long as the longest it covers plus its headers: one over
 # full-size packets must still fit a 1500-byte IP packet (MAX_RTP_BYTES).
 # aiortc's private helpers, looked up once (random start values, the packers).

@@ -38,8 +38,9 @@ CAMERA_LAYERS = (
     # probe can take (a receiver's REMB sits close to what it receives).
     VideoLayerSpec("mid", 640, 360, 300_000),
     # What a 256 kbit/s satellite link has left for a face after audio (with RED)
-    # and slides, under the allocator's headroom: the picture keeps moving there.
-    VideoLayerSpec("low", 320, 180, 60_000),
+    # and slides, under the allocator's headroom, FEC included (a quarter more on
+    # such a link, media.relay.sending.FEC_EXTRA): the picture keeps moving there.
+    VideoLayerSpec("low", 320, 180, 50_000),
 )
 # Slides are text: sharpness matters, motion does not. Both layers keep the full
 # picture; the lower one gives up frame rate (two a second still read, and a new

@@ -75,14 +75,14 @@ AUDIO_NOMINAL_KBPS = 41.0
 RED_EXTRA_KBPS = 30.0
 # The cameras get FEC (media.wire.ulpfec) while the round trip is this long: a
 # resend then takes 0.7 s or more, which the picture shows as a stall; off again
-# below FEC_OFF_RTT_MS. What FEC adds to a layer's cost: one packet in three or
-# four (media.adapter.sender.FEC_PACKETS_PER), each as long as the longest it
-# covers, and its headers: counted as half again, so that the link is not filled
-# past what the estimate allows and the sound kept waiting behind it.
+# below FEC_OFF_RTT_MS. What FEC adds to a layer's cost: one packet in four
+# (media.adapter.sender.FEC_PACKETS_PER), as long as the longest it covers, and
+# its headers: a quarter or so on a camera layer of one packet a frame; counted as
+# 30 %, so that the link is not filled past what the estimate allows.
 FEC_SLOTS = frozenset({Slot.TEACHER_CAMERA, Slot.STAGE_VIDEO})
 FEC_MIN_RTT_MS = 300.0
 FEC_OFF_RTT_MS = 200.0
-FEC_EXTRA = 0.5
+FEC_EXTRA = 0.3
 
 
 @dataclass

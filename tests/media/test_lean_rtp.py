@@ -379,30 +379,29 @@ async def test_with_fec_the_camera_goes_in_red_and_any_one_loss_is_rebuilt() -> 
     """ULPFEC in RED (media.wire.ulpfec): media wrapped, an FEC packet after each group
     on the same sequence, and each protected packet rebuilt from the others."""
     transport = Transport()
-    feed = packets([300, 200, 250, 2000, 100, 400, 500, 60, 70], 3000, 90000)
+    feed = packets([300, 200, 250, 280, 2000, 2000, 100, 400, 500, 60], 3000, 90000)
     sender = RTCRtpSender(Feed("video", feed), transport)  # type: ignore[arg-type]
     lean = lean_rtp(sender)
     lean.fec_types = FecTypes(red=118, ulpfec=120)
     lean.fec_on = True
     params = parameters([VP8, RTX], "video")
     await sender.send(params)
-    # 10 media packets (the 2000-byte frame is two), 3 FEC: after three one-packet
-    # frames, after four packets (the two-packet frame and the next two), after three
-    # frames again.
+    # 12 media packets (a 2000-byte frame is two), 3 FEC: after four one-packet
+    # frames, after four packets (two two-packet frames), after four frames again.
     for _ in range(200):
-        if len(transport.sent) >= 13:
+        if len(transport.sent) >= 15:
             break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
     extensions = HeaderExtensionsMap()
     extensions.configure(params)
     parsed = [RtpPacket.parse(d, extensions) for d in transport.sent]
-    assert len(parsed) == 13
+    assert len(parsed) == 15
     assert {p.payload_type for p in parsed} == {118}
     seqs = [p.sequence_number for p in parsed]
-    assert [(b - a) % 65536 for a, b in itertools.pairwise(seqs)] == [1] * 12
+    assert [(b - a) % 65536 for a, b in itertools.pairwise(seqs)] == [1] * 14
     inner = [p.payload[0] for p in parsed]
-    assert inner == [96, 96, 96, 120, 96, 96, 96, 96, 120, 96, 96, 96, 120]
+    assert inner == ([96] * 4 + [120]) * 3
     header_length = len(transport.sent[0]) - len(parsed[0].payload)
     plain = {
         p.sequence_number: ulpfec.red_unwrap(raw, header_length)
@@ -418,7 +417,7 @@ async def test_with_fec_the_camera_goes_in_red_and_any_one_loss_is_rebuilt() -> 
             others = {s: d for s, d in plain.items() if s != lost}
             assert ulpfec.recover(fec, sender._ssrc, others) == plain[lost]
             rebuilt += 1
-    assert rebuilt == 10
+    assert rebuilt == 12
     # A resend is of the plain packet: VP8 again once the RTX header is taken off.
     first = min(plain)
     await sender._retransmit(first)
