@@ -139,7 +139,13 @@ def serve(
         relay = build_media(settings)
         media, recorder = relay, relay
     app = create_app(settings, media, recorder=recorder, limits=limits)
-    config = uvicorn_config(app, settings.host, settings.port)
+    config = uvicorn_config(
+        app,
+        settings.host,
+        settings.port,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+    )
     # What exists now (modules, the app) lives as long as the process: out of the
     # collector's sight, a full collection walks only the lessons' objects and
     # pauses the media a fraction as long (234 -> 139 ms at 64 classrooms).

@@ -18,12 +18,18 @@ const FATAL_CODES = new Set([
   "replaced",
 ]);
 
-/** Bounds of the reconnect backoff, in milliseconds. */
-const BACKOFF_MIN_MS = 500;
-const BACKOFF_MAX_MS = 10000;
+/** Bounds of the reconnect backoff, in milliseconds. Short: a classroom whose link
+ * came back must not sit out a long wait (issue 24); an attempt that meets a down link
+ * or server costs a SYN or a refused connect, nothing more. */
+const BACKOFF_MIN_MS = 250;
+const BACKOFF_MAX_MS = 1000;
 /** A ping every PING_MS; no message at all for DEAD_MS means the link is gone. */
-const PING_MS = 10000;
-const DEAD_MS = 30000;
+const PING_MS = 2000;
+const DEAD_MS = 6000;
+/** An attempt that has not opened by then is given up and a new one started: a SYN
+ * lost while the link was cut is otherwise retried by the kernel only after 1, 3, 7 s.
+ * The first attempt, and every fourth, waits longer: a link slow to open a connection. */
+const OPEN_TIMEOUTS_MS = [5000, 1500, 1500, 1500];
 /** How long the relay may take to answer an offer. */
 const ANSWER_TIMEOUT_MS = 20000;
 
@@ -168,6 +174,10 @@ export class LessonConnection {
       return;
     }
     this.ws = ws;
+    const opening = OPEN_TIMEOUTS_MS[this.attempt % OPEN_TIMEOUTS_MS.length];
+    this._after(opening, () => {
+      if (this.ws === ws && ws.readyState === WebSocket.CONNECTING) this._abandon(ws, 4002, "no answer");
+    });
     ws.onopen = () => {
       this.lastHeard = Date.now();
       /** @type {any} */
@@ -177,7 +187,7 @@ export class LessonConnection {
       this._every(PING_MS, () => {
         if (Date.now() - this.lastHeard > DEAD_MS) {
           // A half-open socket on a weak link: nothing comes, nothing fails. Give up on it.
-          ws.close(4001, "no traffic");
+          this._abandon(ws, 4001, "no traffic");
           return;
         }
         if (this.welcomed) this.ping();
@@ -191,18 +201,30 @@ export class LessonConnection {
       this._receive(data);
     };
     ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.welcomed = false;
-      this._clearTimers();
-      this._failAnswer(new Error("connection lost"));
-      if (this._stopped) {
-        this._setState("closed");
-      } else {
-        this._scheduleReconnect();
-      }
+      if (this.ws === ws) this._lost();
     };
     ws.onerror = () => { /* onclose follows and decides */ };
+  }
+
+  /** Give up on a socket now. Its close event could come a minute later on a dead
+   * link (the closing handshake waits for the server), so the next attempt does not
+   * wait for it. */
+  _abandon(ws, code, reason) {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    try { ws.close(code, reason); } catch (_) { /* already closed */ }
+    this._lost();
+  }
+
+  _lost() {
+    this.ws = null;
+    this.welcomed = false;
+    this._clearTimers();
+    this._failAnswer(new Error("connection lost"));
+    if (this._stopped) {
+      this._setState("closed");
+    } else {
+      this._scheduleReconnect();
+    }
   }
 
   _receive(data) {
