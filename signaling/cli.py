@@ -84,6 +84,16 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     LINGER_S = 2.0
 
+    def keepalive_timeout(self) -> None:
+        """A late pong closes the connection (Settings.ws_ping_timeout_s), unless uvicorn
+        is not reading: it stops after each message until the app takes it, and the app
+        waits on a negotiation with the relay before it reads the next one. The pong may
+        then be waiting unread; judge again once reading can resume."""
+        if self.read_paused and not self.close_sent and self.ping_timeout is not None:
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+            return
+        super().keepalive_timeout()
+
     def handle_parser_exception(self) -> None:
         if self.close_sent:
             return  # more bytes from a client already refused: discarded
