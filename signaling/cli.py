@@ -83,13 +83,20 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     """
 
     LINGER_S = 2.0
+    LOOP_STALL_S = 1.0
 
     def keepalive_timeout(self) -> None:
-        """A late pong closes the connection (Settings.ws_ping_timeout_s), unless uvicorn
-        is not reading: it stops after each message until the app takes it, and the app
-        waits on a negotiation with the relay before it reads the next one. The pong may
-        then be waiting unread; judge again once reading can resume."""
-        if self.read_paused and not self.close_sent and self.ping_timeout is not None:
+        """A late pong closes the connection (Settings.ws_ping_timeout_s), unless the
+        lateness may be the server's own:
+        - uvicorn is not reading: it stops after each message until the app takes it,
+          and the app waits on a negotiation with the relay before it reads the next;
+        - this timer ran late, by a second or more: the event loop was stalled (an
+          overloaded server), and a pong may have arrived meanwhile unread.
+        Then judge again one timeout later."""
+        due = self.ping_sent_at + (self.ping_timeout or 0.0)
+        stalled = self.loop.time() - due > self.LOOP_STALL_S
+        if (self.read_paused or stalled) and not self.close_sent and self.ping_timeout:
+            self.ping_sent_at = self.loop.time()
             self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
             return
         super().keepalive_timeout()
