@@ -10,6 +10,10 @@ capacity drops when the village wakes up.
 
     python -m scripts.linkemu --profile step      # prints "ready {...}", runs until SIGTERM
 
+SIGUSR2 cuts the link (every packet dropped both ways, what was in flight too, as
+when a village's radio link goes down); SIGHUP restores it. SIGUSR1 restarts the
+profile's clock.
+
 The server side namespace gets 198.18.0.1 and the classroom side 198.18.0.2
 (198.18.0.0/15 is reserved for benchmarking networks, RFC 2544). Everything is
 removed on exit. Root is required.
@@ -112,6 +116,8 @@ class DirectionStats:
     lost_random: int = 0
     lost_burst: int = 0
     dropped_queue: int = 0
+    # Dropped while the link was cut (Emulator.cut).
+    lost_cut: int = 0
     bytes_delivered: int = 0
 
 
@@ -226,6 +232,15 @@ class Emulator:
         self._queue: list[tuple[float, int, str, bytes]] = []
         self._n = 0
         self.running = True
+        self.cut = False
+
+    def set_cut(self, cut: bool) -> None:
+        """Cut the link (drop everything, in flight included) or restore it."""
+        self.cut = cut
+        if cut:
+            for _, _, name, _ in self._queue:
+                self.dirs[name].stats.lost_cut += 1
+            self._queue.clear()
 
     def restart_clock(self) -> None:
         """Phases count from now (SIGUSR1): a benchmark aligns the profile with its run."""
@@ -251,6 +266,9 @@ class Emulator:
             now = time.monotonic()
             while self._queue and self._queue[0][0] <= now:
                 _, _, name, packet = heapq.heappop(self._queue)
+                if self.cut:
+                    self.dirs[name].stats.lost_cut += 1
+                    continue
                 with contextlib.suppress(BlockingIOError, OSError):
                     os.write(self.fds[name][1], packet)
 
@@ -262,6 +280,9 @@ class Emulator:
                 packet = os.read(src, 65536)
             except BlockingIOError:
                 return
+            if self.cut:
+                self.dirs[name].stats.lost_cut += 1
+                continue
             arrival = self.dirs[name].admit(len(packet), now)
             if arrival is not None:
                 self._n += 1
@@ -286,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGUSR1, lambda *_: emu.restart_clock())
+        signal.signal(signal.SIGUSR2, lambda *_: emu.set_cut(True))
+        signal.signal(signal.SIGHUP, lambda *_: emu.set_cut(False))
         ready = {
             "server_ns": ns.server,
             "client_ns": ns.client,

@@ -92,6 +92,23 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     """
 
     LINGER_S = 2.0
+    LOOP_STALL_S = 1.0
+
+    def keepalive_timeout(self) -> None:
+        """A late pong closes the connection (Settings.ws_ping_timeout_s), unless the
+        lateness may be the server's own:
+        - uvicorn is not reading: it stops after each message until the app takes it,
+          and the app waits on a negotiation with the relay before it reads the next;
+        - this timer ran late, by a second or more: the event loop was stalled (an
+          overloaded server), and a pong may have arrived meanwhile unread.
+        Then judge again one timeout later."""
+        due = self.ping_sent_at + (self.ping_timeout or 0.0)
+        stalled = self.loop.time() - due > self.LOOP_STALL_S
+        if (self.read_paused or stalled) and not self.close_sent and self.ping_timeout:
+            self.ping_sent_at = self.loop.time()
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+            return
+        super().keepalive_timeout()
 
     def handle_parser_exception(self) -> None:
         if self.close_sent:
@@ -151,7 +168,14 @@ def serve(
     tls: dict[str, Any] = {}
     if settings.tls_cert or settings.tls_key:
         tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
-    config = uvicorn_config(app, settings.host, settings.port, **tls)
+    config = uvicorn_config(
+        app,
+        settings.host,
+        settings.port,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+        **tls,
+    )
     # What exists now (modules, the app) lives as long as the process: out of the
     # collector's sight, a full collection walks only the lessons' objects and
     # pauses the media a fraction as long (234 -> 139 ms at 64 classrooms).

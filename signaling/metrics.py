@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -53,8 +54,23 @@ class Metrics:
             registry=r,
         )
 
+        # The process's memory, open files and CPU (process_*), and its asyncio tasks:
+        # what a soak watches for leaks (scripts/soak.py).
+        ProcessCollector(registry=r)
+        self.tasks = Gauge(
+            "classroom_asyncio_tasks", "asyncio tasks alive in the server's loop", registry=r
+        )
+        self.tasks.set_function(_task_count)
+
     def count_live_lessons(self, count: Callable[[], int]) -> None:
         self.lessons_live.set_function(lambda: float(count()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # no running loop (rendered outside the server)
+        return 0.0

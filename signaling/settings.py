@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     # whose outbox fills is dropped ("too_slow") so that memory stays bounded.
     outbox_size: int = Field(default=256, ge=4)
     join_timeout_s: float = Field(default=10.0, gt=0)
+    # WebSocket pings (RFC 6455 §5.5.2, answered by any client's stack): a connection
+    # whose pong is this late is closed, so that a classroom whose link was cut is seen
+    # to leave within seconds, not when TCP gives up (issue 24).
+    ws_ping_interval_s: float = Field(default=2.0, gt=0)
+    ws_ping_timeout_s: float = Field(default=5.0, gt=0)
     # How long an SDP negotiation with the relay may take (ICE gathering included).
     negotiate_timeout_s: float = Field(default=20.0, gt=0)
 

@@ -73,9 +73,12 @@ async def serve(
     now: Callable[[], float],
     recorder: RecordingMedia | None = None,
     limits: Limits | None = None,
+    **config_overrides: Any,
 ) -> AsyncIterator[Running]:
     app = create_app(settings, media, now=now, recorder=recorder, limits=limits)
-    config = uvicorn_config(app, "127.0.0.1", 0, log_level="warning", lifespan="on")
+    config = uvicorn_config(
+        app, "127.0.0.1", 0, log_level="warning", lifespan="on", **config_overrides
+    )
     server = LessonServer(config, app)
     task = asyncio.create_task(server.serve())
     try:

@@ -126,6 +126,10 @@ async def test_health_and_metrics(srv: Running) -> None:
     text = (await srv.http.get("/metrics")).text
     assert "classroom_lessons_live 1.0" in text
     assert 'classroom_lesson_events_total{kind="lesson_scheduled"} 1.0' in text
+    # What a soak watches for leaks: the loop's tasks, the process's memory and files.
+    tasks = [line for line in text.splitlines() if line.startswith("classroom_asyncio_tasks ")]
+    assert tasks and float(tasks[0].split()[1]) >= 1
+    assert "process_resident_memory_bytes" in text and "process_open_fds" in text
 
 
 async def test_pages_and_static_files(srv: Running) -> None:

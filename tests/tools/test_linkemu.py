@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from scripts.linkemu import PROFILES, Direction, LinkParams, bursty
+from scripts.linkemu import PROFILES, Direction, Emulator, LinkParams, bursty
 
 
 def send(d: Direction, n: int, size: int, every_s: float) -> list[float | None]:
@@ -68,6 +68,27 @@ def test_step_profile_changes_rate_over_time() -> None:
     assert step.at(0).down.rate_bps == 2_000_000
     assert step.at(25).down.rate_bps == 300_000
     assert step.at(55).down.rate_bps == 2_000_000
+
+
+def test_a_cut_drops_what_is_in_flight_and_what_comes_until_restored() -> None:
+    r, w = os.pipe()
+    try:
+        os.set_blocking(r, False)
+        emu = Emulator(PROFILES["good"], r, w)
+        emu._queue = [(1.0, 1, "down", b"x"), (1.1, 2, "up", b"y")]
+        emu.set_cut(True)
+        assert emu._queue == []
+        os.write(w, b"z")
+        emu._read("down", 0.0)  # read from r: dropped, not queued
+        assert emu._queue == []
+        assert emu.dirs["down"].stats.lost_cut == 2 and emu.dirs["up"].stats.lost_cut == 1
+        emu.set_cut(False)
+        os.write(w, b"z")
+        emu._read("down", 0.0)
+        assert len(emu._queue) == 1
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 needs_root = pytest.mark.skipif(

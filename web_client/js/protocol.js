@@ -18,12 +18,18 @@ const FATAL_CODES = new Set([
   "replaced",
 ]);
 
-/** Bounds of the reconnect backoff, in milliseconds. */
-const BACKOFF_MIN_MS = 500;
-const BACKOFF_MAX_MS = 10000;
+/** Bounds of the reconnect backoff, in milliseconds. Short: a classroom whose link
+ * came back must not sit out a long wait (issue 24); an attempt that meets a down link
+ * or server costs a SYN or a refused connect, nothing more. */
+const BACKOFF_MIN_MS = 250;
+const BACKOFF_MAX_MS = 1000;
 /** A ping every PING_MS; no message at all for DEAD_MS means the link is gone. */
-const PING_MS = 10000;
-const DEAD_MS = 30000;
+const PING_MS = 2000;
+const DEAD_MS = 6000;
+/** An attempt that has not opened by then is given up and a new one started: a SYN
+ * lost while the link was cut is otherwise retried by the kernel only after 1, 3, 7 s.
+ * The first attempt, and every fourth, waits longer: a link slow to open a connection. */
+const OPEN_TIMEOUTS_MS = [5000, 1500, 1500, 1500];
 /** How long the relay may take to answer an offer. */
 const ANSWER_TIMEOUT_MS = 20000;
 
@@ -96,6 +102,8 @@ export class LessonConnection {
     /** Events up to this seq are already in the welcome's snapshot (a reconnect's backlog). */
     this.replayUntil = 0;
     this._refs = 0;
+    /** How long the last socket this page opened itself took to open (ms). */
+    this.openMs = 0;
     this._stopped = false;
   }
 
@@ -195,9 +203,20 @@ export class LessonConnection {
       return;
     }
     this.ws = ws;
+    // On a satellite link an open takes two round trips of 600 ms and more: never
+    // give up on one sooner than 2.5 times what the last open took.
+    const started = Date.now();
+    const opening = Math.max(
+      OPEN_TIMEOUTS_MS[this.attempt % OPEN_TIMEOUTS_MS.length],
+      2.5 * (this.openMs || 0),
+    );
+    this._after(opening, () => {
+      if (this.ws === ws && ws.readyState === WebSocket.CONNECTING) this._abandon(ws, 4002, "no answer");
+    });
     ws.onopen = () => {
       performance.mark("socket-open"); // read by scripts/bench_weaklink.py
       this.lastHeard = Date.now();
+      if (!early) this.openMs = this.lastHeard - started;
       /** @type {any} */
       const join = { type: "join", token: this.token, protocol: PROTOCOL_VERSION };
       if (this.seq !== null) join.since = this.seq;
@@ -205,7 +224,7 @@ export class LessonConnection {
       this._every(PING_MS, () => {
         if (Date.now() - this.lastHeard > DEAD_MS) {
           // A half-open socket on a weak link: nothing comes, nothing fails. Give up on it.
-          ws.close(4001, "no traffic");
+          this._abandon(ws, 4001, "no traffic");
           return;
         }
         if (this.welcomed) this.ping();
@@ -219,20 +238,32 @@ export class LessonConnection {
       this._receive(data);
     };
     ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.welcomed = false;
-      this._clearTimers();
-      this._failAnswer(new Error("connection lost"));
-      if (this._stopped) {
-        this._setState("closed");
-      } else {
-        this._scheduleReconnect();
-      }
+      if (this.ws === ws) this._lost();
     };
     ws.onerror = () => { /* onclose follows and decides */ };
     // A socket the page opened before this module ran may be open already.
     if (early && early.readyState === WebSocket.OPEN) ws.onopen(new Event("open"));
+  }
+
+  /** Give up on a socket now. Its close event could come a minute later on a dead
+   * link (the closing handshake waits for the server), so the next attempt does not
+   * wait for it. */
+  _abandon(ws, code, reason) {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    try { ws.close(code, reason); } catch (_) { /* already closed */ }
+    this._lost();
+  }
+
+  _lost() {
+    this.ws = null;
+    this.welcomed = false;
+    this._clearTimers();
+    this._failAnswer(new Error("connection lost"));
+    if (this._stopped) {
+      this._setState("closed");
+    } else {
+      this._scheduleReconnect();
+    }
   }
 
   _receive(data) {
