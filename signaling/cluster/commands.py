@@ -38,4 +38,6 @@ def from_dict(data: dict[str, Any]) -> c.Command:
         )
     elif cls is c.NoteDelivery:
         fields["layers"] = tuple((slot, layer) for slot, layer in fields["layers"])
+    elif cls is c.DrawInk:
+        fields["points"] = tuple((x, y) for x, y in fields["points"])
     return cls(**fields)

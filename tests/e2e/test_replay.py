@@ -29,8 +29,8 @@ async def _record(base: str, lesson: dict[str, Any]) -> str:
     speaker = SyntheticParticipant(Role.CLASSROOM, decode=False)
     try:
         async with (
-            connect(ws_url, open_timeout=5, close_timeout=2) as ws,
-            connect(ws_url, open_timeout=5, close_timeout=2) as classroom,
+            connect(ws_url, open_timeout=5, close_timeout=2, max_queue=None) as ws,
+            connect(ws_url, open_timeout=5, close_timeout=2, max_queue=None) as classroom,
         ):
             await ws.send(json.dumps({"type": "join", "token": lesson["teacher"]["token"]}))
             await classroom.send(json.dumps({"type": "join", "token": room["token"]}))

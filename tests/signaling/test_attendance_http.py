@@ -69,6 +69,8 @@ async def hold_a_lesson(srv: Running, clock: Clock) -> dict[str, Any]:
             await eventually(lambda: offline(pb))
             async with joined(srv, token_b):
                 at(clock, "2023-11-20T09:30:00")
+            # The clock moves on only once the server has seen B leave at 09:30.
+            await eventually(lambda: offline(pb))
         await eventually(lambda: offline(pa))
         at(clock, "2023-11-20T09:40:00")
         r = await srv.http.post(

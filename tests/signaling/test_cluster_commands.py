@@ -30,6 +30,13 @@ CASES: list[c.Command] = [
     c.NoteDelivery("classroom-1", (("teacher_camera", "mid"), ("slides", "high")), 420.5),
     c.ReportReception("pc-1", VIDEO, None),
     c.ReportReception("pc-2", None, AUDIO, (("teacher_camera", PICTURE), ("slides", PICTURE))),
+    c.AttachDeck("ab" * 32, "第三课.pdf", 24, 1920, 1080),
+    c.TurnPage(3),
+    c.PointAt(0.25, 0.5),
+    c.PointAt(None, None),
+    c.DrawInk(((0.1, 0.2), (0.3, 0.4)), "blue"),
+    c.ClearInk(),
+    c.ReportCourseware("ab" * 32, 12, 24),
 ]
 
 

@@ -240,11 +240,11 @@ def raw_upload(
     sock.setblocking(False)
     chunk = b"%PDF-1.7\n" + b"0" * (64 * 1024 - 9)
     framed = chunk if declared is not None else b"%x\r\n%s\r\n" % (len(chunk), chunk)
-    sent, pending, answer = 0, b"", b""
+    sent, pending, answer, shut = 0, b"", b"", False
     deadline = time.monotonic() + 30
     try:
         while time.monotonic() < deadline:
-            want_write = [sock] if sent < total else []
+            want_write = [sock] if sent < total and not shut else []
             readable, writable, _ = select.select([sock], want_write, [], 1)
             if readable:
                 try:
@@ -271,7 +271,7 @@ def raw_upload(
                 try:
                     n = sock.send(pending)
                 except (BrokenPipeError, ConnectionResetError):
-                    sent = total
+                    shut = True  # the server stopped reading; `sent` is what it got
                     continue
                 pending = pending[n:]
                 if not pending:
