@@ -282,3 +282,12 @@ def test_transport_cc_hooks_find_what_they_wrap() -> None:
     assert "transceiver._headerExtensions = find_common_header_extensions(" in peer_source
     assert "headerExtensions=transceiver._headerExtensions" in peer_source
     assert "transport_sequence_number" in inspect.getsource(aiortc.rtp.HeaderExtensionsMap)
+
+
+def test_the_receive_loop_hands_packets_to_handlers_the_guard_can_wrap() -> None:
+    """media.adapter.guard: the DTLS transport calls its own `_handle_rtp_data` and
+    `_handle_rtcp_data` by attribute, and expects only ValueError of the parsers."""
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "await self._handle_rtcp_data(data)" in source
+    assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in source
+    assert "except ValueError" in inspect.getsource(RTCDtlsTransport._handle_rtp_data)
