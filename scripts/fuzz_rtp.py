@@ -604,7 +604,15 @@ async def attack(
     return result
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(
+    *,
+    packets: int,
+    seconds: float,
+    rate: float,
+    seed: int = 1,
+    baseline: float = 3.0,
+    kinds: list[str] | None = None,
+) -> dict[str, Any]:
     """The relay, a teacher, a witness and an attacker; the attack; the figures."""
     counter = Tracebacks()
     root = logging.getLogger()
@@ -648,7 +656,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         before: list[int] = []
         stop = asyncio.Event()
         sampler = asyncio.create_task(fps_each_second(witness, before, stop))
-        await asyncio.sleep(args.baseline)
+        await asyncio.sleep(baseline)
         stop.set()
         await sampler
         result = await attack(
@@ -656,11 +664,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             attacker,
             target,
             witness,
-            packets=args.packets,
-            seconds=args.seconds,
-            rate=args.rate,
-            seed=args.seed,
-            kinds=args.kinds,
+            packets=packets,
+            seconds=seconds,
+            rate=rate,
+            seed=seed,
+            kinds=kinds,
         )
         # A moment for what the last packets set off (resends, keyframes) to finish.
         await asyncio.sleep(1.0)
@@ -689,7 +697,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         loop.set_exception_handler(previous_handler)
     fps = result.fps or [0]
     return {
-        "seed": args.seed,
+        "seed": seed,
         "duration_s": round(time.monotonic() - started, 1),
         "attack_s": len(result.fps),
         "packets": sum(result.sent.values()),
@@ -726,7 +734,15 @@ def main() -> None:
         parser.error(f"--seconds must be within 1..{MAX_SECONDS}")
     if not 1 <= args.rate <= 20_000:
         parser.error("--rate must be within 1..20000")
-    print(json.dumps(asyncio.run(run(args)), default=str))
+    figures = run(
+        packets=args.packets,
+        seconds=args.seconds,
+        rate=args.rate,
+        seed=args.seed,
+        baseline=args.baseline,
+        kinds=args.kinds,
+    )
+    print(json.dumps(asyncio.run(figures), default=str))
 
 
 if __name__ == "__main__":
