@@ -528,7 +528,22 @@ def dead_tasks(relay: Relay, lesson_id: str = LESSON) -> list[str]:
             reader = ladder._reader
             if reader is not None and reader.done():
                 dead.append(f"{name}: ladder {slot}")
-        transports = {t.sender.transport for t in participant.pc.getTransceivers()}
+        transceivers = participant.pc.getTransceivers()
+        # aiortc's RTCP loops: one that raised is gone silently (its exception is only
+        # logged when the task is collected), and closing the connection then waits
+        # for it forever.
+        for t in transceivers:
+            for part, attribute in (
+                (t.receiver, "_RTCRtpReceiver__rtcp_task"),
+                (t.sender, "_RTCRtpSender__rtcp_task"),
+                (t.sender, "_RTCRtpSender__rtp_task"),
+            ):
+                task = getattr(part, attribute, None)
+                if task is not None and task.done() and not task.cancelled():
+                    error = task.exception()
+                    if error is not None:
+                        dead.append(f"{name}: {attribute.split('__')[-1]} {t.mid}: {error!r}")
+        transports = {t.sender.transport for t in transceivers}
         for dtls in transports:
             task = dtls._task
             if task is None or task.done():
