@@ -10,6 +10,16 @@ receivers stop, its senders hear no more feedback, and the relay keeps a connect
 that carries nothing until ICE consent runs out. `guard_transport` wraps the
 transport's two handlers so that such a packet is dropped like any other it cannot
 parse.
+
+A receiver's streams (`guard_receiver`). aiortc keeps statistics for every SSRC a
+receiver hears, for as long as it lives, and reports on all of them in one receiver
+report every second. A participant that sends under hundreds of SSRCs (mutated
+packets, scripts/fuzz_rtp.py) grew that report past what SRTCP protects: its RTCP
+task raised and ended unseen, and closing the connection then waited for that task
+forever (the participant could never be dropped, nor the relay shut down). A slot
+carries one stream and its resends; a receiver now takes packets from at most
+`MAX_STREAMS` SSRCs, the first it hears, which also keeps the report within the 31
+blocks its header can count (RFC 3550 §6.4.2).
 """
 
 from __future__ import annotations
@@ -21,6 +31,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 _MARK = "_classroom_guarded"
+# SSRCs one receiver takes packets from: its stream and its resends, and room for a
+# sender that changes its SSRC a few times in a session.
+MAX_STREAMS = 8
 
 
 def guard_transport(dtls: Any) -> None:
@@ -49,3 +62,19 @@ def guard_transport(dtls: Any) -> None:
     dtls._handle_rtp_data = handle_rtp_data
     dtls._handle_rtcp_data = handle_rtcp_data
     setattr(dtls, _MARK, True)
+
+
+def guard_receiver(receiver: Any) -> None:
+    """Let `receiver` (an RTCRtpReceiver) take packets from at most MAX_STREAMS SSRCs,
+    the first it hears (module notes; idempotent)."""
+    if getattr(receiver, _MARK, False):
+        return
+    streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams
+    handle: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
+
+    async def handle_rtp_packet(packet: Any, arrival_time_ms: int) -> None:
+        if packet.ssrc in streams or len(streams) < MAX_STREAMS:
+            await handle(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_rtp_packet
+    setattr(receiver, _MARK, True)

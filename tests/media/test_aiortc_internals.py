@@ -291,3 +291,14 @@ def test_the_receive_loop_hands_packets_to_handlers_the_guard_can_wrap() -> None
     assert "await self._handle_rtcp_data(data)" in source
     assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in source
     assert "except ValueError" in inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+
+
+def test_receivers_take_packets_through_an_attribute_and_keep_every_ssrc() -> None:
+    """media.adapter.guard_receiver: the transport calls `_handle_rtp_packet` by
+    attribute; the receiver keeps a stream per SSRC in `__remote_streams` and reports
+    on all of them."""
+    source = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in source
+    receiver_source = inspect.getsource(aiortc.rtcrtpreceiver.RTCRtpReceiver)
+    assert "self.__remote_streams[packet.ssrc] = StreamStatistics(" in receiver_source
+    assert "for ssrc, stream in self.__remote_streams.items():" in receiver_source

@@ -68,3 +68,28 @@ async def test_a_packet_aiortc_cannot_parse_is_dropped_and_the_connection_goes_o
     assert not [
         r for r in caplog.records if r.levelno >= logging.WARNING and "Traceback" in r.getMessage()
     ]
+
+
+async def test_packets_under_hundreds_of_ssrcs_leave_the_connection_closable(
+    relay: Relay, join: Join
+) -> None:
+    """Found by scripts/fuzz_rtp.py: aiortc reported on every SSRC a receiver ever
+    heard; past ~60 the report was too long to protect, the receiver's RTCP task
+    ended unseen, and closing the connection waited for it forever."""
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    await room.wait_frames(Slot.TEACHER_CAMERA, 5, timeout=10)
+    found = re.search(r"^a=rtpmap:(\d+) opus/", room.pc.remoteDescription.sdp, re.M)
+    assert found
+    opus = int(found.group(1))
+    attacker = Attacker(room)
+    for ssrc in range(1_000, 1_100):
+        for seq in (1, 2):
+            header = struct.pack("!BBHII", 0x80, opus, seq, 960 * seq, ssrc)
+            assert await attacker.send(header + bytes(20), "protect")
+    await asyncio.sleep(2.0)  # past a receiver report or two
+
+    assert dead_tasks(relay, LESSON) == []
+    async with asyncio.timeout(5):
+        await relay.disconnect(LESSON, "room-a")
+    assert not relay.has_peer(LESSON, "room-a")
