@@ -19,6 +19,10 @@ instead of silently in a lesson. One module per reach-in:
   numbered, the browser's transport feedback read.
 - `red`: a transceiver's `_codecs`, senders' `get_encoder`: RED (RFC 2198) for the
   teacher's audio.
+- `guard`: the DTLS transport's `_handle_rtp_data` and `_handle_rtcp_data`: a packet
+  that aiortc's parsers cannot read (and raise `struct.error` on) is dropped instead
+  of ending the participant's receive loop; a receiver's `_handle_rtp_packet` and
+  `__remote_streams`: packets from a bounded number of SSRCs.
 - `peer` and `offer` use public API only: the peer connection the relay answers
   with, and an offer checked against the role's slots before aiortc sees it.
 """

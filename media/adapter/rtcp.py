@@ -23,6 +23,12 @@
   `VIDEO_REPORT_INTERVAL_S` instead, stamped with the time it leaves (RFC 3550
   §6.4.1) rather than its last packet's, so that each one can be told apart from
   the one before even when no frame came between them (still slides).
+- NACKs (`nacked`). aiortc's parser expands each NACK item into up to 17 sequence
+  numbers, counting past 65535 where the bitmask crosses the wrap, and its sender
+  resends them one at a time. A NACK may list hundreds of items: one classroom
+  sending such NACKs (scripts/fuzz_rtp.py) kept the event loop busy enough that the
+  other classrooms' video stopped. Before aiortc sees one, its list is cut to the
+  distinct 16-bit numbers and to as many as a sender keeps packets to resend.
 - The octet count the SRs carry (`sender_octets`) is private too.
 """
 
@@ -39,9 +45,11 @@ from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
     RtcpByePacket,
     RtcpPsfbPacket,
     RtcpRrPacket,
+    RtcpRtpfbPacket,
     RtcpSdesPacket,
     RtcpSenderInfo,
     RtcpSourceInfo,
@@ -65,6 +73,16 @@ IDLE_REPORT_INTERVAL_S = 5.0
 # bench_fanout). One watched sender per classroom was cheaper but gave fresh round
 # trips half as often, and the step profile's down switch late.
 VIDEO_REPORT_INTERVAL_S = 0.25
+# The most sequence numbers one NACK may ask for: what a sender keeps to resend
+# (media.adapter.sender.RTP_HISTORY_SIZE); no more of them can be there.
+MAX_NACKED = 256
+
+
+def nacked(lost: list[int]) -> list[int]:
+    """The packets a NACK asks for, as aiortc parsed it: each 16-bit sequence number
+    once, in order, at most MAX_NACKED of them (the newest items' are kept)."""
+    distinct = list(dict.fromkeys(sequence & 0xFFFF for sequence in lost))
+    return distinct[-MAX_NACKED:]
 
 
 def hook_sender_rtcp(
@@ -127,6 +145,12 @@ def hook_sender_rtcp(
                             feedback.rtts += 1
                     if on_feedback is not None:
                         on_feedback()
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            lost = nacked(packet.lost)
+            if lost != packet.lost:
+                packet = RtcpRtpfbPacket(
+                    fmt=packet.fmt, ssrc=packet.ssrc, media_ssrc=packet.media_ssrc, lost=lost
+                )
         await original(packet)
 
     # The DTLS transport's router calls `recipient._handle_rtcp_packet(packet)`,

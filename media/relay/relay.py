@@ -27,6 +27,7 @@ from typing import Any
 from aiortc import RTCRtpTransceiver
 
 from classroom.roles import Role
+from media.adapter.guard import guard_receiver, guard_transport
 from media.adapter.hooks import install_consent_hook
 from media.adapter.offer import check_by_kind, check_offer
 from media.adapter.peer import add_slot, answer, new_peer, take_offer
@@ -148,6 +149,11 @@ class Relay:
                     sending.transport_feedback,
                     log=sending.downlink.send_side.log,
                 )
+            # Last, so that it also guards the wrappers above (media.adapter.guard).
+            for dtls in {t.sender.transport for t in transceivers}:
+                guard_transport(dtls)
+            for transceiver in transceivers:
+                guard_receiver(transceiver.receiver)
             if self._settings.adaptive:
                 sending.pace()
         except BaseException:

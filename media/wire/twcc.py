@@ -27,6 +27,12 @@ SMALL_DELTA = 1
 LARGE_DELTA = 2
 _FIXED = struct.Struct("!IIHHI")  # sender SSRC, media SSRC, base, count, ref time | fb count
 _MAX_RUN = 0x1FFF
+# The most packets read from one message. Its count is 16 bits, and a run-length
+# chunk says 8,191 "not received" in two bytes: a 20-byte message could make the
+# relay list 65,535 packets, 35 ms of its event loop (scripts/fuzz_rtp.py). A
+# receiver reports every 50-100 ms, a few dozen packets; one that reports more
+# after an outage loses the tail of the report, which only the next one repeats.
+MAX_PACKETS = 1024
 
 
 @dataclass(frozen=True)
@@ -74,19 +80,27 @@ def parse(body: bytes) -> TransportFeedback:
         raise ValueError("transport feedback reports no packet")
     reference_us = _signed(reference >> 8, 24) * REFERENCE_US
     at = _FIXED.size
+    # Every chunk is walked (the deltas follow the last one), but only the first
+    # MAX_PACKETS packets' symbols are kept: their deltas come first.
+    kept = min(count, MAX_PACKETS)
     symbols: list[int] = []
-    while len(symbols) < count:
+    seen = 0
+    while seen < count:
         if at + 2 > len(body):
             raise ValueError("transport feedback's status chunks are truncated")
         chunk = int.from_bytes(body[at : at + 2], "big")
         at += 2
         if not chunk & 0x8000:  # a run of one symbol
-            symbols.extend([(chunk >> 13) & 0x3] * (chunk & _MAX_RUN))
-        elif not chunk & 0x4000:  # 14 one-bit symbols
-            symbols.extend((chunk >> (13 - i)) & 0x1 for i in range(14))
+            run = min(chunk & _MAX_RUN, count - seen)
+            symbols.extend([(chunk >> 13) & 0x3] * min(run, kept - len(symbols)))
+            seen += run
+            continue
+        if not chunk & 0x4000:  # 14 one-bit symbols
+            vector = [(chunk >> (13 - i)) & 0x1 for i in range(14)]
         else:  # 7 two-bit symbols
-            symbols.extend((chunk >> (12 - 2 * i)) & 0x3 for i in range(7))
-    del symbols[count:]
+            vector = [(chunk >> (12 - 2 * i)) & 0x3 for i in range(7)]
+        symbols.extend(vector[: max(0, kept - len(symbols))])
+        seen += len(vector)
     arrival = reference_us
     packets: list[tuple[int, int | None]] = []
     for i, symbol in enumerate(symbols):

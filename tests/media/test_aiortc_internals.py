@@ -303,3 +303,23 @@ def test_a_widened_srtp_session_protects_an_fec_packet_over_full_size_packets() 
     assert len(wide.protect(packet)) == len(packet) + 10
     longest = bytes([0x80, 96]) + os.urandom(MAX_RTP_BYTES - 2)
     assert len(widen(wide).protect(longest)) == MAX_RTP_BYTES + 10
+
+
+def test_the_receive_loop_hands_packets_to_handlers_the_guard_can_wrap() -> None:
+    """media.adapter.guard: the DTLS transport calls its own `_handle_rtp_data` and
+    `_handle_rtcp_data` by attribute, and expects only ValueError of the parsers."""
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "await self._handle_rtcp_data(data)" in source
+    assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in source
+    assert "except ValueError" in inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+
+
+def test_receivers_take_packets_through_an_attribute_and_keep_every_ssrc() -> None:
+    """media.adapter.guard_receiver: the transport calls `_handle_rtp_packet` by
+    attribute; the receiver keeps a stream per SSRC in `__remote_streams` and reports
+    on all of them."""
+    source = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in source
+    receiver_source = inspect.getsource(aiortc.rtcrtpreceiver.RTCRtpReceiver)
+    assert "self.__remote_streams[packet.ssrc] = StreamStatistics(" in receiver_source
+    assert "for ssrc, stream in self.__remote_streams.items():" in receiver_source

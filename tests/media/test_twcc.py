@@ -109,3 +109,20 @@ def test_mutated_messages_parse_or_raise_value_error_and_nothing_else() -> None:
                 assert len(feedback.packets) <= 0xFFFF
         except ValueError:
             pass
+
+
+def test_a_message_that_says_it_reports_65535_packets_is_read_for_its_first_1024() -> None:
+    """Found by scripts/fuzz_rtp.py: 20 bytes of run-length chunks listing 65,535
+    packets "not received" took 35 ms to read, each time a participant sent one."""
+    run_lost = 0x0000 | 0x1FFF  # 8,191 packets not received
+    data = _message(_fixed(65_000, 0xFFFF, 0, 1) + struct.pack("!H", run_lost) * 9)
+    [feedback] = twcc.transport_feedback(data)
+    assert len(feedback.packets) == twcc.MAX_PACKETS
+    assert feedback.packets[0] == (65_000, None)
+    assert feedback.packets[-1] == ((65_000 + twcc.MAX_PACKETS - 1) & 0xFFFF, None)
+
+
+def test_a_long_report_keeps_the_deltas_of_the_packets_it_reads() -> None:
+    arrivals: list[int | None] = [1_000 * k for k in range(1, 2_001)]
+    [feedback] = twcc.transport_feedback(twcc.build(1, 2, 7, arrivals))
+    assert [a for _, a in feedback.packets] == arrivals[: twcc.MAX_PACKETS]
