@@ -101,6 +101,8 @@ class Downlink:
         self.send_side = SendSideEstimator(SentLog(), initial_bps=250_000)
         self._send_side_alarm = False
         self._now_ms = 0
+        # The last round trip measured, late or not (see `shown_rtt_ms`).
+        self._measured_rtt_ms: float | None = None
         self.allocator = allocator or Allocator()
         self._seen: dict[Slot, _Seen] = {}
         self._expected = 0
@@ -113,6 +115,14 @@ class Downlink:
         if self.send_side.active(self._now_ms):
             return self.send_side.estimate
         return self.estimator.estimate
+
+    @property
+    def shown_rtt_ms(self) -> float | None:
+        """The round trip a person is shown: the estimate's, or while the relay runs
+        late (and leaves its round trips out of every decision) the last one measured,
+        the relay's lateness included: what the classroom lives with."""
+        rtt = self.estimate.rtt_ms
+        return rtt if rtt is not None else self._measured_rtt_ms
 
     def transport_feedback(self, results: list[PacketResult], now_s: float) -> bool:
         """Fold in transport feedback; True if the estimate fell (act now)."""
@@ -169,6 +179,8 @@ class Downlink:
         the reports, say nothing of a queue on the path and are left out."""
         now_ms = self._now_ms = round(now_s * 1000)
         feedback = self._collect(slots)
+        if feedback is not None and feedback.rtt_ms is not None:
+            self._measured_rtt_ms = feedback.rtt_ms
         if late and feedback is not None and feedback.rtt_ms is not None:
             feedback = replace(feedback, rtt_ms=None)
         offers = [

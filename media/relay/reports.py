@@ -49,7 +49,7 @@ def link_report(
         estimate_kbps=estimate.bitrate_bps / 1000.0,
         sent_kbps=side.sent_kbps,
         loss=estimate.loss,
-        rtt_ms=estimate.rtt_ms,
+        rtt_ms=side.downlink.shown_rtt_ms,
         layers={slot.value: out.track.layer_name for slot, out in side.outgoing.items()},
         server_load=server_load,
         **previews,

@@ -453,6 +453,21 @@ def test_round_trips_measured_while_the_relay_runs_late_are_left_out() -> None:
     assert rtt is not None and rtt > 1000
 
 
+def test_a_relay_late_from_the_start_still_shows_a_round_trip() -> None:
+    """Left out of the decisions, a late round trip is still what the teacher's page
+    shows (the lateness included), rather than none at all."""
+    down = Downlink(Estimator(initial_bps=2_000_000), Allocator())
+    fbs = {slot: SenderFeedback() for slot in ("teacher_audio", "teacher_camera", "slides")}
+    assert down.shown_rtt_ms is None
+    for t in range(1, 5):
+        remb(fbs["teacher_camera"], 2_000_000)
+        report(fbs["teacher_camera"], 200 * t, 0)
+        fbs["teacher_camera"].rtt_s, fbs["teacher_camera"].rtts = 0.4, t
+        down.tick(views(**fbs), float(t), late=True)
+    assert down.estimate.rtt_ms is None
+    assert down.shown_rtt_ms == 400
+
+
 async def test_an_overloaded_relay_holds_its_top_layers_not_a_classrooms_link(
     relay: Relay, join: Join
 ) -> None:
