@@ -205,7 +205,9 @@ class Downlink:
                 # Video's share, plus the audio sent beside it (module notes).
                 audio = cost(current, self._essential_offers)
                 feedback = replace(feedback, remb_bps=feedback.remb_bps + math.ceil(audio * 1000))
-            estimate = self.estimator.update(feedback, now_ms, sending_bps=sending or None)
+            estimate = self.estimator.update(
+                feedback, now_ms, sending_bps=sending or None, late=late
+            )
             logger.debug("%s: %s sending %d -> %s", self.name, feedback, sending, estimate)
             if feedback.rtt_ms is not None:
                 self.send_side.on_rtt(feedback.rtt_ms)

@@ -222,8 +222,13 @@ class Estimator:
             ordered = sorted(sample for _, sample, _ in self._samples)
             self._floor = min(FLOOR_MAX, ordered[int(FLOOR_PERCENTILE * (len(ordered) - 1))])
 
-    def update(self, feedback: Feedback, now_ms: int, sending_bps: int | None = None) -> Estimate:
-        """Fold in one piece of feedback; `sending_bps` is what the relay sends now."""
+    def update(
+        self, feedback: Feedback, now_ms: int, sending_bps: int | None = None, late: bool = False
+    ) -> Estimate:
+        """Fold in one piece of feedback; `sending_bps` is what the relay sends now.
+        `late`: the relay itself runs late (media.control.overload), so its round trips
+        measure its own lateness and are left out (Downlink.tick); a REMB fall is then
+        confirmed by loss alone."""
         if feedback.rtt_ms is not None and feedback.rtt_ms > 0:
             self._min_rtt = min(self._min_rtt or feedback.rtt_ms, feedback.rtt_ms)
         lost = None
@@ -234,7 +239,7 @@ class Estimator:
             self._add_loss_sample(lost, now_ms, flat)
         if feedback.remb_bps is not None:
             fell = self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL
-            if fell and self._path_agrees(feedback.rtt_ms):
+            if fell and self._path_agrees(feedback.rtt_ms, late):
                 self._congested_at = now_ms
             elif fell:
                 assert self._remb is not None
@@ -417,11 +422,17 @@ class Estimator:
             self._longer_rtts = 0
         return self._fell_far and self._longer_rtts >= QUEUE_SAMPLES
 
-    def _path_agrees(self, rtt_ms: float | None) -> bool:
+    def _path_agrees(self, rtt_ms: float | None, late: bool = False) -> bool:
         """Whether loss (smoothed, above the floor: one sample of 100 packets is noisy)
         or the round trip confirm a receiver's overuse call."""
         if max(0.0, self._loss - self._floor) >= LOSS_LOW:
             return True
+        if late:
+            # Its round trips (the last smoothed one too) carry the relay's own
+            # lateness. Believed without them, under scripts/fuzz_rtp.py every REMB
+            # dip of a few percent of an aiortc witness was congestion, on loopback:
+            # the estimate followed it down to 100 kbit/s and the camera was off 55 s.
+            return False
         rtt = rtt_ms if rtt_ms is not None else self._rtt
         if rtt is None or self._min_rtt is None:
             return True  # nothing to judge by: believe the receiver

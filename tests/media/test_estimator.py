@@ -463,3 +463,52 @@ def test_one_clean_report_after_a_lossy_spell_lets_what_is_sent_count_again() ->
     est.update(Feedback(remb_bps=200_000, rtt_ms=100), 8000, sending_bps=400_000)
     e = est.update(Feedback(remb_bps=200_000, rtt_ms=100), 9000, sending_bps=400_000)
     assert e.bitrate_bps == 400_000
+
+
+@pytest.mark.parametrize(
+    ("late", "congested", "estimate_bps"),
+    [
+        # On time, no round trip known yet: nothing to judge by, the receiver is believed.
+        (False, True, 180_000),
+        # The relay runs late: its round trips are its own lateness, so without loss
+        # the fall is never confirmed, and what was carried before it stands.
+        (True, False, 470_000),
+    ],
+)
+def test_a_remb_fall_while_the_relay_runs_late_needs_loss_to_count(
+    late: bool, congested: bool, estimate_bps: int
+) -> None:
+    """scripts/fuzz_rtp.py: the attacker's packets kept the relay late, and an aiortc
+    witness's REMB fell from 470 to 180 kbit/s on loopback with no loss; believed, its
+    camera went off for 55 s."""
+    est = Estimator(initial_bps=250_000)
+    now = 0
+    for _ in range(6):
+        est.update(Feedback(remb_bps=470_000, fraction_lost=0.0), now, 470_000, late=late)
+        now += 500
+    est.update(Feedback(remb_bps=180_000), now, 470_000, late=late)
+    assert est.congested is congested
+    for _ in range(6):
+        now += 500
+        e = est.update(Feedback(remb_bps=180_000), now, 470_000, late=late)
+    assert est.congested is congested and e.bitrate_bps == estimate_bps
+    # Loss confirms a fall though the relay runs late.
+    for _ in range(3):
+        now += 500
+        est.update(Feedback(fraction_lost=0.2), now, 470_000, late=late)
+    est.update(Feedback(remb_bps=100_000), now + 500, 470_000, late=late)
+    assert est.congested
+
+
+def test_a_late_relay_does_not_believe_a_fall_on_an_old_round_trip() -> None:
+    """A round trip smoothed before the relay was found late may hold its lateness
+    already (a loop 25 ms late on a 0.2 ms loopback path): not evidence either."""
+    est = Estimator(initial_bps=250_000)
+    for i in range(4):
+        est.update(Feedback(remb_bps=470_000, rtt_ms=0.2, fraction_lost=0.0), i * 500, 470_000)
+    est.update(Feedback(remb_bps=470_000, rtt_ms=60.0), 2000, 470_000)
+    est.update(Feedback(remb_bps=470_000, rtt_ms=60.0), 2500, 470_000)
+    est.update(Feedback(remb_bps=470_000), 7500, 470_000, late=True)
+    assert not est.congested
+    est.update(Feedback(remb_bps=400_000), 8000, 470_000, late=True)
+    assert not est.congested
