@@ -2,19 +2,20 @@
 
     python -m scripts.fuzz_rtp --packets 100000 --seconds 180
 
-In one process, on 127.0.0.1: the real relay (media.relay.relay.Relay with the
-operator's default settings), a synthetic teacher publishing camera, microphone and
-screen (media.synthetic), a witness classroom that decodes the teacher's camera, and
-an attacker: a classroom whose ICE and DTLS-SRTP are done, so that what it sends
-passes decryption. The attacker writes crafted packets through its own peer
-connection's SRTP session and ICE transport (what RTCDtlsTransport._send_rtp does,
-and media.adapter.transport.Wire for the relay): truncated RTP headers, bad padding
-lengths, bad CSRC counts and extension lengths, header extensions of the wrong size,
-compound RTCP with bogus lengths and counts, NACKs that ask for every packet, PLI and
-FIR storms, REMB garbage, transport-cc feedback garbage (the attacker's offer asks
-for transport-cc, so the relay parses it: media.wire.twcc), RED with bogus block
-lengths on audio (media.wire.red), replayed SRTP datagrams, junk in DTLS records,
-and random mutations of its own valid packets.
+On 127.0.0.1: the real relay (media.relay.relay.Relay with the operator's default
+settings), a synthetic teacher publishing camera, microphone and screen
+(media.synthetic), a witness classroom that decodes the teacher's camera, in a
+process of its own (scripts/witness.py), and an attacker: a classroom whose ICE and
+DTLS-SRTP are done, so that what it sends passes decryption. The attacker writes
+crafted packets through its own peer connection's SRTP session and ICE transport
+(what RTCDtlsTransport._send_rtp does, and media.adapter.transport.Wire for the
+relay): truncated RTP headers, bad padding lengths, bad CSRC counts and extension
+lengths, header extensions of the wrong size, compound RTCP with bogus lengths and
+counts, NACKs that ask for every packet, PLI and FIR storms, REMB garbage,
+transport-cc feedback garbage (the attacker's offer asks for transport-cc, so the
+relay parses it: media.wire.twcc), RED with bogus block lengths on audio
+(media.wire.red), replayed SRTP datagrams, junk in DTLS records, and random
+mutations of its own valid packets.
 
 libsrtp refuses to protect a header it cannot parse (a CSRC count or an extension
 length past the end, fewer than 12 bytes), and the relay's libsrtp refuses the same
@@ -27,9 +28,17 @@ or a traceback in it: aiortc logs a dying transport's traceback as a warning; th
 peers share the process, so theirs count too, which errs on the strict side),
 `crashes` (a task of the relay's that ended: its loops, the ladders, a participant's
 DTLS receive loop), and the witness's decoded camera frames per second, each second
-of the attack (target: 14 or more), beside the same figure before the attack and
-how late the event loop woke: every peer shares the relay's process and cores. The
-last line printed is a JSON object.
+of the attack on its own clock (target: 14 or more), beside the same figure before
+the attack, and how late each event loop woke, the relay's and the witness's: they
+share the machine's cores. The last line printed is a JSON object.
+
+Why the witness has a process of its own: the relay's downlink estimate for it
+comes from what it measures (aiortc's REMB, on arrival times, and its receiver
+reports). Sharing the relay's event loop, it stamped packets late by as much as the
+loop ran late, and the relay read that as a queue on a loopback path whose round
+trip is under a millisecond: with no attack at all, the witness's estimate fell to
+about 100 kbit/s and its camera was off 20 s out of 29. `--witness-in-process`
+puts it back there, for comparison.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import logging
 import random
 import re
 import struct
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -551,39 +561,170 @@ def dead_tasks(relay: Relay, lesson_id: str = LESSON) -> list[str]:
     return dead
 
 
+# -- the witness ---------------------------------------------------------------------------
+
+
+class LocalWitness:
+    """The witness in the relay's process: a SyntheticParticipant whose decoded camera
+    frames are counted each second on the shared event loop. Its receive times, so
+    the REMB and the receiver reports it sends, carry whatever that loop ran late
+    by: an attack's cost to the relay reads as a queue on its path."""
+
+    def __init__(self) -> None:
+        self.peer = SyntheticParticipant(
+            Role.CLASSROOM, send_video=lambda: MovingPicture(320, 180, 15)
+        )
+        self.fps_each_s: list[int] = []
+        self.late_ms_each_s: list[int] = []
+        self._stop = asyncio.Event()
+        self._sampler: asyncio.Task[None] | None = None
+
+    @property
+    def frames(self) -> int:
+        return self.peer.received[Slot.TEACHER_CAMERA].frames
+
+    async def offer(self) -> str:
+        return await self.peer.offer()
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.peer.accept(answer_sdp)
+        self._sampler = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        last = self.frames
+        while not self._stop.is_set():
+            asked = time.monotonic()
+            try:
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+            except TimeoutError:
+                self.fps_each_s.append(self.frames - last)
+                self.late_ms_each_s.append(round(1000 * (time.monotonic() - asked - 1.0)))
+                last = self.frames
+
+    async def wait_frames(self, count: int, timeout: float) -> None:
+        await self.peer.wait_frames(Slot.TEACHER_CAMERA, count, timeout)
+
+    async def close(self) -> tuple[int, str | None]:
+        """Close; its tracebacks are the parent's own (counted there)."""
+        self._stop.set()
+        if self._sampler is not None:
+            await self._sampler
+        await self.peer.close()
+        return 0, None
+
+
+class RemoteWitness:
+    """The witness in a process of its own (scripts/witness.py), as a browser on another
+    machine is to the relay: what it measures of its path is not the relay's loop."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.fps_each_s: list[int] = []
+        self.late_ms_each_s: list[int] = []
+        self._changed = asyncio.Event()
+        self._offer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._bye: asyncio.Future[tuple[int, str | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def offer(self) -> str:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "scripts.witness",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            # Big enough for an SDP on one line.
+            limit=1 << 20,
+        )
+        self._reader = asyncio.create_task(self._read())
+        async with asyncio.timeout(30):
+            return await self._offer
+
+    async def accept(self, answer_sdp: str) -> None:
+        self._send({"type": "answer", "sdp": answer_sdp})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        self._process.stdin.write((json.dumps(message) + "\n").encode())
+
+    async def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        while line := await self._process.stdout.readline():
+            message = json.loads(line)
+            kind = message.get("type")
+            if kind == "offer":
+                self._offer.set_result(message["sdp"])
+            elif kind == "frames":
+                self.frames = message["total"]
+                self._changed.set()
+            elif kind == "second":
+                self.fps_each_s.append(message["fps"])
+                self.late_ms_each_s.append(message["late_ms"])
+            elif kind == "bye" and not self._bye.done():
+                self._bye.set_result((message["tracebacks"], message["first_traceback"]))
+        for future in (self._offer, self._bye):
+            if not future.done():
+                future.set_exception(RuntimeError("the witness process ended"))
+
+    async def wait_frames(self, count: int, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while self.frames < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def close(self) -> tuple[int, str | None]:
+        """Close the witness; its tracebacks, and the first of them."""
+        process = self._process
+        if process is None:
+            return 0, None
+        try:
+            self._send({"type": "close"})
+            async with asyncio.timeout(10):
+                return await self._bye
+        except (TimeoutError, RuntimeError, ConnectionError):
+            return 1, "the witness process did not say bye"
+        finally:
+            if process.returncode is None:
+                try:
+                    async with asyncio.timeout(5):
+                        await process.wait()
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+            if self._reader is not None:
+                await self._reader
+
+
+Witness = LocalWitness | RemoteWitness
+
+
 @dataclass
 class Result:
     sent: Counter[str] = field(default_factory=Counter)
     unprotectable: int = 0
     fps: list[int] = field(default_factory=list)
     late_s: list[float] = field(default_factory=list)
+    witness_late_ms: list[int] = field(default_factory=list)
 
 
-async def fps_each_second(
-    witness: SyntheticParticipant,
-    into: list[int],
-    stop: asyncio.Event,
-    late: list[float] | None = None,
-) -> None:
-    """The witness's decoded camera frames, each second; and how late the loop woke."""
-    reception = witness.received[Slot.TEACHER_CAMERA]
-    last = reception.frames
+async def loop_lateness(into: list[float], stop: asyncio.Event) -> None:
+    """How late the relay's event loop woke, each second."""
     while not stop.is_set():
         asked = time.monotonic()
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
         except TimeoutError:
-            into.append(reception.frames - last)
-            last = reception.frames
-            if late is not None:
-                late.append(time.monotonic() - asked - 1.0)
+            into.append(time.monotonic() - asked - 1.0)
 
 
 async def attack(
     relay: Relay,
     attacker: Attacker,
     target: Target,
-    witness: SyntheticParticipant,
+    witness: Witness,
     *,
     packets: int,
     seconds: float,
@@ -602,7 +743,8 @@ async def attack(
         attacker.newest_seq,
     )
     stop = asyncio.Event()
-    sampler = asyncio.create_task(fps_each_second(witness, result.fps, stop, result.late_s))
+    sampler = asyncio.create_task(loop_lateness(result.late_s, stop))
+    seen = len(witness.fps_each_s)
     started = time.monotonic()
     sent = 0
     try:
@@ -619,6 +761,9 @@ async def attack(
     finally:
         stop.set()
         await sampler
+    # The witness's seconds that began during the attack, on its own clock.
+    result.fps = witness.fps_each_s[seen:]
+    result.witness_late_ms = witness.late_ms_each_s[seen:]
     return result
 
 
@@ -630,8 +775,12 @@ async def run(
     seed: int = 1,
     baseline: float = 3.0,
     kinds: list[str] | None = None,
+    witness_in_process: bool = False,
 ) -> dict[str, Any]:
-    """The relay, a teacher, a witness and an attacker; the attack; the figures."""
+    """The relay, a teacher, a witness and an attacker; the attack; the figures.
+
+    `witness_in_process`: the witness shares the relay's process and event loop
+    (as it did at first) instead of running in its own (RemoteWitness)."""
     counter = Tracebacks()
     root = logging.getLogger()
     root.addHandler(counter)
@@ -648,6 +797,8 @@ async def run(
     loop.set_exception_handler(on_unhandled)
     relay = Relay(RelaySettings(host_addresses=(HOST,), encoder_threads=2))
     peers: list[SyntheticParticipant] = []
+    witness: Witness = LocalWitness() if witness_in_process else RemoteWitness()
+    witness_tracebacks: tuple[int, str | None] = (0, None)
     started = time.monotonic()
     try:
 
@@ -664,19 +815,17 @@ async def run(
             return peer, answer
 
         await join("teacher", Role.TEACHER)
-        witness, _ = await join("witness", Role.CLASSROOM)
+        offer = await witness.offer()
+        await witness.accept(await relay.negotiate(LESSON, "witness", Role.CLASSROOM, offer))
         intruder, answer = await join("attacker", Role.CLASSROOM, ask_for_transport_cc)
-        await witness.wait_frames(Slot.TEACHER_CAMERA, 15, timeout=20)
+        await witness.wait_frames(15, timeout=20)
         await intruder.wait_frames(Slot.TEACHER_CAMERA, 5, timeout=20)
         attacker = Attacker(intruder)
         target = read_target(intruder, answer)
-        # The witness's frame rate before the attack, over a few seconds.
-        before: list[int] = []
-        stop = asyncio.Event()
-        sampler = asyncio.create_task(fps_each_second(witness, before, stop))
-        await asyncio.sleep(baseline)
-        stop.set()
-        await sampler
+        # The witness's frame rate before the attack, over a few whole seconds.
+        seen = len(witness.fps_each_s)
+        await asyncio.sleep(baseline + 0.5)
+        before = witness.fps_each_s[seen:] or [0]
         result = await attack(
             relay,
             attacker,
@@ -705,15 +854,15 @@ async def run(
             for report in [relay.link_report(LESSON, name)]
         }
         # How soon after the attack the witness decodes a new frame (None: not in 10 s).
-        reception = witness.received[Slot.TEACHER_CAMERA]
-        after, ended = reception.frames, time.monotonic()
+        after, ended = witness.frames, time.monotonic()
         recovered_s: float | None = None
         while time.monotonic() - ended < 10.0:
             await asyncio.sleep(0.05)
-            if reception.frames > after:
+            if witness.frames > after:
                 recovered_s = round(time.monotonic() - ended, 2)
                 break
     finally:
+        witness_tracebacks = await witness.close()
         for peer in peers:
             await peer.close()
         await relay.close()
@@ -723,25 +872,27 @@ async def run(
     return {
         "seed": seed,
         "duration_s": round(time.monotonic() - started, 1),
+        "witness": "in the relay's process" if witness_in_process else "own process",
         "attack_s": len(result.fps),
         "packets": sum(result.sent.values()),
         "sent_by_kind": dict(sorted(result.sent.items())),
         "unprotectable": result.unprotectable,
-        "tracebacks": counter.count,
+        "tracebacks": counter.count + witness_tracebacks[0],
         "traceback_kinds": dict(counter.kinds.most_common(10)),
         "unhandled_in_loop": len(unhandled),
         "crashes": len(dead),
         "dead_tasks": dead,
         "attacker_still_connected": attacker_alive,
-        "witness_fps_before": round(sum(before) / max(1, len(before)), 1),
+        "witness_fps_before": round(sum(before) / len(before), 1),
         "witness_fps_min": min(fps),
         "witness_fps_mean": round(sum(fps) / len(fps), 1),
         "witness_next_frame_after_s": recovered_s,
         "witness_fps_each_s": result.fps,
         "loop_late_ms_each_s": [round(1000 * x) for x in result.late_s],
+        "witness_loop_late_ms_each_s": result.witness_late_ms,
         "links_after": links,
         "loop_late_ms_max": round(1000 * max(result.late_s, default=0.0)),
-        "first_traceback": counter.first,
+        "first_traceback": counter.first or witness_tracebacks[1],
     }
 
 
@@ -753,6 +904,11 @@ def main() -> None:
     parser.add_argument("--baseline", type=float, default=3.0, help="seconds measured before")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--kinds", nargs="+", choices=list(WEIGHTS), help="only these")
+    parser.add_argument(
+        "--witness-in-process",
+        action="store_true",
+        help="the witness in the relay's process, its loop shared (as it was at first)",
+    )
     args = parser.parse_args()
     if not 1 <= args.packets <= MAX_PACKETS:
         parser.error(f"--packets must be within 1..{MAX_PACKETS}")
@@ -767,6 +923,7 @@ def main() -> None:
         seed=args.seed,
         baseline=args.baseline,
         kinds=args.kinds,
+        witness_in_process=args.witness_in_process,
     )
     print(json.dumps(asyncio.run(figures), default=str))
 
