@@ -1,12 +1,14 @@
 """Soak: a long lesson on the real server, watched for leaks and for classrooms left behind.
 
     python -m scripts.soak [--classrooms 50] [--minutes 30] [--warmup-minutes 5]
+                           [--reconnect-share 0.1] [--trace-memory]
 
 `classroom serve` runs in its own process on 127.0.0.1. A synthetic teacher (an aiortc
 peer publishing a moving camera, slides and a tone over the real WebSocket protocol)
 teaches N synthetic classrooms (aiortc peers in a few worker processes, iceServers=[],
 loopback only; they count the teacher camera frames their jitter buffer completes
-instead of decoding them). Every minute 10 % of the classrooms drop their connection
+instead of decoding them). Every minute 10 % of the classrooms (`--reconnect-share`;
+more finds a per-session leak sooner, 0 separates growth with time) drop their connection
 and peer and come back (`since` their last event); hands go up and down, chat goes on,
 the teacher dismisses a hand now and then.
 
@@ -24,6 +26,10 @@ layers to what it measures of its link, down to sound only.
 
 `--trace-memory` runs the server under tracemalloc and writes the top growth between
 the end of the warm-up and the end (`memory_growth`): where RSS went, if it grows.
+`memory_growth_by_line` adds the objects alive by type, end minus warm-up:
+tracemalloc's diff counts replacements (a classroom's new peer for its old one) as
+growth, this count does not. RSS that grows while neither does is the C heap's
+(signaling.heap).
 """
 
 from __future__ import annotations
