@@ -1,12 +1,14 @@
 """Soak: a long lesson on the real server, watched for leaks and for classrooms left behind.
 
     python -m scripts.soak [--classrooms 50] [--minutes 30] [--warmup-minutes 5]
+                           [--reconnect-share 0.1] [--trace-memory]
 
 `classroom serve` runs in its own process on 127.0.0.1. A synthetic teacher (an aiortc
 peer publishing a moving camera, slides and a tone over the real WebSocket protocol)
 teaches N synthetic classrooms (aiortc peers in a few worker processes, iceServers=[],
 loopback only; they count the teacher camera frames their jitter buffer completes
-instead of decoding them). Every minute 10 % of the classrooms drop their connection
+instead of decoding them). Every minute 10 % of the classrooms (`--reconnect-share`;
+more finds a per-session leak sooner, 0 separates growth with time) drop their connection
 and peer and come back (`since` their last event); hands go up and down, chat goes on,
 the teacher dismisses a hand now and then.
 
@@ -24,6 +26,10 @@ layers to what it measures of its link, down to sound only.
 
 `--trace-memory` runs the server under tracemalloc and writes the top growth between
 the end of the warm-up and the end (`memory_growth`): where RSS went, if it grows.
+`memory_growth_by_line` adds the objects alive by type, end minus warm-up:
+tracemalloc's diff counts replacements (a classroom's new peer for its old one) as
+growth, this count does not. RSS that grows while neither does is the C heap's
+(signaling.heap).
 """
 
 from __future__ import annotations
@@ -352,23 +358,37 @@ TRACED_SERVER = """
 import gc, signal, sys, tracemalloc
 # Traced from the end of the warm-up only (the first SIGUSR2): tracing slows the
 # server, and what it allocated before then is not growth.
+from collections import Counter
 snapshots = []
+kinds = []
 def dump(*_):
     if not tracemalloc.is_tracing():
         tracemalloc.start(10)
     # Garbage awaiting the collector is not growth: only what is still referenced.
     gc.collect()
+    # Objects the collector tracks, by type: which of ours outlive their session.
+    kinds.append(Counter(type(o).__qualname__ for o in gc.get_objects()))
     snap = tracemalloc.take_snapshot().filter_traces(
         [tracemalloc.Filter(False, tracemalloc.__file__)])
     snapshots.append(snap)
     if len(snapshots) >= 2:
         top = snapshots[-1].compare_to(snapshots[0], "traceback")[:15]
+        lines = snapshots[-1].compare_to(snapshots[0], "lineno")[:25]
+        more = kinds[-1].copy()
+        more.subtract(kinds[0])
         with open(sys.argv[1], "w") as out:
             for stat in top:
                 out.write(f"{stat.size_diff / 1e6:+.2f} MB {stat.count_diff:+d} blocks\\n")
                 for line in stat.traceback.format()[-10:]:
                     out.write(line + "\\n")
                 out.write("\\n")
+        with open(sys.argv[1] + ".lines", "w") as out:
+            for stat in lines:
+                d = f"{stat.size_diff / 1e6:+.3f} MB {stat.count_diff:+d}"
+                out.write(f"{d} {stat.traceback}\\n")
+            out.write("\\nobjects by type, end minus warm-up:\\n")
+            for name, n in more.most_common(40):
+                out.write(f"{n:+d} {name}\\n")
 signal.signal(signal.SIGUSR2, dump)
 from signaling.cli import main
 main(sys.argv[2:])
@@ -478,9 +498,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 file=sys.stderr,
                 flush=True,
             )
-            if now >= next_reconnect and now < end - SAMPLE_S:
+            if args.reconnect_share > 0 and now >= next_reconnect and now < end - SAMPLE_S:
                 next_reconnect += 60
-                count = max(1, round(RECONNECT_SHARE * len(ids)))
+                count = min(len(ids), max(1, round(args.reconnect_share * len(ids))))
                 chosen = [ids[(turn + i) % len(ids)] for i in range(count)]
                 turn += count
                 for cid in chosen:
@@ -565,6 +585,7 @@ def summarize(
     result = {
         "classrooms": args.classrooms,
         "minutes": round(last["t"] / 60, 1),
+        "reconnect_share": args.reconnect_share,
         "warmup_minutes": round(warm["t"] / 60, 1),
         "rss_mb_start": round(warm["rss_kb"] / 1024, 1),
         "rss_mb_end": round(last["rss_kb"] / 1024, 1),
@@ -590,6 +611,9 @@ def summarize(
     }
     if growth.exists():
         result["memory_growth"] = growth.read_text()[:6000]
+    by_line = folder / "memory_growth.txt.lines"
+    if by_line.exists():
+        result["memory_growth_by_line"] = by_line.read_text()[:6000]
     return result
 
 
@@ -600,11 +624,19 @@ def main() -> None:
     parser.add_argument("--warmup-minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--trace-memory", action="store_true")
+    parser.add_argument(
+        "--reconnect-share",
+        type=float,
+        default=RECONNECT_SHARE,
+        help="share of the classrooms that reconnect each minute (0 for none)",
+    )
     args = parser.parse_args()
     if not 1 <= args.classrooms <= MAX_CLASSROOMS:
         parser.error(f"--classrooms must be within 1..{MAX_CLASSROOMS}")
     if not 0.5 <= args.minutes <= MAX_MINUTES:
         parser.error(f"--minutes must be within 0.5..{MAX_MINUTES}")
+    if not 0 <= args.reconnect_share <= 1:
+        parser.error("--reconnect-share must be within 0..1")
     result = asyncio.run(asyncio.wait_for(soak(args), timeout=args.minutes * 60 + 300))
     print(json.dumps(result, ensure_ascii=False), flush=True)
 

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from media.gateway import MediaGateway
-from signaling import keys, tls
+from signaling import heap, keys, tls
 from signaling.app import create_app
 from signaling.district import District
 from signaling.lessons import Lessons
@@ -156,6 +156,8 @@ def serve(
     """Run the server; `media` replaces the relay (benchmarks compare baselines), and
     then nothing is recorded; `limits` replaces signaling.limits.Policy's (a fuzzer
     that must reach past the rate limits)."""
+    # Before any thread starts: a thread keeps the arena it was given.
+    heap.limit_arenas(settings.malloc_arena_max)
     admin_key, created = keys.admin_key(settings)
     if created:
         path = settings.data_dir / keys.ADMIN_KEY_FILE
@@ -180,7 +182,19 @@ def serve(
     # collector's sight, a full collection walks only the lessons' objects and
     # pauses the media a fraction as long (234 -> 139 ms at 64 classrooms).
     gc.freeze()
-    asyncio.run(LessonServer(config, app).serve())
+    asyncio.run(_serve_giving_back(LessonServer(config, app), settings.malloc_trim_interval_s))
+
+
+async def _serve_giving_back(server: LessonServer, trim_interval_s: float) -> None:
+    """Serve, with the C heap's free memory given back every `trim_interval_s`."""
+    trimming = None
+    if trim_interval_s > 0:
+        trimming = asyncio.create_task(heap.give_back_every(trim_interval_s), name="malloc-trim")
+    try:
+        await server.serve()
+    finally:
+        if trimming is not None:
+            trimming.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

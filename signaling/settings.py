@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # The cameras with FEC (ULPFEC in RED) on links with a long round trip.
     video_fec: bool = True
 
+    # The C heap (signaling.heap): at most this many malloc arenas (0: glibc's own
+    # rule, eight per core), and free memory given back to the system this often (0:
+    # never). Decoder threads that come and go with the classrooms otherwise leave
+    # arenas that hold what was freed in them: the process grows with reconnects.
+    malloc_arena_max: int = Field(default=2, ge=0)
+    malloc_trim_interval_s: float = Field(default=60.0, ge=0)
+
     # Courseware (signaling.decks): the largest deck file taken, and its most pages.
     deck_max_mb: int = Field(default=50, ge=1, le=1024)
     deck_max_pages: int = Field(default=300, ge=1, le=300)

@@ -74,6 +74,16 @@ class VideoEncoder:
         self._reformatter = VideoReformatter()
         self._codec: av.VideoCodecContext | None = None
         self._source_size: tuple[int, int] | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Let libvpx go now (its buffers, its threads): the layer that owns this
+        encoder sits in reference cycles (the relay's callbacks, aiortc's peer
+        connection) that only the cyclic collector frees, and in a server with a
+        large heap that is minutes later. An encode still running keeps its own
+        reference and finishes."""
+        self._closed = True
+        self._codec = None
 
     def _open(self, width: int, height: int) -> av.VideoCodecContext:
         codec = av.CodecContext.create("libvpx", "w")
@@ -110,6 +120,8 @@ class VideoEncoder:
 
         `frame` may be shared with other layers' encoders: it is never modified.
         """
+        if self._closed:
+            return []
         size = (frame.width, frame.height)
         if self._codec is None or size != self._source_size:
             width, height = self.spec.fit(*size)

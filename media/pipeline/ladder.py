@@ -199,6 +199,8 @@ class VideoLayer(Layer):
         super().close()
         if self._worker is not None:
             self._worker.cancel()
+        self._latest = None
+        self._encoder.close()
 
 
 class AudioLayer(Layer):
