@@ -46,7 +46,7 @@ from scripts.bench_weaklink import (
     _http,
     wait_healthy,
 )
-from scripts.linkemu import SERVER_ADDR
+from scripts.linkemu import SERVER_ADDR, measure_across
 
 # Every 100 ms, the page clock's times (ms from navigation) at which the teacher
 # camera's framesDecoded grew, per peer connection (a rebuilt one counts from 0).
@@ -366,34 +366,10 @@ def main() -> None:
         result = asyncio.run(measure(args, client_ns, int(emulator_pid)))
         print(json.dumps(result), flush=True)
         return
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "scripts.linkemu", "--profile", "clear", "--tag", f"o{os.getpid()}"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert emulator.stdout is not None
-        line = emulator.stdout.readline()
-        if not line.startswith("ready "):
-            raise SystemExit(f"the link emulator did not start: {line!r}")
-        link = json.loads(line[6:])
-        env = {**os.environ, "OUTAGE_INNER": f"{link['client_ns']},{emulator.pid}"}
-        command = ["ip", "netns", "exec", link["server_ns"], sys.executable, "-m"]
-        command += ["scripts.bench_outage", "--cuts", ",".join(f"{s:g}" for s in args.cuts)]
-        command += ["--restarts", ",".join(args.restarts)]
-        budget = sum(args.cuts) + 60 * (len(args.cuts) + len(args.restarts)) + 120
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=budget)
-        sys.stderr.write(done.stderr[-4000:])
-        lines = done.stdout.strip().splitlines()
-        if done.returncode != 0 or not lines:
-            raise SystemExit(f"the measurement failed (exit {done.returncode})")
-        result = json.loads(lines[-1])
-    finally:
-        emulator.send_signal(signal.SIGTERM)
-        out, _ = emulator.communicate(timeout=15)
-    stats = [s for s in out.splitlines() if s.startswith("stats ")]
-    if stats:
-        result["link"] = json.loads(stats[-1][6:])
+    inner = ["scripts.bench_outage", "--cuts", ",".join(f"{s:g}" for s in args.cuts)]
+    inner += ["--restarts", ",".join(args.restarts)]
+    budget = sum(args.cuts) + 60 * (len(args.cuts) + len(args.restarts)) + 120
+    result = measure_across("clear", f"o{os.getpid()}", "OUTAGE_INNER", inner, budget)
     print(json.dumps(result), flush=True)
 
 

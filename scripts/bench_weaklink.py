@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from scripts.linkemu import PROFILES, SERVER_ADDR
+from scripts.linkemu import PROFILES, SERVER_ADDR, measure_across
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -734,43 +734,11 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         return
     # Outside: make the link, then run this script again inside the server's namespace.
-    emulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scripts.linkemu",
-            "--profile",
-            args.profile,
-            "--tag",
-            f"b{os.getpid()}",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+    inner = ["scripts.bench_weaklink", "--profile", args.profile, "--relay", args.relay]
+    inner += ["--seconds", str(args.seconds), *(["--deck"] if args.deck else [])]
+    result = measure_across(
+        args.profile, f"b{os.getpid()}", "WEAKLINK_INNER", inner, args.seconds + 300
     )
-    try:
-        assert emulator.stdout is not None
-        line = emulator.stdout.readline()
-        if not line.startswith("ready "):
-            raise SystemExit(f"the link emulator did not start: {line!r}")
-        link = json.loads(line[6:])
-        env = {**os.environ, "WEAKLINK_INNER": f"{link['client_ns']},{emulator.pid}"}
-        inner = ["ip", "netns", "exec", link["server_ns"], sys.executable, "-m"]
-        inner += ["scripts.bench_weaklink", "--profile", args.profile, "--relay", args.relay]
-        inner += ["--seconds", str(args.seconds), *(["--deck"] if args.deck else [])]
-        done = subprocess.run(
-            inner, env=env, capture_output=True, text=True, timeout=args.seconds + 300
-        )
-        sys.stderr.write(done.stderr[-4000:])
-        lines = done.stdout.strip().splitlines()
-        if done.returncode != 0 or not lines:
-            raise SystemExit(f"the measurement failed (exit {done.returncode})")
-        result = json.loads(lines[-1])
-    finally:
-        emulator.send_signal(signal.SIGTERM)
-        out, _ = emulator.communicate(timeout=15)
-    stats = [s for s in out.splitlines() if s.startswith("stats ")]
-    if stats:
-        result["link"] = json.loads(stats[-1][6:])
     print(json.dumps(result), flush=True)
 
 

@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 SERVER_ADDR = "198.18.0.1"
 CLIENT_ADDR = "198.18.0.2"
@@ -290,6 +291,42 @@ class Emulator:
 
     def stats(self) -> dict[str, object]:
         return {name: asdict(d.stats) for name, d in self.dirs.items()}
+
+
+def measure_across(
+    profile: str, tag: str, inner_env: str, inner: list[str], timeout_s: float
+) -> dict[str, Any]:
+    """A measurement across the emulated link, as the benchmarks take it: the emulator
+    started on `profile`; `python -m <inner...>` run in the server's namespace with
+    `inner_env` set to "<client namespace>,<emulator pid>" (so that it can start its
+    client there and cut the link); the JSON object on its last line, with the link's
+    own counts under "link". Its standard error is passed on."""
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "scripts.linkemu", "--profile", profile, "--tag", tag],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert emulator.stdout is not None
+        line = emulator.stdout.readline()
+        if not line.startswith("ready "):
+            raise SystemExit(f"the link emulator did not start: {line!r}")
+        link = json.loads(line[6:])
+        env = {**os.environ, inner_env: f"{link['client_ns']},{emulator.pid}"}
+        command = ["ip", "netns", "exec", link["server_ns"], sys.executable, "-m", *inner]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+        sys.stderr.write(done.stderr[-4000:])
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f"the measurement failed (exit {done.returncode})")
+        result: dict[str, Any] = json.loads(lines[-1])
+    finally:
+        emulator.send_signal(signal.SIGTERM)
+        out, _ = emulator.communicate(timeout=15)
+    stats = [s for s in out.splitlines() if s.startswith("stats ")]
+    if stats:
+        result["link"] = json.loads(stats[-1][6:])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
