@@ -99,18 +99,6 @@ def test_the_projector_page_is_small() -> None:
     assert len(packed.gzipped) < 32_000
 
 
-def test_the_projector_pages_early_join_speaks_the_servers_protocol() -> None:
-    """classroom.html joins before its modules run, with a version written in the page;
-    it must be the one the server speaks (and protocol.js sends on a rejoin)."""
-    from signaling.protocol import PROTOCOL_VERSION
-
-    early = re.findall(
-        r'type: "join", token: token, protocol: (\d+)', (WEB / "classroom.html").read_text()
-    )
-    module = re.findall(r"PROTOCOL_VERSION = (\d+);", (WEB / "js/protocol.js").read_text())
-    assert [int(v) for v in early + module] == [PROTOCOL_VERSION, PROTOCOL_VERSION]
-
-
 async def test_a_packed_page_is_served_compressed_with_its_script_allowed(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     web = settings.web_client_dir

@@ -60,18 +60,17 @@ export function tokenFromLocation() {
 
 /**
  * The socket a page's first inline script opened while the page was still arriving
- * (classroom.html: on a satellite link the welcome is then here when the modules run),
- * if it is to `url` for `token` and still usable; taken once. That script sends the
- * join as soon as the socket opens and keeps what the server answers in `inbox`.
- * @returns {{ws: WebSocket, joined: boolean, inbox: string[]}|null}
+ * (classroom.html: on a satellite link that is two round trips sooner), if it is to
+ * `url` and still usable; taken once. The server says nothing before the join, so
+ * no message can have been missed.
+ * @returns {WebSocket|null}
  */
-function takeEarlySocket(url, token) {
+function takeEarlySocket(url) {
   const early = /** @type {any} */ (window).__earlySocket;
   if (!early) return null;
   /** @type {any} */ (window).__earlySocket = null;
-  const ws = early.ws;
-  const usable = ws.url === url && early.token === token && ws.readyState <= WebSocket.OPEN;
-  if (!usable) ws.close();
+  const usable = early.url === url && early.readyState <= WebSocket.OPEN;
+  if (!usable) early.close();
   performance.mark(usable ? "early-socket-taken" : "early-socket-refused");
   return usable ? early : null;
 }
@@ -196,9 +195,9 @@ export class LessonConnection {
     this.welcomed = false;
     this._setState(this.attempt === 0 && this.seq === null ? "connecting" : "reconnecting");
     let ws;
-    const early = takeEarlySocket(this.url, this.token);
+    const early = takeEarlySocket(this.url);
     try {
-      ws = early ? early.ws : new WebSocket(this.url);
+      ws = early || new WebSocket(this.url);
     } catch (err) {
       this._scheduleReconnect();
       return;
@@ -218,12 +217,10 @@ export class LessonConnection {
       performance.mark("socket-open"); // read by scripts/bench_weaklink.py
       this.lastHeard = Date.now();
       if (!early) this.openMs = this.lastHeard - started;
-      if (!(early && early.joined)) {
-        /** @type {any} */
-        const join = { type: "join", token: this.token, protocol: PROTOCOL_VERSION };
-        if (this.seq !== null) join.since = this.seq;
-        ws.send(JSON.stringify(join));
-      }
+      /** @type {any} */
+      const join = { type: "join", token: this.token, protocol: PROTOCOL_VERSION };
+      if (this.seq !== null) join.since = this.seq;
+      ws.send(JSON.stringify(join));
       this._every(PING_MS, () => {
         if (Date.now() - this.lastHeard > DEAD_MS) {
           // A half-open socket on a weak link: nothing comes, nothing fails. Give up on it.
@@ -244,12 +241,8 @@ export class LessonConnection {
       if (this.ws === ws) this._lost();
     };
     ws.onerror = () => { /* onclose follows and decides */ };
-    // A socket the page opened before this module ran may be open (and joined)
-    // already, and may have heard the welcome: handled now, in order.
-    if (early && ws.readyState === WebSocket.OPEN) ws.onopen(new Event("open"));
-    for (const data of early ? early.inbox.splice(0) : []) {
-      /** @type {any} */ (ws.onmessage)({ data });
-    }
+    // A socket the page opened before this module ran may be open already.
+    if (early && early.readyState === WebSocket.OPEN) ws.onopen(new Event("open"));
   }
 
   /** Give up on a socket now. Its close event could come a minute later on a dead
