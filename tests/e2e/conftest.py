@@ -83,6 +83,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_script(*args: str, timeout_s: float) -> dict[str, Any]:
+    """`python -m scripts.<args>` from the project's root, as a person runs a benchmark:
+    it must succeed, and the JSON object on its last line is what it measured."""
+    done = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)

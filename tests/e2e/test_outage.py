@@ -8,19 +8,15 @@ too) come from `python -m scripts.bench_outage`, which prints them as JSON.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import raise_hand, wait_connected, wait_flowing
+from tests.e2e.conftest import raise_hand, run_script, wait_connected, wait_flowing
 
-ROOT = Path(__file__).resolve().parents[2]
 # Generous: the benchmark measures 1-2 s on an idle machine.
 RECOVERY_BOUND_S = 10.0
 
@@ -35,15 +31,7 @@ needs_netns = pytest.mark.skipif(
 @pytest.mark.timeout(300)
 @needs_netns
 def test_a_cut_link_and_a_killed_server_come_back_without_a_click() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "scripts.bench_outage", "--cuts", "10", "--restarts", "kill"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_script("scripts.bench_outage", "--cuts", "10", "--restarts", "kill", timeout_s=280)
     cut, kill = result["cut_10s"], result["restart_kill"]
     # Every packet was dropped both ways while the link was cut.
     assert result["link"]["down"]["lost_cut"] > 0 and result["link"]["up"]["lost_cut"] > 0

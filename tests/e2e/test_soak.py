@@ -9,38 +9,24 @@ long run's, printed as JSON.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.conftest import run_script
 
 
 @pytest.mark.e2e
 @pytest.mark.timeout(420)
 def test_a_two_minute_soak_leaves_nothing_behind() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scripts.soak",
-            "--classrooms",
-            "10",
-            "--minutes",
-            "2",
-            "--warmup-minutes",
-            "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=400,
+    result = run_script(
+        "scripts.soak",
+        "--classrooms",
+        "10",
+        "--minutes",
+        "2",
+        "--warmup-minutes",
+        "1",
+        timeout_s=400,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["failed_sessions"] == 0, result["failures"]
     # One classroom reconnected each minute: its connection, peer and tasks went away.
     assert result["sessions"] >= 11 + 1

@@ -9,16 +9,13 @@ from the page's own getStats().
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.conftest import run_script
 
 pytestmark = [
     pytest.mark.e2e,
@@ -32,15 +29,9 @@ pytestmark = [
 
 
 def test_a_satellite_classroom_hears_the_teacher_and_reads_the_slides() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "scripts.bench_weaklink", "--profile", "geo", "--seconds", "20"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    result = run_script(
+        "scripts.bench_weaklink", "--profile", "geo", "--seconds", "20", timeout_s=240
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
     # The teacher's voice arrives: Opus at ~24 kbit/s, not mostly concealment.
     assert result["audio_kbps"] > 15
     assert result["audio_concealed_ratio"] < 0.2
