@@ -33,7 +33,7 @@ def level(layers: dict[str, str]) -> str:
     slides = layers.get(SLIDES, OFF)
     if camera == OFF:
         return "audio_only" if slides == OFF else "slides_audio"
-    return "low" if camera == "low" else "full"
+    return "low" if camera in ("low", "min") else "full"
 
 
 @dataclass
@@ -82,10 +82,11 @@ class ClassroomDelivery:
         }
 
 
-_RANK = {OFF: 0, "low": 1, "mid": 2, "high": 3}
+_RANK = {OFF: 0, "min": 1, "low": 2, "mid": 3, "high": 4}
 
 
-def _score(layers: dict[str, str]) -> tuple[int, int]:
+def score(layers: dict[str, str]) -> tuple[int, int]:
+    """How much of the lesson a set of layers shows: slides first, then the camera."""
     return (_RANK.get(layers.get(SLIDES, OFF), 0), _RANK.get(layers.get(CAMERA, OFF), 0))
 
 
@@ -134,9 +135,9 @@ def delivery_report(
                 account(pid, event.at)
                 old = layers[pid]
                 if old:
-                    if _score(new) < _score(old):
+                    if score(new) < score(old):
                         out[pid].downgrades += 1
-                    elif _score(new) > _score(old):
+                    elif score(new) > score(old):
                         out[pid].upgrades += 1
                 layers[pid] = dict(new)
             case e.ReceptionReported(participant_id=pid, media_session=session) if pid in out:

@@ -191,7 +191,7 @@ class RecordingStopped(Event):
 class DeliveryChanged(Event):
     """What the relay sends a participant changed (its link got weaker or stronger).
 
-    `layers` maps a slot name to the layer now sent on it ("high", "mid", "low", "off").
+    `layers` maps a slot name to the layer now sent on it ("high", "mid", "low", "min", "off").
     """
 
     kind: ClassVar[str] = "delivery_changed"

@@ -23,7 +23,7 @@ class LinkReport:
 
     Figures come from the participant's own RTCP feedback (REMB, receiver reports).
     `layers` maps an outgoing slot name to the layer sent on it ("high", "mid",
-    "low", or "off").
+    "low", "min", or "off").
     """
 
     lesson_id: str

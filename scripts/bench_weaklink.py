@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from classroom.delivery import score
 from scripts.linkemu import PROFILES, SERVER_ADDR, measure_across
 
 CHROMIUM = "/usr/bin/chromium"
@@ -344,13 +345,6 @@ def _delta(samples: list[dict[str, Any]], slot: str, key: str) -> float:
     return float(values[-1] - values[0]) if len(values) >= 2 else 0.0
 
 
-def _score(layers: dict[str, str]) -> tuple[int, int]:
-    rank = {"off": 0, "low": 1, "mid": 2, "high": 3}
-    return rank.get(layers.get("slides", "off"), 0), rank.get(
-        layers.get("teacher_camera", "off"), 0
-    )
-
-
 def summarize(
     profile: str,
     relay: str,
@@ -389,13 +383,13 @@ def summarize(
         downs = [
             t
             for t, layers in decisions
-            if t >= STEP_DOWN_S and steady and _score(layers) < _score(steady)
+            if t >= STEP_DOWN_S and steady and score(layers) < score(steady)
         ]
         if downs:
             down_switch = round(downs[0] - STEP_DOWN_S, 2)
         if steady:
             ups = [
-                t for t, layers in decisions if t >= STEP_UP_S and _score(layers) >= _score(steady)
+                t for t, layers in decisions if t >= STEP_UP_S and score(layers) >= score(steady)
             ]
             if ups:
                 up_switch = round(ups[0] - STEP_UP_S, 2)

@@ -29,7 +29,9 @@ class SlotOffer:
     essential: bool = False
     # The cheapest layer may use all of the estimate, not only what the headroom
     # leaves (slides at two frames a second keep the lesson readable on a bad link).
+    # Such a slot climbs last, and only on a budget of `climb_min_kbps` or more.
     floor: bool = False
+    climb_min_kbps: float = 0.0
 
 
 Allocation = dict[str, str]
@@ -51,8 +53,7 @@ def allocate(
     First every slot gets its cheapest layer, in priority order, while the budget
     lasts (a `floor` slot may use up to `floor_kbps` instead), so a tight link
     keeps audio, then audio + slides; then slots climb to their best layer within
-    the budget, again in priority order (slides reach full quality before the
-    camera leaves its lowest layer, but only once the camera is on).
+    the budget, again in priority order, `floor` slots last (`_climbing`).
     """
     ordered = sorted(offers, key=lambda o: o.priority)
     chosen: dict[str, int] = {}
@@ -66,14 +67,13 @@ def allocate(
             chosen[offer.slot] = 0
             left -= cheapest
             left_floor -= cheapest
-    for at, offer in enumerate(ordered):
+    for offer in _climbing(ordered, budget_kbps):
         index = chosen.get(offer.slot)
         if index is None:
             continue
-        after = next((o for o in ordered[at + 1 :] if o.layers), None)
-        if offer.floor and after is not None and after.slot not in chosen:
+        if offer.floor and any(o.slot not in chosen for o in ordered if o.layers and not o.floor):
             # Slides at five frames a second instead of two are worth less than
-            # the teacher's face moving at all: they climb once the next slot is on.
+            # the teacher's face moving at all: they climb once the others are on.
             continue
         base = offer.layers[index][1]
         for better in range(len(offer.layers) - 1, index, -1):
@@ -83,6 +83,21 @@ def allocate(
                 left -= extra
                 break
     return {o.slot: (o.layers[chosen[o.slot]][0] if o.slot in chosen else OFF) for o in offers}
+
+
+def _climbing(ordered: Sequence[SlotOffer], budget_kbps: float) -> list[SlotOffer]:
+    """The slots that may climb, in the order they do: by priority, `floor` slots
+    last and only on a budget of their `climb_min_kbps`.
+
+    The floor is slides at two frames a second; five are worth less than the
+    teacher's face at full rate, and each switch between the two costs a keyframe
+    of the whole page. On geo's 256 kbit/s the slides climbed whenever the
+    estimate allowed, the keyframe's queue brought the estimate down a third a
+    second later, and the way down kept the slides and took the camera to its
+    lowest frame rate: four times a minute."""
+    return [o for o in ordered if not o.floor] + [
+        o for o in ordered if o.floor and budget_kbps >= o.climb_min_kbps
+    ]
 
 
 def raises(better: Allocation, current: Allocation, offers: Sequence[SlotOffer]) -> bool:
@@ -111,12 +126,13 @@ def next_step(
     """One layer better on one slot, the first whose step fits `ceiling_kbps`.
 
     The order is `allocate()`'s: first a slot that is off gets its cheapest layer
-    (in priority order), then slots climb (in priority order). A classroom that
+    (in priority order), then slots climb (in priority order, `floor` slots last
+    and only if `ceiling_kbps` reaches their `climb_min_kbps`). A classroom that
     speaks is seen at a low quality before the teacher's face reaches a high one.
     """
     ordered = sorted(offers, key=lambda o: o.priority)
     turn_on = [o for o in ordered if allocation.get(o.slot, OFF) == OFF]
-    climb = [o for o in ordered if allocation.get(o.slot, OFF) != OFF]
+    climb = [o for o in _climbing(ordered, ceiling_kbps) if allocation.get(o.slot, OFF) != OFF]
     for offer in turn_on + climb:
         names = [name for name, _ in offer.layers]
         layer = allocation.get(offer.slot, OFF)

@@ -48,6 +48,12 @@ ESSENTIAL = frozenset({Slot.TEACHER_AUDIO, Slot.STAGE_AUDIO})
 # Slides at their lowest layer (full picture, two frames a second) may use all of the
 # estimate: on a bad link the lesson's content matters more than headroom.
 FLOOR = frozenset({Slot.SLIDES})
+# They climb above it only on this much (media.control.allocation): five frames a
+# second instead of two gain little, and each switch sends a keyframe of the page
+# (7 kB of synthetic 720p slides, 10-18 kB for a new page, more at 1080p) that a
+# narrower link takes a quarter of a second or more to carry, the camera and the
+# voice queued behind it.
+FLOOR_CLIMB_MIN_KBPS = 500.0
 # Loss is reported once this many packets were expected: a report on a few dozen
 # says 2 % after a single loss, which is noise, not a trend (GCC's 2 % band).
 MIN_LOSS_SAMPLE = 100
@@ -185,7 +191,12 @@ class Downlink:
             feedback = replace(feedback, rtt_ms=None)
         offers = [
             SlotOffer(
-                str(slot), PRIORITY.get(slot, 9), view.layers, slot in ESSENTIAL, slot in FLOOR
+                str(slot),
+                PRIORITY.get(slot, 9),
+                view.layers,
+                essential=slot in ESSENTIAL,
+                floor=slot in FLOOR,
+                climb_min_kbps=FLOOR_CLIMB_MIN_KBPS if slot in FLOOR else 0.0,
             )
             for slot, view in slots.items()
             if view.layers

@@ -41,6 +41,11 @@ CAMERA_LAYERS = (
     # and slides, under the allocator's headroom, FEC included (a quarter more on
     # such a link, media.relay.sending.FEC_EXTRA): the picture keeps moving there.
     VideoLayerSpec("low", 320, 180, 50_000),
+    # The same picture at half the frame rate, for the moments the link is shorter
+    # still (a page turn's keyframe raises what the slides cost for ten seconds):
+    # on geo the camera went off at an estimate of about 200 kbit/s, where this
+    # costs a third less than "low" and the teacher keeps moving.
+    VideoLayerSpec("min", 320, 180, 30_000, max_fps=7.5),
 )
 # Slides are text: sharpness matters, motion does not. Both layers keep the full
 # picture; the lower one gives up frame rate (two a second still read, and a new
@@ -56,7 +61,7 @@ SLIDES_LAYERS = (
         min_keyframe_interval_s=3.0, static_thresh=300,
     ),
 )  # fmt: skip
-LAYER_ORDER = ("high", "mid", "low")
+LAYER_ORDER = ("high", "mid", "low", "min")
 # What a low-frame-rate layer (slides) costs is averaged over this long.
 SLOW_LAYER_WINDOW_S = 10.0
 

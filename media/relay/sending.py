@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 DEFAULT_LAYER = "high"
-LayerChoice = str | None  # "high" | "mid" | "low", or None for off
+LayerChoice = str | None  # "high" | "mid" | "low" | "min", or None for off
 Source = Ladder | Mosaic
 
 # How often a probe's padding is let out: at 300 kbit/s of it, a packet or two each time.

@@ -446,3 +446,57 @@ def test_a_collapse_past_the_margin_goes_at_once() -> None:
     alloc = Allocator(keep_margin=1.5)
     alloc.update(400, LESSON, 0)
     assert run(alloc, [(500, 160, True)]) == [(500, "down", OFF)]  # 250 > 1.5 x 160
+
+
+# As the relay offers a lesson on geo's 256 kbit/s (kbit/s measured there, FEC and
+# RED included): slides are the floor and climb only on 500 kbit/s.
+GEO_AUDIO = SlotOffer("teacher_audio", 0, (("high", 68.0),), essential=True)
+GEO_SLIDES = SlotOffer(
+    "slides", 1, (("low", 33.0), ("high", 50.0)), floor=True, climb_min_kbps=500.0
+)
+GEO_CAMERA = SlotOffer(
+    "teacher_camera", 2, (("min", 43.0), ("low", 75.0), ("mid", 429.0), ("high", 1200.0))
+)
+GEO = [GEO_AUDIO, GEO_SLIDES, GEO_CAMERA]
+
+
+@pytest.mark.parametrize(
+    ("budget", "slides", "camera"),
+    [
+        (110, "low", OFF),
+        (150, "low", "min"),
+        # What used to flap: slides high fit beside the camera's low layer.
+        (212, "low", "low"),
+        # Past the floor's minimum, the slides climb, after the camera.
+        (520, "high", "low"),
+        (700, "high", "mid"),
+    ],
+)
+def test_slides_climb_last_and_only_on_a_wide_link(budget: float, slides: str, camera: str) -> None:
+    got = allocate(budget, GEO)
+    assert (got["slides"], got["teacher_camera"]) == (slides, camera)
+
+
+def test_a_page_turn_takes_the_camera_to_its_lower_frame_rate_not_off() -> None:
+    alloc = Allocator()
+    alloc.update(250, GEO, 0)
+    assert alloc.current["teacher_camera"] == "low" and alloc.current["slides"] == "low"
+    # A new page: the slides' measured cost doubles, the estimate dips (a queue).
+    turned = [GEO_AUDIO, SlotOffer("slides", 1, (("low", 64.0), ("high", 70.0)), floor=True,
+                                   climb_min_kbps=500.0), GEO_CAMERA]  # fmt: skip
+    decision = alloc.update(190, turned, 1000, alarm=True)
+    assert decision is not None and decision.reason == "down"
+    assert decision.allocation["teacher_camera"] == "min"
+    assert decision.allocation["slides"] == "low"
+
+
+def test_probes_never_aim_at_the_floors_climb_below_its_minimum() -> None:
+    from media.control.allocation import next_step
+
+    now = {"teacher_audio": "high", "slides": "low", "teacher_camera": "low"}
+    # The camera's next layer is past the ceiling; the slides' would fit but wait.
+    assert next_step(now, GEO, 400) is None
+    # Past it, the camera climbs first, then the slides.
+    assert next_step(now, GEO, 600) == {**now, "teacher_camera": "mid"}
+    mid = {**now, "teacher_camera": "mid"}
+    assert next_step(mid, GEO, 600) == {**mid, "slides": "high"}
