@@ -66,12 +66,9 @@ def _parse(name: str, source: str) -> _Module:
     return _Module(name, imports, exports, body)
 
 
-def bundle(entry: str, read: Callable[[str], str]) -> str:
-    """One module script with `entry` and every module it imports, each in a scope of its
-    own (their top-level names cannot collide), run in import order as the browser would.
-    `read(name)` gives a module's source."""
+def _graph(entry: str, read: Callable[[str], str]) -> dict[str, _Module]:
+    """`entry` and every module it imports, parsed, in the order they run."""
     modules: dict[str, _Module] = {}
-    order: list[str] = []
     visiting: set[str] = set()
 
     def visit(name: str) -> None:
@@ -85,9 +82,22 @@ def bundle(entry: str, read: Callable[[str], str]) -> str:
             visit(dependency)
         visiting.discard(name)
         modules[name] = module
-        order.append(name)
 
     visit(entry)
+    return modules
+
+
+def module_graph(entry: str, read: Callable[[str], str]) -> list[str]:
+    """The names of `entry` and every module it imports, in the order they run."""
+    return list(_graph(entry, read))
+
+
+def bundle(entry: str, read: Callable[[str], str]) -> str:
+    """One module script with `entry` and every module it imports, each in a scope of its
+    own (their top-level names cannot collide), run in import order as the browser would.
+    `read(name)` gives a module's source."""
+    modules = _graph(entry, read)
+    order = list(modules)
     index = {name: i for i, name in enumerate(order)}
     parts = []
     for name in order:

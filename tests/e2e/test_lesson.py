@@ -303,6 +303,9 @@ def test_client_modules(server, open_page):
         """async () => {
             const s = await import('/static/js/lesson_state.js');
             const i18n = await import('/static/js/i18n.js');
+            for (const table of ['teacher', 'home', 'room', 'join', 'admin']) {
+                await import(`/static/js/${table}_strings.js`);
+            }
             const view = s.fromWelcome({id: 'l', title: 'T', state: 'live', seq: 3, origin: 0,
                 participants: [{id: 'classroom-1', role: 'classroom', name: 'A', online: true}],
                 hands: [], stage: null, delivery: {}});

@@ -1,6 +1,7 @@
 // The home page: the school creates a lesson with its admin key (asked once, kept in
 // this browser), then hands out the links and the classrooms' 6-digit codes.
 
+import "./home_strings.js";
 import { initI18n, t, onLangChange } from "./i18n.js";
 import { createLesson } from "./api.js";
 import { h, byTestId } from "./ui.js";

@@ -1,6 +1,7 @@
 // The join page: a classroom types the 6-digit code it was given, and goes to its
 // lesson page (the address the server hands back, which carries its token).
 
+import "./join_strings.js";
 import { initI18n, t, onLangChange } from "./i18n.js";
 import { joinByCode } from "./api.js";
 import { byTestId } from "./ui.js";

@@ -1,6 +1,7 @@
 // The observer page: watch the lesson, say nothing. Beside the lesson, who is
 // connected and whose hand is up, read-only (for an inspector or a trainee teacher).
 
+import "./teacher_strings.js";
 import { LessonPage } from "./lesson_page.js";
 import { viewerOptions, setCurrentPage } from "./viewer.js";
 import { classrooms, nameOf } from "./lesson_state.js";

@@ -9,6 +9,7 @@
 // connections, cameras, timers) into the next, and classroom.js stays the one
 // projector page.
 
+import "./room_strings.js";
 import { deviceNext } from "./api.js";
 import { initI18n, t, onLangChange } from "./i18n.js";
 import { h, byTestId, showFullMessage } from "./ui.js";

@@ -3,6 +3,7 @@
 // and zone are often wrong: the pages read the wall-clock time from the string itself
 // and compare dates with the server's own `now`, never with the browser's.
 
+import "./room_strings.js";
 import { t } from "./i18n.js";
 
 /** "14:00" from "2023-12-05T14:00:00+08:00". */

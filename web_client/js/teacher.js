@@ -1,6 +1,7 @@
 // The teacher page: publish camera, microphone and slides; see every classroom and
 // how well it receives the lesson; answer raised hands; run the stage; chat; end.
 
+import "./teacher_strings.js";
 import { LessonPage } from "./lesson_page.js";
 import { openCameraAndMicrophone } from "./media.js";
 import { classrooms, nameOf, deliveryLevel, recordedSeconds } from "./lesson_state.js";

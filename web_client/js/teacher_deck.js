@@ -2,6 +2,7 @@
 // dot and draw simple ink on the page; see each classroom's "courseware ready: n/N".
 // Every action is one small protocol message (docs/protocol.md, "Courseware").
 
+import "./teacher_strings.js";
 import { DeckStore, DeckFrame, polyline } from "./deck.js";
 import { classrooms } from "./lesson_state.js";
 import { t } from "./i18n.js";

@@ -3,6 +3,7 @@
 // (or hands back the running one) and opens the teacher page with its token; that page
 // links back here once the lesson ends.
 
+import "./teacher_strings.js";
 import { teacherTimetable, startOccurrence } from "./api.js";
 import { t, onLangChange } from "./i18n.js";
 import { h, byTestId, reconcile, showFullMessage } from "./ui.js";
