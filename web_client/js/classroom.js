@@ -8,7 +8,6 @@ import { openCameraAndMicrophone } from "./media.js";
 import { t } from "./i18n.js";
 import { byTestId, attachTrack, mediaErrorReason, cameraProblem, errorText } from "./ui.js";
 import { ReceptionWatch } from "./reception.js";
-import { DeckStore, DeckFrame, ReadinessReporter } from "./deck.js";
 
 // A classroom's uplink is often a few hundred kbit/s: ask the camera for little.
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 15 } };
@@ -66,6 +65,11 @@ let page;
 let cameraOnStage = false;
 /** The deck sent before class: pre-synced while idle, drawn here from our own copy. */
 let deck = null;
+/** Its code (deck.js, a tenth of this page) comes with the first deck: on a satellite
+ * link a page without one loads a round trip sooner. deck.js imports nothing, so its
+ * own copy of a module shares no state with this page's. */
+let deckCode = null;
+const DECK_CODE_RETRY_MS = 3000;
 
 function renderHand(p) {
   const view = p.view;
@@ -124,22 +128,31 @@ if (page.token) {
 
 function renderDeck(p) {
   const view = p.view;
+  if (!deck && !view.deck) return;
   if (!deck) {
-    const reporter = new ReadinessReporter((m) => p.conn.courseware(m.deck_id, m.ready, m.total));
-    const store = new DeckStore({
-      lessonId: view.id,
-      token: p.token,
-      onProgress: (ready, total) => store.deck && reporter.update(store.deck.id, ready, total),
-      // Before class the link is the pre-sync's; during the lesson it is paced.
-      live: () => !!(p.view && p.view.state === "live"),
-    });
-    deck = { store, reporter, frame: new DeckFrame(byTestId("deck-view")) };
-    window.__deck = deck;
+    deckCode ??= import("/static/js/deck.js").then(
+      (code) => { createDeck(p, code); renderDeck(p); },
+      () => setTimeout(() => { deckCode = null; renderDeck(p); }, DECK_CODE_RETRY_MS),
+    );
+    return;
   }
   deck.store.setDeck(view.deck);
   if (view.deck) deck.store.setCurrent(view.deck.page);
   deck.frame.show(view.deck, (n) => deck.store.url(n));
   byTestId("lesson").classList.toggle("has-deck", !!(view.deck && view.deck.page));
+}
+
+function createDeck(p, { DeckStore, DeckFrame, ReadinessReporter }) {
+  const reporter = new ReadinessReporter((m) => p.conn.courseware(m.deck_id, m.ready, m.total));
+  const store = new DeckStore({
+    lessonId: p.view.id,
+    token: p.token,
+    onProgress: (ready, total) => store.deck && reporter.update(store.deck.id, ready, total),
+    // Before class the link is the pre-sync's; during the lesson it is paced.
+    live: () => !!(p.view && p.view.state === "live"),
+  });
+  deck = { store, reporter, frame: new DeckFrame(byTestId("deck-view")) };
+  window.__deck = deck;
 }
 
 function wireHand() {

@@ -1,7 +1,8 @@
 // Courseware in the browser: the deck's page images fetched ahead of time (pre-sync),
 // kept in the Cache API, and drawn locally with the teacher's pointer and ink.
-// docs/protocol.md ("Courseware") is what this follows. No other module is needed here:
-// the lesson pages, the teacher's page and the replay all use it.
+// docs/protocol.md ("Courseware") is what this follows. It imports nothing: the
+// classroom page loads it only once a lesson has a deck (its own copy of a module would
+// share no state with the page's). The deck's state, a fold of events, is lesson_state.js's.
 
 /** Pages are immutable (their URL holds the file's SHA-256): one cache for all lessons. */
 const CACHE_NAME = "classroom-deck-v1";
@@ -327,32 +328,4 @@ export function polyline(stroke, width, height) {
   line.setAttribute("stroke-linecap", "round");
   line.setAttribute("stroke-linejoin", "round");
   return line;
-}
-
-/** The deck as it was at a moment of a recording: the start's state, then its events. */
-export function deckAt(start, timeline, t) {
-  let deck = start ? { ...start, ink: [...(start.ink || [])] } : null;
-  for (const ev of timeline) {
-    if (ev.t > t) break;
-    deck = foldDeck(deck, ev);
-  }
-  return deck;
-}
-
-/** One deck event on the deck state (the fold of classroom/courseware.py). */
-export function foldDeck(deck, ev) {
-  switch (ev.kind) {
-    case "deck_attached":
-      return { id: ev.deck_id, name: ev.name, pages: ev.pages, width: ev.width, height: ev.height, page: 1, pointer: null, ink: [] };
-    case "page_turned":
-      return deck ? { ...deck, page: ev.page, pointer: null, ink: [] } : deck;
-    case "pointer_moved":
-      return deck ? { ...deck, pointer: ev.x === null || ev.x === undefined ? null : { x: ev.x, y: ev.y } } : deck;
-    case "ink_drawn":
-      return deck ? { ...deck, ink: [...deck.ink, { color: ev.color, points: ev.points }] } : deck;
-    case "ink_cleared":
-      return deck ? { ...deck, ink: [] } : deck;
-    default:
-      return deck;
-  }
 }

@@ -1,8 +1,6 @@
 // The lesson as a page sees it: the welcome's snapshot, then each event folded in.
 // Pure functions on plain objects, no DOM: the same fold as classroom/lesson.py.
 
-import { foldDeck } from "./deck.js";
-
 /**
  * @typedef {{id: string, role: string, name: string, online: boolean}} Participant
  * @typedef {{classroom_id: string, student: string, raised_at: number}} Hand
@@ -229,4 +227,32 @@ export function deliveryLevel(layers) {
   if (!videoOn(cam)) return "slides_audio";
   if (cam === "high" && (slides === undefined || slides === "high")) return "full";
   return "low";
+}
+
+/** The deck as it was at a moment of a recording: the start's state, then its events. */
+export function deckAt(start, timeline, t) {
+  let deck = start ? { ...start, ink: [...(start.ink || [])] } : null;
+  for (const ev of timeline) {
+    if (ev.t > t) break;
+    deck = foldDeck(deck, ev);
+  }
+  return deck;
+}
+
+/** One deck event on the deck state (the fold of classroom/courseware.py). */
+export function foldDeck(deck, ev) {
+  switch (ev.kind) {
+    case "deck_attached":
+      return { id: ev.deck_id, name: ev.name, pages: ev.pages, width: ev.width, height: ev.height, page: 1, pointer: null, ink: [] };
+    case "page_turned":
+      return deck ? { ...deck, page: ev.page, pointer: null, ink: [] } : deck;
+    case "pointer_moved":
+      return deck ? { ...deck, pointer: ev.x === null || ev.x === undefined ? null : { x: ev.x, y: ev.y } } : deck;
+    case "ink_drawn":
+      return deck ? { ...deck, ink: [...deck.ink, { color: ev.color, points: ev.points }] } : deck;
+    case "ink_cleared":
+      return deck ? { ...deck, ink: [] } : deck;
+    default:
+      return deck;
+  }
 }

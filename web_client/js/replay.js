@@ -3,7 +3,8 @@
 // ("Recordings"). Its strings are its own small table (Chinese first, English one click
 // away), with the language choice shared with the lesson pages (same storage key).
 
-import { DeckFrame, deckAt } from "./deck.js";
+import { DeckFrame } from "./deck.js";
+import { deckAt } from "./lesson_state.js";
 
 const LANG_KEY = "classroom.lang";
 const STRINGS = {
