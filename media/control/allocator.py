@@ -32,6 +32,8 @@ FAILED_MARGIN = 0.9
 # chosen; layers that cost this much more than the estimate step down in any case.
 ESTIMATE_FELL = 0.97
 COST_OVERSHOOT = 1.2
+# A probe cluster is judged this long after a round trip (its feedback, then the tick).
+CLUSTER_ANSWER_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class _Probe:
     # become `target` (what that much pays for).
     kbps: float = 0.0
     target: Allocation | None = None
+    # A probe cluster instead of padding held for seconds (`Allocator.cluster_kbps`).
+    cluster: bool = False
 
 
 class Allocator:
@@ -91,6 +95,16 @@ class Allocator:
       ALR probing): at 8 s, failures on the narrow link (and one on a round
       trip of noise once the link was back) kept the camera off for 16 to 29 s
       after the step profile's link came back, in four runs of seven.
+    - A probe far above the estimate (past `sustained_ceiling` times it), where
+      the relay measures the link from transport feedback (`clusters=True`), is a
+      probe cluster rather than padding held for seconds: ten small packets at
+      the probe's rate (`cluster_kbps`, taken once by the relay), whose arrival
+      spacing says what the link carries (media.control.sendside.probe_rate). On
+      geo's 256 kbit/s, the next step was the camera's 360p, a padding probe went
+      to 1.6 times the link for two and a half seconds every five or so, and the
+      link's queue dropped a hundred packets a minute, the teacher's voice among
+      them; a cluster costs 3 kB. Kept as a padding probe is, once the estimate
+      (raised by what the cluster showed) is nine tenths of its rate or more.
     - An "up" raises slots and lowers none; a better allocation that would trade
       one slot down for another up is reached by probing instead.
     """
@@ -112,6 +126,7 @@ class Allocator:
         padding_ceiling: float = 1.5,
         keep_margin: float = 1.5,
         keep_ms: int = 3000,
+        sustained_ceiling: float = 1.25,
     ) -> None:
         self.headroom = headroom
         self.up_hold_ms = up_hold_ms
@@ -128,6 +143,9 @@ class Allocator:
         self.padding_ceiling = padding_ceiling
         self.keep_margin = keep_margin
         self.keep_ms = keep_ms
+        self.sustained_ceiling = sustained_ceiling
+        # A probe cluster the relay is to send, in kbit/s (0: none); see take_cluster().
+        self.cluster_kbps = 0.0
         # Since when the estimate has been below what the slots on cost at their
         # lowest layers (None: it is not).
         self._short_since: int | None = None
@@ -159,6 +177,7 @@ class Allocator:
         padding: bool = False,
         doubt: bool = False,
         rtt_ms: float | None = None,
+        clusters: bool = False,
     ) -> Decision | None:
         """The new allocation if it should change now, else None.
 
@@ -173,11 +192,12 @@ class Allocator:
         `doubt`: a sign of congestion not confirmed (yet): a REMB fall the path
         has not agreed with, a round trip past the queue threshold. A padding
         probe ends on it. `rtt_ms`: the path's round trip, if known: a sign that
-        comes sooner after a probe starts is not its answer.
+        comes sooner after a probe starts is not its answer. `clusters`: the relay
+        can send probe clusters and read what they carried (transport feedback).
         """
         slots = frozenset(o.slot for o in offers)
         if slots != self._slots:
-            self.padding_kbps = 0.0
+            self.padding_kbps = self.cluster_kbps = 0.0
             return self._reshape(estimate_kbps, offers, now_ms, may_probe)
 
         if self._probe is not None and self._probe.kbps > 0:
@@ -232,12 +252,21 @@ class Allocator:
             return None
         self._up_since = None
         if reason == "probe" and padding:
-            self._probe = _Probe(now_ms, dict(self.current), probe_kbps, better)
-            self.padding_kbps = max(0.0, probe_kbps - cost(self.current, offers))
+            cluster = clusters and probe_kbps > estimate_kbps * self.sustained_ceiling
+            self._probe = _Probe(now_ms, dict(self.current), probe_kbps, better, cluster)
+            if cluster:
+                self.cluster_kbps = probe_kbps
+            else:
+                self.padding_kbps = max(0.0, probe_kbps - cost(self.current, offers))
             return None
         if reason == "probe":
             self._probe = _Probe(now_ms, dict(self.current))
         return self._set(better, reason)
+
+    def take_cluster(self) -> float:
+        """The probe cluster to send now, in kbit/s (0: none), asked for once."""
+        kbps, self.cluster_kbps = self.cluster_kbps, 0.0
+        return kbps
 
     def _padding_probe(
         self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int
@@ -288,11 +317,19 @@ class Allocator:
         meanwhile (a queue that grows slowly)."""
         probe = self._probe
         assert probe is not None
-        # Padding makes up what the layers leave: their measured cost moves.
-        self.padding_kbps = max(0.0, probe.kbps - cost(self.current, offers))
         elapsed = now_ms - probe.started_ms
-        caught_up = elapsed >= self.probe_accept_ms and estimate_kbps >= probe.kbps
-        if not alarm and not doubt and not caught_up and elapsed < self.probe_confirm_ms:
+        if probe.cluster:
+            # Answered once its feedback is back: the estimate it raised, or not.
+            caught_up = elapsed >= (rtt_ms or 0.0) and estimate_kbps >= probe.kbps * 0.9
+        else:
+            # Padding makes up what the layers leave: their measured cost moves.
+            self.padding_kbps = max(0.0, probe.kbps - cost(self.current, offers))
+            caught_up = elapsed >= self.probe_accept_ms and estimate_kbps >= probe.kbps
+        # A cluster has had its answer a second after its feedback could be back.
+        confirm_ms = self.probe_confirm_ms
+        if probe.cluster:
+            confirm_ms = min(confirm_ms, round((rtt_ms or 0.0) + CLUSTER_ANSWER_MS))
+        if not alarm and not doubt and not caught_up and elapsed < confirm_ms:
             return None
         self._probe = None
         self.padding_kbps = 0.0

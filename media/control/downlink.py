@@ -78,13 +78,15 @@ class Plan:
 
     `change`: new layers for the slots and why, or None when they stay as they are.
     The rest holds every tick: the rate video is paced at, the estimate that sizes
-    the resend budget, and the padding a probe asks for.
+    the resend budget, and the padding or the probe cluster a probe asks for.
     """
 
     change: Decision | None
     estimate_bps: float
     padding_bps: float
     pacing_bps: float
+    # A probe cluster to send now (media.control.allocator), in bit/s; 0: none.
+    cluster_bps: float = 0.0
 
 
 @dataclass
@@ -247,6 +249,7 @@ class Downlink:
             padding=can_pad,
             doubt=doubt,
             rtt_ms=estimate.rtt_ms,
+            clusters=self.send_side.active(now_ms),
         )
         allocated = cost(self.allocator.current, offers) * 1000
         if (self.allocator.padding_kbps > 0) != (padding > 0):
@@ -256,6 +259,7 @@ class Downlink:
             estimate_bps=estimate.bitrate_bps,
             padding_bps=self.padding_bps,
             pacing_bps=pacing_rate(estimate.bitrate_bps, allocated + self.padding_bps),
+            cluster_bps=self.allocator.take_cluster() * 1000,
         )
 
     def _collect(self, slots: Mapping[Slot, SlotView]) -> Feedback | None:

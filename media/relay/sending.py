@@ -234,6 +234,8 @@ class SendingSide:
             self.pacer.set_rate(plan.pacing_bps)
             self.resends.set_rate(plan.estimate_bps)
             self._start_padding(plan.padding_bps)
+            if plan.cluster_bps > 0 and can_pad:
+                self._send_cluster(plan.cluster_bps)
         # Without adaptation the estimate is still kept, for the link reports.
         decision = plan.change
         if decision is None or not self._settings.adaptive:
@@ -383,23 +385,35 @@ class SendingSide:
 
     async def _probe_clusters(self, lean: LeanRtp) -> None:
         """Probe clusters of padding at `PROBE_CLUSTERS_BPS` (see `_probe_at_start`)."""
+        for rate_bps in PROBE_CLUSTERS_BPS:
+            await self._cluster(lean, rate_bps)
+            await asyncio.sleep(INITIAL_PROBE_GAP_S)
+
+    async def _cluster(self, lean: LeanRtp, rate_bps: float) -> None:
+        """One probe cluster: `PROBE_CLUSTER_PACKETS` of padding spaced at `rate_bps`,
+        which the send-side estimator reads back from transport feedback."""
         clock = self._clock
         log = self.downlink.send_side.log
         bits = (lean.padding_packet_bytes + WIRE_OVERHEAD_BYTES) * 8
-        for rate_bps in PROBE_CLUSTERS_BPS:
-            cluster = log.begin_probe(PROBE_CLUSTER_PACKETS)
-            start = clock()
-            for i in range(PROBE_CLUSTER_PACKETS):
-                if not self._is_current():
-                    return
-                # Only the padding sent now is the cluster's, not media sent meanwhile.
-                log.probe = cluster
-                try:
-                    lean.pad(1)
-                finally:
-                    log.probe = None
-                await asyncio.sleep(max(0.0, start + (i + 1) * bits / rate_bps - clock()))
-            await asyncio.sleep(INITIAL_PROBE_GAP_S)
+        cluster = log.begin_probe(PROBE_CLUSTER_PACKETS)
+        start = clock()
+        for i in range(PROBE_CLUSTER_PACKETS):
+            if not self._is_current():
+                return
+            # Only the padding sent now is the cluster's, not media sent meanwhile.
+            log.probe = cluster
+            try:
+                lean.pad(1)
+            finally:
+                log.probe = None
+            await asyncio.sleep(max(0.0, start + (i + 1) * bits / rate_bps - clock()))
+
+    def _send_cluster(self, rate_bps: float) -> None:
+        """A probe cluster the allocator asked for, unless one is still going out."""
+        lean = self.pads_with()
+        if lean is None or self._closed or (self.prober is not None and not self.prober.done()):
+            return
+        self.prober = asyncio.create_task(self._cluster(lean, rate_bps), name=f"probe-{self.name}")
 
     def close(self) -> None:
         """Stop padding and probing, and every outgoing track."""

@@ -500,3 +500,57 @@ def test_probes_never_aim_at_the_floors_climb_below_its_minimum() -> None:
     assert next_step(now, GEO, 600) == {**now, "teacher_camera": "mid"}
     mid = {**now, "teacher_camera": "mid"}
     assert next_step(mid, GEO, 600) == {**mid, "slides": "high"}
+
+
+def clustered(alloc: Allocator, now: int, kbps: float, **signals: Any) -> str | None:
+    """One update of an allocator whose relay reads transport feedback."""
+    decision = alloc.update(kbps, GEO, now, padding=True, clusters=True, **signals)
+    return decision.allocation["teacher_camera"] if decision else None
+
+
+def test_a_probe_far_above_the_estimate_is_a_cluster_not_padding() -> None:
+    """geo: audio, slides low and the camera's low layer (176 kbit/s) on an estimate
+    of 250; the next step, the camera's 360p, is past 1.25 x 250: a cluster at
+    the ceiling (250 + 150), asked for once, and no padding."""
+    alloc = Allocator(probe_hold_ms=1000, padding_backoff_ms=3000)
+    for t in (0, 500, 1000):
+        assert clustered(alloc, t, 250) in (None, "low")
+    assert clustered(alloc, 1500, 250) is None
+    assert alloc.padding_kbps == 0
+    assert alloc.take_cluster() == pytest.approx(400)
+    assert alloc.take_cluster() == 0  # once
+    # Its feedback back (a round trip of 700 ms) and the estimate it raised: kept,
+    # and the next cluster follows from 400 at once.
+    assert clustered(alloc, 2000, 250, rtt_ms=700) is None
+    assert clustered(alloc, 2300, 380, rtt_ms=700) is None
+    assert alloc.take_cluster() == pytest.approx(380 * 1.5)
+
+
+def test_a_cluster_the_link_does_not_carry_fails_within_a_second_of_its_answer() -> None:
+    alloc = Allocator(probe_hold_ms=1000, padding_backoff_ms=3000)
+    for t in (0, 500, 1000, 1500):
+        clustered(alloc, t, 250, rtt_ms=700)
+    assert alloc.take_cluster() > 0
+    # No raise 1.7 s in (a round trip, then a second): failed, and about that much
+    # waits 3 s; nothing was sent meanwhile but the layers.
+    assert clustered(alloc, 3200, 250, rtt_ms=700) is None
+    for t in range(3500, 6500, 500):
+        clustered(alloc, t, 250, rtt_ms=700)
+        assert alloc.take_cluster() == 0 and alloc.padding_kbps == 0, t
+    # Then the hold of 1 s.
+    for t in (6500, 7000):
+        clustered(alloc, t, 250, rtt_ms=700)
+        assert alloc.take_cluster() == 0, t
+    clustered(alloc, 7500, 250, rtt_ms=700)
+    assert alloc.take_cluster() > 0
+
+
+def test_a_probe_just_above_the_estimate_stays_padding() -> None:
+    """Within 1.25 x the estimate, padding held until the estimate catches up."""
+    alloc = Allocator(probe_hold_ms=1000)
+    offers = [AUDIO, SLIDES, CAMERA]
+    for t in (0, 500, 1000, 1500):
+        alloc.update(300, offers, t, padding=True, clusters=True)
+    # Audio, slides low, camera low: 250; slides high, 340 x 1.05: 357 < 375.
+    assert alloc.take_cluster() == 0
+    assert alloc.padding_kbps == pytest.approx(340 * 1.05 - 250)

@@ -31,8 +31,8 @@ async def test_a_classroom_decodes_the_teachers_video_and_audio(relay: Relay, jo
     # One encode for the layer, whatever the number of subscribers.
     camera = relay.ladder(LESSON, "teacher", Slot.CAMERA)
     assert camera is not None
-    assert [layer.subscriber_count for layer in camera.layers] == [1, 0, 0]
-    assert [layer.frames_encoded > 0 for layer in camera.layers] == [True, False, False]
+    assert [layer.subscriber_count for layer in camera.layers] == [1, 0, 0, 0]
+    assert [layer.frames_encoded > 0 for layer in camera.layers] == [True, False, False, False]
 
 
 async def test_two_classrooms_get_the_same_packets(relay: Relay, join: Join) -> None:
@@ -147,10 +147,10 @@ async def test_a_layer_choice_changes_what_a_classroom_receives(relay: Relay, jo
             await room.wait_frames(Slot.TEACHER_CAMERA, reception.frames + 1, 5)
     camera = relay.ladder(LESSON, "teacher", Slot.CAMERA)
     assert camera is not None
-    assert [layer.subscriber_count for layer in camera.layers] == [0, 0, 1]  # high paused
+    assert [layer.subscriber_count for layer in camera.layers] == [0, 0, 1, 0]  # high paused
 
     relay.set_layer(LESSON, "room-a", Slot.TEACHER_CAMERA, None)
-    assert [layer.subscriber_count for layer in camera.layers] == [0, 0, 0]
+    assert [layer.subscriber_count for layer in camera.layers] == [0, 0, 0, 0]
     with pytest.raises(MediaError, match="unknown layer"):
         relay.set_layer(LESSON, "room-a", Slot.TEACHER_CAMERA, "ultra")
 
