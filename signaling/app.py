@@ -49,7 +49,7 @@ from signaling.http_guards import (
     inline_script_hashes,
 )
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
-from signaling.limits import Limits
+from signaling.limits import Limits, Policy
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
 from signaling.page_pack import PackedPage, PackError, pack_page
 from signaling.recordings import RecordingMedia, Recordings
@@ -109,13 +109,12 @@ def create_app(
     media: MediaGateway,
     now: Callable[[], float] = time.time,
     recorder: RecordingMedia | None = None,
-    limits: Limits | None = None,
 ) -> FastAPI:
     """The app over `media`; lessons are recorded when `recorder` is given (usually the
-    same relay as `media`), and not at all otherwise. `limits` (rates and caps, shared
-    by the HTTP routes and the WebSocket) defaults to signaling.limits.Policy's."""
+    same relay as `media`), and not at all otherwise."""
     metrics = Metrics()
-    limits = limits or Limits()
+    # Rates and caps, shared by the HTTP routes and the WebSocket.
+    limits = Limits(Policy.of(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,10 +129,12 @@ def create_app(
         if settings.redis_url:
             from signaling import cluster as nodes  # redis is imported only for a cluster
 
-            cluster = await nodes.join(settings.redis_url, store, media, now, metrics)
+            cluster = await nodes.join(
+                settings.redis_url, store, media, now, metrics, settings.catch_up_max_events
+            )
             lessons = cluster.lessons
         else:
-            lessons = Lessons(store, LocalBus(), media, now, metrics)
+            lessons = Lessons(store, LocalBus(), media, now, metrics, settings.catch_up_max_events)
         recordings = Recordings(settings.data_dir / "recordings", recorder, lessons, now)
         lessons.event_listeners.append(recordings.on_events)
         lessons.publish_listeners.append(recordings.published)
@@ -174,7 +175,9 @@ def create_app(
     # The last added is the outermost: the security headers go on every answer, the
     # body limit's own 413 included. The admin's session cookie is read innermost.
     app.add_middleware(AdminCookie, public_url=settings.base_url)
-    app.add_middleware(BodyLimit, own_limit=UPLOAD_PATH.match)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.http_max_body_bytes, own_limit=UPLOAD_PATH.match
+    )
     packed = _pack_pages(settings.web_client_dir)
     hashes = inline_script_hashes(settings.web_client_dir)
     csp = content_security_policy(hashes + sorted(p.script_hash for p in packed.values()))

@@ -23,17 +23,11 @@ from signaling import heap, keys, tls
 from signaling.app import create_app
 from signaling.district import District
 from signaling.lessons import Lessons
-from signaling.limits import Limits
-from signaling.protocol import MAX_MESSAGE_BYTES
 from signaling.recordings import RecordingMedia
-from signaling.settings import Settings
+from signaling.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from media.relay.relay import Relay
-
-# A message may be at most 64 KiB: a bigger frame is refused by the WebSocket layer
-# as its header arrives (close 1009), before its payload is read or decoded.
-WS_MAX_FRAME_BYTES = MAX_MESSAGE_BYTES
 
 
 def build_media(settings: Settings) -> Relay:
@@ -137,11 +131,15 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().send_receive_event_to_app()
 
 
-def uvicorn_config(app: FastAPI, host: str, port: int, **overrides: Any) -> uvicorn.Config:
-    """How the app is served; tests serve it the same way (`overrides`: log level...)."""
+def uvicorn_config(
+    app: FastAPI, host: str, port: int, *, max_message_bytes: int, **overrides: Any
+) -> uvicorn.Config:
+    """How the app is served; tests serve it the same way (`overrides`: log level...).
+    A frame over `max_message_bytes` (Settings.ws_max_message_bytes) is refused by the
+    WebSocket layer as its header arrives (close 1009), before its payload is read."""
     options: dict[str, Any] = {
         "ws": WebSocketProtocol,
-        "ws_max_size": WS_MAX_FRAME_BYTES,
+        "ws_max_size": max_message_bytes,
         "log_level": "info",
         # The token is in the URL fragment, never in a request line, so access logs
         # carry no secrets.
@@ -150,12 +148,9 @@ def uvicorn_config(app: FastAPI, host: str, port: int, **overrides: Any) -> uvic
     return uvicorn.Config(app, host=host, port=port, **(options | overrides))
 
 
-def serve(
-    settings: Settings, media: MediaGateway | None = None, limits: Limits | None = None
-) -> None:
+def serve(settings: Settings, media: MediaGateway | None = None) -> None:
     """Run the server; `media` replaces the relay (benchmarks compare baselines), and
-    then nothing is recorded; `limits` replaces signaling.limits.Policy's (a fuzzer
-    that must reach past the rate limits)."""
+    then nothing is recorded."""
     # Before any thread starts: a thread keeps the arena it was given.
     heap.limit_arenas(settings.malloc_arena_max)
     admin_key, created = keys.admin_key(settings)
@@ -166,7 +161,7 @@ def serve(
     if media is None:
         relay = build_media(settings)
         media, recorder = relay, relay
-    app = create_app(settings, media, recorder=recorder, limits=limits)
+    app = create_app(settings, media, recorder=recorder)
     tls: dict[str, Any] = {}
     if settings.tls_cert or settings.tls_key:
         tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
@@ -174,6 +169,7 @@ def serve(
         app,
         settings.host,
         settings.port,
+        max_message_bytes=settings.ws_max_message_bytes,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         **tls,
@@ -233,8 +229,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "serve":
         given |= {"host": args.host, "port": args.port}
         given |= {"tls_cert": args.tls_cert, "tls_key": args.tls_key}
-    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    settings = Settings(**overrides)
+    try:
+        settings = load_settings({k: v for k, v in given.items() if v is not None})
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
     if args.command == "serve":
         if args.tls:
             made = tls.TlsFiles(settings.data_dir / tls.TLS_DIR)

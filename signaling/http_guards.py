@@ -14,10 +14,6 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# No request of the API carries more than a few kilobytes (a lesson with 100 classrooms'
-# names is the largest); 64 KiB leaves room and keeps a flood of big bodies cheap.
-MAX_BODY_BYTES = 64 * 1024
-
 _INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.I)
 
 
@@ -89,14 +85,15 @@ class SecurityHeaders:
 
 
 class BodyLimit:
-    """Refuses a request body over `max_bytes` with 413 `too_large`: at once when its
-    Content-Length says so, else as soon as the bytes read pass it (a chunked body); the
-    route then reads a disconnect, and whatever it answers is dropped."""
+    """Refuses a request body over `max_bytes` (Settings.http_max_body_bytes) with 413
+    `too_large`: at once when its Content-Length says so, else as soon as the bytes read
+    pass it (a chunked body); the route then reads a disconnect, and whatever it answers
+    is dropped."""
 
     def __init__(
         self,
         app: ASGIApp,
-        max_bytes: int = MAX_BODY_BYTES,
+        max_bytes: int,
         own_limit: Callable[[str], object] | None = None,
     ) -> None:
         self.app = app

@@ -74,13 +74,6 @@ class Attendee(Protocol):
     def replace(self) -> None: ...
 
 
-# A rejoin is sent the snapshot (the lesson as it is now) and, of the events it
-# missed, at most this many of the newest: a classroom back after a long gap sees
-# what was said lately, and what a rejoin costs does not grow with the lesson. A
-# rejoin with `since: 0` on a lesson of 15k events was 2.1 MB and 0.35 s of the
-# server's CPU.
-MAX_CATCH_UP = 500
-
 # Called with a command's events once they are stored and published (the recording's
 # timeline follows the lesson this way), and with a participant's successful offer.
 EventListener = Callable[[str, list[Event]], Awaitable[None]]
@@ -118,8 +111,15 @@ class Lessons:
         media: MediaGateway,
         now: Callable[[], float],
         metrics: Metrics,
+        max_catch_up: int,
     ) -> None:
         self._store = store
+        # A rejoin is sent the snapshot (the lesson as it is now) and, of the events it
+        # missed, at most this many of the newest (Settings.catch_up_max_events): a
+        # classroom back after a long gap sees what was said lately, and what a rejoin
+        # costs does not grow with the lesson. A rejoin with `since: 0` on a lesson of
+        # 15k events was 2.1 MB and 0.35 s of the server's CPU.
+        self._max_catch_up = max_catch_up
         self._bus = bus
         self._media = media
         self._now = now
@@ -328,7 +328,7 @@ class Lessons:
             cut = False
             if since is not None:
                 backlog, cut = lesson.latest_since(
-                    since, MAX_CATCH_UP, lambda ev: not audience(ev) or role in audience(ev)
+                    since, self._max_catch_up, lambda ev: not audience(ev) or role in audience(ev)
                 )
             attendee.welcome(lesson.snapshot(), backlog, cut)
             if not lesson.participants[participant_id].online:

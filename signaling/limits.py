@@ -3,7 +3,8 @@
 Pure bookkeeping, no I/O and no clock of its own: every call is given `now` (seconds),
 so a table of (time, key) -> allowed tests it without sleeping. The keys are chosen by
 the callers (signaling.ws, signaling.app): a participant ("lesson/participant") for
-what a token does, a source address for what anyone does before showing one.
+what a token does, a source address for what anyone does before showing one. The
+numbers are the server's settings (Policy.of), so a district sets them without code.
 
 Memory is bounded: a table forgets its least recently used keys past `max_keys`. A
 forgotten bucket comes back full, which an attacker with more than `max_keys` source
@@ -14,6 +15,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from signaling.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -104,37 +109,47 @@ class Slots:
 
 @dataclass(frozen=True)
 class Policy:
-    """The numbers (docs/protocol.md, "Limits"), in one place."""
+    """The numbers, in one place: the server's settings (signaling.settings, where each
+    is explained) as rates and caps."""
 
-    # WebSocket messages of one participant (token subject), all its connections together:
-    # a participant that reconnects in a loop does not get a fresh budget each time.
-    participant_messages: Rate = Rate(burst=40, per_s=10)
-    # The observer link is shared by many viewers (inspectors, parents, a class of
-    # trainee teachers): a larger budget, and more connections, for the one identity.
-    observer_messages: Rate = Rate(burst=400, per_s=100)
-    connections_per_participant: int = 4
-    connections_per_observer_link: int = 50
-    # WebSocket connections opened from one source address (before any token is seen).
-    # Thirty classrooms behind one village NAT reconnecting after a restart fit in it.
-    ws_opens_per_address: Rate = Rate(burst=100, per_s=20)
-    # Frames sent before a join (the join itself included), from one source address.
-    unjoined_messages_per_address: Rate = Rate(burst=100, per_s=20)
-    # Bad input on one connection (unparsable, invalid, refused as rate_limited or
-    # not_joined): a burst of mistakes is forgiven; a stream of them closes it.
-    bad_input_per_connection: Rate = Rate(burst=20, per_s=0.5)
-    # HTTP, per source address: wrong credentials (admin key, tokens, replay links) and
-    # wrong join codes each get their own budget; requests that create something
-    # (a lesson, a token by join code, a share link) another.
-    wrong_credentials_per_address: Rate = Rate(burst=20, per_s=20 / 60)
-    wrong_join_codes_per_address: Rate = Rate(burst=10, per_s=10 / 60)
-    creations_per_address: Rate = Rate(burst=60, per_s=2)
+    participant_messages: Rate
+    observer_messages: Rate
+    connections_per_participant: int
+    connections_per_observer_link: int
+    ws_opens_per_address: Rate
+    unjoined_messages_per_address: Rate
+    bad_input_per_connection: Rate
+    wrong_credentials_per_address: Rate
+    wrong_join_codes_per_address: Rate
+    creations_per_address: Rate
+
+    @classmethod
+    def of(cls, s: Settings) -> Policy:
+        return cls(
+            participant_messages=Rate(s.participant_messages_burst, s.participant_messages_per_s),
+            observer_messages=Rate(s.observer_messages_burst, s.observer_messages_per_s),
+            connections_per_participant=s.connections_per_participant,
+            connections_per_observer_link=s.connections_per_observer_link,
+            ws_opens_per_address=Rate(s.ws_opens_burst, s.ws_opens_per_s),
+            unjoined_messages_per_address=Rate(
+                s.unjoined_messages_burst, s.unjoined_messages_per_s
+            ),
+            bad_input_per_connection=Rate(s.bad_input_burst, s.bad_input_per_s),
+            wrong_credentials_per_address=Rate(
+                s.wrong_credentials_burst, s.wrong_credentials_per_min / 60
+            ),
+            wrong_join_codes_per_address=Rate(
+                s.wrong_join_codes_burst, s.wrong_join_codes_per_min / 60
+            ),
+            creations_per_address=Rate(s.creations_burst, s.creations_per_s),
+        )
 
 
 @dataclass
 class Limits:
     """The live tables of one app, built from a Policy."""
 
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy
     messages: Buckets = field(init=False)
     observer_messages: Buckets = field(init=False)
     connections: Slots = field(default_factory=Slots)

@@ -16,12 +16,6 @@ from classroom.courseware import MAX_DECK_PAGES, MAX_INK_POINTS
 from classroom.reception import MAX_COUNT, MAX_FPS, MAX_PIXELS, MAX_SECONDS, MAX_SESSION_ID
 
 PROTOCOL_VERSION = 1
-MAX_MESSAGE_BYTES = 64 * 1024
-# The deepest nesting of objects and arrays a message may have. The protocol's deepest
-# is 2 (`reception.video`); the rest is room for fields a newer client may add. Checked
-# before the JSON parser and pydantic see the message: a 5,000-deep one costs a few
-# string scans, not a recursion per level.
-MAX_JSON_DEPTH = 16
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -309,14 +303,18 @@ class ProtocolError(Exception):
         self.ref = ref
 
 
-def decode(text: str | bytes) -> ClientMessage:
-    """Parse one client message, or raise ProtocolError with a code a client can act on."""
+def decode(text: str | bytes, *, max_bytes: int, max_depth: int) -> ClientMessage:
+    """Parse one client message, or raise ProtocolError with a code a client can act on.
+
+    The limits are the server's settings (ws_max_message_bytes, ws_max_json_depth). The
+    depth is checked before the JSON parser and pydantic see the message: a 5,000-deep
+    one costs a few string scans, not a recursion per level."""
     if isinstance(text, bytes):
         raise ProtocolError("bad_json", "messages are JSON text frames, not binary")
-    if len(text) > MAX_MESSAGE_BYTES or len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("too_large", f"a message may be at most {MAX_MESSAGE_BYTES} bytes")
-    if too_deep(text):
-        raise ProtocolError("bad_json", f"a message may nest at most {MAX_JSON_DEPTH} levels")
+    if len(text) > max_bytes or len(text.encode("utf-8")) > max_bytes:
+        raise ProtocolError("too_large", f"a message may be at most {max_bytes} bytes")
+    if too_deep(text, max_depth):
+        raise ProtocolError("bad_json", f"a message may nest at most {max_depth} levels")
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
@@ -334,7 +332,7 @@ def decode(text: str | bytes) -> ClientMessage:
         raise ProtocolError("invalid_message", _describe(kind, exc), ref) from None
 
 
-def too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+def too_deep(text: str, limit: int) -> bool:
     """Whether `text` nests objects and arrays deeper than `limit` outside its strings
     (or is unbalanced, so no JSON at all). Every step is a C loop over the text, at most
     `limit` rounds of removing the innermost pairs: no Python code per character."""

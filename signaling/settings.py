@@ -6,13 +6,17 @@ handed to `create_app`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import web_client
+
+# A rate a second or a minute: more than zero, and a number (not "inf" or "nan").
+PositiveRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 def _default_web_client_dir() -> Path:
@@ -88,6 +92,52 @@ class Settings(BaseSettings):
     deck_max_mb: int = Field(default=50, ge=1, le=1024)
     deck_max_pages: int = Field(default=300, ge=1, le=300)
 
+    # Limits that hold across a participant's connections (signaling.limits; the table in
+    # docs/protocol.md, "Limits"). A rate is a burst at once, then so many a second (or a
+    # minute, for guesses at a secret). Per address: the address the server sees, so a
+    # village behind one NAT shares it. Messages count all of a participant's connections
+    # together: reconnecting in a loop gets no fresh budget.
+    participant_messages_burst: int = Field(default=40, ge=1)
+    participant_messages_per_s: PositiveRate = 10.0
+    # The observer link is shared by many viewers (inspectors, parents, trainee teachers).
+    observer_messages_burst: int = Field(default=400, ge=1)
+    observer_messages_per_s: PositiveRate = 100.0
+    connections_per_participant: int = Field(default=4, ge=1)
+    connections_per_observer_link: int = Field(default=50, ge=1)
+    # WebSocket upgrades per address: thirty classrooms behind one NAT reconnecting after
+    # a restart fit in the burst.
+    ws_opens_burst: int = Field(default=100, ge=1)
+    ws_opens_per_s: PositiveRate = 20.0
+    # Frames per address before a join (the join included).
+    unjoined_messages_burst: int = Field(default=100, ge=1)
+    unjoined_messages_per_s: PositiveRate = 20.0
+    # Bad input per connection: a burst of mistakes is forgiven, a stream closes it.
+    bad_input_burst: int = Field(default=20, ge=1)
+    bad_input_per_s: PositiveRate = 0.5
+    # HTTP, per address: wrong credentials (admin key, tokens, links) and wrong join
+    # codes (a 6-digit code is guessable) each have their own budget, and so do requests
+    # that create something (a lesson, a token by join code, a share link, a WHIP session).
+    wrong_credentials_burst: int = Field(default=20, ge=1)
+    wrong_credentials_per_min: PositiveRate = 20.0
+    wrong_join_codes_burst: int = Field(default=10, ge=1)
+    wrong_join_codes_per_min: PositiveRate = 10.0
+    creations_burst: int = Field(default=60, ge=1)
+    creations_per_s: PositiveRate = 2.0
+    # One WebSocket message at most: a bigger frame is refused by the WebSocket layer as
+    # its header arrives (close 1009), before its payload is read. A join carries a
+    # token: less than 1 KiB would refuse every client.
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    # The deepest nesting of objects and arrays in a message, checked before the JSON
+    # parser sees it. The protocol's own messages nest 3 deep (`ink.points`).
+    ws_max_json_depth: int = Field(default=16, ge=3)
+    # An HTTP request body. No request of the API carries more than a few kilobytes (a
+    # lesson with 100 classrooms' names is the largest); 64 KiB leaves room and keeps a
+    # flood of big bodies cheap. A deck upload has its own limit (deck_max_mb).
+    http_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # A rejoin gets the snapshot and at most this many of the newest events it missed:
+    # what a rejoin costs does not grow with the lesson.
+    catch_up_max_events: int = Field(default=500, ge=1)
+
     @field_validator("ice_host_addresses", "stun_urls", "turn_urls", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
@@ -118,3 +168,29 @@ class Settings(BaseSettings):
         host = f"[{self.host}]" if ":" in self.host else self.host
         scheme = "https" if self.tls_cert else "http"
         return f"{scheme}://{host}:{self.port}"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each variable (or flag) and why."""
+
+
+def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
+    """The environment's settings, with `flags` (from the command line) over them. A
+    value that cannot be used stops the start with what to fix: a limit of zero would
+    otherwise refuse every classroom, and only once they try to join."""
+    given = dict(flags or {})
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, given.keys())) from None
+
+
+def _describe(exc: ValidationError, flags: Iterable[str]) -> str:
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = f"--{field.replace('_', '-')}" if field in flags else f"CLASSROOM_{field.upper()}"
+        # A secret's value is not echoed into a log.
+        shown = "" if "secret" in field or "admin_key" in field else f" (given {error['input']!r})"
+        lines.append(f"{name}: {error['msg']}{shown}")
+    return "settings that cannot be used:\n  " + "\n  ".join(lines)

@@ -105,7 +105,7 @@ class Services:
     settings: Settings
     now: Callable[[], float]
     # Rate limits and connection caps, shared with the HTTP routes of the same app.
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits
     # Observer connections share one participant (the observer link) but each has its
     # own peer connection on the relay, named apart by a number: the app's own count,
     # so that two apps in one process (tests) do not number each other's viewers.
@@ -255,7 +255,7 @@ class Connection:
             role=str(self._claims.role),
             name=me.name if me else "",
         )
-        # When older missed events were left out (Lessons.MAX_CATCH_UP), the welcome
+        # When older missed events were left out (Settings.catch_up_max_events), the welcome
         # says from which one the backlog starts.
         missed_from = backlog[0].seq if cut and backlog else None
         servers = ice_servers(self._s.settings, self._claims.participant_id, self._s.now())
@@ -383,7 +383,11 @@ class Connection:
     def _decode(self, frame: str | bytes) -> p.ClientMessage | None:
         """A client frame as a message, counted; a bad one is answered and gives None."""
         try:
-            msg = p.decode(frame)
+            msg = p.decode(
+                frame,
+                max_bytes=self._s.settings.ws_max_message_bytes,
+                max_depth=self._s.settings.ws_max_json_depth,
+            )
         except p.ProtocolError as exc:
             self._count_in("_invalid")
             self._bad(exc.code, exc.message, exc.ref)

@@ -50,9 +50,10 @@ async def join(
     media: MediaGateway,
     now: Callable[[], float],
     metrics: Metrics,
+    max_catch_up: int,
 ) -> Cluster:
     node = Node(Redis.from_url(redis_url, decode_responses=True))
     await node.start()
-    lessons = ClusterLessons(store, node, media, now, metrics)
+    lessons = ClusterLessons(store, node, media, now, metrics, max_catch_up)
     lessons.start()
     return Cluster(node, lessons, ClusterMedia(media, node))

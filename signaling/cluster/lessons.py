@@ -34,7 +34,6 @@ from signaling.cluster import commands as wire
 from signaling.cluster.bus import EventLog, RedisBus, _seq
 from signaling.cluster.node import HEARTBEAT_S, Args, Node, NodeGone, Refused
 from signaling.lessons import (
-    MAX_CATCH_UP,
     Attendee,
     CreatedLesson,
     LessonNotFound,
@@ -133,9 +132,10 @@ class ClusterLessons(Lessons):
         media: MediaGateway,
         now: Callable[[], float],
         metrics: Metrics,
+        max_catch_up: int,
     ) -> None:
         self._cluster_bus = RedisBus(node)
-        super().__init__(store, self._cluster_bus, media, now, metrics)
+        super().__init__(store, self._cluster_bus, media, now, metrics, max_catch_up)
         self._node = node
         self._log = EventLog(node)
         self._mirrors: dict[str, Lesson] = {}
@@ -280,7 +280,7 @@ class ClusterLessons(Lessons):
                     lesson_id,
                     since,
                     snapshot["seq"],
-                    MAX_CATCH_UP,
+                    self._max_catch_up,
                     lambda roles: not roles or role in roles.split(","),
                 )
             except (RedisError, OSError):

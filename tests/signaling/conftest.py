@@ -19,7 +19,6 @@ from websockets.exceptions import ConnectionClosed
 
 from signaling.app import create_app
 from signaling.cli import LessonServer, uvicorn_config
-from signaling.limits import Limits
 from signaling.recordings import RecordingMedia
 from signaling.settings import Settings
 from tests.signaling.fakes import FakeMedia
@@ -72,12 +71,17 @@ async def serve(
     media: FakeMedia,
     now: Callable[[], float],
     recorder: RecordingMedia | None = None,
-    limits: Limits | None = None,
     **config_overrides: Any,
 ) -> AsyncIterator[Running]:
-    app = create_app(settings, media, now=now, recorder=recorder, limits=limits)
+    app = create_app(settings, media, now=now, recorder=recorder)
     config = uvicorn_config(
-        app, "127.0.0.1", 0, log_level="warning", lifespan="on", **config_overrides
+        app,
+        "127.0.0.1",
+        0,
+        max_message_bytes=settings.ws_max_message_bytes,
+        log_level="warning",
+        lifespan="on",
+        **config_overrides,
     )
     server = LessonServer(config, app)
     task = asyncio.create_task(server.serve())

@@ -12,8 +12,7 @@ import pytest
 
 from media.relay.relay import Relay
 from media.settings import RelaySettings
-from scripts.fuzz_ws import Fuzz, Stats, base_offers, fuzz_policy
-from signaling.limits import Limits
+from scripts.fuzz_ws import Fuzz, Stats, base_offers, fuzz_limits
 from signaling.settings import Settings
 from tests.signaling.conftest import ADMIN, Clock, Running, serve
 from tests.signaling.fakes import FakeMedia
@@ -45,7 +44,7 @@ def _server_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @pytest.fixture
 async def fuzzed(settings: Settings, media: FakeMedia, clock: Clock) -> AsyncIterator[Running]:
-    async with serve(settings, media, clock, limits=Limits(fuzz_policy())) as running:
+    async with serve(settings.model_copy(update=fuzz_limits()), media, clock) as running:
         yield running
 
 
@@ -72,8 +71,8 @@ async def test_mutated_offers_through_the_real_relay(
     from tests.signaling.conftest import make_settings
 
     relay = Relay(RelaySettings(host_addresses=("127.0.0.1",)))
-    settings = make_settings(tmp_path)
-    async with serve(settings, relay, clock, limits=Limits(fuzz_policy())) as srv:  # type: ignore[arg-type]
+    settings = make_settings(tmp_path, **fuzz_limits())
+    async with serve(settings, relay, clock) as srv:  # type: ignore[arg-type]
         stats = await _fuzz(srv, offers, messages=0, offer_count=200)
     assert stats.offers == 200
     assert stats.answers > 0 and stats.errors["bad_sdp"] > 0

@@ -11,7 +11,6 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from signaling.limits import Limits, Policy, Rate
 from signaling.settings import Settings
 from tests.signaling.conftest import (
     ADMIN,
@@ -31,9 +30,10 @@ pytestmark = pytest.mark.timeout(60)
 
 @contextlib.asynccontextmanager
 async def server(
-    settings: Settings, media: FakeMedia, clock: Clock, **policy: Any
+    settings: Settings, media: FakeMedia, clock: Clock, **limits: Any
 ) -> AsyncIterator[Running]:
-    async with serve(settings, media, clock, limits=Limits(Policy(**policy))) as running:
+    """The app with `limits` (Settings fields) in its settings."""
+    async with serve(settings.model_copy(update=limits), media, clock) as running:
         yield running
 
 
@@ -142,7 +142,7 @@ async def test_a_participant_connection_cap(
 async def test_websocket_opens_per_address(
     settings: Settings, media: FakeMedia, clock: Clock
 ) -> None:
-    async with server(settings, media, clock, ws_opens_per_address=Rate(3, 1)) as srv:
+    async with server(settings, media, clock, ws_opens_burst=3, ws_opens_per_s=1) as srv:
         for _ in range(3):
             async with connected(srv) as peer:
                 await peer.send({"type": "ping"})
@@ -200,7 +200,7 @@ async def test_a_right_code_does_not_wipe_the_count_of_wrong_ones(srv: Running) 
 async def test_creating_is_limited_per_address(
     settings: Settings, media: FakeMedia, clock: Clock
 ) -> None:
-    async with server(settings, media, clock, creations_per_address=Rate(3, 0.5)) as srv:
+    async with server(settings, media, clock, creations_burst=3, creations_per_s=0.5) as srv:
         body = {"title": "x", "classrooms": ["a"]}
         statuses = [
             (await srv.http.post("/api/lessons", json=body, headers=ADMIN)).status_code

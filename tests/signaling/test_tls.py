@@ -66,7 +66,13 @@ async def test_the_app_serves_https_with_the_certificate(tmp_path: Path) -> None
     assert settings.base_url().startswith("https://")
     app = create_app(settings, FakeMedia())
     config = uvicorn_config(
-        app, "127.0.0.1", 0, log_level="warning", ssl_certfile=files.cert, ssl_keyfile=files.key
+        app,
+        "127.0.0.1",
+        0,
+        max_message_bytes=settings.ws_max_message_bytes,
+        log_level="warning",
+        ssl_certfile=files.cert,
+        ssl_keyfile=files.key,
     )
     server = LessonServer(config, app)
     task = asyncio.create_task(server.serve())
