@@ -156,3 +156,11 @@ def test_every_string_a_page_names_is_in_a_table_it_loads(page: str) -> None:
     for source in sources.values():
         named |= set(_T_CALL.findall(source))
     assert sorted(named - defined) == []
+
+
+def test_the_early_join_speaks_the_protocol_version_of_the_modules() -> None:
+    """classroom.html joins before its modules run; it cannot import their constant."""
+    inline = re.search(r"protocol: (\d+) \}", (WEB / "classroom.html").read_text("utf-8"))
+    module = re.search(r"PROTOCOL_VERSION = (\d+);", (WEB / "js/protocol.js").read_text("utf-8"))
+    assert inline is not None and module is not None
+    assert inline.group(1) == module.group(1)

@@ -60,17 +60,16 @@ export function tokenFromLocation() {
 
 /**
  * The socket a page's first inline script opened while the page was still arriving
- * (classroom.html: on a satellite link that is two round trips sooner), if it is to
- * `url` and still usable; taken once. The server says nothing before the join, so
- * no message can have been missed.
- * @returns {WebSocket|null}
+ * (classroom.html), if it is to `url` for `token` and still usable; taken once. It
+ * may have joined already, and what the server answered waits in its `inbox`.
+ * @returns {{ws: WebSocket, joined: boolean, inbox: MessageEvent[]}|null}
  */
-function takeEarlySocket(url) {
+function takeEarlySocket(url, token) {
   const early = /** @type {any} */ (window).__earlySocket;
   if (!early) return null;
   /** @type {any} */ (window).__earlySocket = null;
-  const usable = early.url === url && early.readyState <= WebSocket.OPEN;
-  if (!usable) early.close();
+  const usable = early.ws.url === url && early.token === token && early.ws.readyState <= WebSocket.OPEN;
+  if (!usable) early.ws.close();
   performance.mark(usable ? "early-socket-taken" : "early-socket-refused");
   return usable ? early : null;
 }
@@ -195,9 +194,9 @@ export class LessonConnection {
     this.welcomed = false;
     this._setState(this.attempt === 0 && this.seq === null ? "connecting" : "reconnecting");
     let ws;
-    const early = takeEarlySocket(this.url);
+    const early = takeEarlySocket(this.url, this.token);
     try {
-      ws = early || new WebSocket(this.url);
+      ws = early ? early.ws : new WebSocket(this.url);
     } catch (err) {
       this._scheduleReconnect();
       return;
@@ -217,10 +216,12 @@ export class LessonConnection {
       performance.mark("socket-open"); // read by scripts/bench_weaklink.py
       this.lastHeard = Date.now();
       if (!early) this.openMs = this.lastHeard - started;
-      /** @type {any} */
-      const join = { type: "join", token: this.token, protocol: PROTOCOL_VERSION };
-      if (this.seq !== null) join.since = this.seq;
-      ws.send(JSON.stringify(join));
+      if (!(early && early.joined)) {
+        /** @type {any} */
+        const join = { type: "join", token: this.token, protocol: PROTOCOL_VERSION };
+        if (this.seq !== null) join.since = this.seq;
+        ws.send(JSON.stringify(join));
+      }
       this._every(PING_MS, () => {
         if (Date.now() - this.lastHeard > DEAD_MS) {
           // A half-open socket on a weak link: nothing comes, nothing fails. Give up on it.
@@ -230,19 +231,31 @@ export class LessonConnection {
         if (this.welcomed) this.ping();
       });
     };
-    ws.onmessage = (msg) => {
+    const deliver = (msg) => {
       if (this.ws !== ws) return; // a socket this client already gave up on
       this.lastHeard = Date.now();
       let data;
       try { data = JSON.parse(msg.data); } catch (_) { return; }
       this._receive(data);
     };
+    ws.onmessage = deliver;
+    if (early) {
+      // What came before this module ran (the welcome, on a slow link) is handled once
+      // the code that took the socket over has finished: the page's handlers read
+      // what its constructor is still setting up. What comes meanwhile waits behind it.
+      const inbox = early.inbox;
+      ws.onmessage = (msg) => inbox.push(msg);
+      setTimeout(() => {
+        if (this.ws === ws) ws.onmessage = deliver;
+        for (const msg of inbox.splice(0)) deliver(msg);
+      }, 0);
+    }
     ws.onclose = () => {
       if (this.ws === ws) this._lost();
     };
     ws.onerror = () => { /* onclose follows and decides */ };
     // A socket the page opened before this module ran may be open already.
-    if (early && early.readyState === WebSocket.OPEN) ws.onopen(new Event("open"));
+    if (early && ws.readyState === WebSocket.OPEN) ws.onopen(new Event("open"));
   }
 
   /** Give up on a socket now. Its close event could come a minute later on a dead
