@@ -32,6 +32,9 @@ class SlotOffer:
     # Such a slot climbs last, and only on a budget of `climb_min_kbps` or more.
     floor: bool = False
     climb_min_kbps: float = 0.0
+    # The cheapest `reserve` layers are the slot's last resort (the camera at half its
+    # frame rate): a dip of the estimate does not take it down to them (Allocator).
+    reserve: int = 0
 
 
 Allocation = dict[str, str]

@@ -453,12 +453,17 @@ class Allocator:
         return allocate(estimate_kbps * self.headroom, offers, floor_kbps=estimate_kbps)
 
     def _lowest_on(self, offers: Sequence[SlotOffer]) -> Allocation:
-        """Every slot that is on now, at its lowest layer."""
-        return {
-            o.slot: o.layers[0][0]
-            for o in offers
-            if o.layers and self.current.get(o.slot, OFF) != OFF
-        }
+        """Every slot that is on now, at its lowest layer above its reserve (or at its
+        lowest, if it is on a reserve layer already)."""
+        lowest = {}
+        for o in offers:
+            layer = self.current.get(o.slot, OFF)
+            if not o.layers or layer == OFF:
+                continue
+            names = [name for name, _ in o.layers]
+            index = names.index(layer) if layer in names else 0
+            lowest[o.slot] = names[min(index, o.reserve)]
+        return lowest
 
     def _fit_down(
         self, estimate_kbps: float, offers: Sequence[SlotOffer], now_ms: int
@@ -472,12 +477,18 @@ class Allocator:
         slides' cost for a while: on a 256 kbit/s satellite link the teacher's
         camera, on at its lowest layer, went off at each dip and stayed off for
         `after_down_ms`, off most of a lesson. A link that really cannot carry them
-        stays short of them, and they go."""
+        stays short of them, and they go. The same holds for a slot's reserve layers
+        (SlotOffer.reserve): with the camera at half its frame rate below its lowest,
+        every dip took it there for eight seconds and more."""
         fitting = allocate(estimate_kbps, offers)
         lowest = self._lowest_on(offers)
-        switched_off = any(fitting.get(slot, OFF) == OFF for slot in lowest)
+        lowered = any(
+            _index(fitting.get(o.slot, OFF), o) < _index(lowest[o.slot], o)
+            for o in offers
+            if o.slot in lowest
+        )
         short = self._short_since is not None and now_ms - self._short_since >= self.keep_ms
-        if switched_off and not short and cost(lowest, offers) <= estimate_kbps * self.keep_margin:
+        if lowered and not short and cost(lowest, offers) <= estimate_kbps * self.keep_margin:
             return {o.slot: lowest.get(o.slot, OFF) for o in offers}
         return fitting
 
@@ -500,3 +511,9 @@ class Allocator:
         self._peak_kbps = None
         self.current = allocation
         return Decision(dict(allocation), reason)
+
+
+def _index(layer: str, offer: SlotOffer) -> int:
+    """Where a layer stands among a slot's layers (-1: off)."""
+    names = [name for name, _ in offer.layers]
+    return names.index(layer) if layer in names else -1

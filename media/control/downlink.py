@@ -54,6 +54,9 @@ FLOOR = frozenset({Slot.SLIDES})
 # narrower link takes a quarter of a second or more to carry, the camera and the
 # voice queued behind it.
 FLOOR_CLIMB_MIN_KBPS = 500.0
+# A camera's last resort below its lowest full-rate layer (media.pipeline.ladder): not
+# for a dip of the estimate, only for a link that stays short (media.control.allocator).
+RESERVE_LAYERS = frozenset({"min"})
 # Loss is reported once this many packets were expected: a report on a few dozen
 # says 2 % after a single loss, which is noise, not a trend (GCC's 2 % band).
 MIN_LOSS_SAMPLE = 100
@@ -199,6 +202,7 @@ class Downlink:
                 essential=slot in ESSENTIAL,
                 floor=slot in FLOOR,
                 climb_min_kbps=FLOOR_CLIMB_MIN_KBPS if slot in FLOOR else 0.0,
+                reserve=_reserve(view.layers),
             )
             for slot, view in slots.items()
             if view.layers
@@ -310,3 +314,13 @@ class Downlink:
             # grew, for a second or more after a link narrowed.
             rtt_ms=max(rtts)[1] if rtts else None,
         )
+
+
+def _reserve(layers: tuple[tuple[str, float], ...]) -> int:
+    """How many of a slot's cheapest layers are its reserve (RESERVE_LAYERS)."""
+    count = 0
+    for name, _ in layers:
+        if name not in RESERVE_LAYERS:
+            break
+        count += 1
+    return count

@@ -455,7 +455,10 @@ GEO_SLIDES = SlotOffer(
     "slides", 1, (("low", 33.0), ("high", 50.0)), floor=True, climb_min_kbps=500.0
 )
 GEO_CAMERA = SlotOffer(
-    "teacher_camera", 2, (("min", 43.0), ("low", 75.0), ("mid", 429.0), ("high", 1200.0))
+    "teacher_camera",
+    2,
+    (("min", 43.0), ("low", 75.0), ("mid", 429.0), ("high", 1200.0)),
+    reserve=1,
 )
 GEO = [GEO_AUDIO, GEO_SLIDES, GEO_CAMERA]
 
@@ -477,17 +480,25 @@ def test_slides_climb_last_and_only_on_a_wide_link(budget: float, slides: str, c
     assert (got["slides"], got["teacher_camera"]) == (slides, camera)
 
 
-def test_a_page_turn_takes_the_camera_to_its_lower_frame_rate_not_off() -> None:
-    alloc = Allocator()
+def test_a_page_turn_keeps_the_camera_moving_and_a_short_link_halves_its_frame_rate() -> None:
+    alloc = Allocator(keep_ms=3000)
     alloc.update(250, GEO, 0)
     assert alloc.current["teacher_camera"] == "low" and alloc.current["slides"] == "low"
     # A new page: the slides' measured cost doubles, the estimate dips (a queue).
     turned = [GEO_AUDIO, SlotOffer("slides", 1, (("low", 64.0), ("high", 70.0)), floor=True,
                                    climb_min_kbps=500.0), GEO_CAMERA]  # fmt: skip
-    decision = alloc.update(190, turned, 1000, alarm=True)
+    # A dip: the camera's reserve (half its frame rate) is not for that.
+    for t in range(1000, 4000, 500):
+        assert alloc.update(190, turned, t, alarm=t == 1000) is None, t
+    assert alloc.current["teacher_camera"] == "low"
+    # Short of it for 3 s, congestion still seen: the reserve, not off; the slides stay.
+    decision = alloc.update(190, turned, 4000, alarm=True)
     assert decision is not None and decision.reason == "down"
     assert decision.allocation["teacher_camera"] == "min"
     assert decision.allocation["slides"] == "low"
+    # Far below (past the margin of 1.5): off at once, as any slot.
+    decision = alloc.update(90, turned, 4500, alarm=True)
+    assert decision is not None and decision.allocation["teacher_camera"] == OFF
 
 
 def test_probes_never_aim_at_the_floors_climb_below_its_minimum() -> None:
