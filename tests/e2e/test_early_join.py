@@ -13,11 +13,20 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import raise_hand, wait_connected, wait_flowing
+from tests.e2e.conftest import CHROMIUM_ARGS, raise_hand, wait_connected, wait_flowing
 
 pytestmark = pytest.mark.e2e
 
 HOLD_MS = 2500
+
+
+@pytest.fixture
+def browser_args() -> list[str]:
+    """A page the test serves itself (route.fulfill) has no address of its own, and
+    Chromium's local network access checks then refuse its socket to 127.0.0.1."""
+    flags = [a for a in CHROMIUM_ARGS if not a.startswith("--disable-features=")]
+    features = [a.split("=", 1)[1] for a in CHROMIUM_ARGS if a.startswith("--disable-features=")]
+    return [*flags, "--disable-features=" + ",".join([*features, "LocalNetworkAccessChecks"])]
 
 
 def _hold_the_modules(route: Any) -> None:
