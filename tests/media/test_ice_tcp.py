@@ -7,15 +7,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aioice import Connection, stun
 from aioice.candidate import Candidate, candidate_priority
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from media.adapter.hooks import gather_on
 from media.adapter.ice_tcp import PassiveTcpPort, match_session, offer_tcp
+from media.adapter.peer import answer
 from media.wire.ice_tcp import Deframer, PassiveCandidate, frame, local_ufrag, passive_priority
+from media.wire.sdp import announce
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -335,3 +339,31 @@ def test_a_port_already_taken_stops_the_start() -> None:
             PassiveTcpPort(first.port, ("127.0.0.1",))
     finally:
         asyncio.run(first.close())
+
+
+OFFER = (Path(__file__).parent / "chromium_offer.sdp").read_text()
+
+
+@pytest.mark.parametrize("offered", [True, False], ids=["ice-tcp", "udp-only"])
+async def test_the_relays_answer_carries_the_passive_candidate_when_set(
+    port: PassiveTcpPort, offered: bool
+) -> None:
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("video", direction="sendonly")
+        pc.addTransceiver("audio", direction="sendonly")
+        await pc.setRemoteDescription(RTCSessionDescription(OFFER, "offer"))
+        sdp = await answer(pc, ("127.0.0.1",), port if offered else None)
+    finally:
+        await pc.close()
+    candidates = [line for line in sdp.split("\r\n") if line.startswith("a=candidate:")]
+    tcp = [line for line in candidates if " tcp " in line]
+    assert any(" udp " in line for line in candidates)
+    # Bundled: one transport, so one passive candidate, written in each m-section.
+    passive = f" 1 tcp {passive_priority(1)} 127.0.0.1 {port.port} typ host tcptype passive"
+    assert tcp == ([tcp[0]] * 2 if offered else [])
+    assert not offered or tcp[0].endswith(passive)
+    if offered:
+        # Behind 1:1 NAT the public address is written in, the port kept.
+        public = announce(sdp, "203.0.113.9")
+        assert f"203.0.113.9 {port.port} typ host tcptype passive" in public
