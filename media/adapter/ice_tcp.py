@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ipaddress
 import logging
 import socket
 import weakref
@@ -135,7 +136,7 @@ class TcpPeer(aioice.ice.StunProtocol, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream = cast(asyncio.Transport, transport)
         peer = stream.get_extra_info("peername")
-        self._peer = (str(peer[0]), int(peer[1]))
+        self._peer = (unmapped(str(peer[0])), int(peer[1]))
         self.transport = cast(Any, FramedStream(stream, self._port.max_buffered_bytes))
         if not self._port.admit(self):
             stream.close()
@@ -167,7 +168,7 @@ class TcpPeer(aioice.ice.StunProtocol, asyncio.Protocol):
             return False
         sockname = self.transport.get_extra_info("sockname")
         self.receiver = session
-        self.local_candidate = self._port.base_for(session, str(sockname[0]))
+        self.local_candidate = self._port.base_for(session, unmapped(str(sockname[0])))
         session._protocols.append(self)
         self._matched = True
         self._cancel_timer()
@@ -277,6 +278,18 @@ class PassiveTcpPort:
 
     def forget(self, peer: TcpPeer) -> None:
         self._unmatched.discard(peer)
+
+
+def unmapped(address: str) -> str:
+    """An IPv4 peer of a dual-stack socket as its IPv4 address ("::ffff:10.0.0.2" ->
+    "10.0.0.2"): as the candidates and the browser's own checks write it."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return address
 
 
 def _bind(port: int, addresses: tuple[str, ...]) -> list[socket.socket]:

@@ -16,7 +16,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from media.adapter.hooks import gather_on
-from media.adapter.ice_tcp import PassiveTcpPort, match_session, offer_tcp
+from media.adapter.ice_tcp import PassiveTcpPort, match_session, offer_tcp, unmapped
 from media.adapter.peer import answer
 from media.wire.ice_tcp import Deframer, PassiveCandidate, frame, local_ufrag, passive_priority
 from media.wire.sdp import announce
@@ -225,9 +225,10 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
     return await reader.readexactly(length)
 
 
-@pytest.fixture
-async def port() -> AsyncIterator[PassiveTcpPort]:
-    tcp = PassiveTcpPort(0, ("127.0.0.1",), match_timeout_s=0.5)
+@pytest.fixture(params=[("127.0.0.1",), ()], ids=["on-its-address", "every-interface"])
+async def port(request: pytest.FixtureRequest) -> AsyncIterator[PassiveTcpPort]:
+    # Unset addresses (the default) bind every interface, IPv4 and IPv6 in one socket.
+    tcp = PassiveTcpPort(0, request.param, match_timeout_s=0.5)
     await tcp.start()
     yield tcp
     await tcp.close()
@@ -246,6 +247,16 @@ async def test_the_session_gathers_a_passive_candidate_at_the_port(port: Passive
     tcp = [c for c in connection.local_candidates if c.transport == "tcp"]
     assert [(c.host, c.port, c.tcptype) for c in tcp] == [("127.0.0.1", port.port, "passive")]
     await connection.close()
+
+
+@pytest.mark.parametrize(
+    ("address", "plain"),
+    [("::ffff:10.0.0.2", "10.0.0.2"), ("10.0.0.2", "10.0.0.2"), ("2001:db8::2", "2001:db8::2")],
+)
+def test_an_ipv4_peer_of_a_dual_stack_socket_is_named_by_its_ipv4_address(
+    address: str, plain: str
+) -> None:
+    assert unmapped(address) == plain
 
 
 async def test_media_flows_both_ways_over_the_stream_the_browser_opened(
