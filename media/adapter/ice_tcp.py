@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import ipaddress
 import logging
 import socket
@@ -318,6 +319,8 @@ def install_gather_hook() -> None:
         return
     original = current
 
+    # `wraps`: inspect (and the canaries) still read aioice's own source through it.
+    @functools.wraps(original)
     async def gather_candidates(self: aioice.ice.Connection) -> None:
         await original(self)
         port = _offering.get()
