@@ -17,6 +17,10 @@ class RelaySettings:
     # Address written into the answer's host candidates in place of the real one,
     # for a server behind a 1:1 NAT (mediasoup calls it announcedAddress).
     announced_address: str | None = None
+    # ICE over TCP (RFC 6544, media.adapter.ice_tcp): browsers whose firewall drops UDP
+    # reach the relay at this one TCP port, on host_addresses (every interface if
+    # none), through a passive candidate ranked below every UDP path. None: UDP only.
+    ice_tcp_port: int | None = None
     # STUN servers ("stun:host:port"). None of them by default: aiortc would
     # otherwise fall back to a public Google server.
     stun_servers: tuple[str, ...] = ()

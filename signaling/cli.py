@@ -44,6 +44,7 @@ def build_media(settings: Settings) -> Relay:
         host_addresses=tuple(settings.ice_host_addresses),
         announced_address=settings.announced_address,
         stun_servers=tuple(settings.stun_urls),
+        ice_tcp_port=settings.ice_tcp_port,
         audio_red=settings.audio_red,
         transport_cc=settings.transport_cc,
         video_fec=settings.video_fec,

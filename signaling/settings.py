@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     ice_host_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     announced_address: str | None = None
     stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # ICE over TCP straight to the relay (RFC 6544) for classrooms whose firewall drops
+    # UDP: the one TCP port it listens on. Unset: UDP only (and TURN, below).
+    ice_tcp_port: int | None = Field(default=None, ge=1, le=65535)
     # TURN servers handed to the pages (and WHIP clients) for classrooms whose
     # firewall drops UDP ("turn:host:3478?transport=tcp", "turns:host:443"), with
     # credentials derived from the secret shared with coturn (signaling.ice), valid

@@ -18,6 +18,7 @@ from aiortc import (
 )
 
 from media.adapter.hooks import gather_on
+from media.adapter.ice_tcp import PassiveTcpPort, offer_tcp
 from media.gateway import MediaError
 from media.slots import SlotSpec
 
@@ -60,10 +61,13 @@ async def take_offer(pc: RTCPeerConnection, offer_sdp: str) -> None:
         raise MediaError(f"the offer cannot be used: {exc}") from None
 
 
-async def answer(pc: RTCPeerConnection, host_addresses: tuple[str, ...]) -> str:
-    """Create and apply the answer, gathering on `host_addresses`; its SDP."""
+async def answer(
+    pc: RTCPeerConnection, host_addresses: tuple[str, ...], tcp: PassiveTcpPort | None = None
+) -> str:
+    """Create and apply the answer, gathering on `host_addresses` (and offering the
+    passive ICE-TCP candidates of `tcp`, if given); its SDP."""
     description = await pc.createAnswer()
-    with gather_on(host_addresses):
+    with gather_on(host_addresses), offer_tcp(tcp):
         await pc.setLocalDescription(description)
     sdp: str = pc.localDescription.sdp
     return sdp

@@ -323,3 +323,25 @@ def test_receivers_take_packets_through_an_attribute_and_keep_every_ssrc() -> No
     receiver_source = inspect.getsource(aiortc.rtcrtpreceiver.RTCRtpReceiver)
     assert "self.__remote_streams[packet.ssrc] = StreamStatistics(" in receiver_source
     assert "for ssrc, stream in self.__remote_streams.items():" in receiver_source
+
+
+async def test_a_session_keeps_its_candidates_and_protocols_where_ice_tcp_adds_to_them() -> None:
+    # media.adapter.ice_tcp adds a candidate to `_local_candidates` after gathering,
+    # and an accepted TCP connection to `_protocols`; a protocol hands requests to
+    # `receiver.request_received` and sends through `transport.sendto`.
+    connection = aioice.ice.Connection(ice_controlling=False)
+    with gather_on(("127.0.0.1",)):
+        await connection.gather_candidates()
+    assert connection.local_candidates == connection._local_candidates
+    assert [p.local_candidate for p in connection._protocols] == connection._local_candidates
+    assert connection._closing is False
+    received = inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert "self.receiver.request_received(message, addr, self)" in received
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
+    assert "self.transport.sendto(bytes(message), addr)" in inspect.getsource(
+        aioice.ice.StunProtocol.send_stun
+    )
+    pairing = inspect.getsource(aioice.ice.Connection._pair_remote_candidate)
+    assert "protocol.local_candidate.can_pair_with" in pairing
+    await connection.close()
+    assert connection._closing is True
