@@ -14,8 +14,9 @@ TCP next to it, with no change to aioice itself:
   `protocol.transport.sendto(data, addr)`.
 
 So a TCP connection accepted at the port becomes one more `StunProtocol` of the
-Connection whose ufrag and password its first check carries (`match_session`), and
-its transport frames what is sent (RFC 4571). From there aioice answers the check,
+Connection whose ufrag and password its first check carries (`ice_sessions`, shared
+with the UDP port), and its transport frames what is sent (RFC 4571). From there
+aioice answers the check,
 checks back over the same stream, and uses it for the pair like any UDP socket. A
 connection whose first packet is not such a check, or that sends nothing in time, is
 closed; unmatched connections are bounded.
@@ -28,58 +29,20 @@ its `receiver`, `local_candidate`, `transport` and `datagram_received`.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
-import ipaddress
 import logging
 import socket
-import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, cast
 
 import aioice.ice
 from aioice import stun
 from aioice.candidate import Candidate
 
-from media.wire.ice_tcp import MAX_FRAME, Deframer, PassiveCandidate, frame, local_ufrag
+from media.adapter.ice_sessions import SessionRegistry, offering, unmapped
+from media.wire.ice_tcp import MAX_FRAME, Deframer, PassiveCandidate, frame
 
 logger = logging.getLogger(__name__)
-
-_offering: contextvars.ContextVar[PassiveTcpPort | None] = contextvars.ContextVar(
-    "media_ice_tcp_port", default=None
-)
-_HOOK_MARK = "_classroom_ice_tcp_hook"
-
-
-class IceSession(Protocol):
-    @property
-    def local_username(self) -> str: ...
-
-    @property
-    def local_password(self) -> str: ...
-
-
-S = TypeVar("S", bound=IceSession)
-
-
-def match_session(message: stun.Message, sessions: Iterable[S]) -> S | None:
-    """The session a connection's first packet is a connectivity check for: a Binding
-    request whose USERNAME starts with the session's ufrag (RFC 8445 §7.2.2) and whose
-    MESSAGE-INTEGRITY its password verifies (RFC 8489 §9.1.3). Anything else is
-    matched to none: a stranger cannot attach a stream to a classroom's session."""
-    if message.message_method != stun.Method.BINDING or message.message_class != stun.Class.REQUEST:
-        return None
-    username = message.attributes.get("USERNAME")
-    ufrag = local_ufrag(username) if isinstance(username, str) else None
-    if ufrag is None:
-        return None
-    for session in sessions:
-        if session.local_username == ufrag and message.check_message_integrity(
-            session.local_password.encode("utf8")
-        ):
-            return session
-    return None
 
 
 class FramedStream:
@@ -212,7 +175,7 @@ class PassiveTcpPort:
         self._sockets = _bind(port, addresses)
         self.port = int(self._sockets[0].getsockname()[1])
         self._servers: list[asyncio.Server] = []
-        self._sessions: weakref.WeakSet[aioice.ice.Connection] = weakref.WeakSet()
+        self._sessions = SessionRegistry()
         self._unmatched: set[TcpPeer] = set()
 
     async def start(self) -> None:
@@ -250,8 +213,7 @@ class PassiveTcpPort:
         self._sessions.add(connection)
 
     def session_for(self, message: stun.Message) -> aioice.ice.Connection | None:
-        live = [c for c in self._sessions if not c._closing]
-        return match_session(message, live)
+        return self._sessions.session_for(message)
 
     def base_for(self, connection: aioice.ice.Connection, address: str) -> Candidate:
         """The passive candidate a connection accepted on `address` is based on."""
@@ -281,18 +243,6 @@ class PassiveTcpPort:
         self._unmatched.discard(peer)
 
 
-def unmapped(address: str) -> str:
-    """An IPv4 peer of a dual-stack socket as its IPv4 address ("::ffff:10.0.0.2" ->
-    "10.0.0.2"): as the candidates and the browser's own checks write it."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
-    return address
-
-
 def _bind(port: int, addresses: tuple[str, ...]) -> list[socket.socket]:
     if not addresses:
         if socket.has_dualstack_ipv6():
@@ -312,32 +262,9 @@ def _bind(port: int, addresses: tuple[str, ...]) -> list[socket.socket]:
     return sockets
 
 
-def install_gather_hook() -> None:
-    """Make aioice's gathering add the passive candidates of `offer_tcp()` (idempotent)."""
-    current = aioice.ice.Connection.gather_candidates
-    if getattr(current, _HOOK_MARK, False):
-        return
-    original = current
-
-    # `wraps`: inspect (and the canaries) still read aioice's own source through it.
-    @functools.wraps(original)
-    async def gather_candidates(self: aioice.ice.Connection) -> None:
-        await original(self)
-        port = _offering.get()
-        if port is not None:
-            port.offer(self)
-
-    setattr(gather_candidates, _HOOK_MARK, True)
-    aioice.ice.Connection.gather_candidates = gather_candidates  # type: ignore[method-assign]
-
-
 @contextmanager
 def offer_tcp(port: PassiveTcpPort | None) -> Iterator[None]:
     """Within this block, ICE gathering also offers `port`'s passive candidates (None:
     UDP only). Wrap `await pc.setLocalDescription(...)`, as `hooks.gather_on`."""
-    install_gather_hook()
-    token = _offering.set(port)
-    try:
+    with offering(port):
         yield
-    finally:
-        _offering.reset(token)

@@ -16,7 +16,8 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from media.adapter.hooks import gather_on
-from media.adapter.ice_tcp import PassiveTcpPort, match_session, offer_tcp, unmapped
+from media.adapter.ice_sessions import match_session, unmapped
+from media.adapter.ice_tcp import PassiveTcpPort, offer_tcp
 from media.adapter.peer import answer
 from media.wire.ice_tcp import Deframer, PassiveCandidate, frame, local_ufrag, passive_priority
 from media.wire.sdp import announce
