@@ -21,6 +21,10 @@ class RelaySettings:
     # reach the relay at this one TCP port, on host_addresses (every interface if
     # none), through a passive candidate ranked below every UDP path. None: UDP only.
     ice_tcp_port: int | None = None
+    # One UDP port for every peer (media.adapter.ice_udp): the host candidates offered
+    # are at this port, on host_addresses (those aioice finds if none), instead of a
+    # port of their own per peer. None: aioice's ephemeral ports.
+    ice_udp_port: int | None = None
     # STUN servers ("stun:host:port"). None of them by default: aiortc would
     # otherwise fall back to a public Google server.
     stun_servers: tuple[str, ...] = ()

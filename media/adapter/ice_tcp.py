@@ -16,8 +16,8 @@ TCP next to it, with no change to aioice itself:
 So a TCP connection accepted at the port becomes one more `StunProtocol` of the
 Connection whose ufrag and password its first check carries (`ice_sessions`, shared
 with the UDP port), and its transport frames what is sent (RFC 4571). From there
-aioice answers the check,
-checks back over the same stream, and uses it for the pair like any UDP socket. A
+aioice answers the check, checks back over the same stream, and uses it for the pair
+like any UDP socket. A
 connection whose first packet is not such a check, or that sends nothing in time, is
 closed; unmatched connections are bounded.
 

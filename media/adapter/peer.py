@@ -18,7 +18,9 @@ from aiortc import (
 )
 
 from media.adapter.hooks import gather_on
-from media.adapter.ice_tcp import PassiveTcpPort, offer_tcp
+from media.adapter.ice_sessions import offering
+from media.adapter.ice_tcp import PassiveTcpPort
+from media.adapter.ice_udp import SharedUdpPort
 from media.gateway import MediaError
 from media.slots import SlotSpec
 
@@ -62,12 +64,17 @@ async def take_offer(pc: RTCPeerConnection, offer_sdp: str) -> None:
 
 
 async def answer(
-    pc: RTCPeerConnection, host_addresses: tuple[str, ...], tcp: PassiveTcpPort | None = None
+    pc: RTCPeerConnection,
+    host_addresses: tuple[str, ...],
+    tcp: PassiveTcpPort | None = None,
+    udp: SharedUdpPort | None = None,
 ) -> str:
-    """Create and apply the answer, gathering on `host_addresses` (and offering the
-    passive ICE-TCP candidates of `tcp`, if given); its SDP."""
+    """Create and apply the answer, gathering on `host_addresses`; its SDP. With
+    `udp`, the UDP host candidates are at its shared port; with `tcp`, its passive
+    ICE-TCP candidates are offered beside them."""
     description = await pc.createAnswer()
-    with gather_on(host_addresses), offer_tcp(tcp):
+    # UDP first: the TCP port writes a passive candidate beside each UDP host one.
+    with gather_on(host_addresses), offering(udp, tcp):
         await pc.setLocalDescription(description)
     sdp: str = pc.localDescription.sdp
     return sdp

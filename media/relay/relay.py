@@ -30,6 +30,7 @@ from classroom.roles import Role
 from media.adapter.guard import guard_receiver, guard_transport
 from media.adapter.hooks import install_consent_hook
 from media.adapter.ice_tcp import PassiveTcpPort
+from media.adapter.ice_udp import SharedUdpPort
 from media.adapter.offer import check_by_kind, check_offer
 from media.adapter.peer import add_slot, answer, new_peer, take_offer
 from media.adapter.red import install_red_encoder, send_red
@@ -86,12 +87,16 @@ class Relay:
         self._recorders: dict[str, Recorder] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
-        # Bound now, so that a port already taken stops the start (media.adapter.ice_tcp).
+        # Bound now, so that a port already taken stops the start (media.adapter.ice_tcp,
+        # media.adapter.ice_udp).
         self.ice_tcp: PassiveTcpPort | None = None
+        self.ice_udp: SharedUdpPort | None = None
         if self._settings.ice_tcp_port is not None:
             self.ice_tcp = PassiveTcpPort(
                 self._settings.ice_tcp_port, self._settings.host_addresses
             )
+        if self._settings.ice_udp_port is not None:
+            self.ice_udp = SharedUdpPort(self._settings.ice_udp_port, self._settings.host_addresses)
         # The relay's own load (media.control.overload).
         self.load = LoadGauge()
 
@@ -146,7 +151,9 @@ class Relay:
                         out.red = send_red(transceiver, item.codecs)
             if self.ice_tcp is not None:
                 await self.ice_tcp.start()
-            answer_sdp = await answer(pc, self._settings.host_addresses, self.ice_tcp)
+            if self.ice_udp is not None:
+                await self.ice_udp.start()
+            answer_sdp = await answer(pc, self._settings.host_addresses, self.ice_tcp, self.ice_udp)
             for item, transceiver in zip(offered, transceivers, strict=True):
                 if item.spec.direction == "sendonly":
                     participant.ladders[item.spec.slot] = self._ladder(item.spec.slot, transceiver)
@@ -229,6 +236,8 @@ class Relay:
                 await task
         if self.ice_tcp is not None:
             await self.ice_tcp.close()
+        if self.ice_udp is not None:
+            await self.ice_udp.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     # --- recording: one more subscriber of the top layers (media.recorder) ----------
