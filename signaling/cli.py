@@ -45,6 +45,7 @@ def build_media(settings: Settings) -> Relay:
         announced_address=settings.announced_address,
         stun_servers=tuple(settings.stun_urls),
         ice_tcp_port=settings.ice_tcp_port,
+        ice_udp_port=settings.ice_udp_port,
         audio_red=settings.audio_red,
         transport_cc=settings.transport_cc,
         video_fec=settings.video_fec,

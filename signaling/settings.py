@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # ICE over TCP straight to the relay (RFC 6544) for classrooms whose firewall drops
     # UDP: the one TCP port it listens on. Unset: UDP only (and TURN, below).
     ice_tcp_port: int | None = Field(default=None, ge=1, le=65535)
+    # One UDP port for every peer connection of the relay (one socket per address),
+    # for a firewall that lets only that port in. Unset: a port per peer, as aioice
+    # binds them.
+    ice_udp_port: int | None = Field(default=None, ge=1, le=65535)
     # TURN servers handed to the pages (and WHIP clients) for classrooms whose
     # firewall drops UDP ("turn:host:3478?transport=tcp", "turns:host:443"), with
     # credentials derived from the secret shared with coturn (signaling.ice), valid

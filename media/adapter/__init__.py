@@ -23,9 +23,14 @@ instead of silently in a lesson. One module per reach-in:
   that aiortc's parsers cannot read (and raise `struct.error` on) is dropped instead
   of ending the participant's receive loop; a receiver's `_handle_rtp_packet` and
   `__remote_streams`: packets from a bounded number of SSRCs.
-- `ice_tcp`: a `Connection`'s `_local_candidates`, `_protocols` and `_closing`,
-  `StunProtocol`'s `receiver`, `local_candidate` and `transport`: ICE over TCP
-  (RFC 6544), the relay's passive candidates at one port, beside aioice's UDP.
+- `ice_sessions`: `Connection.gather_candidates` (wrapped) and `_closing`: the sessions
+  a one-port transport lets strangers into by a signed check, and the hook that
+  offers its candidates.
+- `ice_tcp`: a `Connection`'s `_local_candidates` and `_protocols`, `StunProtocol`'s
+  `receiver`, `local_candidate` and `transport`: ICE over TCP (RFC 6544), the relay's
+  passive candidates at one port, beside aioice's UDP.
+- `ice_udp`: the same, and `StunProtocol.transactions`: one UDP port for every
+  session, in place of aioice's per-session sockets.
 - `peer` and `offer` use public API only: the peer connection the relay answers
   with, and an offer checked against the role's slots before aiortc sees it.
 """

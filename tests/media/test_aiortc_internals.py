@@ -345,3 +345,28 @@ async def test_a_session_keeps_its_candidates_and_protocols_where_ice_tcp_adds_t
     assert "protocol.local_candidate.can_pair_with" in pairing
     await connection.close()
     assert connection._closing is True
+
+
+async def test_a_session_can_trade_its_udp_sockets_for_shares_of_one_port() -> None:
+    # media.adapter.ice_udp closes a session's own UDP host sockets and puts its
+    # shares in `_protocols`: aioice sends checks, answers and consent checks through
+    # `protocol.transport.sendto`, keeps a protocol's open requests in `transactions`,
+    # and closes a protocol by closing its transport and awaiting `connection_lost`.
+    assert "self.transactions[request.transaction_id] = transaction" in inspect.getsource(
+        aioice.ice.StunProtocol.request
+    )
+    closing = inspect.getsource(aioice.ice.StunProtocol.close)
+    assert "self.transport.close()" in closing
+    assert "self.receiver.protocol_lost(self)" in inspect.getsource(
+        aioice.ice.StunProtocol.connection_lost
+    )
+    assert "await pair.protocol.request(" in inspect.getsource(aioice.ice.Connection.query_consent)
+    assert "for protocol in self._protocols:\n            await protocol.close()" in (
+        inspect.getsource(aioice.ice.Connection.close)
+    )
+    assert "await active_pair.protocol.send_data(" in inspect.getsource(
+        aioice.ice.Connection.sendto
+    )
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(
+        aioice.ice.StunProtocol.send_data
+    )
