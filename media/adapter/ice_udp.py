@@ -36,7 +36,6 @@ _local_candidates` and `_protocols`; `StunProtocol.__init__(receiver)`, its
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import socket
 import time
@@ -210,8 +209,19 @@ class SessionShare(aioice.ice.StunProtocol):
         self.transport = SharedSocketView(socket, self)  # type: ignore[assignment]
 
 
-class SharedSocket(asyncio.DatagramProtocol):
-    """One bound socket of the port; what it receives goes through its `UdpDemux`."""
+class SharedSocket:
+    """One bound socket of the port, read by one loop for every session: each time it
+    is readable, up to `BATCH` datagrams are read and routed by its `UdpDemux`.
+
+    Not asyncio's datagram transport, which reads one datagram per turn of the event
+    loop: with every peer on one socket, that is a turn (and an epoll call) per packet,
+    where sockets of their own come ready together and share the turns."""
+
+    # Then the loop runs the rest of its work: a flood on the port delays the
+    # senders' timers by at most this many packets' routing.
+    BATCH = 64
+    # Larger than any datagram aioice or DTLS sends (a UDP payload's maximum).
+    RECEIVE_SIZE = 65536
 
     def __init__(self, port: SharedUdpPort, sock: socket.socket) -> None:
         self.sock = sock
@@ -227,10 +237,26 @@ class SharedSocket(asyncio.DatagramProtocol):
             max_addresses=port.max_addresses,
             quiet_s=port.quiet_s,
         )
-        self._transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.unsent = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        recvfrom = self.sock.recvfrom
+        for _ in range(self.BATCH):
+            try:
+                data, addr = recvfrom(self.RECEIVE_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error reported on the socket: as asyncio, ignored
+            try:
+                self.datagram_received(data, addr)
+            except Exception:
+                logger.exception("shared UDP port: a packet from %s", addr)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         source = (addr[0], addr[1])
@@ -239,13 +265,18 @@ class SharedSocket(asyncio.DatagramProtocol):
             share.datagram_received(data, source)
 
     def sendto(self, data: bytes, addr: Any) -> None:
-        if self._transport is not None:
-            self._transport.sendto(data, addr)
+        try:
+            self.sock.sendto(data, addr)
+        except OSError:
+            # A full send buffer drops the packet, as aioice's own sockets do.
+            self.unsent += 1
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if self._transport is None:
-            return default
-        return self._transport.get_extra_info(name, default)
+        if name == "sockname":
+            return self.sock.getsockname()
+        if name == "socket":
+            return self.sock
+        return default
 
     def share_for(self, connection: aioice.ice.Connection, candidate: Candidate) -> SessionShare:
         share = SessionShare(connection, self, candidate)
@@ -264,10 +295,9 @@ class SharedSocket(asyncio.DatagramProtocol):
         return None
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-        else:
-            self.sock.close()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 class SharedUdpPort:
@@ -313,7 +343,7 @@ class SharedUdpPort:
         self._started = True
         loop = asyncio.get_running_loop()
         for shared in self._sockets:
-            await loop.create_datagram_endpoint(functools.partial(_same, shared), sock=shared.sock)
+            shared.start(loop)
         self._sweep()
 
     async def close(self) -> None:
@@ -378,10 +408,6 @@ class SharedUdpPort:
             if not (c.type == "srflx" and c.related_address in replaced)
         ]
         self.sessions.add(connection)
-
-
-def _same(shared: SharedSocket) -> SharedSocket:
-    return shared
 
 
 def _bind(port: int, addresses: Iterable[str]) -> list[socket.socket]:
