@@ -8,18 +8,24 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aioice import Connection, stun
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from classroom.roles import Role
+from media.adapter.ice_tcp import PassiveTcpPort
 from media.adapter.ice_udp import QUIET_S, SessionShare, SharedUdpPort, UdpDemux
+from media.adapter.peer import answer
 from media.relay.relay import Relay
 from media.settings import RelaySettings
 from media.slots import Slot
 from media.synthetic import MovingPicture, SyntheticParticipant
 
 from .conftest import LESSON
+
+OFFER = (Path(__file__).parent / "chromium_offer.sdp").read_text()
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -224,3 +230,20 @@ def test_a_port_already_taken_stops_the_start() -> None:
         taken.bind(("127.0.0.1", 0))
         with pytest.raises(OSError):
             SharedUdpPort(taken.getsockname()[1], ("127.0.0.1",))
+
+
+async def test_with_the_tcp_port_beside_it_the_answer_offers_each_once() -> None:
+    udp = SharedUdpPort(0, ("127.0.0.1",))
+    tcp = PassiveTcpPort(0, ("127.0.0.1",))
+    pc = RTCPeerConnection()
+    try:
+        await udp.start()
+        pc.addTransceiver("video", direction="sendonly")
+        pc.addTransceiver("audio", direction="sendonly")
+        await pc.setRemoteDescription(RTCSessionDescription(OFFER, "offer"))
+        sdp = await answer(pc, ("127.0.0.1",), tcp, udp)
+    finally:
+        await pc.close()
+        await tcp.close()
+        await udp.close()
+    assert candidate_ports(sdp) == {("udp", udp.port), ("tcp", tcp.port)}
