@@ -17,9 +17,8 @@ So a TCP connection accepted at the port becomes one more `StunProtocol` of the
 Connection whose ufrag and password its first check carries (`ice_sessions`, shared
 with the UDP port), and its transport frames what is sent (RFC 4571). From there
 aioice answers the check, checks back over the same stream, and uses it for the pair
-like any UDP socket. A
-connection whose first packet is not such a check, or that sends nothing in time, is
-closed; unmatched connections are bounded.
+like any UDP socket. A connection whose first packet is not such a check, or that
+sends nothing in time, is closed; unmatched connections are bounded.
 
 Reached into (tests/media/test_aiortc_internals.py checks each): `Connection.
 _local_candidates`, `_protocols` and `_closing`; `StunProtocol.__init__(receiver)`,
