@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,10 +23,29 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from media.synthetic import MovingPicture, Tone
 from tests.e2e.conftest import ADMIN_KEY, CHROMIUM, CHROMIUM_ARGS, REPO, stop_group
 from tests.signaling.whip_client import Client
+
+
+def marks(*tools: str) -> list[pytest.MarkDecorator]:
+    """A firewall test's marks: e2e, netns, 90 s at most, and skipped without root,
+    iproute2, nftables, Debian's Chromium and the other `tools` it runs."""
+    needs = ["ip", "nft", *tools]
+    return [
+        pytest.mark.e2e,
+        pytest.mark.netns,
+        pytest.mark.timeout(90),
+        pytest.mark.skipif(
+            os.geteuid() != 0
+            or any(shutil.which(tool) is None for tool in needs)
+            or not Path(CHROMIUM).exists(),
+            reason=f"needs root, {', '.join(needs)} and Debian's chromium",
+        ),
+    ]
+
 
 # What a server may inherit from the environment that would change the path under test.
 ICE_SETTINGS = (

@@ -11,8 +11,6 @@ candidates are both TCP.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,21 +19,9 @@ from typing import Any
 import pytest
 
 from tests.e2e import firewall
-from tests.e2e.conftest import CHROMIUM
 from tests.e2e.test_turn import NET, chromium_without_udp, no_udp_namespace
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.netns,
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(
-        os.geteuid() != 0
-        or shutil.which("ip") is None
-        or shutil.which("nft") is None
-        or not Path(CHROMIUM).exists(),
-        reason="needs root, iproute2, nftables and Debian's chromium",
-    ),
-]
+pytestmark = firewall.marks()
 
 # The TURN test's namespace whose UDP is dropped, and the Chromium inside it.
 __all__ = ["chromium_without_udp", "no_udp_namespace"]

@@ -11,8 +11,6 @@ camera over a pair whose remote candidate, as the page sees it, is at that port.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,20 +19,8 @@ from typing import Any
 import pytest
 
 from tests.e2e import firewall
-from tests.e2e.conftest import CHROMIUM
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.netns,
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(
-        os.geteuid() != 0
-        or shutil.which("ip") is None
-        or shutil.which("nft") is None
-        or not Path(CHROMIUM).exists(),
-        reason="needs root, iproute2, nftables and Debian's chromium",
-    ),
-]
+pytestmark = firewall.marks()
 
 # A subnet, namespace and links of this test's own (test_turn's are 10.200-249).
 NET = firewall.Net("oneudp", 150)

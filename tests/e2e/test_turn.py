@@ -10,8 +10,6 @@ camera, over a candidate pair whose local side is a TURN relay.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,21 +18,9 @@ from typing import Any
 import pytest
 
 from tests.e2e import firewall
-from tests.e2e.conftest import CHROMIUM, stop_group
+from tests.e2e.conftest import stop_group
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.netns,
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(
-        os.geteuid() != 0
-        or shutil.which("ip") is None
-        or shutil.which("nft") is None
-        or shutil.which("turnserver") is None
-        or not Path(CHROMIUM).exists(),
-        reason="needs root, iproute2, nftables, coturn and Debian's chromium",
-    ),
-]
+pytestmark = firewall.marks("turnserver")
 
 SECRET = "turn-test-secret"
 NET = firewall.Net("noudp", 200)
