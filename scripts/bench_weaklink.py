@@ -28,6 +28,12 @@ page_turned message as it crosses the link (JSON, WebSocket framing, TCP/IP head
 Without `--deck` nothing of this runs. With it, `camera_first_frame_s` and `page_load_s`
 count from the page's opening, before class.
 
+`--seed` picks which packets the emulated link loses (scripts.linkemu): by default the
+same ones every run, so that two runs differ by the code and the machine, not the
+dice. One unlucky packet can then weigh on every run: on good's 0.5 %, the 21st
+packet up the link is lost, which became the WebSocket's opening once the page was
+smaller (a 1 s retransmission). Compare a few seeds before reading much into it.
+
 The last line printed is a JSON object. Needs root, iproute2 and Debian's chromium.
 """
 
@@ -716,6 +722,12 @@ def main() -> None:
     parser.add_argument(
         "--deck", action="store_true", help="attach a 20-page deck, pre-sync it, turn pages"
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="the link emulator's random source: which packets it loses (1: as always)",
+    )
     args = parser.parse_args()
     if args.deck and args.relay != "ours":
         parser.error("--deck needs --relay ours (the others have no courseware)")
@@ -731,8 +743,9 @@ def main() -> None:
     inner = ["scripts.bench_weaklink", "--profile", args.profile, "--relay", args.relay]
     inner += ["--seconds", str(args.seconds), *(["--deck"] if args.deck else [])]
     result = measure_across(
-        args.profile, f"b{os.getpid()}", "WEAKLINK_INNER", inner, args.seconds + 300
+        args.profile, f"b{os.getpid()}", "WEAKLINK_INNER", inner, args.seconds + 300, args.seed
     )
+    result["link_seed"] = args.seed
     print(json.dumps(result), flush=True)
 
 

@@ -294,15 +294,18 @@ class Emulator:
 
 
 def measure_across(
-    profile: str, tag: str, inner_env: str, inner: list[str], timeout_s: float
+    profile: str, tag: str, inner_env: str, inner: list[str], timeout_s: float, seed: int = 1
 ) -> dict[str, Any]:
     """A measurement across the emulated link, as the benchmarks take it: the emulator
     started on `profile`; `python -m <inner...>` run in the server's namespace with
     `inner_env` set to "<client namespace>,<emulator pid>" (so that it can start its
     client there and cut the link); the JSON object on its last line, with the link's
-    own counts under "link". Its standard error is passed on."""
+    own counts under "link". Its standard error is passed on. `seed`: the emulator's
+    random source, so which packets it loses: the same seed, the same losses at the
+    same packet counts, run after run."""
+    seeded = ("--seed", str(seed))
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "scripts.linkemu", "--profile", profile, "--tag", tag],
+        [sys.executable, "-m", "scripts.linkemu", "--profile", profile, "--tag", tag, *seeded],
         stdout=subprocess.PIPE,
         text=True,
     )
