@@ -25,6 +25,7 @@ from typing import Protocol, TypeVar
 
 import aioice.ice
 from aioice import stun
+from aioice.candidate import Candidate
 
 from media.wire.ice_tcp import local_ufrag
 
@@ -74,6 +75,22 @@ class SessionRegistry:
 
     def session_for(self, message: stun.Message) -> aioice.ice.Connection | None:
         return match_session(message, self.live())
+
+
+C = TypeVar("C", bound=Candidate)
+
+
+def candidate_as(kind: type[C], candidate: Candidate, **changes: object) -> C:
+    """`candidate` as a `kind`, with `changes` (aioice's Candidate has no replace())."""
+    fields: dict[str, object] = {
+        name: getattr(candidate, name)
+        for name in (
+            "foundation", "component", "transport", "priority", "host", "port", "type",
+            "related_address", "related_port", "tcptype", "generation",
+        )
+    }  # fmt: skip
+    fields.update(changes)
+    return kind(**fields)  # type: ignore[arg-type]
 
 
 def unmapped(address: str) -> str:

@@ -5,8 +5,8 @@ TCP next to it, with no change to aioice itself:
 
 - A `Connection`'s local candidates are a list that aiortc reads once gathering is
   done. A hook on `Connection.gather_candidates` (installed once, active only within
-  `offer_tcp(port)`) adds the relay's passive TCP candidate there, next to each UDP
-  host candidate, and aiortc writes it into the answer.
+  `ice_sessions.offering(port)`) adds the relay's passive TCP candidate there, next
+  to each UDP host candidate, and aiortc writes it into the answer.
 - A candidate pair is a `StunProtocol` and a remote candidate. A protocol hands STUN
   requests to its Connection (`request_received`, which authenticates and answers
   them, then learns the sender as peer-reflexive and checks back) and all else to the
@@ -30,15 +30,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, cast
 
 import aioice.ice
 from aioice import stun
 from aioice.candidate import Candidate
 
-from media.adapter.ice_sessions import SessionRegistry, offering, unmapped
+from media.adapter.ice_sessions import SessionRegistry, candidate_as, unmapped
 from media.wire.ice_tcp import MAX_FRAME, Deframer, PassiveCandidate, frame
 
 logger = logging.getLogger(__name__)
@@ -218,19 +216,8 @@ class PassiveTcpPort:
         """The passive candidate a connection accepted on `address` is based on."""
         offered = [c for c in connection._local_candidates if c.transport.lower() == "tcp"]
         chosen = next((c for c in offered if c.host == address), None)
-        base = Candidate.from_sdp(
-            chosen.to_sdp() if chosen else PassiveCandidate(address, self.port).sdp()
-        )
-        return AcceptedCandidate(
-            foundation=base.foundation,
-            component=base.component,
-            transport=base.transport,
-            priority=base.priority,
-            host=base.host,
-            port=base.port,
-            type=base.type,
-            tcptype=base.tcptype,
-        )
+        base = chosen or Candidate.from_sdp(PassiveCandidate(address, self.port).sdp())
+        return candidate_as(AcceptedCandidate, base)
 
     def admit(self, peer: TcpPeer) -> bool:
         if len(self._unmatched) >= self.max_unmatched:
@@ -259,11 +246,3 @@ def _bind(port: int, addresses: tuple[str, ...]) -> list[socket.socket]:
             sock.close()
         raise
     return sockets
-
-
-@contextmanager
-def offer_tcp(port: PassiveTcpPort | None) -> Iterator[None]:
-    """Within this block, ICE gathering also offers `port`'s passive candidates (None:
-    UDP only). Wrap `await pc.setLocalDescription(...)`, as `hooks.gather_on`."""
-    with offering(port):
-        yield

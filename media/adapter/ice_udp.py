@@ -48,7 +48,13 @@ import aioice.ice
 from aioice import stun
 from aioice.candidate import Candidate
 
-from media.adapter.ice_sessions import IceSession, SessionRegistry, match_session, unmapped
+from media.adapter.ice_sessions import (
+    IceSession,
+    SessionRegistry,
+    candidate_as,
+    match_session,
+    unmapped,
+)
 from media.wire.ice_tcp import local_ufrag
 
 logger = logging.getLogger(__name__)
@@ -383,15 +389,7 @@ class SharedUdpPort:
                 or candidate.component != 1
             ):
                 continue
-            moved = Candidate(
-                foundation=candidate.foundation,
-                component=candidate.component,
-                transport=candidate.transport,
-                priority=candidate.priority,
-                host=candidate.host,
-                port=self.port,
-                type="host",
-            )
+            moved = candidate_as(Candidate, candidate, port=self.port)
             # aioice's own socket goes: nothing would reach it through the firewall.
             connection._protocols.remove(own)
             own.transport.close()

@@ -16,8 +16,8 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from media.adapter.hooks import gather_on
-from media.adapter.ice_sessions import match_session, unmapped
-from media.adapter.ice_tcp import PassiveTcpPort, offer_tcp
+from media.adapter.ice_sessions import match_session, offering, unmapped
+from media.adapter.ice_tcp import PassiveTcpPort
 from media.adapter.peer import answer
 from media.wire.ice_tcp import Deframer, PassiveCandidate, frame, local_ufrag, passive_priority
 from media.wire.sdp import announce
@@ -237,7 +237,7 @@ async def port(request: pytest.FixtureRequest) -> AsyncIterator[PassiveTcpPort]:
 
 async def gathered(port: PassiveTcpPort) -> Connection:
     connection = Connection(ice_controlling=False, components=1)
-    with gather_on(("127.0.0.1",)), offer_tcp(port):
+    with gather_on(("127.0.0.1",)), offering(port):
         await connection.gather_candidates()
     connection.remote_username, connection.remote_password = CLIENT_UFRAG, CLIENT_PASSWORD
     return connection
