@@ -24,7 +24,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from classroom.roles import Role
-from media.adapter.hooks import gather_on
+from media.adapter.hooks import gather_on, install_consent_hook
 from media.slots import SLOTS, Slot
 
 
@@ -168,6 +168,11 @@ class SyntheticParticipant:
         decode: bool = True,
     ) -> None:
         self.role = role
+        # A browser retries its consent checks; aioice alone gives each 0.5 s and drops
+        # the connection after six misses, which a busy load generator's own lateness
+        # can cause (the soak saw its teacher drop that way). Peers here are browsers'
+        # stand-ins, so they wait as long as the relay does.
+        install_consent_hook()
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )

@@ -107,11 +107,8 @@ class Sessions:
     _waiting: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
 
     def frames(self) -> int:
-        from media.slots import Slot
-
-        live = 0
-        if self.peer is not None and not self.teacher:
-            live = self.peer.received[Slot.TEACHER_CAMERA].frames
+        """Teacher camera frames: received by a classroom, sent by the teacher."""
+        live = self.frames_of(self.peer, self.teacher) if self.peer is not None else 0
         return self.frames_done + live
 
     def start(self) -> None:
@@ -200,8 +197,7 @@ class Sessions:
             self.ws = None
             peer, self.peer = self.peer, None
             if peer is not None:
-                if not self.teacher:
-                    self.frames_done += self.frames_of(peer)
+                self.frames_done += self.frames_of(peer, self.teacher)
                 with contextlib.suppress(Exception):
                     await asyncio.shield(peer.close())
 
@@ -239,9 +235,11 @@ class Sessions:
                 return f"no teacher audio for {AUDIO_STALL_S:g} s"
 
     @staticmethod
-    def frames_of(peer: Any) -> int:
+    def frames_of(peer: Any, teacher: bool) -> int:
         from media.slots import Slot
 
+        if teacher:
+            return int(peer.sent_tracks[Slot.CAMERA].frames_sent)
         return int(peer.received[Slot.TEACHER_CAMERA].frames)
 
     async def _read(self, ws: Any) -> None:
@@ -485,16 +483,29 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         while time.monotonic() < end:
             await asyncio.sleep(SAMPLE_S)
             now = time.monotonic()
-            sample = {"t": round(now - t0, 1), **read_proc(server.pid), "tasks": read_tasks(base)}
+            # /metrics off the loop: the teacher's peer runs on it, and a late reader is
+            # a slow client to the server.
+            tasks = await loop.run_in_executor(None, read_tasks, base)
+            sample = {"t": round(now - t0, 1), **read_proc(server.pid), "tasks": tasks}
             sample["frames"] = {cid: s["frames"] for cid, s in (await stats()).items()}
+            sample["teacher_frames"] = teacher.frames()
             samples.append(sample)
             if warm is None and now >= warmup_at:
                 warm = sample
                 if args.trace_memory:
                     server.send_signal(signal.SIGUSR2)
+            rates = "-"
+            if len(samples) > 1:
+                before, dt = samples[-2], sample["t"] - samples[-2]["t"]
+                fps = sorted(
+                    (n - before["frames"].get(cid, n)) / dt for cid, n in sample["frames"].items()
+                )
+                sent = (sample["teacher_frames"] - before["teacher_frames"]) / dt
+                rates = f"fps min {fps[0]:.1f} median {fps[len(fps) // 2]:.1f} sent {sent:.1f}"
             print(
                 f"t={sample['t']:.0f}s rss={sample['rss_kb'] / 1024:.0f}MB "
-                f"files={sample['files']} threads={sample['threads']} tasks={sample['tasks']}",
+                f"files={sample['files']} threads={sample['threads']} tasks={sample['tasks']} "
+                + rates,
                 file=sys.stderr,
                 flush=True,
             )
@@ -600,6 +611,11 @@ def summarize(
         "fps_lowest_classroom": round(min(fps_run.values()), 2),
         "fps_median_classroom": round(sorted(fps_run.values())[len(fps_run) // 2], 2),
         "fps_lowest_steady_minute": round(min(steady), 2) if steady else None,
+        # What the synthetic teacher's camera produced over the same span (15 fps when
+        # the load generator keeps up): no classroom can receive more.
+        "teacher_camera_fps_sent": round(
+            (last["teacher_frames"] - warm["teacher_frames"]) / span, 2
+        ),
         "sessions": sessions,
         "failed_sessions": len(failures),
         "failures": Counter(failures).most_common(10),
