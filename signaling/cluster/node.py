@@ -25,9 +25,12 @@ import logging
 import os
 import secrets
 import socket
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -41,10 +44,13 @@ PREFIX = "classroom:"
 # so that a lesson moves within about 2 s. What it costs: each node sends Redis, every
 # HEARTBEAT_S, one pipeline (its key and a renewal per lesson it holds) and one look
 # (SMEMBERS, MGET and an EXISTS per other node): about 8 commands a second per node plus
-# 2 per lesson, nothing that grows with participants. A node whose event loop stalls
-# longer than NODE_TTL_S loses its lessons to another one (`lost`).
+# 2 per lesson, nothing that grows with participants.
 HEARTBEAT_S = 0.5
 NODE_TTL_S = 2
+# The beat comes from a thread of its own, so that a busy event loop (an encoder
+# starting, a burst of work on a loaded machine: 2 s stalls were seen) does not pass
+# for a dead node; but a loop stuck this long is one, and the beat stops.
+LOOP_STALL_S = 10.0
 # Longer than a node's: a survivor reads whose lesson it was (the dead node's), and the
 # key of a cluster that stopped whole outlives none of its nodes by much.
 PLACEMENT_TTL_S = 15
@@ -115,8 +121,13 @@ class Node:
     notices to other nodes, and the Redis channels the bus listens to (one PubSub
     connection for all of them)."""
 
-    def __init__(self, redis: Redis, node_id: str | None = None) -> None:
+    def __init__(self, redis: Redis, beat: SyncRedis, node_id: str | None = None) -> None:
         self.redis = redis
+        # The heartbeat's own connection (a thread's: `_beat`).
+        self._beat_redis = beat
+        self._beating = threading.Event()
+        self._beater: threading.Thread | None = None
+        self._ticked = time.monotonic()
         self.id = node_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         # A number no other node has (INCR at start): observers' viewers are named
         # with it, so that two nodes never give one lesson's relay the same name.
@@ -143,11 +154,20 @@ class Node:
         self._tasks = [
             asyncio.create_task(self._listen()),
             asyncio.create_task(self._apply_changes()),
-            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._tick()),
         ]
+        loop = asyncio.get_running_loop()
+        self._beating.set()
+        self._beater = threading.Thread(target=self._beat, args=(loop,), daemon=True)
+        self._beater.start()
         log.info("node %s joined the cluster", self.id)
 
     async def close(self) -> None:
+        self._beating.clear()
+        if self._beater is not None:
+            await asyncio.to_thread(self._beater.join)
+        with contextlib.suppress(Exception):
+            self._beat_redis.close()
         for task in [*self._tasks, *self._work]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._work, return_exceptions=True)
@@ -158,24 +178,41 @@ class Node:
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 
-    async def _heartbeat(self) -> None:
+    async def _tick(self) -> None:
+        """The event loop's sign of life, which the beat checks."""
         while True:
+            self._ticked = time.monotonic()
             await asyncio.sleep(HEARTBEAT_S)
+
+    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In a thread: renew the node's key and its lessons' placements, while the
+        event loop lives; a placement another node took is given up, in the loop."""
+        while self._beating.is_set():
+            time.sleep(HEARTBEAT_S)
+            if not self._beating.is_set():
+                return
+            if time.monotonic() - self._ticked > LOOP_STALL_S:
+                log.error("node %s: its event loop is stuck; no more heartbeats", self.id)
+                continue
             owned = list(self._owned)
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
+                with self._beat_redis.pipeline(transaction=False) as pipe:
                     pipe.set(node_key(self.id), "1", ex=NODE_TTL_S)
                     for lesson_id in owned:
                         pipe.eval(_RENEW, 1, placement_key(lesson_id), self.id, PLACEMENT_TTL_S)
-                    renewed = await pipe.execute()
+                    renewed = pipe.execute()
             except (RedisError, OSError) as exc:
                 log.warning("could not renew node %s in Redis: %s", self.id, exc)
                 continue
             for lesson_id, done in zip(owned, renewed[1:], strict=True):
-                if not done and lesson_id in self._owned:
-                    log.error("lesson %s was adopted by another node; leaving it", lesson_id)
-                    self._owned.discard(lesson_id)
-                    self.lost(lesson_id)
+                if not done:
+                    loop.call_soon_threadsafe(self._lose, lesson_id)
+
+    def _lose(self, lesson_id: str) -> None:
+        if lesson_id in self._owned:  # not released meanwhile
+            log.error("lesson %s was adopted by another node; leaving it", lesson_id)
+            self._owned.discard(lesson_id)
+            self.lost(lesson_id)
 
     async def alive(self, node_id: str) -> bool:
         return bool(await self.redis.exists(node_key(node_id)))

@@ -15,6 +15,7 @@ import contextlib
 import json
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from classroom.roles import Role
@@ -174,7 +176,14 @@ async def test_a_killed_nodes_lesson_moves_to_the_other_node(redis_server: Redis
 
 @contextlib.asynccontextmanager
 async def _nodes(url: str, count: int) -> AsyncIterator[list[Node]]:
-    nodes = [Node(Redis.from_url(url, decode_responses=True), f"n{i}") for i in range(count)]
+    nodes = [
+        Node(
+            Redis.from_url(url, decode_responses=True),
+            SyncRedis.from_url(url, decode_responses=True),
+            f"n{i}",
+        )
+        for i in range(count)
+    ]
     try:
         for node in nodes:
             await node.start()
@@ -182,6 +191,14 @@ async def _nodes(url: str, count: int) -> AsyncIterator[list[Node]]:
     finally:
         for node in nodes:
             await node.close()
+
+
+async def _pause_beat(node: Node) -> None:
+    """Stop the node's heartbeat thread, and let its liveness key go (as after NODE_TTL_S)."""
+    node._beating.clear()
+    if node._beater is not None:
+        await asyncio.to_thread(node._beater.join)
+    await node.redis.delete(node_key(node.id))
 
 
 @pytest.mark.timeout(30)
@@ -196,9 +213,7 @@ async def test_of_the_surviving_nodes_exactly_one_adopts_each_lesson(
             assert await dead.claim(lesson_id, new=True)
         assert await survivors[0].orphans() == {}
         # n0 dies: its heartbeat stops, and its liveness key is gone (as after NODE_TTL_S).
-        for task in dead._tasks:
-            task.cancel()
-        await dead.redis.delete(node_key(dead.id))
+        await _pause_beat(dead)
         seen = [await s.orphans() for s in survivors]
         assert all(found == dict.fromkeys(lessons, "n0") for found in seen)
 
@@ -224,9 +239,14 @@ async def test_a_node_that_stalled_gives_up_a_lesson_another_adopted(
         lost: list[str] = []
         slow.lost = lost.append
         assert await slow.claim("l1", new=True)
-        await slow.redis.delete(node_key(slow.id))
+        await _pause_beat(slow)
         assert await other.orphans() == {"l1": "n0"}
         assert await other.take_over("l1", "n0")
+        slow._beating.set()  # n0's beat again, as after a stall
+        slow._beater = threading.Thread(
+            target=slow._beat, args=(asyncio.get_running_loop(),), daemon=True
+        )
+        slow._beater.start()
         # The heartbeat (every HEARTBEAT_S) notices; well within the node's TTL.
         async with asyncio.timeout(NODE_TTL_S * 4):
             while not lost:
