@@ -409,13 +409,18 @@ class ClusterLessons(Lessons):
             return False
         started = time.monotonic()
         async with self._lock(lesson_id):
-            # Read again now that it is ours: nothing writes the lesson any more.
-            rebuilt = rebuild(
-                await self._log.events(lesson_id), await self._store.events(lesson_id)
-            )
-            if rebuilt.missing_in_store:
-                await self._store.append(lesson_id, rebuilt.missing_in_store)
-            await self._log.extend(lesson_id, rebuilt.events)
+            try:
+                # Read again now that it is ours: nothing writes the lesson any more.
+                rebuilt = rebuild(
+                    await self._log.events(lesson_id), await self._store.events(lesson_id)
+                )
+                if rebuilt.missing_in_store:
+                    await self._store.append(lesson_id, rebuilt.missing_in_store)
+                await self._log.extend(lesson_id, rebuilt.events)
+            except BaseException:
+                # Not held here after all: the next look (this node's or another's) tries again.
+                await self._node.release(lesson_id)
+                raise
             lesson = Lesson.resume(rebuilt.events)
             self._mirrors.pop(lesson_id, None)
             self._live[lesson_id] = lesson
