@@ -1,11 +1,12 @@
 """A lesson's node dies and another node adopts the lesson (real `redis-server`, real
 node processes, aiortc participants on loopback).
 
-The lesson lives on node A; the teacher's and the classrooms' WebSockets are on node B,
-their media on A. A is killed (SIGKILL): B adopts the lesson, tells every connection to
-offer again, and the classroom receives the teacher's camera again, from B's relay;
-the hands, the stage and every acknowledged event are there, and the recording goes on
-in a second segment listed after the first.
+The lesson lives on node A; the teacher's and a classroom's WebSockets are on node B,
+their media on A, and a second classroom's WebSocket is on A. A is killed (SIGKILL): B
+adopts the lesson, tells every connection to offer again, and the classroom receives the
+teacher's camera again, from B's relay; the second classroom reconnects to B; the hands,
+the stage and every acknowledged event are there, and the recording goes on in a second
+segment listed after the first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import httpx
 import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from classroom.roles import Role
 from media.slots import Slot
@@ -100,7 +103,7 @@ async def test_a_killed_nodes_lesson_moves_to_the_other_node(redis_server: Redis
         async with (
             joined(b, lesson["teacher"]["token"]) as (teacher, _),
             joined(b, room["token"]) as (village, _),
-            joined(b, other["token"]) as (village_b, _),
+            joined(a, other["token"]) as (village_b, _),
         ):
             await _offer(teacher, peer(Role.TEACHER, 160), "t")
             room_peer = peer(Role.CLASSROOM, 64)
@@ -139,10 +142,16 @@ async def test_a_killed_nodes_lesson_moves_to_the_other_node(redis_server: Redis
             assert [h["classroom_id"] for h in snapshot["hands"]] == [other["id"]]
             assert snapshot["seq"] > max(acked)
             online = {p["id"] for p in snapshot["participants"] if p["online"]}
-            assert online == {"teacher", room["id"], other["id"]}
-            # Commands go on, run by B.
-            await village_b.send({"type": "chat", "text": "still here"})
-            await _next(teacher, "chat_posted")
+            assert online == {"teacher", room["id"]}  # Village B's connection died with A
+            # Village B's WebSocket was on A: it closed with A, and a new one on B (where a
+            # load balancer would send it) is refused until B adopted the lesson, then
+            # welcomed with its hand where it was. Its commands are run by B.
+            with pytest.raises(ConnectionClosed):
+                await _next(village_b, "pong")
+            async with _rejoin(b, other["token"], max(acked)) as (village_b, welcome):
+                assert [h["classroom_id"] for h in welcome["lesson"]["hands"]] == [other["id"]]
+                await village_b.send({"type": "chat", "text": "still here"})
+                await _next(teacher, "chat_posted")
 
         # No acknowledged event lost: a rejoin from before them is sent each, as it was.
         async with joined(b, room["token"], since=min(acked) - 1) as (again, welcome):
@@ -172,6 +181,26 @@ async def test_a_killed_nodes_lesson_moves_to_the_other_node(redis_server: Redis
         if b is not None:
             b.kill()
         shutil.rmtree(data, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def _rejoin(
+    node: NodeProcess, token: str, since: int
+) -> AsyncIterator[tuple[Client, dict[str, Any]]]:
+    """Join with `since` until welcomed, as a page reconnects (a few seconds at most)."""
+    refusals = []
+    async with asyncio.timeout(20):
+        while True:
+            async with connect(node.ws_url, open_timeout=5, close_timeout=2) as ws:
+                client = Client(ws)
+                await client.send({"type": "join", "protocol": 1, "token": token, "since": since})
+                answer = await client.recv()
+                if answer["type"] == "welcome":
+                    assert set(refusals) <= {"lesson_unavailable"}, refusals
+                    yield client, answer
+                    return
+                refusals.append(answer["code"])
+            await asyncio.sleep(0.2)
 
 
 @contextlib.asynccontextmanager
