@@ -29,10 +29,17 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from classroom import commands as c
+from classroom.events import Event
 from classroom.roles import Role
 from media.slots import Slot
 from media.synthetic import MovingPicture, SyntheticParticipant
+from signaling.bus import Envelope
+from signaling.cluster.lessons import ClusterLessons
 from signaling.cluster.node import NODE_TTL_S, Node, node_key, placement_key
+from signaling.metrics import Metrics
+from signaling.store import Store
+from tests.signaling.fakes import FakeMedia
 from tests.signaling.test_cluster import (
     ADMIN,
     Client,
@@ -282,3 +289,77 @@ async def test_a_node_that_stalled_gives_up_a_lesson_another_adopted(
                 await asyncio.sleep(0.05)
         assert lost == ["l1"] and not slow.owns("l1")
         assert await other.redis.get(placement_key("l1")) == "n1"
+
+
+class _Attendee:
+    """A connection served by a node, as the lessons see it (signaling.lessons.Attendee)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Envelope] = []
+        self.replaced = False
+
+    def welcome(self, snapshot: dict[str, Any], backlog: list[Event], cut: bool) -> None:
+        pass
+
+    def deliver(self, envelope: Envelope) -> None:
+        self.messages.append(envelope)
+
+    def replace(self) -> None:
+        self.replaced = True
+
+
+async def _until_true(check: Any, timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(60)
+async def test_a_stalled_node_hands_its_connections_to_the_node_that_adopted(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """n0 holds a lesson and serves a classroom's connection; its liveness lapses (a
+    partition from Redis, a stall) and n1 adopts the lesson. When n0 beats again it lets
+    the lesson go: its relay ends it, and the classroom's connection, still on n0, is
+    attached at n1, which runs its commands and counts it online."""
+    stores = [Store(tmp_path / "classroom.sqlite3") for _ in range(2)]
+    medias = [FakeMedia(), FakeMedia()]
+    async with _nodes(redis_server.url, 2) as nodes:
+        members = []
+        for store, media, node in zip(stores, medias, nodes, strict=True):
+            await store.open()
+            member = ClusterLessons(store, node, media, time.time, Metrics(), 500)
+            member.start()
+            await member.load()
+            members.append(member)
+        first, second = members
+        try:
+            created = await first.create("Physics", ["Village A"])
+            lid = created.lesson.lesson_id
+            room = _Attendee()
+            await first.attach(lid, "classroom-1", room, None)
+            await first.execute(lid, c.RaiseHand("Zhao Lei"), "classroom-1")
+
+            await _pause_beat(nodes[0])
+            await _until_true(lambda: nodes[1].owns(lid))
+            nodes[0]._beating.set()  # n0 beats again
+            nodes[0]._beater = threading.Thread(
+                target=nodes[0]._beat, args=(asyncio.get_running_loop(),), daemon=True
+            )
+            nodes[0]._beater.start()
+            await _until_true(lambda: not nodes[0].owns(lid))
+            await _until_true(lambda: ("end_lesson", lid) in medias[0].calls)
+
+            assert any(m.type == "media_moved" for m in room.messages)
+            held = second.live(lid)
+            assert held is not None and [h.student for h in held.hands] == ["Zhao Lei"]
+            await _until_true(lambda: held.participants["classroom-1"].online)
+            events = await first.execute(lid, c.LowerHand(), "classroom-1")
+            assert [ev.kind for ev in events] == ["hand_lowered"]
+            assert second.live(lid) is held and held.hands == []
+            assert not room.replaced
+        finally:
+            for member in members:
+                await member.close()
+            for store in stores:
+                await store.close()
