@@ -58,11 +58,15 @@ ASK_TIMEOUT_S = 30.0
 BROADCAST = PREFIX + "nodes"
 RUNNING = PREFIX + "lessons"
 
-# Renew a placement only if it is still ours: a node that stalled and was presumed dead
-# must not take back a lesson another node adopted meanwhile.
+# Renew a placement unless another node holds it: a node that stalled and was presumed
+# dead must not take back a lesson adopted meanwhile; but one that Redis forgot (a Redis
+# restarted without persistence) is written again, with the lesson among the running.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+local held = redis.call('GET', KEYS[1])
+if held == false or held == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return 1
 end
 return 0
 """
@@ -199,7 +203,8 @@ class Node:
                 with self._beat_redis.pipeline(transaction=False) as pipe:
                     pipe.set(node_key(self.id), "1", ex=NODE_TTL_S)
                     for lesson_id in owned:
-                        pipe.eval(_RENEW, 1, placement_key(lesson_id), self.id, PLACEMENT_TTL_S)
+                        key = placement_key(lesson_id)
+                        pipe.eval(_RENEW, 2, key, RUNNING, self.id, PLACEMENT_TTL_S, lesson_id)
                     renewed = pipe.execute()
             except (RedisError, OSError) as exc:
                 log.warning("could not renew node %s in Redis: %s", self.id, exc)

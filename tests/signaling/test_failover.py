@@ -36,7 +36,7 @@ from media.slots import Slot
 from media.synthetic import MovingPicture, SyntheticParticipant
 from signaling.bus import Envelope
 from signaling.cluster.lessons import ClusterLessons
-from signaling.cluster.node import NODE_TTL_S, Node, node_key, placement_key
+from signaling.cluster.node import NODE_TTL_S, RUNNING, Node, node_key, placement_key
 from signaling.metrics import Metrics
 from signaling.store import Store
 from tests.signaling.fakes import FakeMedia
@@ -289,6 +289,22 @@ async def test_a_node_that_stalled_gives_up_a_lesson_another_adopted(
                 await asyncio.sleep(0.05)
         assert lost == ["l1"] and not slow.owns("l1")
         assert await other.redis.get(placement_key("l1")) == "n1"
+
+
+@pytest.mark.timeout(30)
+async def test_a_node_writes_again_the_placement_redis_forgot(redis_server: RedisServer) -> None:
+    """Redis restarted without its data: the lesson's node writes its placement and the
+    running set again at its next beat, rather than leaving the lesson to nobody."""
+    async with _nodes(redis_server.url, 1) as (node,):
+        lost: list[str] = []
+        node.lost = lost.append
+        assert await node.claim("l1", new=True)
+        await node.redis.flushdb()
+        async with asyncio.timeout(NODE_TTL_S * 4):
+            while await node.redis.get(placement_key("l1")) != "n0":
+                await asyncio.sleep(0.05)
+        assert await node.redis.smembers(RUNNING) == {"l1"}
+        assert node.owns("l1") and lost == []
 
 
 class _Attendee:
