@@ -138,6 +138,8 @@ def create_app(
         recordings = Recordings(settings.data_dir / "recordings", recorder, lessons, now)
         lessons.event_listeners.append(recordings.on_events)
         lessons.publish_listeners.append(recordings.published)
+        if cluster is not None:
+            cluster.lessons.adopt_listeners.append(recordings.adopted)
         links: asyncio.Task[None] | None = None
         try:
             # A recording left "recording" is another running node's, not a dead one's.

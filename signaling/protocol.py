@@ -283,13 +283,22 @@ class ErrorMsg(_Message):
     ref: str | None = None
 
 
+class MediaMovedMsg(_Message):
+    """The lesson's media now runs on another node (the one that held it died): the
+    client's peer connection leads nowhere, and it sends a new offer at once."""
+
+    type: Literal["media_moved"] = "media_moved"
+
+
 ServerMessage = Annotated[
-    WelcomeMsg | EventMsg | AnswerMsg | LinkMsg | PongMsg | ErrorMsg,
+    WelcomeMsg | EventMsg | AnswerMsg | LinkMsg | PongMsg | ErrorMsg | MediaMovedMsg,
     Field(discriminator="type"),
 ]
 
 
-def encode(message: WelcomeMsg | EventMsg | AnswerMsg | LinkMsg | PongMsg | ErrorMsg) -> str:
+def encode(
+    message: WelcomeMsg | EventMsg | AnswerMsg | LinkMsg | PongMsg | ErrorMsg | MediaMovedMsg,
+) -> str:
     return message.model_dump_json()
 
 

@@ -128,6 +128,30 @@ class Recordings:
                 continue
             self.offline.request(directory, manifest)
 
+    async def adopted(self, lesson_id: str) -> None:
+        """This node adopted a lesson from a node that died: that node's recording of it,
+        left "recording", is repaired and marked "interrupted" (as `load` does after a
+        crash). The teacher's next offer, here, starts the lesson's next recording; both
+        are listed for the lesson, in order (`of_lesson`)."""
+        for directory in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            manifest = _read_manifest(directory)
+            if (
+                manifest is None
+                or manifest.get("lesson_id") != lesson_id
+                or manifest.get("state") != "recording"
+                or self.is_active(directory.name)
+            ):
+                continue
+            try:
+                manifest = await asyncio.to_thread(repair, directory, manifest)
+            except Exception:
+                log.exception("could not repair recording %s", directory.name)
+                continue
+            log.info(
+                "recording %s of lesson %s repaired after its node died", directory.name, lesson_id
+            )
+            self.offline.request(directory, manifest)
+
     async def close(self) -> None:
         """Shutdown: the relay's close finalizes the files; the timelines are closed."""
         for lesson_id in list(self._active):

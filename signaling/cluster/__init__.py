@@ -12,12 +12,13 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from media.gateway import MediaGateway
 from signaling.cluster.lessons import ClusterLessons
 from signaling.cluster.media import ClusterMedia
-from signaling.cluster.node import Node
+from signaling.cluster.node import HEARTBEAT_S, Node
 from signaling.metrics import Metrics
 from signaling.store import Store
 
@@ -52,7 +53,10 @@ async def join(
     metrics: Metrics,
     max_catch_up: int,
 ) -> Cluster:
-    node = Node(Redis.from_url(redis_url, decode_responses=True))
+    node = Node(
+        Redis.from_url(redis_url, decode_responses=True),
+        SyncRedis.from_url(redis_url, decode_responses=True, socket_timeout=HEARTBEAT_S * 2),
+    )
     await node.start()
     lessons = ClusterLessons(store, node, media, now, metrics, max_catch_up)
     lessons.start()

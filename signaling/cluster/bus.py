@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # An ended lesson's stream is kept this long (nobody rejoins it; a replay reads SQLite).
 ENDED_LOG_TTL_S = 3600
+# Entries read at once when a whole stream is read.
+READ_PAGE = 1000
 
 
 def channel(lesson_id: str) -> str:
@@ -140,6 +142,18 @@ class EventLog:
                 fields = {"text": envelope.text, "roles": ",".join(sorted(envelope.roles))}
                 pipe.xadd(log_key(lesson_id), fields, id=f"{ev.seq}-0")  # type: ignore[arg-type]
             await pipe.execute()
+
+    async def events(self, lesson_id: str) -> list[Event]:
+        """Every event the stream holds, in order (a node adopting the lesson rebuilds it
+        from them). Read a page at a time: a long lesson holds thousands."""
+        found: list[Event] = []
+        low = "-"
+        while True:
+            page = _entries(await self._redis.xrange(log_key(lesson_id), min=low, count=READ_PAGE))
+            found += [Event.from_dict(json.loads(f["text"])["event"]) for _, f in page]
+            if len(page) < READ_PAGE:
+                return found
+            low = f"({page[-1][0]}"
 
     async def since(
         self, lesson_id: str, since: int, upto: int, limit: int, keep: Callable[[str], bool]

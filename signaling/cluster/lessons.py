@@ -9,6 +9,14 @@ lesson's node to attach the connection (a stand-in joins its roster, so presence
 Join/Leave and "a new connection replaces the old" hold across nodes), to run its
 commands and to answer its offers, and delivers what the lesson's Redis channel
 brings. A rejoin with `since` reads what it missed from the lesson's Redis Stream.
+
+When a node dies, a survivor adopts each of its lessons (`adopt`, one node wins): it
+rebuilds the lesson from its stream and the store, takes the connections it serves of
+it into the roster, plays the stage again, and tells every connection of the lesson to
+send a new offer (`media_moved`), since their peer connections led to the dead node.
+The other survivors attach their connections again at the adopter. Participants whose
+WebSocket was on the dead node reconnect (a load balancer sends them to a live node)
+and rejoin with `since`.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +42,7 @@ from signaling.bus import Envelope, Unsubscribe
 from signaling.cluster import commands as wire
 from signaling.cluster.bus import EventLog, RedisBus, _seq
 from signaling.cluster.node import HEARTBEAT_S, Args, Node, NodeGone, Refused
+from signaling.cluster.recovery import rebuild
 from signaling.lessons import (
     Attendee,
     CreatedLesson,
@@ -41,10 +51,14 @@ from signaling.lessons import (
     Lessons,
 )
 from signaling.metrics import Metrics
+from signaling.protocol import MediaMovedMsg, encode
 from signaling.store import Store
 
 log = logging.getLogger(__name__)
 DETACH_TIMEOUT_S = 5.0
+
+# Called once a lesson was adopted here (the recordings close the dead node's segment).
+AdoptListener = Callable[[str], Awaitable[None]]
 
 
 class RemoteRefusal(DomainError):
@@ -145,20 +159,25 @@ class ClusterLessons(Lessons):
         # Connections served elsewhere of lessons held here.
         self._stand_ins: dict[str, tuple[_StandIn, Unsubscribe, str, str]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.adopt_listeners: list[AdoptListener] = []
         node.on_request("attach", _refusing(self._on_attach))
         node.on_request("detach", _refusing(self._on_detach))
         node.on_request("execute", _refusing(self._on_execute))
         node.on_request("published", _refusing(self._on_published))
         node.on_notice("replace", self._on_replace)
         node.on_notice("lesson", lambda args: node.spawn(self._mirror(args["lesson"])))
+        node.on_notice("adopted", self._on_adopted)
+        node.lost = lambda lesson_id: node.spawn(self._give_up(lesson_id))
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep())
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        tasks = [t for t in (self._sweeper, self._watcher) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for lesson_id in list(self._live):
             await self._node.release(lesson_id)
 
@@ -178,6 +197,9 @@ class ClusterLessons(Lessons):
             await self._log.extend(lesson_id, lesson.log)
             if lesson.stage is not None:
                 await self._play(lesson_id, [media_cues.SetStage(lesson.stage.classroom_id)])
+        # From now on, the lessons of a node that dies are adopted (those of a node that
+        # died before this one started included: their placement names a dead node).
+        self._watcher = asyncio.create_task(self._watch())
 
     async def create(self, title: str, classroom_names: list[str]) -> CreatedLesson:
         created = await super().create(title, classroom_names)
@@ -246,7 +268,7 @@ class ClusterLessons(Lessons):
             return [Event.from_dict(ev) for ev in answer["events"]]
         events = await super().execute(lesson_id, command, by)
         if any(ev.kind == "lesson_ended" for ev in events):
-            await self._node.release(lesson_id)
+            await self._node.retire(lesson_id)
         return events
 
     async def attach(
@@ -359,3 +381,114 @@ class ClusterLessons(Lessons):
                 log.warning("could not check the nodes' liveness: %s", exc)
             except Exception:
                 log.exception("sweeping stand-ins failed")
+
+    # -- adopting the lessons of a node that died ------------------------------------
+
+    async def _watch(self) -> None:
+        """Every HEARTBEAT_S: adopt the running lessons whose node is gone."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                for lesson_id, held_by in (await self._node.orphans()).items():
+                    await self.adopt(lesson_id, held_by)
+            except (RedisError, OSError) as exc:
+                log.warning("could not look for lessons to adopt: %s", exc)
+            except Exception:
+                log.exception("adopting lessons failed")
+
+    async def adopt(self, lesson_id: str, held_by: str | None) -> bool:
+        """Hold here a lesson that `held_by` (a dead node, or None) held; False when
+        another node won it, or there is nothing to adopt."""
+        if lesson_id in self._live:
+            return False
+        stored = await self._store.events(lesson_id)
+        if not stored or Lesson.replay(stored).state is LessonState.ENDED:
+            await self._node.unlist(lesson_id)
+            return False
+        if not await self._node.take_over(lesson_id, held_by):
+            return False
+        started = time.monotonic()
+        async with self._lock(lesson_id):
+            try:
+                # Read again now that it is ours: nothing writes the lesson any more.
+                rebuilt = rebuild(
+                    await self._log.events(lesson_id), await self._store.events(lesson_id)
+                )
+                if rebuilt.missing_in_store:
+                    await self._store.append(lesson_id, rebuilt.missing_in_store)
+                await self._log.extend(lesson_id, rebuilt.events)
+            except BaseException:
+                # Not held here after all: the next look (this node's or another's) tries again.
+                await self._node.release(lesson_id)
+                raise
+            lesson = Lesson.resume(rebuilt.events)
+            self._mirrors.pop(lesson_id, None)
+            self._live[lesson_id] = lesson
+            for sp in await self._store.participants(lesson_id):
+                if sp.join_code:
+                    self._codes[sp.join_code] = (lesson_id, sp.participant_id)
+            # The connections served here join the roster; their bus subscription stays.
+            here = [(a, pid) for a, (lid, pid, _) in self._away_of.items() if lid == lesson_id]
+            for attendee, participant_id in here:
+                self._away.pop(self._away_of.pop(attendee)[2], None)
+                self._roster.setdefault((lesson_id, participant_id), []).append(attendee)
+            for participant_id in sorted({pid for _, pid in here}):
+                current = self._live[lesson_id]
+                if not current.participants[participant_id].online:
+                    try:
+                        await self._execute_locked(current, c.Join(), participant_id)
+                    except DomainError as exc:
+                        log.info("join of %s refused: %s", participant_id, exc.message)
+        if lesson.stage is not None:
+            await self._play(lesson_id, [media_cues.SetStage(lesson.stage.classroom_id)])
+        # Every connection of the lesson, on every node, offers again: to this node.
+        await self._bus.publish(lesson_id, Envelope("media_moved", encode(MediaMovedMsg())))
+        await self._node.tell(None, "adopted", {"lesson": lesson_id})
+        log.warning(
+            "adopted lesson %s from node %s in %.3f s (%d events, %d connections here)",
+            lesson_id, held_by, time.monotonic() - started, len(rebuilt.events), len(here),
+        )  # fmt: skip
+        for listener in self.adopt_listeners:
+            self._node.spawn(self._adopted(listener, lesson_id))
+        return True
+
+    async def _adopted(self, listener: AdoptListener, lesson_id: str) -> None:
+        try:
+            await listener(lesson_id)
+        except Exception:
+            log.exception("an adopt listener failed for lesson %s", lesson_id)
+
+    def _on_adopted(self, args: Args) -> None:
+        """Another node adopted a lesson: attach this node's connections of it there."""
+        lesson_id = args["lesson"]
+        for lid, participant_id, connection in list(self._away_of.values()):
+            if lid == lesson_id:
+                self._node.spawn(self._reattach(lesson_id, participant_id, connection))
+
+    async def _give_up(self, lesson_id: str) -> None:
+        """This node stalled past its liveness and another one adopted the lesson: the
+        connections served here become connections of a lesson held elsewhere, and the
+        relay here lets the lesson go (the adopter asked everyone for a new offer)."""
+        async with self._lock(lesson_id):
+            lesson = self._live.pop(lesson_id, None)
+            if lesson is None:
+                return
+            self._mirrors[lesson_id] = lesson
+            for connection, (_, unsubscribe, lid, _) in list(self._stand_ins.items()):
+                if lid == lesson_id:  # its node attaches it again at the adopter
+                    del self._stand_ins[connection]
+                    unsubscribe()
+            for key in [key for key in self._roster if key[0] == lesson_id]:
+                for attendee in self._roster.pop(key):
+                    connection = secrets.token_hex(8)
+                    self._away[connection] = attendee
+                    self._away_of[attendee] = (lesson_id, key[1], connection)
+                    self._node.spawn(self._reattach(lesson_id, key[1], connection))
+        await self._play(lesson_id, [media_cues.EndLesson()])
+
+    async def _reattach(self, lesson_id: str, participant_id: str, connection: str) -> None:
+        args = {"participant": participant_id, "node": self._node.id, "connection": connection}
+        try:
+            await self._ask(lesson_id, "attach", args)
+        except (NodeGone, DomainError, RedisError, OSError) as exc:
+            log.warning("could not attach %s at the lesson's new node: %s", connection, exc)

@@ -1,9 +1,12 @@
 """This server process as one node of several that share lessons through Redis.
 
 What a node keeps in Redis, under `classroom:`:
-- `node:<id>`: that the node is alive, with a TTL it renews (`HEARTBEAT_S`);
+- `node:<id>`: that the node is alive, with a TTL (`NODE_TTL_S`) it renews every
+  `HEARTBEAT_S`;
 - `lesson:<id>:node`: which node holds a lesson (its state, its roster, its media),
   with a TTL its node renews while the lesson runs;
+- `lessons`: the set of lessons that run somewhere, which every node looks over every
+  `HEARTBEAT_S` for one whose node is gone (`orphans`), to adopt it (`take_over`);
 - a channel per node (`inbox:<id>`) on which other nodes ask it for what only the
   lesson's node can do (run a command, answer an SDP offer) and it answers them.
 
@@ -22,9 +25,12 @@ import logging
 import os
 import secrets
 import socket
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -33,16 +39,53 @@ from classroom.errors import DomainError
 log = logging.getLogger(__name__)
 
 PREFIX = "classroom:"
-HEARTBEAT_S = 2.0
-NODE_TTL_S = 8
+# A killed node is noticed between NODE_TTL_S - HEARTBEAT_S and NODE_TTL_S + HEARTBEAT_S
+# after it stopped renewing (its key expires, then the next look of a survivor sees it),
+# so that a lesson moves within about 2 s. What it costs: each node sends Redis, every
+# HEARTBEAT_S, one pipeline (its key and a renewal per lesson it holds) and one look
+# (SMEMBERS, MGET and an EXISTS per other node): about 8 commands a second per node plus
+# 2 per lesson, nothing that grows with participants.
+HEARTBEAT_S = 0.5
+NODE_TTL_S = 2
+# The beat comes from a thread of its own, so that a busy event loop (an encoder
+# starting, a burst of work on a loaded machine: 2 s stalls were seen) does not pass
+# for a dead node; but a loop stuck this long is one, and the beat stops.
+LOOP_STALL_S = 10.0
+# Longer than a node's: a survivor reads whose lesson it was (the dead node's), and the
+# key of a cluster that stopped whole outlives none of its nodes by much.
 PLACEMENT_TTL_S = 15
 ASK_TIMEOUT_S = 30.0
 BROADCAST = PREFIX + "nodes"
+RUNNING = PREFIX + "lessons"
+
+# Renew a placement unless another node holds it: a node that stalled and was presumed
+# dead must not take back a lesson adopted meanwhile; but one that Redis forgot (a Redis
+# restarted without persistence) is written again, with the lesson among the running.
+_RENEW = """
+local held = redis.call('GET', KEYS[1])
+if held == false or held == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+# Adopt a lesson only if it is still placed where the adopter saw it (on the dead node,
+# or nowhere: ARGV[1] empty): of several survivors that saw it orphaned, one wins.
+_TAKE_OVER = """
+local held = redis.call('GET', KEYS[1])
+if (held == false and ARGV[1] == '') or held == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
 
 Args = dict[str, Any]
 Handler = Callable[[Args], Awaitable[Args]]
 Notice = Callable[[Args], None]
 Listener = Callable[[str], None]
+Lost = Callable[[str], None]
 
 
 class NodeGone(DomainError):
@@ -82,8 +125,13 @@ class Node:
     notices to other nodes, and the Redis channels the bus listens to (one PubSub
     connection for all of them)."""
 
-    def __init__(self, redis: Redis, node_id: str | None = None) -> None:
+    def __init__(self, redis: Redis, beat: SyncRedis, node_id: str | None = None) -> None:
         self.redis = redis
+        # The heartbeat's own connection (a thread's: `_beat`).
+        self._beat_redis = beat
+        self._beating = threading.Event()
+        self._beater: threading.Thread | None = None
+        self._ticked = time.monotonic()
         self.id = node_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         # A number no other node has (INCR at start): observers' viewers are named
         # with it, so that two nodes never give one lesson's relay the same name.
@@ -96,6 +144,8 @@ class Node:
         self._confirmed: dict[str, asyncio.Event] = {}
         self._changes: asyncio.Queue[tuple[bool, str]] = asyncio.Queue()
         self._owned: set[str] = set()
+        # Called with a lesson whose placement another node holds now (this one stalled).
+        self.lost: Lost = lambda lesson_id: None
         self._tasks: list[asyncio.Task[None]] = []
         self._work: set[asyncio.Task[Any]] = set()
 
@@ -108,11 +158,20 @@ class Node:
         self._tasks = [
             asyncio.create_task(self._listen()),
             asyncio.create_task(self._apply_changes()),
-            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._tick()),
         ]
+        loop = asyncio.get_running_loop()
+        self._beating.set()
+        self._beater = threading.Thread(target=self._beat, args=(loop,), daemon=True)
+        self._beater.start()
         log.info("node %s joined the cluster", self.id)
 
     async def close(self) -> None:
+        self._beating.clear()
+        if self._beater is not None:
+            await asyncio.to_thread(self._beater.join)
+        with contextlib.suppress(Exception):
+            self._beat_redis.close()
         for task in [*self._tasks, *self._work]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._work, return_exceptions=True)
@@ -123,17 +182,42 @@ class Node:
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 
-    async def _heartbeat(self) -> None:
+    async def _tick(self) -> None:
+        """The event loop's sign of life, which the beat checks."""
         while True:
+            self._ticked = time.monotonic()
             await asyncio.sleep(HEARTBEAT_S)
+
+    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In a thread: renew the node's key and its lessons' placements, while the
+        event loop lives; a placement another node took is given up, in the loop."""
+        while self._beating.is_set():
+            time.sleep(HEARTBEAT_S)
+            if not self._beating.is_set():
+                return
+            if time.monotonic() - self._ticked > LOOP_STALL_S:
+                log.error("node %s: its event loop is stuck; no more heartbeats", self.id)
+                continue
+            owned = list(self._owned)
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
+                with self._beat_redis.pipeline(transaction=False) as pipe:
                     pipe.set(node_key(self.id), "1", ex=NODE_TTL_S)
-                    for lesson_id in self._owned:
-                        pipe.set(placement_key(lesson_id), self.id, ex=PLACEMENT_TTL_S)
-                    await pipe.execute()
+                    for lesson_id in owned:
+                        key = placement_key(lesson_id)
+                        pipe.eval(_RENEW, 2, key, RUNNING, self.id, PLACEMENT_TTL_S, lesson_id)
+                    renewed = pipe.execute()
             except (RedisError, OSError) as exc:
                 log.warning("could not renew node %s in Redis: %s", self.id, exc)
+                continue
+            for lesson_id, done in zip(owned, renewed[1:], strict=True):
+                if not done:
+                    loop.call_soon_threadsafe(self._lose, lesson_id)
+
+    def _lose(self, lesson_id: str) -> None:
+        if lesson_id in self._owned:  # not released meanwhile
+            log.error("lesson %s was adopted by another node; leaving it", lesson_id)
+            self._owned.discard(lesson_id)
+            self.lost(lesson_id)
 
     async def alive(self, node_id: str) -> bool:
         return bool(await self.redis.exists(node_key(node_id)))
@@ -154,12 +238,56 @@ class Node:
         )
         if placed:
             self._owned.add(lesson_id)
+            await self.redis.sadd(RUNNING, lesson_id)
         return bool(placed)
+
+    async def take_over(self, lesson_id: str, held_by: str | None) -> bool:
+        """Adopt a lesson that `held_by` (a dead node, or None: nobody) holds; atomic,
+        so of the survivors that saw it orphaned exactly one gets True."""
+        key = placement_key(lesson_id)
+        won = await self.redis.eval(_TAKE_OVER, 1, key, held_by or "", self.id, PLACEMENT_TTL_S)
+        if won:
+            self._owned.add(lesson_id)
+        return bool(won)
+
+    async def orphans(self) -> dict[str, str | None]:
+        """The running lessons whose node is gone, with the node that held them (None:
+        no node holds it). A lesson of this node is never one."""
+        running = sorted(str(lesson_id) for lesson_id in await self.redis.smembers(RUNNING))
+        if not running:
+            return {}
+        held = dict(
+            zip(
+                running,
+                await self.redis.mget([placement_key(lesson_id) for lesson_id in running]),
+                strict=True,
+            )
+        )
+        others = sorted({str(n) for n in held.values() if n is not None and n != self.id})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node_id in others:
+                pipe.exists(node_key(node_id))
+            alive = dict(zip(others, await pipe.execute(), strict=True))
+        return {
+            lesson_id: None if node_id is None else str(node_id)
+            for lesson_id, node_id in held.items()
+            if node_id is None or (node_id != self.id and not alive[str(node_id)])
+        }
 
     async def release(self, lesson_id: str) -> None:
         self._owned.discard(lesson_id)
         with contextlib.suppress(RedisError, OSError):
             await self.redis.delete(placement_key(lesson_id))
+
+    async def retire(self, lesson_id: str) -> None:
+        """The lesson ended: no node holds it, and none is to adopt it."""
+        await self.release(lesson_id)
+        await self.unlist(lesson_id)
+
+    async def unlist(self, lesson_id: str) -> None:
+        """Not a running lesson (it ended): no node is to adopt it."""
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.srem(RUNNING, lesson_id)
 
     def owns(self, lesson_id: str) -> bool:
         return lesson_id in self._owned

@@ -117,6 +117,12 @@ export class LessonPage {
           options.onLink && options.onLink(link);
         },
         onError: (error, fatal) => this._error(error, fatal),
+        onMediaMoved: () => {
+          if (!this.ended && this.conn.state === "open") {
+            this.mediaRetryMs = MEDIA_RETRY_MIN_MS;
+            this._startMedia();
+          }
+        },
       },
     });
 

@@ -43,6 +43,7 @@ const ANSWER_TIMEOUT_MS = 20000;
  * @property {(link: any) => void} [onLink]         the teacher's per-classroom link reports
  * @property {(error: {code: string, message: string}, fatal: boolean) => void} [onError]
  * @property {(state: ConnectionState, detail?: any) => void} [onState]
+ * @property {() => void} [onMediaMoved]   the lesson's media moved: offer again
  * @property {(message: any) => void} [onMessage]   any other message type
  */
 
@@ -321,6 +322,11 @@ export class LessonConnection {
         }
         break;
       case "pong":
+        break;
+      case "media_moved":
+        // The node that ran the lesson's media died and another adopted the lesson:
+        // the peer connection leads nowhere; the page offers again, to the new node.
+        h.onMediaMoved && h.onMediaMoved();
         break;
       case "error": {
         const fatal = FATAL_CODES.has(data.code);
