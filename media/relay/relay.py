@@ -298,6 +298,12 @@ class Relay:
         del lesson.feeds[edge_id]
         await self._close_feed(current)
 
+    def participants(self, lesson_id: str) -> tuple[str, ...]:
+        """Who has a peer connection in the lesson now (an edge gives its pull back
+        when none of its classrooms is left)."""
+        lesson = self._lessons.get(lesson_id)
+        return () if lesson is None else tuple(lesson.participants)
+
     def feeds(self, lesson_id: str) -> tuple[str, ...]:
         """The edges that pull the lesson now (tests, metrics)."""
         lesson = self._lessons.get(lesson_id)
