@@ -8,7 +8,8 @@ counting classrooms, its CPU reading from /proc/<pid>/stat). Each edge is a proc
 of its own: a Relay fed by one pull of the lesson from the origin
 (media.relay.upstream, every layer on one peer connection) that serves its
 classrooms, which run in one more process per edge. Every classroom receives the
-teacher's top camera layer (no adaptation, as bench_fanout's default).
+teacher's top camera layer (no adaptation, as bench_fanout's default), and each
+edge asks the origin for the layers its classrooms follow, as `classroom edge` does.
 
 The claim measured: what the origin spends does not grow with the villages behind
 an edge, and grows by one connection's packetizing per edge
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -72,6 +74,22 @@ async def _edge(
     upstream = Upstream(LESSON, settings, time.monotonic)
     offer = await upstream.offer()
     await upstream.accept(await negotiate(origin_port, edge_id, Role.OBSERVER, offer, feed=True))
+    sending: set[asyncio.Task[None]] = set()
+
+    async def want(lines: tuple[int, ...]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", origin_port)
+        request = {"participant": edge_id, "role": "observer", "want": list(lines)}
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        await reader.readline()
+        writer.close()
+
+    def wanted(lines: tuple[int, ...]) -> None:
+        task = asyncio.create_task(want(lines))
+        sending.add(task)
+        task.add_done_callback(sending.discard)
+
+    upstream.on_wanted = wanted
     relay.set_upstream(LESSON, upstream.sources)
     gc.freeze()
     server = await negotiation_server(relay, [])
@@ -210,8 +228,6 @@ def main() -> None:
         result["origin_cpu_ratio_4_to_1"] = (
             round(by_edges[4] / by_edges[1], 3) if 4 in by_edges else None
         )
-    import json
-
     print(json.dumps(result))
 
 

@@ -110,8 +110,9 @@ async def _serve(
 async def negotiation_server(gateway: Any, classrooms: list[str]) -> asyncio.Server:
     """Offers in, answers out, one JSON line each way, on a port of 127.0.0.1: how the
     synthetic participants reach a relay (`negotiate`). Classrooms are listed in
-    `classrooms`; a request with `"feed": true` is an edge relay's pull
-    (scripts/bench_edge.py, media.relay.feed)."""
+    `classrooms`; a request with `"feed": true` is an edge relay's pull, one with
+    `"want"` the lines of it the edge's classrooms follow (scripts/bench_edge.py,
+    media.relay.feed)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         line = await reader.readline()
@@ -119,7 +120,10 @@ async def negotiation_server(gateway: Any, classrooms: list[str]) -> asyncio.Ser
         if request["role"] == Role.CLASSROOM.value:
             classrooms.append(request["participant"])
         try:
-            if request.get("feed"):
+            if "want" in request:
+                gateway.want_feed(LESSON, request["participant"], request["want"])
+                answer = ""
+            elif request.get("feed"):
                 answer = await gateway.negotiate_feed(
                     LESSON, request["participant"], request["sdp"]
                 )

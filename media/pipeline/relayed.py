@@ -6,7 +6,9 @@ the classrooms that follow that layer, through the same fan-out the origin uses
 (`Layer.publish` -> `SubscriberTrack.deliver`). Nothing is decoded or encoded
 here. A classroom that needs a keyframe asks the layer, and the layer asks the
 origin for one (PLI upstream), at most once per interval: the origin's own gate
-then merges the requests of its edges and classrooms into one keyframe.
+then merges the requests of its edges and classrooms into one keyframe. A layer
+tells when it gains its first subscriber or loses its last (`on_demand`), so that
+the origin sends only the layers some classroom behind the edge follows.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable, Sequence
 import av
 
 from media.control.keyframes import KeyframeGate
+from media.pipeline.encoders import VideoLayerSpec
+from media.pipeline.fanout import Subscriber
 from media.pipeline.ladder import Layer, SourceClock, nearest_layer
 from media.wire import vp8
 from media.wire.rates import AUDIO_CLOCK_RATE, AUDIO_TIME_BASE, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
@@ -33,8 +37,11 @@ class RelayedLayer(Layer):
         clock: Clock,
         ask_upstream: Callable[[], None],
         keyframe_interval_s: float,
+        spec: VideoLayerSpec | None = None,
     ) -> None:
         super().__init__(name, kind, KeyframeGate(keyframe_interval_s), clock)
+        # What the origin encodes it to (media.relay.sending.layer_costs reads it).
+        self.spec = spec
         self._ask_upstream = ask_upstream
         self._interval_s = keyframe_interval_s
         self._asked_at: float | None = None
@@ -45,6 +52,21 @@ class RelayedLayer(Layer):
         self._timeline = SourceClock(VIDEO_CLOCK_RATE if video else AUDIO_CLOCK_RATE, clock)
         self._time_base = VIDEO_TIME_BASE if video else AUDIO_TIME_BASE
         self.last_frame_at: float | None = None
+        # Called when the layer gains its first subscriber or loses its last: the edge
+        # asks the origin only for the layers its classrooms follow (media.relay.upstream).
+        self.on_demand: Callable[[], None] | None = None
+
+    def subscribe(self, track: Subscriber) -> None:
+        was = self.active
+        super().subscribe(track)
+        if self.active != was and self.on_demand is not None:
+            self.on_demand()
+
+    def unsubscribe(self, track: Subscriber) -> None:
+        was = self.active
+        super().unsubscribe(track)
+        if self.active != was and self.on_demand is not None:
+            self.on_demand()
 
     def request_keyframe(self) -> None:
         if self.kind != "video":

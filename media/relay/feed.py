@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from media.pipeline.encoders import VideoLayerSpec
 from media.pipeline.ladder import CAMERA_LAYERS, SLIDES_LAYERS
 from media.slots import Kind, Slot, SlotSpec
 
@@ -26,6 +27,15 @@ class FeedLine:
     slot: Slot
     layer: str
     kind: Kind
+
+    @property
+    def layer_spec(self) -> VideoLayerSpec | None:
+        """What the origin encodes this layer to (None for audio): the edge's allocator
+        costs a layer by it until the layer's packets have been measured."""
+        if self.kind != "video":
+            return None
+        specs = SLIDES_LAYERS if self.slot is Slot.SLIDES else CAMERA_LAYERS
+        return next(spec for spec in specs if spec.name == self.layer)
 
     @property
     def spec(self) -> SlotSpec:

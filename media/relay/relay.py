@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -298,6 +298,22 @@ class Relay:
         del lesson.feeds[edge_id]
         await self._close_feed(current)
 
+    def want_feed(self, lesson_id: str, edge_id: str, lines: Collection[int]) -> None:
+        """At the origin: send the edge only these lines of its feed (indices of
+        media.relay.feed.FEED); a layer no one else follows then pauses here."""
+        lesson = self._lessons.get(lesson_id)
+        feed = None if lesson is None else lesson.feeds.get(edge_id)
+        if lesson is None or feed is None:
+            return
+        feed.wanted = frozenset(i for i in lines if 0 <= i < len(feed.tracks))
+        self._route(lesson)
+
+    def feed_layers(self, lesson_id: str, edge_id: str) -> list[str]:
+        """What each line of an edge's feed sends now, in FEED's order (tests)."""
+        lesson = self._lessons.get(lesson_id)
+        feed = None if lesson is None else lesson.feeds.get(edge_id)
+        return [] if feed is None else [track.layer_name for _, track in feed.tracks]
+
     def participants(self, lesson_id: str) -> tuple[str, ...]:
         """Who has a peer connection in the lesson now (an edge gives its pull back
         when none of its classrooms is left)."""
@@ -476,9 +492,12 @@ class Relay:
                 else:
                     out.track.follow(source.layer(out.choice))
         for feed in lesson.feeds.values():
-            for line, track in feed.tracks:
+            for index, (line, track) in enumerate(feed.tracks):
                 fed = feed_source(sources, line.slot)
-                track.follow(None if fed is None else fed.layer(line.layer))
+                if fed is None or (feed.wanted is not None and index not in feed.wanted):
+                    track.follow(None)
+                else:
+                    track.follow(fed.layer(line.layer))
         recorder = self._recorders.get(lesson.lesson_id)
         if recorder is not None:
             recorder.update(recorded_sources(lesson))

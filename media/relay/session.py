@@ -48,6 +48,9 @@ class Feed:
     edge_id: str
     pc: RTCPeerConnection
     tracks: list[tuple[FeedLine, SubscriberTrack]] = field(default_factory=list)
+    # The lines (indices of media.relay.feed.FEED) the edge's classrooms follow;
+    # None until the edge first says: every line.
+    wanted: frozenset[int] | None = None
 
 
 @dataclass

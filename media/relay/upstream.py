@@ -5,7 +5,10 @@ origin answers with a sender per line, each bound to that layer of the lesson's
 source (`Relay.negotiate_feed`). Each receiver's frames go, still encoded, to a
 `RelayedLayer` (media.adapter.encoded, media.pipeline.relayed); the edge's own
 relay routes its classrooms' slots to these sources (`Relay.set_upstream`) and
-each classroom's allocator chooses among their layers, as at the origin.
+each classroom's allocator chooses among their layers, as at the origin. The
+origin sends only the layers some classroom of the edge follows (`on_wanted`, the
+edge link's `want`); a layer a classroom switches to starts at its next keyframe,
+asked for at once.
 
 Whatever number of classrooms the edge serves, the origin sees one connection.
 """
@@ -41,6 +44,10 @@ class Upstream:
         self._settings = settings
         self.pc = new_peer(settings.stun_servers)
         self._asking: set[asyncio.Task[None]] = set()
+        # Called with the FEED lines some classroom follows, after each change of them.
+        self.on_wanted: Callable[[tuple[int, ...]], None] | None = None
+        self._wanted_due = False
+        self.lines: list[RelayedLayer] = []
         layers: dict[Slot, list[RelayedLayer]] = {}
         for line in FEED:
             transceiver = self.pc.addTransceiver(line.kind, direction="recvonly")
@@ -54,8 +61,11 @@ class Upstream:
                 clock,
                 lambda receiver=receiver: self._ask_keyframe(receiver),  # type: ignore[misc]
                 settings.keyframe_min_interval_s,
+                line.layer_spec,
             )
             tap_encoded(receiver, layer.receive)
+            layer.on_demand = self._demand_changed
+            self.lines.append(layer)
             layers.setdefault(line.slot, []).append(layer)
         self.sources: dict[Slot, RelayedSource] = {
             slot: RelayedSource(found[0].kind, found) for slot, found in layers.items()
@@ -75,6 +85,23 @@ class Upstream:
             await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
             raise MediaError(f"the origin's answer cannot be used: {exc}") from None
+
+    def wanted(self) -> tuple[int, ...]:
+        """The FEED lines some classroom of this edge follows (or awaits) now."""
+        return tuple(i for i, layer in enumerate(self.lines) if layer.active)
+
+    def _demand_changed(self) -> None:
+        # A route moves many slots at once: one message for all of them.
+        if self._wanted_due or self.on_wanted is None:
+            return
+        self._wanted_due = True
+
+        def report() -> None:
+            self._wanted_due = False
+            if self.on_wanted is not None:
+                self.on_wanted(self.wanted())
+
+        asyncio.get_running_loop().call_soon(report)
 
     @property
     def failed(self) -> bool:

@@ -43,6 +43,7 @@ from signaling.edge.protocol import (
     Request,
     RequestRefused,
     SetStage,
+    Want,
     Welcome,
     parse,
 )
@@ -80,6 +81,7 @@ class EdgeRelay:
         self._upstreams: dict[str, Upstream] = {}
         self._pulling: dict[str, asyncio.Lock] = {}
         self._channel: Channel | None = None
+        self._wants: set[asyncio.Task[None]] = set()
         self.name: str | None = None
         # Set while the link is up (tests, the log).
         self.linked = asyncio.Event()
@@ -194,9 +196,26 @@ class EdgeRelay:
                     "media_unavailable", f"the edge could not pull the lesson: {exc}"
                 ) from None
             self._upstreams[lesson_id] = upstream
+            upstream.on_wanted = lambda lines: self._want(lesson_id, lines)
             self.relay.set_upstream(lesson_id, upstream.sources)
             log.info("edge pulls lesson %s", lesson_id)
             return upstream
+
+    def _want(self, lesson_id: str, lines: tuple[int, ...]) -> None:
+        """Tell the origin which lines of the pull this edge's classrooms follow. Sent
+        in the order the changes happen (each task writes its message first)."""
+        channel = self._channel
+        if channel is None:
+            return
+        want = Want(type="want", id=channel.next_id(), lesson_id=lesson_id, lines=list(lines))
+
+        async def send() -> None:
+            with contextlib.suppress(RequestRefused, LinkClosed, TimeoutError):
+                await channel.ask(want)
+
+        task = asyncio.create_task(send(), name="edge-want")
+        self._wants.add(task)
+        task.add_done_callback(self._wants.discard)
 
     async def _release_if_unused(self, lesson_id: str) -> None:
         if self.relay.participants(lesson_id) or lesson_id not in self._upstreams:

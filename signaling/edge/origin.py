@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -45,6 +45,7 @@ from signaling.edge.protocol import (
     Request,
     RequestRefused,
     SetStage,
+    Want,
     Welcome,
     parse,
 )
@@ -84,6 +85,8 @@ class FeedOrigin(Protocol):
     async def negotiate_feed(self, lesson_id: str, edge_id: str, offer_sdp: str) -> str: ...
 
     async def drop_feed(self, lesson_id: str, edge_id: str) -> None: ...
+
+    def want_feed(self, lesson_id: str, edge_id: str, lines: Collection[int]) -> None: ...
 
 
 class EdgeMedia:
@@ -134,6 +137,9 @@ class EdgeMedia:
                 raise RequestRefused("bad_sdp", str(exc)) from None
             self._pulled.setdefault(edge, set()).add(request.lesson_id)
             return Answer(type="answer", id=request.id, sdp=sdp)
+        if isinstance(request, Want):
+            self._feeds.want_feed(request.lesson_id, edge, request.lines)
+            return Done(type="done", id=request.id)
         if isinstance(request, Release):
             self._pulled.get(edge, set()).discard(request.lesson_id)
             await self._feeds.drop_feed(request.lesson_id, edge)
@@ -180,9 +186,17 @@ class EdgeMedia:
         try:
             reply = await channel.ask(request)
         except RequestRefused as exc:
-            raise MediaError(exc.message) from None
-        except LinkClosed:
-            raise MediaError("the county relay went away; try again") from None
+            if exc.code == "bad_sdp":
+                raise MediaError(exc.message) from None
+            # The edge cannot serve it now (its pull failed): the classroom is served
+            # here rather than not at all.
+            log.warning("edge %s refused %s: %s; served here", edge, participant_id, exc)
+            return await self._local.negotiate(lesson_id, participant_id, role, offer_sdp)
+        except (LinkClosed, TimeoutError) as exc:
+            log.warning(
+                "edge %s did not answer for %s (%r); served here", edge, participant_id, exc
+            )
+            return await self._local.negotiate(lesson_id, participant_id, role, offer_sdp)
         assert isinstance(reply, Answer)
         self._placed[key] = edge
         return reply.sdp

@@ -3,8 +3,9 @@
 One WebSocket from the edge to the origin (`/edge/v1`) carries both ways: the origin
 asks the edge to answer a classroom's offer, to close a classroom's connection, to
 move the stage or end a lesson; the edge asks the origin for a lesson's layers
-(`pull`, an SDP offer of media.relay.feed's m-lines) and gives it back (`release`),
-and sends its classrooms' link reports. A request carries an `id` its answer
+(`pull`, an SDP offer of media.relay.feed's m-lines), says which of them its
+classrooms follow (`want`), gives it back (`release`), and sends its classrooms'
+link reports. A request carries an `id` its answer
 repeats. docs/protocol.md, "Edge relays", is the description; this is its code.
 """
 
@@ -90,6 +91,16 @@ class Pull(_Msg):
     sdp: str
 
 
+class Want(_Msg):
+    """Edge -> origin: send only these lines of my pull (indices of
+    media.relay.feed.FEED), the layers some classroom of mine follows now."""
+
+    type: Literal["want"]
+    id: int
+    lesson_id: str
+    lines: list[int]
+
+
 class Release(_Msg):
     """Edge -> origin: no classroom of mine is in this lesson any more."""
 
@@ -156,7 +167,7 @@ class Report(_Msg):
         )
 
 
-Request = Negotiate | Disconnect | SetStage | EndLesson | Pull | Release
+Request = Negotiate | Disconnect | SetStage | EndLesson | Pull | Want | Release
 Reply = Answer | Done | Refused
 Message = Annotated[
     Hello | Welcome | Request | Reply | Report,
@@ -241,7 +252,9 @@ class Channel:
         elif isinstance(message, Report):
             if self._on_report is not None:
                 self._on_report(message)
-        elif isinstance(message, Negotiate | Disconnect | SetStage | EndLesson | Pull | Release):
+        elif isinstance(
+            message, Negotiate | Disconnect | SetStage | EndLesson | Pull | Want | Release
+        ):
             task = asyncio.create_task(self._answer(message))
             self._work.add(task)
             task.add_done_callback(self._work.discard)

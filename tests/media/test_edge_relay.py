@@ -40,6 +40,8 @@ async def edge() -> AsyncIterator[Relay]:
 async def _pull(origin: Relay, edge: Relay, edge_id: str = "county-a") -> Upstream:
     upstream = Upstream(LESSON, _settings(), asyncio.get_running_loop().time)
     await upstream.accept(await origin.negotiate_feed(LESSON, edge_id, await upstream.offer()))
+    # What the edge link's `want` carries (signaling.edge), handed over directly.
+    upstream.on_wanted = lambda lines: origin.want_feed(LESSON, edge_id, lines)
     edge.set_upstream(LESSON, upstream.sources)
     return upstream
 
@@ -60,6 +62,13 @@ def test_the_feed_carries_every_layer_of_every_lesson_slot() -> None:
     assert layers_of(Slot.SLIDES) == ("high", "low")
     assert layers_of(Slot.TEACHER_AUDIO) == ("high",)
     assert len(FEED) == 12
+    # An unmeasured layer is costed by what the origin encodes it to.
+    specs = {(line.slot, line.layer): line.layer_spec for line in FEED}
+    mid = specs[(Slot.TEACHER_CAMERA, "mid")]
+    assert mid is not None and mid.bitrate == 300_000
+    slides = specs[(Slot.SLIDES, "low")]
+    assert slides is not None and slides.max_fps == 2
+    assert specs[(Slot.TEACHER_AUDIO, "high")] is None
 
 
 async def test_a_classroom_of_the_edge_gets_the_teacher_from_the_edge(
@@ -90,11 +99,21 @@ async def test_a_classroom_of_the_edge_gets_the_teacher_from_the_edge(
         assert track is not None and track.layer_name == "high"
         camera = upstream.sources[Slot.TEACHER_CAMERA]
         assert camera.layers[0].subscriber_count == 2
-        # Every layer crossed the backbone (each classroom may choose any of them).
-        assert all(layer.frames_encoded > 0 for layer in camera.layers)
         assert not edge.has_peer(LESSON, "teacher")
+        # The origin sends the edge only what its classrooms follow: the top layers of
+        # the camera and the slides, and the audio (the stage has no source).
+        sent = dict(zip(FEED, origin.feed_layers(LESSON, "county-a"), strict=True))
+        assert {(line.slot, line.layer) for line, name in sent.items() if name != "off"} == {
+            (Slot.TEACHER_CAMERA, "high"),
+            (Slot.TEACHER_AUDIO, "high"),
+            (Slot.SLIDES, "high"),
+        }
+        origin_camera = origin.ladder(LESSON, "teacher", Slot.CAMERA)
+        assert origin_camera is not None
+        assert [layer.active for layer in origin_camera.layers] == [True, False, False, False]
 
-        # A classroom switched to a lower layer gets it from the edge, as it is.
+        # A classroom switched to a lower layer gets it from the edge, as it is: the
+        # edge asks the origin for it, which starts encoding and sending it.
         edge.set_layer(LESSON, "room-1", Slot.TEACHER_CAMERA, "low")
         for _ in range(100):
             if track_name(edge, "room-1") == "low":
@@ -104,6 +123,8 @@ async def test_a_classroom_of_the_edge_gets_the_teacher_from_the_edge(
         before = rooms[1].received[Slot.TEACHER_CAMERA].frames
         low = await rooms[1].wait_frames(Slot.TEACHER_CAMERA, before + 10, timeout=20)
         assert (320, 180) in low.sizes
+        assert [layer.active for layer in origin_camera.layers] == [True, False, True, False]
+        assert camera.layers[2].frames_encoded > 0 and camera.layers[1].frames_encoded == 0
     finally:
         for room in rooms:
             await room.close()

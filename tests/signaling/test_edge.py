@@ -4,7 +4,7 @@ channels joined by queues, the origin's gateway over fake relays."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 import pytest
 
@@ -24,6 +24,7 @@ from signaling.edge.protocol import (
     Report,
     Request,
     RequestRefused,
+    Want,
     parse,
 )
 from signaling.settings import SettingsError, load_settings
@@ -171,6 +172,7 @@ class Feeds:
     def __init__(self) -> None:
         self.pulled: list[tuple[str, str]] = []
         self.dropped: list[tuple[str, str]] = []
+        self.wanted: dict[tuple[str, str], list[int]] = {}
 
     async def negotiate_feed(self, lesson_id: str, edge_id: str, offer_sdp: str) -> str:
         self.pulled.append((lesson_id, edge_id))
@@ -178,6 +180,9 @@ class Feeds:
 
     async def drop_feed(self, lesson_id: str, edge_id: str) -> None:
         self.dropped.append((lesson_id, edge_id))
+
+    def want_feed(self, lesson_id: str, edge_id: str, lines: Collection[int]) -> None:
+        self.wanted[(lesson_id, edge_id)] = list(lines)
 
 
 async def test_an_edge_schools_classroom_is_negotiated_by_its_edge_while_linked() -> None:
@@ -188,9 +193,12 @@ async def test_an_edge_schools_classroom_is_negotiated_by_its_edge_while_linked(
     async def edge_serves(request: Request) -> Reply:
         # The edge's side, as signaling.edge.client serves it, over a fake relay.
         if isinstance(request, Negotiate):
-            sdp = await at_edge.negotiate(
-                request.lesson_id, request.participant_id, Role(request.role), request.sdp
-            )
+            try:
+                sdp = await at_edge.negotiate(
+                    request.lesson_id, request.participant_id, Role(request.role), request.sdp
+                )
+            except MediaError as exc:
+                raise RequestRefused("bad_sdp", str(exc)) from None
             return Answer(type="answer", id=request.id, sdp=sdp)
         assert isinstance(request, Disconnect)
         await at_edge.disconnect(request.lesson_id, request.participant_id)
@@ -220,6 +228,9 @@ async def test_an_edge_schools_classroom_is_negotiated_by_its_edge_while_linked(
     # The edge pulls the lesson once; a bad offer to the edge is the classroom's error.
     reply = await edge_end.ask(Pull(type="pull", id=edge_end.next_id(), lesson_id="L", sdp="v"))
     assert reply == Answer(type="answer", id=1, sdp="feed answer")
+    want = Want(type="want", id=edge_end.next_id(), lesson_id="L", lines=[0, 4])
+    assert await edge_end.ask(want) == Done(type="done", id=2)
+    assert feeds.wanted == {("L", "county-a"): [0, 4]}
     with pytest.raises(MediaError):
         await gateway.negotiate("L", "far", Role.CLASSROOM, "not sdp")
 
@@ -245,4 +256,16 @@ async def test_an_edge_schools_classroom_is_negotiated_by_its_edge_while_linked(
     assert not gateway.has_peer("L", "far")
     await gateway.negotiate("L", "far", Role.CLASSROOM, OFFER)
     assert local.has_peer("L", "far")
+
+    # An edge that cannot serve it now (its pull failed): the origin serves it.
+    async def edge_fails(request: Request) -> Reply:
+        raise RequestRefused("media_unavailable", "the edge could not pull the lesson")
+
+    failed_end, _ = joined(refuse, edge_fails)
+    gateway.attach("county-a", failed_end)
+    await gateway.disconnect("L", "far")
+    assert not local.has_peer("L", "far")
+    assert await gateway.negotiate("L", "far", Role.CLASSROOM, OFFER) == ANSWER_SDP
+    assert local.has_peer("L", "far")
+
     await gateway.close()
