@@ -119,8 +119,8 @@ class EdgeRelay:
         async def send(text: str) -> None:
             await ws.send(text)
 
-        channel = Channel(send, self._serve)
-        self._channel = channel
+        channel = Channel(send, self.serve)
+        self.use(channel)
         reports = asyncio.create_task(self._send_reports(channel), name="edge-reports")
         self.linked.set()
         log.info("edge %s linked to %s", self.name, self.url)
@@ -142,14 +142,21 @@ class EdgeRelay:
             for lesson_id in list(self._upstreams):
                 await self._forget(lesson_id)
 
+    def use(self, channel: Channel) -> None:
+        """Ask the origin over `channel` from now on (the link's; a test's pair)."""
+        self._channel = channel
+
     async def close(self) -> None:
+        for task in list(self._wants):
+            task.cancel()
         for lesson_id in list(self._upstreams):
             await self._forget(lesson_id)
         await self.relay.close()
 
     # -- what the origin asks ------------------------------------------------------------
 
-    async def _serve(self, request: Request) -> Reply:
+    async def serve(self, request: Request) -> Reply:
+        """What the origin asks of the edge."""
         if isinstance(request, Negotiate):
             await self._pull(request.lesson_id)
             try:
@@ -197,9 +204,32 @@ class EdgeRelay:
                 ) from None
             self._upstreams[lesson_id] = upstream
             upstream.on_wanted = lambda lines: self._want(lesson_id, lines)
+
+            @upstream.pc.on("connectionstatechange")
+            def on_state() -> None:
+                # The backbone failed, or the origin closed the pull (it restarted its
+                # relay): pulled again, for the classrooms still here.
+                if upstream.failed and self._upstreams.get(lesson_id) is upstream:
+                    task = asyncio.create_task(self._pull_again(lesson_id, upstream))
+                    self._wants.add(task)
+                    task.add_done_callback(self._wants.discard)
+
             self.relay.set_upstream(lesson_id, upstream.sources)
             log.info("edge pulls lesson %s", lesson_id)
             return upstream
+
+    async def _pull_again(self, lesson_id: str, lost: Upstream) -> None:
+        await asyncio.sleep(RETRY_FIRST_S)
+        if self._upstreams.get(lesson_id) is not lost:
+            return
+        if not self.relay.participants(lesson_id):
+            await self._forget(lesson_id)
+            return
+        log.warning("edge lost its pull of lesson %s: pulling it again", lesson_id)
+        try:
+            await self._pull(lesson_id)
+        except RequestRefused as exc:
+            log.warning("edge could not pull lesson %s again: %s", lesson_id, exc.message)
 
     def _want(self, lesson_id: str, lines: tuple[int, ...]) -> None:
         """Tell the origin which lines of the pull this edge's classrooms follow. Sent
