@@ -83,24 +83,7 @@ async def _serve(
     gc.freeze()  # as `classroom serve` does, for both relays
 
     classrooms: list[str] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        line = await reader.readline()
-        request = json.loads(line)
-        if request["role"] == Role.CLASSROOM.value:
-            classrooms.append(request["participant"])
-        try:
-            answer = await gateway.negotiate(
-                LESSON, request["participant"], Role(request["role"]), request["sdp"]
-            )
-            response = {"sdp": answer}
-        except MediaError as exc:
-            response = {"error": str(exc)}
-        writer.write(json.dumps(response).encode() + b"\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, limit=1 << 20)
+    server = await negotiation_server(gateway, classrooms)
     conn.send(server.sockets[0].getsockname()[1])
     loop = asyncio.get_running_loop()
     profile_to = os.environ.get(PROFILE_ENV)
@@ -124,6 +107,40 @@ async def _serve(
     await gateway.close()
 
 
+async def negotiation_server(gateway: Any, classrooms: list[str]) -> asyncio.Server:
+    """Offers in, answers out, one JSON line each way, on a port of 127.0.0.1: how the
+    synthetic participants reach a relay (`negotiate`). Classrooms are listed in
+    `classrooms`; a request with `"feed": true` is an edge relay's pull, one with
+    `"want"` the lines of it the edge's classrooms follow (scripts/bench_edge.py,
+    media.relay.feed)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        request = json.loads(line)
+        if request["role"] == Role.CLASSROOM.value:
+            classrooms.append(request["participant"])
+        try:
+            if "want" in request:
+                gateway.want_feed(LESSON, request["participant"], request["want"])
+                answer = ""
+            elif request.get("feed"):
+                answer = await gateway.negotiate_feed(
+                    LESSON, request["participant"], request["sdp"]
+                )
+            else:
+                answer = await gateway.negotiate(
+                    LESSON, request["participant"], Role(request["role"]), request["sdp"]
+                )
+            response = {"sdp": answer}
+        except MediaError as exc:
+            response = {"error": str(exc)}
+        writer.write(json.dumps(response).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0, limit=1 << 20)
+
+
 def camera_layers(gateway: Any, classrooms: list[str]) -> dict[str, int] | None:
     """How many classrooms get each layer of the teacher's camera now (ours only).
 
@@ -143,9 +160,12 @@ def camera_layers(gateway: Any, classrooms: list[str]) -> dict[str, int] | None:
     return layers
 
 
-async def negotiate(port: int, participant: str, role: Role, sdp: str) -> str:
+async def negotiate(
+    port: int, participant: str, role: Role, sdp: str, *, feed: bool = False
+) -> str:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-    writer.write(json.dumps({"participant": participant, "role": role.value, "sdp": sdp}).encode())
+    request = {"participant": participant, "role": role.value, "sdp": sdp, "feed": feed}
+    writer.write(json.dumps(request).encode())
     writer.write(b"\n")
     await writer.drain()
     response = json.loads(await reader.readline())

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -25,6 +25,7 @@ from starlette.types import Scope
 
 from classroom import commands as c
 from classroom.delivery import delivery_report
+from classroom.directory import Directory
 from classroom.errors import DomainError
 from classroom.events import LessonEnded
 from classroom.lesson import Lesson
@@ -41,6 +42,8 @@ from signaling.courseware import UPLOAD_PATH, CoursewareDeps, attach_entry_deck
 from signaling.courseware import router as courseware_router
 from signaling.decks import DeckLimits, Decks
 from signaling.district import District
+from signaling.edge.origin import EdgeMedia, FeedOrigin, school_route, serve_link
+from signaling.edge.protocol import PATH as EDGE_PATH
 from signaling.errors import ApiError, install_handlers
 from signaling.http_guards import (
     BodyLimit,
@@ -124,17 +127,36 @@ def create_app(
         tokens = TokenIssuer(keys.token_secret(settings), settings.token_ttl_s, now)
         store = Store(settings.data_dir / DB_FILE)
         await store.open()
+        gateway = media
+        edges: EdgeMedia | None = None
+        if settings.edge_schools:
+            # Some schools' classrooms get their media from a county edge (signaling.edge).
+            feeds = cast("FeedOrigin", media)
+            if not callable(getattr(media, "negotiate_feed", None)):
+                raise RuntimeError(
+                    "CLASSROOM_EDGE_SCHOOLS needs the media relay (this one has no edges)"
+                )
+
+            def directory() -> Directory | None:
+                district: District | None = getattr(app.state, "district", None)
+                return None if district is None else district.directory
+
+            edges = EdgeMedia(media, feeds, school_route(directory, settings.edge_schools))
+            gateway = edges
+        app.state.edges = edges
         cluster: Cluster | None = None
         lessons: Lessons
         if settings.redis_url:
             from signaling import cluster as nodes  # redis is imported only for a cluster
 
             cluster = await nodes.join(
-                settings.redis_url, store, media, now, metrics, settings.catch_up_max_events
+                settings.redis_url, store, gateway, now, metrics, settings.catch_up_max_events
             )
             lessons = cluster.lessons
         else:
-            lessons = Lessons(store, LocalBus(), media, now, metrics, settings.catch_up_max_events)
+            lessons = Lessons(
+                store, LocalBus(), gateway, now, metrics, settings.catch_up_max_events
+            )
         recordings = Recordings(settings.data_dir / "recordings", recorder, lessons, now)
         lessons.event_listeners.append(recordings.on_events)
         lessons.publish_listeners.append(recordings.published)
@@ -147,7 +169,7 @@ def create_app(
                 await recordings.load()
             await lessons.load()
             app.state.district = await District.open(store.db, now, settings.time_zone)
-            services = Services(lessons, tokens, media, metrics, settings, now, limits)
+            services = Services(lessons, tokens, gateway, metrics, settings, now, limits)
             if cluster is not None:
                 services = dataclasses.replace(
                     services, media=cluster.media, viewer_numbers=cluster.viewer_numbers()
@@ -157,7 +179,7 @@ def create_app(
             app.state.attendance = AttendanceDeps(
                 lessons, tokens, admin_key, app.state.district, store
             )
-            links = asyncio.create_task(_follow_links(media, lessons))
+            links = asyncio.create_task(_follow_links(gateway, lessons))
             yield
         finally:
             lessons.closing = True
@@ -168,7 +190,7 @@ def create_app(
             try:
                 if cluster is not None:
                     await cluster.close()
-                await media.close()
+                await gateway.close()
             finally:
                 await store.close()
 
@@ -328,6 +350,12 @@ def create_app(
         await ws.accept()
         rt: Runtime = ws.app.state.runtime
         await Connection(StarletteTransport(ws), rt.services, address).run()
+
+    @app.websocket(EDGE_PATH)
+    async def edge_link(ws: WebSocket) -> None:
+        rt: Runtime = ws.app.state.runtime
+        guard = CredentialGuard(limits.wrong_credentials, client_address(ws), now)
+        await serve_link(ws, ws.app.state.edges, rt.tokens, guard, settings.join_timeout_s)
 
     app.include_router(
         recordings_router(

@@ -1,5 +1,7 @@
 """`classroom serve`: run the signaling app (and the media relay) under uvicorn;
-`classroom tls init`: a local CA and a server certificate (signaling.tls)."""
+`classroom tls init`: a local CA and a server certificate (signaling.tls);
+`classroom edge`: a county edge relay linked to its origin (signaling.edge.client);
+`classroom edge-token NAME`: the token an edge relay presents to this origin."""
 
 from __future__ import annotations
 
@@ -28,19 +30,14 @@ from signaling.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from media.relay.relay import Relay
+    from media.settings import RelaySettings
 
 
-def build_media(settings: Settings) -> Relay:
-    """The media relay, which also records. The one place that constructs it."""
-    try:
-        from media.relay.relay import Relay
-        from media.settings import RelaySettings
-    except ImportError as exc:
-        raise SystemExit(
-            f"the media relay (media.relay.relay) cannot be imported: {exc}. "
-            "Is the installation complete?"
-        ) from exc
-    relay_settings = RelaySettings(
+def relay_settings(settings: Settings) -> RelaySettings:
+    """The relay's knobs from the server's settings (the origin's and an edge's)."""
+    from media.settings import RelaySettings
+
+    return RelaySettings(
         host_addresses=tuple(settings.ice_host_addresses),
         announced_address=settings.announced_address,
         stun_servers=tuple(settings.stun_urls),
@@ -50,7 +47,18 @@ def build_media(settings: Settings) -> Relay:
         transport_cc=settings.transport_cc,
         video_fec=settings.video_fec,
     )
-    return Relay(relay_settings)
+
+
+def build_media(settings: Settings) -> Relay:
+    """The media relay, which also records. The one place that constructs it."""
+    try:
+        from media.relay.relay import Relay
+    except ImportError as exc:
+        raise SystemExit(
+            f"the media relay (media.relay.relay) cannot be imported: {exc}. "
+            "Is the installation complete?"
+        ) from exc
+    return Relay(relay_settings(settings))
 
 
 class LessonServer(uvicorn.Server):
@@ -195,6 +203,55 @@ async def _serve_giving_back(server: LessonServer, trim_interval_s: float) -> No
             trimming.cancel()
 
 
+def edge_token(settings: Settings, name: str) -> str:
+    """A token for the edge called `name`, signed with this origin's token secret and
+    good for `Settings.edge_token_ttl_s`."""
+    import time
+
+    from signaling.tokens import TokenIssuer
+
+    if not name.strip():
+        raise SystemExit("an edge needs a name")
+    issuer = TokenIssuer(keys.token_secret(settings), settings.token_ttl_s, time.time)
+    token, _expires = issuer.issue_edge(name.strip(), settings.edge_token_ttl_s)
+    return token
+
+
+def run_edge(settings: Settings, origin: str, token: str) -> None:
+    """Run an edge relay until stopped (Ctrl-C, SIGTERM)."""
+    import signal
+
+    from signaling.edge.client import EdgeRelay, LinkRefused
+
+    heap.limit_arenas(settings.malloc_arena_max)
+
+    async def run() -> None:
+        try:
+            edge = EdgeRelay(origin, token, relay_settings(settings))
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        linking = asyncio.create_task(edge.run(), name="edge-link")
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({linking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if linking.done():
+                linking.result()
+        except LinkRefused as exc:
+            raise SystemExit(str(exc)) from None
+        finally:
+            linking.cancel()
+            stopping.cancel()
+            await asyncio.gather(linking, stopping, return_exceptions=True)
+            await edge.close()
+
+    gc.freeze()
+    asyncio.run(run())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="classroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,6 +277,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "this machine's names and addresses, and localhost)",
     )
     p_init.add_argument("--data-dir", type=Path, help="where lessons are kept")
+    p_edge = sub.add_parser("edge", help="run a county edge relay for an origin server")
+    p_edge.add_argument("--origin", required=True, help="the origin's address, https://...")
+    p_edge.add_argument(
+        "--token", required=True, help="the edge token the origin's admin made (edge-token)"
+    )
+    p_token = sub.add_parser("edge-token", help="make the token an edge relay presents")
+    p_token.add_argument("name", help="the edge's name, as CLASSROOM_EDGE_SCHOOLS names it")
+    p_token.add_argument("--data-dir", type=Path, help="where lessons are kept")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -227,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # e.g. CLASSROOM_DEBUG=media.control.downlink,media.relay.relay: those loggers at DEBUG.
     for name in filter(None, os.environ.get("CLASSROOM_DEBUG", "").split(",")):
         logging.getLogger(name.strip()).setLevel(logging.DEBUG)
-    given = {"data_dir": args.data_dir}
+    given = {"data_dir": getattr(args, "data_dir", None)}
     if args.command == "serve":
         given |= {"host": args.host, "port": args.port}
         given |= {"tls_cert": args.tls_cert, "tls_key": args.tls_key}
@@ -255,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"Certificate for {', '.join([*dns, *map(str, ips)])}: {made.cert}")
         first = dns[0] if dns else (f"[{ips[0]}]" if ips[0].version == 6 else str(ips[0]))
         print(tls.how_to_trust(made, f"https://{first}:{settings.port}/"))
+    elif args.command == "edge":
+        run_edge(settings, args.origin, args.token)
+    elif args.command == "edge-token":
+        print(edge_token(settings, args.name))
     else:  # pragma: no cover - argparse refuses other commands
         parser.print_help()
         sys.exit(2)

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     # "redis://host:6379/0"; unset, the server is one process with its in-process bus.
     redis_url: str | None = None
 
+    # County edge relays (signaling.edge): which edge serves each school's classrooms,
+    # "school_id=edge_name,..." (or a JSON object). A classroom of such a school gets its
+    # media from that edge while the edge is connected; unset, nothing goes to an edge.
+    edge_schools: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # How long an edge token (`classroom edge-token NAME`) is good for.
+    edge_token_ttl_s: int = Field(default=90 * 24 * 3600, gt=0)
+
     # Per-connection outbox: messages waiting to be written to a slow client. A client
     # whose outbox fills is dropped ("too_slow") so that memory stays bounded.
     outbox_size: int = Field(default=256, ge=4)
@@ -155,6 +162,24 @@ class Settings(BaseSettings):
 
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("edge_schools", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                import json
+
+                return json.loads(text)
+            pairs: dict[str, str] = {}
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                school, sep, edge = part.partition("=")
+                if not sep or not school.strip() or not edge.strip():
+                    raise ValueError(f"{part!r} is not school_id=edge_name")
+                pairs[school.strip()] = edge.strip()
+            return pairs
         return value
 
     @field_validator("time_zone")

@@ -5,9 +5,9 @@ HS256 only. The algorithm is pinned on decode, so a token with `alg: none` or an
 other algorithm is refused (the classic JWT downgrade). Expiry is checked against
 the injected clock rather than PyJWT's, so tests can move time.
 
-The two shapes never open each other's doors: a replay link carries `typ` "replay"
-and role "replay", which is no participant role, and a participant token has no
-`typ` and no recording.
+The shapes never open each other's doors: a replay link carries `typ` "replay"
+and role "replay", which is no participant role; an edge relay's token carries `typ`
+"edge" and no lesson nor role; a participant token has no `typ` and no recording.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from classroom.roles import Role
 ALGORITHM = "HS256"
 # A replay link's `typ` and role: read only, one recording.
 REPLAY_ROLE = "replay"
+# An edge relay's token (signaling.edge): which edge, until when; no lesson.
+EDGE_TYPE = "edge"
 
 
 class TokenError(Exception):
@@ -126,6 +128,28 @@ class TokenIssuer:
             raise TokenError("bad_token", _NOT_VALID)
         self.verify_replay(token, str(payload["rec"]))
         return str(payload["lesson"])
+
+    # -- county edge relays ------------------------------------------------------------
+
+    def issue_edge(self, edge_name: str, ttl_s: float) -> tuple[str, float]:
+        """An edge relay's token (`classroom edge-token`): it names the edge, for `ttl_s`."""
+        now = self._now()
+        exp = int(now + ttl_s)
+        token = self._sign({"typ": EDGE_TYPE, "sub": edge_name, "iat": int(now), "exp": exp})
+        return token, float(exp)
+
+    def verify_edge(self, token: str) -> str:
+        """The edge's name, or TokenError (a participant's or a replay token is refused)."""
+        payload = self._decode(token, ["exp", "sub", "typ"])
+        if payload.get("typ") != EDGE_TYPE or "lesson" in payload or "role" in payload:
+            raise TokenError("bad_token", _NOT_VALID)
+        try:
+            expires = float(payload["exp"])
+        except (ValueError, TypeError):
+            raise TokenError("bad_token", _NOT_VALID) from None
+        if expires <= self._now():
+            raise TokenError("token_expired", "this edge token has expired; make a new one")
+        return str(payload["sub"])
 
     # -- the one signing key ---------------------------------------------------------
 

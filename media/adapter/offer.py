@@ -30,16 +30,21 @@ def check_offer(offer_sdp: str, role: Role) -> tuple[OfferedSlot, ...]:
 
     Raises MediaError with a message a user (or a client developer) can act on.
     """
+    return check_lines(offer_sdp, SLOTS[role], role.value)
+
+
+def check_lines(offer_sdp: str, specs: tuple[SlotSpec, ...], who: str) -> tuple[OfferedSlot, ...]:
+    """`specs`, if the offer has one matching m-line for each, in order (`who` names
+    the offerer in the message: a role, or an edge relay's pull, media.relay.feed)."""
     try:
         description = sdp.SessionDescription.parse(offer_sdp)
     except Exception as exc:  # aiortc's parser raises whatever it trips on
         raise MediaError(f"the offer is not a valid SDP description ({exc})") from None
-    specs = SLOTS[role]
     media = [m for m in description.media if m.kind in ("audio", "video")]
     if len(media) != len(specs) or len(media) != len(description.media):
         expected = ", ".join(f"{s.slot.value} ({s.kind})" for s in specs)
         raise MediaError(
-            f"a {role.value} offer needs {len(specs)} media sections in this order: "
+            f"a {who} offer needs {len(specs)} media sections in this order: "
             f"{expected}; this one has {len(description.media)}"
         )
     _check_bundle(description, media)

@@ -66,6 +66,16 @@ LAYER_ORDER = ("high", "mid", "low", "min")
 SLOW_LAYER_WINDOW_S = 10.0
 
 
+def nearest_layer(layers: Sequence[Layer], name: str) -> Layer:
+    """Of `layers` (highest first), the one called `name`, or the nearest one below it
+    (the lowest if none)."""
+    wanted = LAYER_ORDER.index(name) if name in LAYER_ORDER else 0
+    for layer in layers:
+        if layer.name in LAYER_ORDER and LAYER_ORDER.index(layer.name) >= wanted:
+            return layer
+    return layers[-1]
+
+
 class SourceClock:
     """Maps a source's RTP timestamps onto the relay's clock.
 
@@ -275,11 +285,7 @@ class Ladder:
 
     def layer(self, name: str) -> Layer:
         """The layer called `name`, or the nearest one below it (the lowest if none)."""
-        wanted = LAYER_ORDER.index(name) if name in LAYER_ORDER else 0
-        for layer in self.layers:
-            if layer.name in LAYER_ORDER and LAYER_ORDER.index(layer.name) >= wanted:
-                return layer
-        return self.layers[-1]
+        return nearest_layer(self.layers, name)
 
     async def _read(self) -> None:
         # aiortc's RemoteStreamTrack queue is unbounded: it must be drained even

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from media.adapter.guard import guard_receiver, guard_transport
 from media.adapter.hooks import install_consent_hook
 from media.adapter.ice_tcp import PassiveTcpPort
 from media.adapter.ice_udp import SharedUdpPort
-from media.adapter.offer import check_by_kind, check_offer
+from media.adapter.offer import check_by_kind, check_lines, check_offer
 from media.adapter.peer import add_slot, answer, new_peer, take_offer
 from media.adapter.red import install_red_encoder, send_red
 from media.adapter.rtcp import hook_sender_rtcp, quiet_when_idle
@@ -44,10 +44,13 @@ from media.gateway import LinkReport, MediaError
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
 from media.pipeline.mosaic import Mosaic, MosaicLayer
+from media.pipeline.relayed import RelayedSource
 from media.recorder.manifest import Manifest
 from media.recorder.recorder import Recorder
+from media.relay.feed import FEED, FEED_OFFERER, FEED_SPECS
 from media.relay.reports import LinkReports, link_report
 from media.relay.routing import (
+    feed_source,
     lesson_sources,
     mosaic_frames,
     recorded_sources,
@@ -55,7 +58,7 @@ from media.relay.routing import (
     source_for,
 )
 from media.relay.sending import FEC_SLOTS, LayerChoice, Outgoing, SendingSide
-from media.relay.session import Lesson, Participant
+from media.relay.session import Feed, Lesson, Participant
 from media.settings import RelaySettings
 from media.slots import Slot
 from media.wire.sdp import announce
@@ -218,7 +221,10 @@ class Relay:
             return
         if lesson.mosaic is not None:
             lesson.mosaic.close()
-        await asyncio.gather(*(self._close_participant(p) for p in lesson.participants.values()))
+        await asyncio.gather(
+            *(self._close_participant(p) for p in lesson.participants.values()),
+            *(self._close_feed(f) for f in lesson.feeds.values()),
+        )
 
     def link_reports(self) -> AsyncIterator[LinkReport]:
         return self._reports.stream()
@@ -239,6 +245,117 @@ class Relay:
         if self.ice_udp is not None:
             await self.ice_udp.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # --- county edges (media.relay.feed) ----------------------------------------------
+
+    async def negotiate_feed(self, lesson_id: str, edge_id: str, offer_sdp: str) -> str:
+        """At the origin: answer an edge relay's pull of the lesson, one sender per
+        layer of each lesson slot; a second pull by the same edge replaces the first."""
+        if self._closed:
+            raise MediaError("the media relay is shutting down")
+        offered = check_lines(offer_sdp, FEED_SPECS, FEED_OFFERER)
+        lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))
+        old = lesson.feeds.pop(edge_id, None)
+        if old is not None:
+            await self._close_feed(old)
+        feed = Feed(edge_id, new_peer(self._settings.stun_servers))
+        try:
+            transceivers = [add_slot(feed.pc, item.spec) for item in offered]
+            for line, transceiver in zip(FEED, transceivers, strict=True):
+                feed.tracks.append((line, self._feed_track(transceiver)))
+            await take_offer(feed.pc, offer_sdp)
+            if self.ice_tcp is not None:
+                await self.ice_tcp.start()
+            if self.ice_udp is not None:
+                await self.ice_udp.start()
+            answer_sdp = await answer(
+                feed.pc, self._settings.host_addresses, self.ice_tcp, self.ice_udp
+            )
+            for dtls in {t.sender.transport for t in transceivers}:
+                guard_transport(dtls)
+        except BaseException:
+            await self._close_feed(feed)
+            raise
+
+        @feed.pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if feed.pc.connectionState == "failed":
+                await self.drop_feed(lesson_id, edge_id, feed)
+
+        lesson.feeds[edge_id] = feed
+        self._route(lesson)
+        self._start_loops()
+        if self._settings.announced_address:
+            answer_sdp = announce(answer_sdp, self._settings.announced_address)
+        return answer_sdp
+
+    async def drop_feed(self, lesson_id: str, edge_id: str, feed: Feed | None = None) -> None:
+        """Close an edge's pull of the lesson (`feed`: only if it is still that one)."""
+        lesson = self._lessons.get(lesson_id)
+        current = None if lesson is None else lesson.feeds.get(edge_id)
+        if lesson is None or current is None or (feed is not None and current is not feed):
+            return
+        del lesson.feeds[edge_id]
+        await self._close_feed(current)
+
+    def want_feed(self, lesson_id: str, edge_id: str, lines: Collection[int]) -> None:
+        """At the origin: send the edge only these lines of its feed (indices of
+        media.relay.feed.FEED); a layer no one else follows then pauses here."""
+        lesson = self._lessons.get(lesson_id)
+        feed = None if lesson is None else lesson.feeds.get(edge_id)
+        if lesson is None or feed is None:
+            return
+        feed.wanted = frozenset(i for i in lines if 0 <= i < len(feed.tracks))
+        self._route(lesson)
+
+    def feed_layers(self, lesson_id: str, edge_id: str) -> list[str]:
+        """What each line of an edge's feed sends now, in FEED's order (tests)."""
+        lesson = self._lessons.get(lesson_id)
+        feed = None if lesson is None else lesson.feeds.get(edge_id)
+        return [] if feed is None else [track.layer_name for _, track in feed.tracks]
+
+    def participants(self, lesson_id: str) -> tuple[str, ...]:
+        """Who has a peer connection in the lesson now (an edge gives its pull back
+        when none of its classrooms is left)."""
+        lesson = self._lessons.get(lesson_id)
+        return () if lesson is None else tuple(lesson.participants)
+
+    def feeds(self, lesson_id: str) -> tuple[str, ...]:
+        """The edges that pull the lesson now (tests, metrics)."""
+        lesson = self._lessons.get(lesson_id)
+        return () if lesson is None else tuple(lesson.feeds)
+
+    def set_upstream(self, lesson_id: str, sources: dict[Slot, RelayedSource] | None) -> None:
+        """At an edge: the lesson's slots as pulled from the origin
+        (media.relay.upstream.Upstream.sources); None when the pull ends."""
+        lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))
+        lesson.upstream = sources
+        self._route(lesson)
+
+    def _feed_track(self, transceiver: RTCRtpTransceiver) -> SubscriberTrack:
+        """A sender of one layer to an edge. Not paced nor adapted: the backbone
+        carries every layer, and the edge's classrooms choose among them."""
+        kind = transceiver.kind
+        capacity = (
+            self._settings.video_queue_frames
+            if kind == "video"
+            else self._settings.audio_queue_packets
+        )
+        sender = transceiver.sender
+        lean = LeanRtp.install(sender)
+        track = SubscriberTrack(
+            kind, capacity, self._settings.keyframe_min_interval_s, send_now=lean.send_now
+        )
+        sender.replaceTrack(track)
+        # The edge's PLI (one of its classrooms needs a keyframe) reaches the layer.
+        hook_sender_rtcp(sender, track.request_keyframe, clock=self._clock)
+        quiet_when_idle(sender, self._clock)
+        return track
+
+    async def _close_feed(self, feed: Feed) -> None:
+        for _line, track in feed.tracks:
+            track.stop()
+        await feed.pc.close()
 
     # --- recording: one more subscriber of the top layers (media.recorder) ----------
 
@@ -374,6 +491,13 @@ class Relay:
                     out.track.follow(None)
                 else:
                     out.track.follow(source.layer(out.choice))
+        for feed in lesson.feeds.values():
+            for index, (line, track) in enumerate(feed.tracks):
+                fed = feed_source(sources, line.slot)
+                if fed is None or (feed.wanted is not None and index not in feed.wanted):
+                    track.follow(None)
+                else:
+                    track.follow(fed.layer(line.layer))
         recorder = self._recorders.get(lesson.lesson_id)
         if recorder is not None:
             recorder.update(recorded_sources(lesson))

@@ -66,10 +66,27 @@ def source_for(
     """The source that feeds `participant`'s outgoing `slot` now, if any."""
     if slot is Slot.CLASSROOMS:
         return lesson.mosaic
+    if lesson.upstream is not None:
+        # An edge: the origin's layers feed every lesson slot; the stage's own
+        # classroom does not get itself back.
+        if slot in FROM_STAGE and participant.participant_id == lesson.stage:
+            return None
+        return lesson.upstream.get(slot)
     teachers, stage = sources
     if slot in FROM_TEACHER:
         return _teachers(teachers, FROM_TEACHER[slot])
     if slot in FROM_STAGE and stage is not None and stage is not participant:
+        return stage.ladders.get(FROM_STAGE[slot])
+    return None
+
+
+def feed_source(sources: LessonSources, slot: Slot) -> Ladder | None:
+    """What an edge's feed carries on `slot` (media.relay.feed): the teacher's sources,
+    and the stage's whichever classroom is on it (the edge sorts out who gets it)."""
+    teachers, stage = sources
+    if slot in FROM_TEACHER:
+        return _teachers(teachers, FROM_TEACHER[slot])
+    if slot in FROM_STAGE and stage is not None:
         return stage.ladders.get(FROM_STAGE[slot])
     return None
 

@@ -30,6 +30,7 @@ from media.control.sendside import PacketResult
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import Ladder
 from media.pipeline.mosaic import Mosaic
+from media.pipeline.relayed import RelayedSource
 from media.settings import RelaySettings
 from media.slots import Slot
 
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 DEFAULT_LAYER = "high"
 LayerChoice = str | None  # "high" | "mid" | "low" | "min", or None for off
-Source = Ladder | Mosaic
+Source = Ladder | Mosaic | RelayedSource
 
 # How often a probe's padding is let out: at 300 kbit/s of it, a packet or two each time.
 PADDING_INTERVAL_S = 0.01

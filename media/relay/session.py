@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from aiortc import RTCPeerConnection
 
 from classroom.roles import Role
+from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import Ladder
 from media.pipeline.mosaic import Mosaic
+from media.pipeline.relayed import RelayedSource
+from media.relay.feed import FeedLine
 from media.relay.sending import SendingSide
 from media.slots import Slot
 
@@ -38,9 +41,27 @@ class Participant:
 
 
 @dataclass
+class Feed:
+    """An edge relay's pull of the lesson (media.relay.feed): one connection, a
+    sender per layer, each following that one layer whatever the edge's links."""
+
+    edge_id: str
+    pc: RTCPeerConnection
+    tracks: list[tuple[FeedLine, SubscriberTrack]] = field(default_factory=list)
+    # The lines (indices of media.relay.feed.FEED) the edge's classrooms follow;
+    # None until the edge first says: every line.
+    wanted: frozenset[int] | None = None
+
+
+@dataclass
 class Lesson:
     lesson_id: str = ""
     participants: dict[str, Participant] = field(default_factory=dict)
     stage: str | None = None
     # The teacher's view of the classrooms, made when a teacher first asks for it.
     mosaic: Mosaic | None = None
+    # At the origin: the edges that pull the lesson, by name.
+    feeds: dict[str, Feed] = field(default_factory=dict)
+    # At an edge: the lesson's slots as pulled from the origin (media.relay.upstream);
+    # they feed this relay's classrooms in place of a teacher's ladders.
+    upstream: dict[Slot, RelayedSource] | None = None

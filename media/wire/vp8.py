@@ -30,6 +30,11 @@ def descriptors(picture_id: int) -> tuple[bytes, bytes]:
     return bytes((0x90, *pid)), bytes((0x80, *pid))
 
 
+def is_keyframe(frame: bytes) -> bool:
+    """Whether a VP8 frame is a keyframe: bit 0 of its frame tag is 0 (RFC 6386 §9.1)."""
+    return bool(frame) and not frame[0] & 1
+
+
 def keyframe_size(payload: bytes) -> tuple[int, int] | None:
     """Width and height from a VP8 keyframe's header (RFC 6386 §9.1), else None."""
     if len(payload) < 10 or payload[0] & 1:  # bit 0 of the frame tag: 1 = interframe

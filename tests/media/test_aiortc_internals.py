@@ -20,6 +20,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
 
+from media.adapter.encoded import DECODER_QUEUE, REMOTE_STREAMS
 from media.adapter.hooks import (
     CONSENT_RETRANSMISSIONS,
     gather_on,
@@ -111,6 +112,19 @@ async def test_gathering_stays_on_the_chosen_addresses() -> None:
 
 def test_receivers_look_their_decoder_up_by_module_name() -> None:
     assert "get_decoder(codec)" in inspect.getsource(aiortc.rtcrtpreceiver.decoder_worker)
+
+
+async def test_receivers_hand_reassembled_frames_to_a_queue_their_decoder_thread_reads() -> None:
+    # media.adapter.encoded puts its tap in that queue's place before the receiver starts.
+    receiver_source = inspect.getsource(aiortc.rtcrtpreceiver.RTCRtpReceiver)
+    assert "self.__decoder_queue.put((codec, encoded_frame))" in receiver_source
+    assert "self.__decoder_queue.put(None)" in receiver_source
+    worker = inspect.getsource(aiortc.rtcrtpreceiver.decoder_worker)
+    assert "input_q.get()" in worker and "task is None" in worker
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = pc.addTransceiver("video", direction="recvonly").receiver
+    assert hasattr(receiver, DECODER_QUEUE) and hasattr(receiver, REMOTE_STREAMS)
+    await pc.close()
 
 
 async def test_senders_send_through_their_private_transport_each_time() -> None:
