@@ -281,7 +281,7 @@ async def one_run(
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
-    from tests.signaling.test_cluster import RedisServer
+    from scripts.redis_server import RedisServer
 
     folder = Path(tempfile.mkdtemp(prefix="failover-"))
     admin_key = secrets.token_urlsafe(16)

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from websockets.asyncio.client import connect
 from classroom.roles import Role
 from media.slots import Slot
 from media.synthetic import MovingPicture, SyntheticParticipant
+from scripts.redis_server import RedisServer
 from tests.signaling.test_process import ADMIN_KEY, Client, _free_port
 
 pytestmark = [
@@ -40,32 +40,6 @@ pytestmark = [
 ]
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-class RedisServer:
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no"]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while not self._pong():
-            assert self.proc.poll() is None and time.monotonic() < deadline, "no redis-server"
-            time.sleep(0.05)
-
-    def _pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
 
 
 class Node:

@@ -34,6 +34,7 @@ from classroom.events import Event
 from classroom.roles import Role
 from media.slots import Slot
 from media.synthetic import MovingPicture, SyntheticParticipant
+from scripts.redis_server import RedisServer
 from signaling.bus import Envelope
 from signaling.cluster.lessons import ClusterLessons
 from signaling.cluster.node import NODE_TTL_S, RUNNING, Node, node_key, placement_key
@@ -43,7 +44,6 @@ from tests.signaling.fakes import FakeMedia
 from tests.signaling.test_cluster import (
     ADMIN,
     Client,
-    RedisServer,
     _lesson,
     joined,
 )
@@ -340,15 +340,24 @@ async def test_a_stalled_node_hands_its_connections_to_the_node_that_adopted(
     attached at n1, which runs its commands and counts it online."""
     stores = [Store(tmp_path / "classroom.sqlite3") for _ in range(2)]
     medias = [FakeMedia(), FakeMedia()]
+    metrics = [Metrics(), Metrics()]
     async with _nodes(redis_server.url, 2) as nodes:
         members = []
-        for store, media, node in zip(stores, medias, nodes, strict=True):
+        for store, media, node, m in zip(stores, medias, nodes, metrics, strict=True):
             await store.open()
-            member = ClusterLessons(store, node, media, time.time, Metrics(), 500)
+            member = ClusterLessons(store, node, media, time.time, m, 500)
             member.start()
             await member.load()
             members.append(member)
         first, second = members
+        # What the recordings hear (signaling.recordings.Recordings.given_up): n0's
+        # segment is stopped before its relay lets the lesson go.
+        given_up: list[tuple[str, bool]] = []
+
+        async def record_give_up(lesson_id: str) -> None:
+            given_up.append((lesson_id, ("end_lesson", lesson_id) in medias[0].calls))
+
+        first.give_up_listeners.append(record_give_up)
         try:
             created = await first.create("Physics", ["Village A"])
             lid = created.lesson.lesson_id
@@ -365,6 +374,10 @@ async def test_a_stalled_node_hands_its_connections_to_the_node_that_adopted(
             nodes[0]._beater.start()
             await _until_true(lambda: not nodes[0].owns(lid))
             await _until_true(lambda: ("end_lesson", lid) in medias[0].calls)
+            assert given_up == [(lid, False)]
+            moved = "classroom_lessons_moved_total"
+            assert metrics[0].registry.get_sample_value(moved, {"how": "given_up"}) == 1
+            assert metrics[1].registry.get_sample_value(moved, {"how": "adopted"}) == 1
 
             assert any(m.type == "media_moved" for m in room.messages)
             held = second.live(lid)
