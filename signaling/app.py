@@ -162,6 +162,7 @@ def create_app(
         lessons.publish_listeners.append(recordings.published)
         if cluster is not None:
             cluster.lessons.adopt_listeners.append(recordings.adopted)
+            cluster.lessons.give_up_listeners.append(recordings.given_up)
         links: asyncio.Task[None] | None = None
         try:
             # A recording left "recording" is another running node's, not a dead one's.

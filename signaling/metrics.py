@@ -48,6 +48,13 @@ class Metrics:
         self.link_reports = Counter(
             "classroom_link_reports", "Link reports received from the relay", registry=r
         )
+        self.lessons_moved = Counter(
+            "classroom_lessons_moved",
+            "Lessons this node adopted from a node that died (adopted), or let go to the "
+            "node that adopted them while it was stalled (given_up)",
+            ["how"],
+            registry=r,
+        )
         self.relay_load = Gauge(
             "classroom_relay_load",
             "The relay's own load as its last report said: 0 ok, 1 strained, 2 overloaded",

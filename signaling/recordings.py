@@ -152,6 +152,11 @@ class Recordings:
             )
             self.offline.request(directory, manifest)
 
+    async def given_up(self, lesson_id: str) -> None:
+        """This node stalled, was taken for dead, and another node adopted the lesson:
+        its recording here ends now, finalized (the adopter's is the next segment)."""
+        self._stop(lesson_id)
+
     async def close(self) -> None:
         """Shutdown: the relay's close finalizes the files; the timelines are closed."""
         for lesson_id in list(self._active):

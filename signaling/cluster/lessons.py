@@ -57,7 +57,8 @@ from signaling.store import Store
 log = logging.getLogger(__name__)
 DETACH_TIMEOUT_S = 5.0
 
-# Called once a lesson was adopted here (the recordings close the dead node's segment).
+# Called once a lesson was adopted here (the recordings close the dead node's segment),
+# or given up here to the node that adopted it (the recordings stop this node's segment).
 AdoptListener = Callable[[str], Awaitable[None]]
 
 
@@ -161,6 +162,7 @@ class ClusterLessons(Lessons):
         self._sweeper: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.adopt_listeners: list[AdoptListener] = []
+        self.give_up_listeners: list[AdoptListener] = []
         node.on_request("attach", _refusing(self._on_attach))
         node.on_request("detach", _refusing(self._on_detach))
         node.on_request("execute", _refusing(self._on_execute))
@@ -448,11 +450,13 @@ class ClusterLessons(Lessons):
             "adopted lesson %s from node %s in %.3f s (%d events, %d connections here)",
             lesson_id, held_by, time.monotonic() - started, len(rebuilt.events), len(here),
         )  # fmt: skip
+        self._metrics.lessons_moved.labels("adopted").inc()
         for listener in self.adopt_listeners:
             self._node.spawn(self._adopted(listener, lesson_id))
         return True
 
     async def _adopted(self, listener: AdoptListener, lesson_id: str) -> None:
+        """Run one adopt or give-up listener; its failure is logged, not raised."""
         try:
             await listener(lesson_id)
         except Exception:
@@ -484,6 +488,11 @@ class ClusterLessons(Lessons):
                     self._away[connection] = attendee
                     self._away_of[attendee] = (lesson_id, key[1], connection)
                     self._node.spawn(self._reattach(lesson_id, key[1], connection))
+        self._metrics.lessons_moved.labels("given_up").inc()
+        # This node's recording of it ends here (the adopter records the next segment),
+        # before the relay lets the lesson go.
+        for listener in self.give_up_listeners:
+            await self._adopted(listener, lesson_id)
         await self._play(lesson_id, [media_cues.EndLesson()])
 
     async def _reattach(self, lesson_id: str, participant_id: str, connection: str) -> None:
