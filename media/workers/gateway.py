@@ -25,8 +25,9 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
+import media
 from classroom.roles import Role
-from media.gateway import LinkReport, MediaError
+from media.gateway import LinkReport, MediaError, MediaUnavailable
 from media.recorder.manifest import Manifest
 from media.relay.reports import LinkReports
 from media.settings import RelaySettings
@@ -149,7 +150,12 @@ class WorkerGateway:
             "--parent", str(os.getpid()), "--index", str(index),
             "--settings", settings_to_json(worker_settings(settings, index)),
         ]  # fmt: skip
-        proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], env={**os.environ, **(env or {})})
+        # The worker imports the same `media` as this process, whatever the directory
+        # it was started from or the package installed.
+        root = str(Path(media.__file__).resolve().parent.parent)
+        path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+        environ = {**os.environ, "PYTHONPATH": path, **(env or {})}
+        proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], env=environ)
         theirs.close()
         worker = _Worker(index, proc, ours)
         ours.settimeout(timeout_s)
@@ -190,7 +196,7 @@ class WorkerGateway:
         if worker is None:
             chosen = least_loaded(self.loads())
             if chosen is None:
-                raise MediaError("the media relay is unavailable: no relay worker is running")
+                raise MediaUnavailable("the media relay is unavailable: no relay worker is running")
             worker = self._workers[chosen]
             self._placed[lesson_id] = worker
             worker.lessons.add(lesson_id)
@@ -213,7 +219,7 @@ class WorkerGateway:
 
     def _send(self, worker: _Worker, op: str, args: Message) -> asyncio.Future[Any]:
         if not worker.running or worker.channel is None:
-            raise MediaError(GONE)
+            raise MediaUnavailable(GONE)
         worker.next_id += 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         worker.pending[worker.next_id] = future
@@ -221,7 +227,7 @@ class WorkerGateway:
             worker.channel.send({"id": worker.next_id, "op": op, "args": args})
         except ChannelClosed:
             worker.pending.pop(worker.next_id, None)
-            raise MediaError(GONE) from None
+            raise MediaUnavailable(GONE) from None
         return future
 
     async def _ask(self, worker: _Worker, op: str, args: Message) -> Any:
@@ -274,7 +280,7 @@ class WorkerGateway:
         worker.peers.clear()
         for future in worker.pending.values():
             if not future.done():
-                future.set_exception(MediaError(GONE))
+                future.set_exception(MediaUnavailable(GONE))
         worker.pending.clear()
         if self._closed:
             return
@@ -371,7 +377,7 @@ class WorkerGateway:
         timeline that signaling writes beside the media."""
         worker = self._place(lesson_id)
         if not worker.running:
-            raise MediaError(GONE)
+            raise MediaUnavailable(GONE)
         directory.mkdir(parents=True, exist_ok=True)
         self._recording_on[lesson_id] = worker
         self._tell(
