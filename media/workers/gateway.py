@@ -134,16 +134,17 @@ class WorkerGateway:
         self._connected: asyncio.Future[None] | None = None
         self._closed = False
         try:
+            # All start at once, then each is waited for: N imports of aiortc in parallel.
             for index in range(count):
-                self._workers.append(self._spawn(index, settings, env, ready_timeout_s))
+                self._workers.append(self._spawn(index, settings, env))
+            for worker in self._workers:
+                self._greeted(worker, ready_timeout_s)
         except BaseException:
             self._kill_all()
             raise
 
     @staticmethod
-    def _spawn(
-        index: int, settings: RelaySettings, env: Mapping[str, str] | None, timeout_s: float
-    ) -> _Worker:
+    def _spawn(index: int, settings: RelaySettings, env: Mapping[str, str] | None) -> _Worker:
         ours, theirs = socket.socketpair()
         cmd = [
             sys.executable, "-m", "media.workers.worker", "--fd", str(theirs.fileno()),
@@ -157,25 +158,26 @@ class WorkerGateway:
         environ = {**os.environ, "PYTHONPATH": path, **(env or {})}
         proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], env=environ)
         theirs.close()
-        worker = _Worker(index, proc, ours)
-        ours.settimeout(timeout_s)
+        return _Worker(index, proc, ours)
+
+    @staticmethod
+    def _greeted(worker: _Worker, timeout_s: float) -> None:
+        """Wait for the worker's greeting: its relay is built, its ports bound."""
+        worker.sock.settimeout(timeout_s)
         try:
-            greeting = receive_blocking(ours)
+            greeting = receive_blocking(worker.sock)
         except (ChannelClosed, TimeoutError, OSError) as exc:
-            proc.kill()
-            proc.wait()
-            raise MediaError(f"relay worker {index} did not start ({exc})") from None
+            raise MediaError(f"relay worker {worker.index} did not start ({exc})") from None
         if greeting.get("event") != "ready":
-            proc.wait()
-            raise MediaError(f"relay worker {index} did not start: {greeting.get('error')}")
-        ours.settimeout(None)
-        return worker
+            raise MediaError(f"relay worker {worker.index} did not start: {greeting.get('error')}")
+        worker.sock.settimeout(None)
 
     def _kill_all(self) -> None:
         for worker in self._workers:
             if worker.proc.poll() is None:
                 worker.proc.kill()
-                worker.proc.wait()
+            worker.proc.wait()
+            worker.sock.close()
 
     # --- where lessons are -------------------------------------------------------------
 
