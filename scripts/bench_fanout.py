@@ -30,6 +30,9 @@ CPU per classroom and `loop_ceiling_classrooms`, the classrooms at which its loo
 would fill a core at the measured rate. With N > 1 the same run then measures one
 worker with its share of the classrooms (classrooms / N, one lesson) and adds
 `cpu_per_classroom_ratio_vs_one_worker`: what spreading costs per classroom.
+`ceiling_classrooms_estimate` extrapolates the run to the classrooms at which the workers'
+loops or the machine's cores would be full (`ceiling`), the teachers' and encoders' cost
+held per lesson; `teachers_cpu_cores` is the synthetic teachers' (this process's).
 
 `--light` makes most classrooms lighter to simulate, so that a small machine drives more of
 them: ICE and DTLS-SRTP as before (every packet decrypted), then the RTP packets are
@@ -427,6 +430,7 @@ async def conduct(
         sent_before = sum(c.frames_sent for c in cameras)  # frames the teachers' cameras made
         cpu_before, t_before = cpu_seconds(relay.pid), time.monotonic()
         clients_before = sum(cpu_seconds(proc.pid) for proc, _ in procs)
+        teachers_before = time.process_time()  # this process: the teachers' encoders
         relay_conn.send("start")
         # For attaching a profiler (perf, py-spy) to the relay over the window.
         print(f"measuring {args.seconds:g} s, relay pid {relay.pid}", file=sys.stderr, flush=True)
@@ -439,6 +443,7 @@ async def conduct(
         relay_conn.send("measured")
         layers, loop_cpu_s, per_worker = await loop.run_in_executor(None, relay_conn.recv)
         clients_after = sum(cpu_seconds(proc.pid) for proc, _ in procs)
+        teachers_cores = (time.process_time() - teachers_before) / (time.monotonic() - t_before)
         sent_after = sum(c.frames_sent for c in cameras)
         results: dict[str, Any] = {}
         for _, pipe in procs:
@@ -493,8 +498,30 @@ async def conduct(
         "machine_cpus": os.cpu_count(),
     }
     if per_worker:
-        result["per_worker"] = describe_workers(per_worker, ids, results, window)
+        described = describe_workers(per_worker, ids, results, window)
+        result["per_worker"] = described
+        result["teachers_cpu_cores"] = round(teachers_cores, 3)
+        result["ceiling_classrooms_estimate"] = ceiling(result, described, teachers_cores)
     return result
+
+
+def ceiling(result: dict[str, Any], workers: list[dict[str, Any]], teachers: float) -> int | None:
+    """The classrooms this machine would drive, extrapolated from the run: the fewer of
+    (a) the workers' event loops each filling one core, and (b) the machine's cores
+    filled. For (b), what a worker spends outside its event loop (the teacher's
+    decoder and the layers' encoders, in threads) and the teachers' own encoding are
+    held fixed, per lesson; its loop (packetizing, SRTP, sending) and the classrooms'
+    processes grow with the classrooms. An estimate to compare runs by, not a
+    measurement: check it with a run at that many classrooms."""
+    loops = [w["loop_ceiling_classrooms"] for w in workers]
+    if None in loops:
+        return None
+    loop_cores = sum(w["loop_cores"] for w in workers)
+    fixed = teachers + sum(w["cpu_cores"] - w["loop_cores"] for w in workers)
+    per_classroom = (loop_cores + result["client_cpu_cores"]) / result["classrooms"]
+    free = (result["machine_cpus"] or 1) - fixed
+    machine = int(free / per_classroom) if per_classroom > 0 and free > 0 else 0
+    return min(sum(loops), machine)
 
 
 def describe_workers(
