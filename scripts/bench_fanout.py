@@ -622,6 +622,7 @@ def main() -> None:
                 "lessons",
                 "cpu_per_classroom",
                 "server_loop_cores",
+                "source_fps",
                 "delivered_fps_min",
                 "delivered_fps_mean",
                 "client_cpu_cores",
