@@ -353,11 +353,12 @@ class WorkerGateway:
         if self._closed:
             return
         self._closed = True
-        if self._connected is not None:
-            for worker in self._workers:
-                if worker.running and worker.channel is not None:
-                    with contextlib.suppress(ChannelClosed):
-                        worker.channel.send({"op": "close"})
+        for worker in self._workers:
+            if worker.running and worker.channel is not None:
+                with contextlib.suppress(ChannelClosed):
+                    worker.channel.send({"op": "close"})
+            elif worker.channel is None:
+                worker.sock.close()  # never connected: the end of its socket stops it
         await asyncio.gather(
             *(asyncio.to_thread(_reap, w.proc, CLOSE_TIMEOUT_S) for w in self._workers)
         )
@@ -367,8 +368,6 @@ class WorkerGateway:
         for worker in self._workers:
             if worker.channel is not None:
                 await worker.channel.close()
-            else:
-                worker.sock.close()
 
     # --- recording (signaling.recordings.RecordingMedia) ----------------------------------
 
