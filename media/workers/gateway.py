@@ -42,6 +42,10 @@ CLOSE_TIMEOUT_S = 20.0
 GONE = "the media of this lesson is unavailable: its relay worker stopped"
 
 
+class WorkerFault(RuntimeError):
+    """The worker's relay failed on a request (its traceback is in the worker's log)."""
+
+
 def worker_settings(settings: RelaySettings, index: int) -> RelaySettings:
     """A worker's relay settings: the ICE ports, where set, are the operator's port
     plus the worker's index (a port is one socket, and one process holds it)."""
@@ -261,7 +265,9 @@ class WorkerGateway:
                     future = worker.pending.pop(message["re"], None)
                     if future is None or future.done():
                         continue
-                    if "error" in message:
+                    if message.get("fault"):
+                        future.set_exception(WorkerFault(message["error"]))
+                    elif "error" in message:
                         future.set_exception(MediaError(message["error"]))
                     else:
                         future.set_result(message.get("ok"))

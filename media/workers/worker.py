@@ -121,7 +121,9 @@ class Worker:
             reply = {"re": rid, "error": str(exc) or "the relay refused the request"}
         except Exception as exc:
             logger.exception("request %s failed", request.get("op"))
-            reply = {"re": rid, "error": f"the relay failed: {type(exc).__name__}"}
+            # A fault of the relay, not of the request: the server says so as the
+            # relay in its own process would (signaling.ws: media_unavailable).
+            reply = {"re": rid, "error": f"the relay failed: {type(exc).__name__}", "fault": True}
         with contextlib.suppress(ChannelClosed):
             self.channel.send(reply)
 

@@ -18,7 +18,7 @@ from media.recorder import manifest as manifests
 from media.settings import RelaySettings
 from media.slots import Slot
 from media.synthetic import SyntheticParticipant
-from media.workers.gateway import WorkerGateway
+from media.workers.gateway import WorkerFault, WorkerGateway
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.e2e]
 
@@ -132,3 +132,19 @@ async def test_a_port_taken_stops_the_start_with_its_reason() -> None:
         settings = RelaySettings(host_addresses=("127.0.0.1",), ice_udp_port=port)
         with pytest.raises(MediaError, match=r"relay worker 0 did not start: .*in use"):
             await asyncio.to_thread(WorkerGateway, settings, 2)
+
+
+async def test_a_request_the_relay_fails_on_is_answered_and_the_worker_goes_on(
+    gateway: WorkerGateway,
+) -> None:
+    worker = gateway._workers[0]
+    with pytest.raises(WorkerFault, match="the relay failed: KeyError"):
+        await gateway._ask(worker, "no_such_request", {})
+    assert gateway.loads()[0].running
+    peers: list[SyntheticParticipant] = []
+    try:
+        await _join(gateway, "L1", "t1", Role.TEACHER, peers)
+        assert gateway.has_peer("L1", "t1")
+    finally:
+        for peer in peers:
+            await peer.close()
