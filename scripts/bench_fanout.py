@@ -602,6 +602,9 @@ def main() -> None:
         parser.error(f"--workers must be within 0..{MAX_WORKERS}")
     if args.workers and args.relay != "ours":
         parser.error("--workers serves our relay only")
+    if args.light and args.adaptive:
+        # Light classrooms send no receiver reports, REMB or transport feedback.
+        parser.error("--light classrooms give no feedback for --adaptive to adapt to")
     lessons = args.lessons or max(1, args.workers)
     if not 1 <= lessons <= args.classrooms:
         parser.error("--lessons must be within 1..classrooms")
