@@ -17,6 +17,11 @@ class MediaError(Exception):
     """A request the relay cannot honour; the message is fit to show a user."""
 
 
+class MediaUnavailable(MediaError):
+    """The relay that holds the lesson's media is gone (a relay worker that died): the
+    offer was fine, and the same offer later, or elsewhere, may be answered."""
+
+
 @dataclass(frozen=True)
 class LinkReport:
     """What one participant's downlink carries now, as the relay sees it.

@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from media.gateway import MediaGateway
+from media.gateway import MediaError, MediaGateway
 from signaling import heap, keys, tls
 from signaling.app import create_app
 from signaling.district import District
@@ -31,6 +31,7 @@ from signaling.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from media.relay.relay import Relay
     from media.settings import RelaySettings
+    from media.workers.gateway import WorkerGateway
 
 
 def relay_settings(settings: Settings) -> RelaySettings:
@@ -49,8 +50,10 @@ def relay_settings(settings: Settings) -> RelaySettings:
     )
 
 
-def build_media(settings: Settings) -> Relay:
-    """The media relay, which also records. The one place that constructs it."""
+def build_media(settings: Settings) -> Relay | WorkerGateway:
+    """The media relay, which also records. The one place that constructs it: in this
+    process, or with `settings.workers` > 1 in that many relay worker processes
+    (media.workers), each ICE port then the setting plus the worker's index."""
     try:
         from media.relay.relay import Relay
     except ImportError as exc:
@@ -58,7 +61,16 @@ def build_media(settings: Settings) -> Relay:
             f"the media relay (media.relay.relay) cannot be imported: {exc}. "
             "Is the installation complete?"
         ) from exc
-    return Relay(relay_settings(settings))
+    if settings.workers == 1:
+        return Relay(relay_settings(settings))
+    from media.workers.gateway import WorkerGateway
+
+    # glibc reads it as the process starts: the workers' heaps as the server's (heap).
+    env = {"MALLOC_ARENA_MAX": str(settings.malloc_arena_max)} if settings.malloc_arena_max else {}
+    try:
+        return WorkerGateway(relay_settings(settings), settings.workers, env=env)
+    except MediaError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 class LessonServer(uvicorn.Server):
@@ -259,6 +271,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p_serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p_serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     p_serve.add_argument("--data-dir", type=Path, help="where lessons are kept")
+    p_serve.add_argument(
+        "--workers",
+        help="relay worker processes: a number, or auto (one per core); default 1, the "
+        "relay in the server's process",
+    )
     p_serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     p_serve.add_argument("--tls-key", type=Path, help="... and this private key (PEM)")
     p_serve.add_argument(
@@ -294,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.getLogger(name.strip()).setLevel(logging.DEBUG)
     given = {"data_dir": getattr(args, "data_dir", None)}
     if args.command == "serve":
-        given |= {"host": args.host, "port": args.port}
+        given |= {"host": args.host, "port": args.port, "workers": args.workers}
         given |= {"tls_cert": args.tls_cert, "tls_key": args.tls_key}
     try:
         settings = load_settings({k: v for k, v in given.items() if v is not None})

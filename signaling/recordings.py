@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
@@ -76,7 +77,12 @@ class RecordingMedia(Protocol):
         self, lesson_id: str, directory: Path, meta: dict[str, Any]
     ) -> RecorderHandle: ...
 
-    def stop_recording(self, lesson_id: str) -> manifests.Manifest | None: ...
+    def stop_recording(
+        self, lesson_id: str
+    ) -> manifests.Manifest | Awaitable[manifests.Manifest | None] | None:
+        """The finished recording's manifest, or None if none was running. A relay in
+        another process (media.workers) answers it later: then an awaitable."""
+        ...
 
 
 class LessonsPort(Protocol):
@@ -155,14 +161,13 @@ class Recordings:
     async def given_up(self, lesson_id: str) -> None:
         """This node stalled, was taken for dead, and another node adopted the lesson:
         its recording here ends now, finalized (the adopter's is the next segment)."""
-        self._stop(lesson_id)
+        await self._stop(lesson_id)
 
     async def close(self) -> None:
         """Shutdown: the relay's close finalizes the files; the timelines are closed."""
         for lesson_id in list(self._active):
             active = self._active.pop(lesson_id)
-            if self._media is not None:
-                self._media.stop_recording(lesson_id)
+            await self._finish(lesson_id)
             active.timeline.close()
         await self.offline.close()
 
@@ -194,7 +199,7 @@ class Recordings:
             await self._lessons.execute(lesson_id, c.StartRecording(rid), SYSTEM)
         except DomainError as exc:
             log.info("recording of %s not started: %s", lesson_id, exc.message)
-            self._stop(lesson_id)
+            await self._stop(lesson_id)
 
     async def on_events(self, lesson_id: str, events: list[Event]) -> None:
         """Called by Lessons after a command's events are stored."""
@@ -208,7 +213,7 @@ class Recordings:
                 active.handle.resume()
             self._write(lesson_id, {"t": round(active.handle.now(), 3), **event.to_dict()})
             if event.kind in ("recording_stopped", "lesson_ended"):
-                self._stop(lesson_id)
+                await self._stop(lesson_id)
 
     def _write(self, lesson_id: str, entry: dict[str, Any]) -> None:
         active = self._active[lesson_id]
@@ -217,14 +222,20 @@ class Recordings:
         except OSError:
             log.exception("could not write the timeline of %s", active.rid)
 
-    def _stop(self, lesson_id: str) -> None:
+    async def _stop(self, lesson_id: str) -> None:
         active = self._active.pop(lesson_id, None)
         if active is None:
             return
         active.timeline.close()
-        manifest = self._media.stop_recording(lesson_id) if self._media is not None else None
+        manifest = await self._finish(lesson_id)
         if manifest is not None:
             self.offline.request(active.directory, dict(manifest))
+
+    async def _finish(self, lesson_id: str) -> manifests.Manifest | None:
+        if self._media is None:
+            return None
+        manifest = self._media.stop_recording(lesson_id)
+        return await manifest if inspect.isawaitable(manifest) else manifest
 
     def is_active(self, rid: str) -> bool:
         return any(a.rid == rid for a in self._active.values())

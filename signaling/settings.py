@@ -6,6 +6,7 @@ handed to `create_app`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,6 +45,11 @@ class Settings(BaseSettings):
     # `classroom tls init` made): browsers open cameras only on secure pages.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+
+    # Relay worker processes (media.workers): the media of this machine's lessons in
+    # this many processes, each with its own event loop (and core), signaling staying in
+    # the server's. "auto": one per core. 1: the relay in the server's own process.
+    workers: int = Field(default=1, ge=1, le=256)
 
     # Redis shared by several nodes that serve the same lessons (signaling.cluster), as
     # "redis://host:6379/0"; unset, the server is one process with its in-process bus.
@@ -180,6 +186,13 @@ class Settings(BaseSettings):
                     raise ValueError(f"{part!r} is not school_id=edge_name")
                 pairs[school.strip()] = edge.strip()
             return pairs
+        return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return os.cpu_count() or 1
         return value
 
     @field_validator("time_zone")

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from classroom.roles import Role
-from media.gateway import MediaError
+from media.gateway import MediaError, MediaUnavailable
 from signaling.auth import CredentialGuard, bearer, client_address
 from signaling.errors import ApiError
 from signaling.ice import ice_servers, link_headers
@@ -161,6 +161,9 @@ def router(
                 ),
                 services.settings.negotiate_timeout_s,
             )
+        except MediaUnavailable as exc:
+            drop(resource)
+            raise ApiError(503, "media_unavailable", str(exc)) from None
         except MediaError as exc:
             drop(resource)
             raise ApiError(400, "bad_sdp", str(exc) or "the offer cannot be used") from None

@@ -23,7 +23,7 @@ from classroom.errors import DomainError
 from classroom.events import Event
 from classroom.reception import AudioCounters, Picture, VideoCounters
 from classroom.roles import Role
-from media.gateway import MediaError, MediaGateway
+from media.gateway import MediaError, MediaGateway, MediaUnavailable
 from signaling import protocol as p
 from signaling.bus import Envelope, Unsubscribe
 from signaling.ice import ice_servers
@@ -434,6 +434,10 @@ class Connection:
                 ),
                 self._s.settings.negotiate_timeout_s,
             )
+        except MediaUnavailable as exc:
+            self._s.metrics.media_failures.labels("negotiate").inc()
+            self._error("media_unavailable", str(exc), msg.ref)
+            return
         except MediaError as exc:
             self._error("bad_sdp", str(exc) or "the offer cannot be used", msg.ref)
             return

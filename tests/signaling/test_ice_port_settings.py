@@ -68,3 +68,32 @@ def test_an_unusable_port_is_refused_by_name(
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=variable):
         load_settings()
+
+
+@pytest.mark.e2e  # starts relay worker processes
+@pytest.mark.parametrize(("variable", "attribute", "kind"), PORTS)
+def test_with_workers_each_binds_the_port_plus_its_index(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, attribute: str, kind: int
+) -> None:
+    port = free_port(kind)
+    monkeypatch.setenv(variable, str(port))
+    monkeypatch.setenv("CLASSROOM_ICE_HOST_ADDRESSES", "127.0.0.1")
+    monkeypatch.setenv("CLASSROOM_WORKERS", "2")
+    # The second worker's port taken: the start stops, and says which worker and why.
+    with socket.socket(socket.AF_INET, kind) as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            taken.bind(("127.0.0.1", port + 1))
+        except OSError:
+            pytest.skip(f"port {port + 1} is in use")
+        if kind == socket.SOCK_STREAM:
+            taken.listen()
+        with pytest.raises(SystemExit, match="relay worker 1 did not start"):
+            build_media(load_settings({"data_dir": tmp_path}))
+    gateway = build_media(load_settings({"data_dir": tmp_path}))
+    try:
+        for held in (port, port + 1):
+            with socket.socket(socket.AF_INET, kind) as other, pytest.raises(OSError):
+                other.bind(("127.0.0.1", held))
+    finally:
+        asyncio.run(gateway.close())

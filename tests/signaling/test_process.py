@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,22 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    """`args`, `env`: more options for `classroom serve` (--workers 2, CLASSROOM_...)."""
+
+    def __init__(
+        self, data_dir: Path, args: Sequence[str] = (), env: Mapping[str, str] | None = None
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(
-            os.environ, CLASSROOM_ADMIN_KEY=ADMIN_KEY, CLASSROOM_ICE_HOST_ADDRESSES="127.0.0.1"
+            os.environ,
+            CLASSROOM_ADMIN_KEY=ADMIN_KEY,
+            CLASSROOM_ICE_HOST_ADDRESSES="127.0.0.1",
+            **(env or {}),
         )
         # `python -m signaling` is the `classroom` console script without needing it installed.
         cmd = [sys.executable, "-m", "signaling", "serve", "--host", "127.0.0.1",
-               "--port", str(self.port), "--data-dir", str(data_dir)]  # fmt: skip
+               "--port", str(self.port), "--data-dir", str(data_dir), *args]  # fmt: skip
         # Its output goes to a file: a pipe nobody reads until the end fills up in a
         # long run, and the server then blocks on its next log line.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the object
