@@ -68,6 +68,11 @@ class MediaGateway(Protocol):
         """Put a classroom's camera and microphone on stage, or clear the stage."""
         ...
 
+    async def cover_screen(self, lesson_id: str, covered: bool) -> None:
+        """A deck page covers the teacher's screen share on the classroom and observer
+        pages (`covered`), or no longer does: the share is not sent to them meanwhile."""
+        ...
+
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
         """Close a participant's peer connection, if it has one."""
         ...

@@ -88,6 +88,10 @@ class NaiveRelay:
     async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:
         return None
 
+    async def cover_screen(self, lesson_id: str, covered: bool) -> None:
+        # The baseline sends everyone everything, as aiortc's MediaRelay does.
+        return None
+
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
         pc = self._pcs.pop((lesson_id, participant_id), None)
         if pc is not None:

@@ -146,8 +146,7 @@ class Lessons:
             for sp in await self._store.participants(lesson_id):
                 if sp.join_code:
                     self._codes[sp.join_code] = (lesson_id, sp.participant_id)
-            if lesson.stage is not None:
-                await self._play(lesson_id, [media_cues.SetStage(lesson.stage.classroom_id)])
+            await self._play(lesson_id, media_cues.resume_cues(lesson))
 
     async def create(self, title: str, classroom_names: list[str]) -> CreatedLesson:
         if not classroom_names or len(classroom_names) > MAX_CLASSROOMS:
@@ -290,6 +289,8 @@ class Lessons:
                     call, aw = "disconnect", self._media.disconnect(lesson_id, pid)
                 case media_cues.EndLesson():
                     call, aw = "end_lesson", self._media.end_lesson(lesson_id)
+                case media_cues.CoverScreen(covered=covered):
+                    call, aw = "cover_screen", self._media.cover_screen(lesson_id, covered)
             try:
                 await asyncio.wait_for(aw, MEDIA_CALL_TIMEOUT_S)
             except Exception:

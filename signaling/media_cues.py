@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from classroom.events import Event, FloorGranted, FloorRevoked, LessonEnded, ParticipantLeft
+from classroom.events import (
+    DeckAttached,
+    Event,
+    FloorGranted,
+    FloorRevoked,
+    LessonEnded,
+    PageTurned,
+    ParticipantLeft,
+)
+from classroom.lesson import Lesson
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,16 @@ class EndLesson:
     pass
 
 
-Cue = SetStage | Disconnect | EndLesson
+@dataclass(frozen=True)
+class CoverScreen:
+    """A deck page is shown (`covered`) or put away. The classroom and observer pages
+    draw a shown page over the teacher's screen share, so the relay stops sending them
+    the share meanwhile: on a 256 kbit/s link its bits go to the camera and the voice."""
+
+    covered: bool
+
+
+Cue = SetStage | Disconnect | EndLesson | CoverScreen
 
 
 def cues_for(events: Sequence[Event]) -> list[Cue]:
@@ -49,6 +67,21 @@ def cues_for(events: Sequence[Event]) -> list[Cue]:
                     cues.append(SetStage(None))
             case ParticipantLeft(participant_id=pid):
                 cues.append(Disconnect(pid))
+            case DeckAttached():
+                cues.append(CoverScreen(True))
+            case PageTurned(page=page):
+                cues.append(CoverScreen(page > 0))
             case LessonEnded():
                 cues.append(EndLesson())
+    return cues
+
+
+def resume_cues(lesson: Lesson) -> list[Cue]:
+    """What a relay that takes a running lesson up (a restart, an adoption) is told
+    first: who is on stage, and whether a deck page covers the screen share."""
+    cues: list[Cue] = []
+    if lesson.stage is not None:
+        cues.append(SetStage(lesson.stage.classroom_id))
+    if lesson.deck is not None and lesson.deck.page > 0:
+        cues.append(CoverScreen(True))
     return cues

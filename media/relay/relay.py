@@ -206,6 +206,12 @@ class Relay:
         lesson.stage = classroom_id
         self._route(lesson)
 
+    async def cover_screen(self, lesson_id: str, covered: bool) -> None:
+        lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))
+        if lesson.screen_covered != covered:
+            lesson.screen_covered = covered
+            self._route(lesson)
+
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
         lesson = self._lessons.get(lesson_id)
         if lesson is None:

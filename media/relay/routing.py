@@ -66,6 +66,9 @@ def source_for(
     """The source that feeds `participant`'s outgoing `slot` now, if any."""
     if slot is Slot.CLASSROOMS:
         return lesson.mosaic
+    if slot is Slot.SLIDES and lesson.screen_covered:
+        # Drawn over by the deck on every page that receives it: not worth a bit.
+        return None
     if lesson.upstream is not None:
         # An edge: the origin's layers feed every lesson slot; the stage's own
         # classroom does not get itself back.

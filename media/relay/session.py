@@ -58,6 +58,8 @@ class Lesson:
     lesson_id: str = ""
     participants: dict[str, Participant] = field(default_factory=dict)
     stage: str | None = None
+    # A deck page covers the screen share on the pages (media.gateway.cover_screen).
+    screen_covered: bool = False
     # The teacher's view of the classrooms, made when a teacher first asks for it.
     mosaic: Mosaic | None = None
     # At the origin: the edges that pull the lesson, by name.

@@ -330,6 +330,11 @@ class WorkerGateway:
         if worker.running:
             await self._ask(worker, "set_stage", {"lesson": lesson_id, "classroom": classroom_id})
 
+    async def cover_screen(self, lesson_id: str, covered: bool) -> None:
+        worker = self._place(lesson_id)
+        if worker.running:
+            await self._ask(worker, "cover_screen", {"lesson": lesson_id, "covered": covered})
+
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
         worker = self._placed.get(lesson_id)
         if worker is None:

@@ -131,6 +131,7 @@ class Worker:
         return {
             "negotiate": self.negotiate,
             "set_stage": self.set_stage,
+            "cover_screen": self.cover_screen,
             "disconnect": self.disconnect,
             "end_lesson": self.end_lesson,
             "start_recording": self.start_recording,
@@ -151,6 +152,9 @@ class Worker:
 
     async def set_stage(self, lesson: str, classroom: str | None) -> None:
         await self.relay.set_stage(lesson, classroom)
+
+    async def cover_screen(self, lesson: str, covered: bool) -> None:
+        await self.relay.cover_screen(lesson, covered)
 
     async def disconnect(self, lesson: str, participant: str) -> None:
         self._peers.discard((lesson, participant))

@@ -197,8 +197,7 @@ class ClusterLessons(Lessons):
                 if sp.join_code:
                     self._codes[sp.join_code] = (lesson_id, sp.participant_id)
             await self._log.extend(lesson_id, lesson.log)
-            if lesson.stage is not None:
-                await self._play(lesson_id, [media_cues.SetStage(lesson.stage.classroom_id)])
+            await self._play(lesson_id, media_cues.resume_cues(lesson))
         # From now on, the lessons of a node that dies are adopted (those of a node that
         # died before this one started included: their placement names a dead node).
         self._watcher = asyncio.create_task(self._watch())
@@ -441,8 +440,7 @@ class ClusterLessons(Lessons):
                         await self._execute_locked(current, c.Join(), participant_id)
                     except DomainError as exc:
                         log.info("join of %s refused: %s", participant_id, exc.message)
-        if lesson.stage is not None:
-            await self._play(lesson_id, [media_cues.SetStage(lesson.stage.classroom_id)])
+        await self._play(lesson_id, media_cues.resume_cues(lesson))
         # Every connection of the lesson, on every node, offers again: to this node.
         await self._bus.publish(lesson_id, Envelope("media_moved", encode(MediaMovedMsg())))
         await self._node.tell(None, "adopted", {"lesson": lesson_id})

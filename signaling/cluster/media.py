@@ -67,6 +67,10 @@ class ClusterMedia:
         # Played by the lesson's node, which runs its commands (signaling.lessons._play).
         await self._local.set_stage(lesson_id, classroom_id)
 
+    async def cover_screen(self, lesson_id: str, covered: bool) -> None:
+        # Played by the lesson's node, as the stage is.
+        await self._local.cover_screen(lesson_id, covered)
+
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
         owner = await self._owner(lesson_id)
         if owner is None:

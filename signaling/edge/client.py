@@ -30,6 +30,7 @@ from signaling.edge.protocol import (
     VERSION,
     Answer,
     Channel,
+    CoverScreen,
     Disconnect,
     Done,
     EndLesson,
@@ -172,6 +173,8 @@ class EdgeRelay:
             await self._release_if_unused(request.lesson_id)
         elif isinstance(request, SetStage):
             await self.relay.set_stage(request.lesson_id, request.classroom_id)
+        elif isinstance(request, CoverScreen):
+            await self.relay.cover_screen(request.lesson_id, request.covered)
         elif isinstance(request, EndLesson):
             await self._forget(request.lesson_id)
         else:

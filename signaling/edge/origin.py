@@ -32,6 +32,7 @@ from signaling.edge.protocol import (
     VERSION,
     Answer,
     Channel,
+    CoverScreen,
     Disconnect,
     Done,
     EndLesson,
@@ -218,6 +219,18 @@ class EdgeMedia:
                         id=c.next_id(),
                         lesson_id=lesson_id,
                         classroom_id=classroom_id,
+                    )
+                ),
+            )
+
+    async def cover_screen(self, lesson_id: str, covered: bool) -> None:
+        await self._local.cover_screen(lesson_id, covered)
+        for edge in self._edges_in(lesson_id):
+            await self._ask_edge(
+                edge,
+                lambda c: c.ask(
+                    CoverScreen(
+                        type="cover_screen", id=c.next_id(), lesson_id=lesson_id, covered=covered
                     )
                 ),
             )

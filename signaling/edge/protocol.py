@@ -76,6 +76,15 @@ class SetStage(_Msg):
     classroom_id: str | None
 
 
+class CoverScreen(_Msg):
+    """A deck page covers the screen share (media.gateway.MediaGateway.cover_screen)."""
+
+    type: Literal["cover_screen"]
+    id: int
+    lesson_id: str
+    covered: bool
+
+
 class EndLesson(_Msg):
     type: Literal["end_lesson"]
     id: int
@@ -167,7 +176,7 @@ class Report(_Msg):
         )
 
 
-Request = Negotiate | Disconnect | SetStage | EndLesson | Pull | Want | Release
+Request = Negotiate | Disconnect | SetStage | CoverScreen | EndLesson | Pull | Want | Release
 Reply = Answer | Done | Refused
 Message = Annotated[
     Hello | Welcome | Request | Reply | Report,
@@ -253,7 +262,8 @@ class Channel:
             if self._on_report is not None:
                 self._on_report(message)
         elif isinstance(
-            message, Negotiate | Disconnect | SetStage | EndLesson | Pull | Want | Release
+            message,
+            Negotiate | Disconnect | SetStage | CoverScreen | EndLesson | Pull | Want | Release,
         ):
             task = asyncio.create_task(self._answer(message))
             self._work.add(task)

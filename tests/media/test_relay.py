@@ -275,3 +275,29 @@ async def test_a_layer_measures_what_it_sends(relay: Relay, join: Join) -> None:
     assert audio_kbps is not None and 30 < audio_kbps < 80, audio_kbps
     # Paused layers have not sent: nothing measured for them.
     assert camera.layers[2].meter.kbps(now) is None
+
+
+async def test_a_deck_page_over_the_screen_share_stops_sending_the_share(
+    relay: Relay, join: Join
+) -> None:
+    """A deck page shown covers the slides video on the classroom's page: the share is
+    not sent meanwhile (its layers pause when no one follows them), the camera goes on,
+    and the share comes back when the deck is put away."""
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    await room.wait_frames(Slot.SLIDES, 5, timeout=10)
+    screen = relay.ladder(LESSON, "teacher", Slot.SCREEN)
+    assert screen is not None
+
+    await relay.cover_screen(LESSON, True)
+    assert relay.outgoing_track(LESSON, "room-a", Slot.SLIDES) is not None
+    assert sum(layer.subscriber_count for layer in screen.layers) == 0
+    await asyncio.sleep(0.5)  # what was in flight lands
+    slides = room.received[Slot.SLIDES].frames
+    camera = room.received[Slot.TEACHER_CAMERA].frames
+    await asyncio.sleep(1.0)  # the absence of frames can only be waited for
+    assert room.received[Slot.SLIDES].frames == slides
+    await room.wait_frames(Slot.TEACHER_CAMERA, camera + 5, 5)
+
+    await relay.cover_screen(LESSON, False)
+    await room.wait_frames(Slot.SLIDES, slides + 3, timeout=10)

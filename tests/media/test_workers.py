@@ -84,6 +84,14 @@ async def test_two_lessons_on_two_workers_each_carry_their_teacher(
         assert manifests.read(tmp_path / "rec") is not None
         assert {f["name"] for f in manifest["files"]} >= {"camera.webm"}
 
+        # A deck page over the screen share reaches the lesson's worker: no more slides.
+        await room1.wait_frames(Slot.SLIDES, 3, timeout=30)
+        await gateway.cover_screen("L1", True)
+        await asyncio.sleep(0.5)  # what was in flight lands
+        slides = room1.received[Slot.SLIDES].frames
+        await asyncio.sleep(1.0)  # the absence of frames can only be waited for
+        assert room1.received[Slot.SLIDES].frames == slides
+
         await gateway.disconnect("L2", "r2")
         assert not gateway.has_peer("L2", "r2")
     finally:

@@ -40,6 +40,9 @@ class FakeMedia:
     async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:
         self.calls.append(("set_stage", lesson_id, classroom_id))
 
+    async def cover_screen(self, lesson_id: str, covered: bool) -> None:
+        self.calls.append(("cover_screen", lesson_id, covered))
+
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
         self.calls.append(("disconnect", lesson_id, participant_id))
         self.peers.discard((lesson_id, participant_id))

@@ -17,6 +17,7 @@ from tests.signaling.conftest import (
     Clock,
     Running,
     create_lesson,
+    eventually,
     joined,
     make_settings,
     serve,
@@ -93,6 +94,8 @@ async def test_a_deck_goes_to_every_classroom_and_turns_as_events(small: Running
         attached = await a.event("deck_attached", deck_id=deck["id"], pages=3)
         assert attached["width"] == 1920
         await t.event("deck_attached")
+        # Its page covers the screen share on the pages: the relay stops sending it.
+        await eventually(lambda: told(small, ("cover_screen", lid, True)))
         # The pages, to any token of the lesson: immutable, and resumable with Range.
         url = f"/api/lessons/{lid}/decks/{deck['id']}/pages/2"
         whole = await small.http.get(url, headers=bearer(room_a))
@@ -144,6 +147,9 @@ async def test_a_deck_goes_to_every_classroom_and_turns_as_events(small: Running
                 "ready": 3,
                 "total": 3,
             }
+        # Put away: the screen share is sent again.
+        await t.send({"type": "turn_page", "page": 0})
+        await eventually(lambda: told(small, ("cover_screen", lid, False)))
     # A classroom's token may not upload; another lesson's deck is not this lesson's.
     assert (await upload(small, lid, pdf(2), room_a)).status_code == 403
     other = await create_lesson(small)
@@ -151,6 +157,10 @@ async def test_a_deck_goes_to_every_classroom_and_turns_as_events(small: Running
         f"/api/lessons/{other['id']}/decks/{deck['id']}/pages/1", headers=ADMIN
     )
     assert r.status_code == 404
+
+
+async def told(srv: Running, call: tuple[object, ...]) -> bool:
+    return call in srv.media.calls
 
 
 def bomb_many_pages() -> bytes:
