@@ -30,27 +30,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import shutil
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.bench_outage import RECOVERY_LIMIT_S, STATE_JS, STUDENT
+from scripts.bench_outage import RECOVERY_LIMIT_S, STATE_JS, STUDENT, Server
 from scripts.bench_weaklink import (
     CHROMIUM,
     CHROMIUM_ARGS,
     CLASSROOM_SLOTS,
     _free_port,
     _http,
-    wait_healthy,
 )
 from scripts.front import Front
 
@@ -83,43 +79,10 @@ FRAMES_JS = """
 """
 
 
-@dataclass
-class NodeProcess:
-    folder: Path
-    admin_key: str
-    redis_url: str
-    name: str
-    port: int = field(default_factory=lambda: _free_port(HOST))
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "CLASSROOM_ADMIN_KEY": self.admin_key,
-            "CLASSROOM_ICE_HOST_ADDRESSES": HOST,
-            "CLASSROOM_REDIS_URL": self.redis_url,
-        }
-        command = [sys.executable, "-m", "signaling", "serve", "--host", HOST]
-        command += ["--port", str(self.port), "--data-dir", str(self.folder)]
-        log_path = self.folder / f"{self.name}.log"
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_healthy(self.base, self.proc, log_path)
-
-    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(how)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+def node_process(folder: Path, admin_key: str, redis_url: str, name: str) -> Server:
+    """A node of the cluster: `classroom serve` on loopback, sharing `redis_url`."""
+    env = {"CLASSROOM_REDIS_URL": redis_url}
+    return Server(folder, admin_key, HOST, env, f"{name}.log")
 
 
 @dataclass
@@ -202,7 +165,7 @@ async def _wait_flowing(page: Any, since_ms: float, after_pc: int, limit_s: floa
     return None
 
 
-async def _segments(b: NodeProcess, lesson_id: str, admin_key: str) -> list[str]:
+async def _segments(b: Server, lesson_id: str, admin_key: str) -> list[str]:
     """The states of the lesson's recordings, once the dead node's is repaired (10 s at
     most: the repair remuxes its files in the background)."""
     deadline = time.monotonic() + 10
@@ -215,9 +178,9 @@ async def _segments(b: NodeProcess, lesson_id: str, admin_key: str) -> list[str]
 
 
 async def one_run(
-    context: Any, folder: Path, admin_key: str, redis_url: str, b: NodeProcess, ws_on: str, n: int
+    context: Any, folder: Path, admin_key: str, redis_url: str, b: Server, ws_on: str, n: int
 ) -> dict[str, Any]:
-    a = NodeProcess(folder, admin_key, redis_url, f"a{n}")
+    a = node_process(folder, admin_key, redis_url, f"a{n}")
     a.start()
     front = Front(HOST, _free_port(HOST), [(HOST, a.port), (HOST, b.port)])
     await front.start()
@@ -286,11 +249,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="failover-"))
     admin_key = secrets.token_urlsafe(16)
     redis = RedisServer()
-    b = NodeProcess(folder, admin_key, redis.url, "b")
+    b = node_process(folder, admin_key, redis.url, "b")
     runs: list[dict[str, Any]] = []
     try:
         # A first node makes the database and the keys; B is started after it.
-        first = NodeProcess(folder, admin_key, redis.url, "first")
+        first = node_process(folder, admin_key, redis.url, "first")
         first.start()
         b.start()
         first.stop()

@@ -92,29 +92,39 @@ RETRY_S = 0.3
 
 @dataclass
 class Server:
-    """`classroom serve` in this namespace, stopped and started again on one port and folder."""
+    """`classroom serve` of this checkout in a process of its own, stopped and started
+    again on one port and folder: here in this namespace; bench_failover's nodes on
+    loopback, with Redis in `env`."""
 
     folder: Path
     admin_key: str
-    port: int = field(default_factory=lambda: _free_port(SERVER_ADDR))
+    host: str = SERVER_ADDR
+    env: dict[str, str] = field(default_factory=dict)
+    log_name: str = "server.log"
+    port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.port = self.port or _free_port(self.host)
 
     @property
     def base(self) -> str:
-        return f"http://{SERVER_ADDR}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> float:
         """Start; the monotonic time at which /healthz first answered."""
         env = {
             **os.environ,
             "CLASSROOM_ADMIN_KEY": self.admin_key,
-            "CLASSROOM_ICE_HOST_ADDRESSES": SERVER_ADDR,
+            "CLASSROOM_ICE_HOST_ADDRESSES": self.host,
+            **self.env,
         }
-        command = [sys.executable, "-m", "signaling", "serve", "--host", SERVER_ADDR]
+        command = [sys.executable, "-m", "signaling", "serve", "--host", self.host]
         command += ["--port", str(self.port), "--data-dir", str(self.folder)]
-        with open(self.folder / "server.log", "ab") as log:
+        log_path = self.folder / self.log_name
+        with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_healthy(self.base, self.proc, self.folder / "server.log")
+        wait_healthy(self.base, self.proc, log_path)
         return time.monotonic()
 
     def stop(self, how: signal.Signals = signal.SIGTERM) -> None:

@@ -123,29 +123,25 @@ class Recordings:
         """After a start: recordings a dead server left "recording" are repaired and
         marked "interrupted"; the files play to the last cluster written."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for directory in sorted(self.root.iterdir()):
-            manifest = _read_manifest(directory)
-            if manifest is None or manifest.get("state") != "recording":
-                continue
-            try:
-                manifest = await asyncio.to_thread(repair, directory, manifest)
-            except Exception:
-                log.exception("could not repair recording %s", directory.name)
-                continue
-            self.offline.request(directory, manifest)
+        await self._repair_left(lambda manifest: True)
 
     async def adopted(self, lesson_id: str) -> None:
         """This node adopted a lesson from a node that died: that node's recording of it,
         left "recording", is repaired and marked "interrupted" (as `load` does after a
         crash). The teacher's next offer, here, starts the lesson's next recording; both
         are listed for the lesson, in order (`of_lesson`)."""
+        await self._repair_left(lambda manifest: manifest.get("lesson_id") == lesson_id)
+
+    async def _repair_left(self, wanted: Callable[[dict[str, Any]], bool]) -> None:
+        """Repair each recording `wanted` picks that a server left "recording" and this
+        one does not write."""
         for directory in sorted(self.root.iterdir()) if self.root.is_dir() else []:
             manifest = _read_manifest(directory)
             if (
                 manifest is None
-                or manifest.get("lesson_id") != lesson_id
                 or manifest.get("state") != "recording"
                 or self.is_active(directory.name)
+                or not wanted(manifest)
             ):
                 continue
             try:
@@ -153,9 +149,8 @@ class Recordings:
             except Exception:
                 log.exception("could not repair recording %s", directory.name)
                 continue
-            log.info(
-                "recording %s of lesson %s repaired after its node died", directory.name, lesson_id
-            )
+            lesson_id = manifest.get("lesson_id")
+            log.info("recording %s of lesson %s repaired", directory.name, lesson_id)
             self.offline.request(directory, manifest)
 
     async def given_up(self, lesson_id: str) -> None:

@@ -110,12 +110,7 @@ class TokenIssuer:
         payload = self._decode(token, ["exp", "rec", "typ"])
         if payload.get("typ") != REPLAY_ROLE:
             raise TokenError("bad_token", _NOT_VALID)
-        try:
-            expires = float(payload["exp"])
-        except (ValueError, TypeError):
-            raise TokenError("bad_token", _NOT_VALID) from None
-        if expires <= self._now():
-            raise TokenError("token_expired", "this replay link has expired; ask for a new one")
+        expires = self._unexpired(payload, "this replay link has expired; ask for a new one")
         if payload["rec"] != recording_id:
             raise TokenError("bad_token", "this link is for another recording")
         return expires
@@ -143,13 +138,18 @@ class TokenIssuer:
         payload = self._decode(token, ["exp", "sub", "typ"])
         if payload.get("typ") != EDGE_TYPE or "lesson" in payload or "role" in payload:
             raise TokenError("bad_token", _NOT_VALID)
+        self._unexpired(payload, "this edge token has expired; make a new one")
+        return str(payload["sub"])
+
+    def _unexpired(self, payload: dict[str, Any], expired: str) -> float:
+        """The token's expiry, or TokenError: `expired` if it has passed."""
         try:
             expires = float(payload["exp"])
         except (ValueError, TypeError):
             raise TokenError("bad_token", _NOT_VALID) from None
         if expires <= self._now():
-            raise TokenError("token_expired", "this edge token has expired; make a new one")
-        return str(payload["sub"])
+            raise TokenError("token_expired", expired)
+        return expires
 
     # -- the one signing key ---------------------------------------------------------
 
