@@ -163,6 +163,13 @@ def create_app(
         if cluster is not None:
             cluster.lessons.adopt_listeners.append(recordings.adopted)
             cluster.lessons.give_up_listeners.append(recordings.given_up)
+        if hasattr(media, "on_moved"):
+            # Relay workers (media.workers): a lesson whose worker died moves to a live one.
+            async def moved(lesson_id: str) -> None:
+                await recordings.media_lost(lesson_id)
+                await lessons.media_moved(lesson_id)
+
+            media.on_moved = moved
         links: asyncio.Task[None] | None = None
         try:
             # A recording left "recording" is another running node's, not a dead one's.

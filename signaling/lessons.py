@@ -25,7 +25,7 @@ from media.gateway import LinkReport, MediaGateway
 from signaling import media_cues
 from signaling.bus import Envelope, LessonBus, Unsubscribe
 from signaling.metrics import Metrics
-from signaling.protocol import EventMsg, LinkMsg, encode
+from signaling.protocol import EventMsg, LinkMsg, MediaMovedMsg, encode
 from signaling.store import Store, StoredParticipant
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,17 @@ class Lessons:
         return Lesson.replay(events) if events else None
 
     # -- commands ------------------------------------------------------------------
+
+    async def media_moved(self, lesson_id: str) -> None:
+        """The lesson's media starts again elsewhere (its relay worker died): the relay is
+        told the stage and the deck, and every connection of the lesson is told
+        `media_moved`, on which the pages offer again."""
+        async with self._lock(lesson_id):
+            lesson = self._live.get(lesson_id)
+            if lesson is None or lesson.state is LessonState.ENDED:
+                return
+            await self._play(lesson_id, media_cues.resume_cues(lesson))
+            await self._bus.publish(lesson_id, Envelope("media_moved", encode(MediaMovedMsg())))
 
     def _lock(self, lesson_id: str) -> asyncio.Lock:
         return self._locks.setdefault(lesson_id, asyncio.Lock())

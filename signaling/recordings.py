@@ -153,6 +153,15 @@ class Recordings:
             log.info("recording %s of lesson %s repaired", directory.name, lesson_id)
             self.offline.request(directory, manifest)
 
+    async def media_lost(self, lesson_id: str) -> None:
+        """The relay worker that recorded the lesson died: its segment, left "recording",
+        is repaired and marked "interrupted"; the teacher's next offer, on another
+        worker, starts the next one."""
+        active = self._active.pop(lesson_id, None)
+        if active is not None:
+            active.timeline.close()
+        await self._repair_left(lambda manifest: manifest.get("lesson_id") == lesson_id)
+
     async def given_up(self, lesson_id: str) -> None:
         """This node stalled, was taken for dead, and another node adopted the lesson:
         its recording here ends now, finalized (the adopter's is the next segment)."""

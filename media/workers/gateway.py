@@ -5,9 +5,12 @@ the call's lesson (media.workers.worker), as a request on that worker's socket, 
 its answer comes back. A lesson is placed on the least-loaded running worker the
 first time it is named (media.workers.placement) and stays there until it ends.
 
-A worker that dies takes its lessons' media with it: their calls then fail with a
-MediaError a user can read (an offer) or do nothing (a leave, the end), `has_peer`
-says no, and the other workers' lessons go on. Nothing is moved elsewhere.
+A worker that dies takes its lessons' media with it, and only theirs: the other
+workers' lessons go on. Its lessons are placed again on a live worker at their next
+call, and `on_moved` is told each of them: signaling then replays the stage and asks
+every page of the lesson to offer again (`media_moved`), so the lesson's media comes
+back on the live worker within a few seconds. With no live worker left, offers fail with
+a MediaError a user can read.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -137,6 +140,10 @@ class WorkerGateway:
         self._readers: list[asyncio.Task[None]] = []
         self._connected: asyncio.Future[None] | None = None
         self._closed = False
+        # Told each lesson whose worker died, once the lesson is free to be placed on a
+        # live one (signaling replays its stage and asks its pages to offer again).
+        self.on_moved: Callable[[str], Awaitable[None]] | None = None
+        self._moving: set[asyncio.Task[None]] = set()
         try:
             # All start at once, then each is waited for: N imports of aiortc in parallel.
             for index in range(count):
@@ -293,10 +300,31 @@ class WorkerGateway:
         if self._closed:
             return
         code = await asyncio.to_thread(_reap, worker.proc)
+        lost = sorted(worker.lessons)
         logger.error(
-            "relay worker %d (pid %d) stopped (exit %s): the media of lessons %s is lost",
-            worker.index, worker.pid, code, sorted(worker.lessons) or "(none)",
+            "relay worker %d (pid %d) stopped (exit %s): lessons %s move to the live workers",
+            worker.index, worker.pid, code, lost or "(none)",
         )  # fmt: skip
+        # Its lessons are placed again at their next call (their pages' new offers).
+        for lesson_id in lost:
+            if self._placed.get(lesson_id) is worker:
+                del self._placed[lesson_id]
+            if self._recording_on.get(lesson_id) is worker:
+                del self._recording_on[lesson_id]
+        worker.lessons.clear()
+        if self.on_moved is None or least_loaded(self.loads()) is None:
+            return
+        for lesson_id in lost:
+            task = asyncio.create_task(self._moved(self.on_moved, lesson_id))
+            self._moving.add(task)
+            task.add_done_callback(self._moving.discard)
+
+    @staticmethod
+    async def _moved(on_moved: Callable[[str], Awaitable[None]], lesson_id: str) -> None:
+        try:
+            await on_moved(lesson_id)
+        except Exception:
+            logger.exception("lesson %s: moving its media to a live worker failed", lesson_id)
 
     # --- MediaGateway --------------------------------------------------------------------
 

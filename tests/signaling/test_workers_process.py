@@ -3,8 +3,9 @@ relay worker processes, aiortc teachers and classrooms on 127.0.0.1.
 
 Two lessons land on different workers (each worker offers its own UDP port, the setting
 plus its index, so an answer says which worker took it); each plays its teacher to its
-classroom and records; a worker killed by its PID takes its lesson's media only; the
-server, stopped or killed, leaves no worker behind. The server is started and stopped by
+classroom and records; a worker killed by its PID takes its lesson's media only, which
+moves to the live worker (its pages told to offer again, its recording in a second
+segment); the server, stopped or killed, leaves no worker behind. The server is started and stopped by
 these tests, by its PID; the killed worker too.
 """
 
@@ -195,14 +196,29 @@ async def test_two_lessons_on_two_workers_and_one_worker_killed(tmp_path: Path) 
             survivor = rooms[1].peer.received[Slot.TEACHER_CAMERA]
             await rooms[1].peer.wait_frames(Slot.TEACHER_CAMERA, survivor.frames + 30, 40)
             assert (await http.get("/healthz")).status_code == 200
-            # The lost lesson's classroom offers again: told the media is unavailable.
-            await rooms[0].peer.close()
-            rooms[0].peer = SyntheticParticipant(Role.CLASSROOM)
-            refused = await rooms[0].offer()
-            assert refused["type"] == "error" and refused["code"] == "media_unavailable"
-            # Its lesson is still there for what is not media: a hand goes up.
+            # The lost lesson moves to the live worker: its teacher and classroom are told
+            # `media_moved` and offer again, as their pages do, and the picture is back.
+            for member, role in ((teachers[0], Role.TEACHER), (rooms[0], Role.CLASSROOM)):
+                await member.expect(lambda m: m["type"] == "media_moved", timeout=20)
+                await member.peer.close()
+                member.peer = SyntheticParticipant(role)
+                again = await member.offer()
+                assert again["type"] == "answer", again
+                assert udp_port(again["sdp"]) == base + worker_of[1]
+            await rooms[0].peer.wait_frames(Slot.TEACHER_CAMERA, 20, timeout=40)
+            # Its lesson went on meanwhile: a hand goes up.
             await rooms[0].ws.send(json.dumps({"type": "raise_hand", "student": "王芳"}))
             await rooms[0].expect(lambda m: m.get("event", {}).get("kind") == "hand_raised")
+            # Its recording: the dead worker's segment repaired, the next one on the live
+            # worker (the repair remuxes in the background: a few seconds at most).
+            lesson_recordings = f"/api/lessons/{lessons[0]['id']}/recordings"
+            async with asyncio.timeout(20):
+                while True:
+                    listed = (await http.get(lesson_recordings, headers=ADMIN)).json()
+                    states = sorted(r["state"] for r in listed["recordings"])
+                    if states == ["interrupted", "recording"]:
+                        break
+                    await asyncio.sleep(0.5)
             # A new lesson goes to the live worker.
             body = {"title": "生物", "classrooms": ["A"]}
             third = (await http.post("/api/lessons", json=body, headers=ADMIN)).json()
