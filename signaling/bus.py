@@ -27,6 +27,10 @@ class Envelope:
     participants: frozenset[str] = field(default_factory=frozenset)
     # The lesson ended with this message: connections close after sending it.
     final: bool = False
+    # A state that a newer envelope of the same key replaces (a participant's link
+    # report): one still waiting in a connection's outbox is overwritten, not queued
+    # behind, so a client that reads slowly gets the newest, not a backlog.
+    latest_of: str | None = None
 
     def for_(self, participant_id: str, role: str, media_id: str | None = None) -> bool:
         """`media_id`: the connection's own id at the relay (an observer's viewers

@@ -412,6 +412,7 @@ class Lessons:
             encode(msg),
             roles=frozenset() if viewer else frozenset({str(Role.TEACHER), str(Role.OBSERVER)}),
             participants=frozenset({report.participant_id}),
+            latest_of="link:" + report.participant_id,
         )
         await self._bus.publish(report.lesson_id, envelope)
         if viewer:

@@ -91,7 +91,16 @@ class _Close:
     reason: str
 
 
-_Item = _Out | _Close | list[_Out]
+@dataclass
+class _Latest:
+    """An outbox place for the newest message of a key (`Envelope.latest_of`): a newer
+    one replaces `out` while it waits, and the writer sends whatever it holds then."""
+
+    key: str
+    out: _Out
+
+
+_Item = _Out | _Close | list[_Out] | _Latest
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,8 @@ class Connection:
         self._outbox: asyncio.Queue[_Item] = asyncio.Queue(services.settings.outbox_size)
         self._stopped = asyncio.Event()
         self._drop_reason: str | None = None
+        # The outbox places of keyed messages still waiting, by key (`_Latest`).
+        self._waiting: dict[str, _Latest] = {}
         self._flush_then_close = False
         self._claims: Claims | None = None
         self._media_id: str | None = None
@@ -203,6 +214,9 @@ class Connection:
             if isinstance(item, _Close):
                 await self._t.close(item.code, item.reason)
                 return
+            if isinstance(item, _Latest):
+                del self._waiting[item.key]
+                item = item.out
             for out in item if isinstance(item, list) else [item]:
                 await self._t.send(out.text)
                 self._s.metrics.messages_out.labels(out.type).inc()
@@ -274,7 +288,15 @@ class Connection:
             claims.participant_id, str(claims.role), self._media_id
         ):
             return
-        self._enqueue(_Out(envelope.type, envelope.text))
+        out = _Out(envelope.type, envelope.text)
+        key = envelope.latest_of
+        if key is None:
+            self._enqueue(out)
+        elif key in self._waiting:
+            self._waiting[key].out = out
+        else:
+            self._waiting[key] = _Latest(key, out)
+            self._enqueue(self._waiting[key])
         if envelope.final:
             self._enqueue(_Close(CLOSE_NORMAL, "lesson_ended"))
 

@@ -93,6 +93,7 @@ class RedisBus:
             "roles": sorted(envelope.roles),
             "participants": sorted(envelope.participants),
             "final": envelope.final,
+            "latest_of": envelope.latest_of,
         }
         seq = _seq(envelope)
         try:
@@ -118,6 +119,7 @@ class RedisBus:
             roles=frozenset(message["roles"]),
             participants=frozenset(message["participants"]),
             final=bool(message["final"]),
+            latest_of=message.get("latest_of"),
         )
         self._deliver(lesson_id, envelope)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from media.gateway import LinkReport
 from signaling.settings import Settings
 from signaling.ws import Connection
 from tests.signaling.conftest import Running, joined, make_settings, snapshot
@@ -95,3 +96,48 @@ async def _drain_until_left(peer: object) -> list[dict[str, object]]:
         if msg["event"]["kind"] == "participant_left":
             out.append(msg["event"])
             return out
+
+
+async def test_a_slow_teacher_gets_the_newest_link_report_not_a_backlog(srv: Running) -> None:
+    """Link reports are states: one still waiting in a slow reader's outbox is replaced
+    by the newer one. A teacher's page that stalls while 50 reports of a classroom come
+    (its outbox holds 8) is not dropped, and then reads the newest report only."""
+    r = await srv.http.post(
+        "/api/lessons",
+        json={"title": "Slow teacher", "classrooms": ["Village"]},
+        headers={"Authorization": f"Bearer {srv.settings.admin_key.get_secret_value()}"},  # type: ignore[union-attr]
+    )
+    lesson = r.json()
+    room = lesson["classrooms"][0]
+    async with joined(srv, room["token"]) as (classroom, _):
+        await classroom.events(1)
+        stuck = StuckTransport(lesson["teacher"]["token"])
+        teacher = asyncio.create_task(Connection(stuck, srv.app.state.runtime.services).run())
+        async with asyncio.timeout(10):
+            while True:
+                ev = (await classroom.expect("event"))["event"]
+                if ev["kind"] == "participant_joined" and ev["participant_id"] == "teacher":
+                    break
+        for i in range(50):
+            await srv.media.push_report(
+                LinkReport(lesson["id"], room["id"], 100.0 + i, 90.0, 0.0, 40.0, {"slides": "low"})
+            )
+        # What the classroom itself is shown of its link (its own report) says they came.
+        async with asyncio.timeout(10):
+            while True:
+                msg = await classroom.recv()
+                if msg["type"] == "link" and msg["estimate_kbps"] == 149.0:
+                    break
+        assert not teacher.done()
+        stuck._stuck.set()  # the teacher's page reads again
+        async with asyncio.timeout(10):
+            while not any('"estimate_kbps":149.0' in text for text in stuck.sent):
+                await asyncio.sleep(0.01)
+        links = [json.loads(t) for t in stuck.sent if json.loads(t)["type"] == "link"]
+        # One send was under way as the page stalled; the rest waited as one place.
+        assert len(links) <= 2 and links[-1]["estimate_kbps"] == 149.0
+        stuck._gone.set()
+        async with asyncio.timeout(10):
+            await teacher
+    metrics = (await srv.http.get("/metrics")).text
+    assert 'reason="too_slow"' not in metrics
