@@ -1,4 +1,5 @@
-"""How long a classroom page is without the teacher's camera when the lesson's node is killed.
+"""How long a classroom page is without the teacher's camera when the lesson's node (or relay
+worker) is killed.
 
     python -m scripts.bench_failover [--runs 3] [--ws-on survivor,dead]
 
@@ -18,7 +19,10 @@ Where the participants' WebSockets are, per scenario:
   says `media_moved`;
 - `dead`: on A, through one address in front of both nodes (scripts.front, a load
   balancer's stand-in): their WebSockets close with A, and they reconnect by themselves,
-  reaching B, which refuses them (`lesson_unavailable`) until it has adopted the lesson.
+  reaching B, which refuses them (`lesson_unavailable`) until it has adopted the lesson;
+- `worker`: no Redis and no second node: one server with two relay workers
+  (`CLASSROOM_WORKERS=2`), and the worker that holds the lesson's media is killed
+  instead; the server moves the lesson to the other worker and says `media_moved`.
 
 Also per run: when the teacher was told `media_moved` (survivor), whether the page's hand
 and its place in the queue are kept. Nobody clicks anything after the hand. The last line
@@ -30,12 +34,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import secrets
 import shutil
 import signal
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,17 +187,79 @@ async def _segments(b: Server, lesson_id: str, admin_key: str) -> list[str]:
 async def one_run(
     context: Any, folder: Path, admin_key: str, redis_url: str, b: Server, ws_on: str, n: int
 ) -> dict[str, Any]:
+    """`survivor` or `dead`: the lesson on a fresh node A, A killed, B adopts it."""
     a = node_process(folder, admin_key, redis_url, f"a{n}")
     a.start()
     front = Front(HOST, _free_port(HOST), [(HOST, a.port), (HOST, b.port)])
     await front.start()
     base = f"http://{HOST}:{front.port}" if ws_on == "dead" else b.base
+    try:
+        return await _through_a_kill(
+            context, a.base, base, b, admin_key, ws_on, lambda: a.stop(signal.SIGKILL)
+        )
+    finally:
+        await front.close()
+        a.stop(signal.SIGKILL)
+
+
+async def worker_run(context: Any, folder: Path, admin_key: str, n: int) -> dict[str, Any]:
+    """`worker`: one server with two relay workers (no Redis); the lesson's worker is
+    killed by its PID and the server moves the lesson to the other one."""
+    server = Server(folder / f"w{n}", admin_key, HOST, {"CLASSROOM_WORKERS": "2"})
+    server.folder.mkdir(parents=True)
+    server.start()
+    assert server.proc is not None
+    server_pid = server.proc.pid
+
+    def kill() -> None:
+        log = (server.folder / server.log_name).read_text(errors="replace")
+        placed = re.findall(r"placed on relay worker (\d+)", log)
+        os.kill(relay_workers(server_pid)[int(placed[0])], signal.SIGKILL)
+
+    try:
+        return await _through_a_kill(
+            context, server.base, server.base, server, admin_key, "worker", kill
+        )
+    finally:
+        server.stop()
+
+
+def relay_workers(server_pid: int) -> dict[int, int]:
+    """A server's relay workers (`--workers`): index -> PID, from /proc (their parent and
+    their command line)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode().split("\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == server_pid and "media.workers.worker" in argv:
+            found[int(argv[argv.index("--index") + 1])] = int(entry)
+    return found
+
+
+async def _through_a_kill(
+    context: Any,
+    create_on: str,
+    base: str,
+    after: Server,
+    admin_key: str,
+    ws_on: str,
+    kill: Callable[[], None],
+) -> dict[str, Any]:
+    """A lesson made on `create_on`, its page and participants on `base`, then `kill`:
+    what the page shows after it, and the recordings `after` lists."""
     tasks: list[asyncio.Task[None]] = []
     page = await context.new_page()
     try:
         lesson = _http(
             "POST",
-            a.base + "/api/lessons",
+            create_on + "/api/lessons",
             {"title": "节点故障", "classrooms": ["石桥小学", "河口小学"]},
             admin_key,
         )
@@ -216,20 +285,20 @@ async def one_run(
 
         kill_ms, pc_number = await page.evaluate("[performance.now(), window.__pcNumber]")
         t_kill = time.monotonic()
-        a.stop(signal.SIGKILL)
+        kill()
         video_back = await _wait_flowing(page, kill_ms, pc_number, RECOVERY_LIMIT_S)
         await asyncio.sleep(1.0)
-        after = await _state(page)
+        state = await _state(page)
         moved = [t - t_kill for t in teacher.moved_at if t > t_kill]
-        segments = await _segments(b, lesson["id"], admin_key)
-        _http("POST", f"{b.base}/api/lessons/{lesson['id']}/end", None, admin_key)
+        segments = await _segments(after, lesson["id"], admin_key)
+        _http("POST", f"{after.base}/api/lessons/{lesson['id']}/end", None, admin_key)
         return {
             "ws_on": ws_on,
             "video_back_s": video_back,
             "teacher_told_media_moved_s": round(moved[0], 2) if moved else None,
-            "rejoined": after["signal"] == "open" and after["media"] == "connected",
-            "hand_kept": after["hand_shown"],
-            "queue_kept": after["hands"] == before["hands"],
+            "rejoined": state["signal"] == "open" and state["media"] == "connected",
+            "hand_kept": state["hand_shown"],
+            "queue_kept": state["hands"] == before["hands"],
             "recording_segments": segments,
         }
     finally:
@@ -237,8 +306,6 @@ async def one_run(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await page.close()
-        await front.close()
-        a.stop(signal.SIGKILL)
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,10 +335,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 for n in range(args.runs):
                     for ws_on in args.ws_on:
-                        runs.append(
-                            await one_run(context, folder, admin_key, redis.url, b, ws_on, n)
-                        )
-                        print(json.dumps(runs[-1], ensure_ascii=False), flush=True)
+                        if ws_on == "worker":
+                            run = await worker_run(context, folder, admin_key, n)
+                        else:
+                            run = await one_run(context, folder, admin_key, redis.url, b, ws_on, n)
+                        runs.append(run)
+                        print(json.dumps(run, ensure_ascii=False), flush=True)
             finally:
                 await context.close()
     finally:
@@ -299,8 +368,9 @@ def main() -> None:
     parser.add_argument(
         "--ws-on",
         type=lambda text: [x for x in text.split(",") if x],
-        default=["survivor", "dead"],
-        help="where the participants' WebSockets are: survivor, dead (comma-separated)",
+        default=["survivor", "dead", "worker"],
+        help="where the participants' WebSockets are: survivor, dead (comma-separated); "
+        "worker: one server with two relay workers, the lesson's worker killed",
     )
     parser.add_argument("--keep", action="store_true", help="keep the folder (logs, recordings)")
     args = parser.parse_args()

@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from classroom.roles import Role
 from media.slots import Slot
 from media.synthetic import SyntheticParticipant
+from scripts.bench_failover import relay_workers
 from tests.signaling.test_process import ADMIN_KEY, Server
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.e2e]
@@ -49,24 +50,6 @@ def _two_free_udp_ports() -> int:
                     continue
                 return port
     raise AssertionError("no two free UDP ports side by side")
-
-
-def workers_of(server_pid: int) -> dict[int, int]:
-    """The server's relay workers: index -> PID (from /proc: parent and command line)."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode().split("\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == server_pid and "media.workers.worker" in argv:
-            found[int(argv[argv.index("--index") + 1])] = int(entry)
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -150,7 +133,7 @@ async def test_two_lessons_on_two_workers_and_one_worker_killed(tmp_path: Path) 
     workers: dict[int, int] = {}
     try:
         await server.ready()
-        workers = workers_of(server.proc.pid)
+        workers = relay_workers(server.proc.pid)
         assert sorted(workers) == [0, 1], server.output()[-2000:]
         ws_url = server.url.replace("http", "ws") + "/ws"
         async with contextlib.AsyncExitStack() as stack:
@@ -242,7 +225,7 @@ async def test_a_killed_server_leaves_no_worker(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", ["--workers", "2"])
     try:
         await server.ready()
-        workers = workers_of(server.proc.pid)
+        workers = relay_workers(server.proc.pid)
         assert len(workers) == 2
         os.kill(server.proc.pid, signal.SIGKILL)
         server.proc.wait(10)
