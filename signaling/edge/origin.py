@@ -44,6 +44,7 @@ from signaling.edge.protocol import (
     Report,
     Request,
     RequestRefused,
+    SendUp,
     SetStage,
     Want,
     Welcome,
@@ -88,6 +89,10 @@ class FeedOrigin(Protocol):
 
     def want_feed(self, lesson_id: str, edge_id: str, lines: Collection[int]) -> None: ...
 
+    async def negotiate_uplink(
+        self, lesson_id: str, participant_id: str, offer_sdp: str
+    ) -> str: ...
+
 
 class EdgeMedia:
     """`MediaGateway` over the local relay and the linked edges."""
@@ -124,6 +129,8 @@ class EdgeMedia:
         del self._links[edge]
         for key in [k for k, e in self._placed.items() if e == edge]:
             del self._placed[key]
+            # Its uplink, if the edge sent one up.
+            await self._local.disconnect(*key)
         for lesson_id in self._pulled.pop(edge, set()):
             await self._feeds.drop_feed(lesson_id, edge)
         log.info("edge %s unlinked", edge)
@@ -140,6 +147,17 @@ class EdgeMedia:
         if isinstance(request, Want):
             self._feeds.want_feed(request.lesson_id, edge, request.lines)
             return Done(type="done", id=request.id)
+        if isinstance(request, SendUp):
+            # Only a classroom this edge serves: an edge cannot speak for another's.
+            if self._route(request.lesson_id, request.participant_id) != edge:
+                raise RequestRefused("not_allowed", "that classroom is not served by this edge")
+            try:
+                sdp = await self._feeds.negotiate_uplink(
+                    request.lesson_id, request.participant_id, request.sdp
+                )
+            except MediaError as exc:
+                raise RequestRefused("bad_sdp", str(exc)) from None
+            return Answer(type="answer", id=request.id, sdp=sdp)
         if isinstance(request, Release):
             self._pulled.get(edge, set()).discard(request.lesson_id)
             await self._feeds.drop_feed(request.lesson_id, edge)
@@ -224,9 +242,9 @@ class EdgeMedia:
 
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
         edge = self._placed.pop((lesson_id, participant_id), None)
-        if edge is None:
-            await self._local.disconnect(lesson_id, participant_id)
-        else:
+        # Here: the classroom's connection, or its uplink from its edge.
+        await self._local.disconnect(lesson_id, participant_id)
+        if edge is not None:
             await self._ask_edge(edge, lambda c: _disconnect(c, lesson_id, participant_id))
 
     async def end_lesson(self, lesson_id: str) -> None:

@@ -1,6 +1,8 @@
 """A real origin (`classroom serve`) and a real county edge (`classroom edge`), each its
 own process on 127.0.0.1: a classroom of the edge's school gets the teacher's camera
-from the edge, while its hand still goes through the origin.
+from the edge, while its hand still goes through the origin; its own camera goes up
+to the origin, to its tile in the teacher's mosaic and to the stage when it has the
+floor.
 
 Both processes are started and stopped by this test, by their PIDs.
 """
@@ -26,10 +28,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from classroom.roles import Role
+from media.pipeline.mosaic import Tiles
 from media.slots import Slot
 from media.synthetic import MovingPicture, SyntheticParticipant
 from signaling import keys
 from signaling.edge.protocol import CLOSE_BAD_TOKEN, PATH
+from signaling.lessons import TEACHER_ID
 from signaling.settings import Settings
 from signaling.tokens import TokenIssuer
 
@@ -135,6 +139,28 @@ async def media_of(client: Client, participant: SyntheticParticipant) -> str:
     return sdp
 
 
+async def mosaic_tiles(teacher_ws: Client, teacher_id: str, wanted: str) -> Tiles:
+    """The teacher's mosaic layout, once `wanted` has a tile in it (the teacher's own
+    link reports say who is in which tile)."""
+    for _ in range(200):
+        msg = await teacher_ws.recv()
+        previews = msg.get("previews") or []
+        if msg["type"] == "link" and msg["participant_id"] == teacher_id and wanted in previews:
+            tiles = Tiles()
+            tiles.positions = list(previews)
+            assert tiles.columns == msg["preview_columns"]
+            return tiles
+    raise AssertionError(f"{wanted} has no tile in the teacher's mosaic")
+
+
+def tile_shows_a_picture(mosaic: Any, tiles: Tiles, participant_id: str) -> bool:
+    """Whether the tile shows a camera: the synthetic one is a gradient, an empty
+    tile is one flat grey."""
+    x, y, width, height = tiles.box(tiles.positions.index(participant_id))
+    luma = mosaic.to_ndarray(format="gray")[y : y + height, x : x + width]
+    return float(luma.std()) > 20.0
+
+
 async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,6 +261,47 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
                     break
             else:
                 raise AssertionError("no link report of the edge's classroom")
+
+            # The far classroom's camera went up to the origin: it has a tile in the
+            # teacher's mosaic, with its picture in it (not the empty tile's grey).
+            teacher_id = TEACHER_ID
+            tiles = await mosaic_tiles(teacher_ws, teacher_id, far_id)
+            assert "edge sends" in edge.output()
+            await teacher.wait_frames(Slot.CLASSROOMS, 5, timeout=30)
+            for _ in range(100):
+                picture = teacher.received[Slot.CLASSROOMS].last
+                assert picture is not None
+                if tile_shows_a_picture(picture, tiles, far_id):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the edge classroom's tile shows no picture")
+
+            # The teacher gives it the floor: its camera and sound reach the teacher and
+            # the origin's classroom, not itself.
+            await teacher_ws.send({"type": "grant_floor", "classroom_id": far_id})
+            await teacher_ws.until("floor_granted")
+            for peer in (teacher, rooms[1]):
+                video = await peer.wait_frames(Slot.STAGE_VIDEO, 10, timeout=30)
+                assert (320, 180) in video.sizes
+                audio = peer.received[Slot.STAGE_AUDIO]
+                for _ in range(300):
+                    if audio.nonsilent_frames >= 10:
+                        break
+                    await asyncio.sleep(0.1)
+                assert audio.nonsilent_frames >= 10, audio
+            assert rooms[0].received[Slot.STAGE_VIDEO].frames == 0
+
+            # Revoked: the stage goes quiet for everyone (frames already on their way
+            # are let through first).
+            await teacher_ws.send({"type": "revoke_floor"})
+            await teacher_ws.until("floor_revoked")
+            await asyncio.sleep(1.5)
+            watched = [(p, slot) for p in (teacher, rooms[1])
+                       for slot in (Slot.STAGE_VIDEO, Slot.STAGE_AUDIO)]  # fmt: skip
+            before = [p.received[slot].frames for p, slot in watched]
+            await asyncio.sleep(2.0)
+            assert [p.received[slot].frames for p, slot in watched] == before
 
         for peer in peers:
             await peer.close()
