@@ -140,7 +140,12 @@ class TokenIssuer:
 
     def verify_edge(self, token: str) -> str:
         """The edge's name, or TokenError (a participant's or a replay token is refused)."""
-        payload = self._decode(token, ["exp", "sub", "typ"])
+        return self.verify_edge_grant(token)[0]
+
+    def verify_edge_grant(self, token: str) -> tuple[str, float]:
+        """The edge's name and when its token was issued (a revocation refuses the
+        tokens issued before it, signaling.edge.revocations), or TokenError."""
+        payload = self._decode(token, ["exp", "iat", "sub", "typ"])
         if payload.get("typ") != EDGE_TYPE or "lesson" in payload or "role" in payload:
             raise TokenError("bad_token", _NOT_VALID)
         try:
@@ -149,7 +154,11 @@ class TokenIssuer:
             raise TokenError("bad_token", _NOT_VALID) from None
         if expires <= self._now():
             raise TokenError("token_expired", "this edge token has expired; make a new one")
-        return str(payload["sub"])
+        try:
+            issued = float(payload["iat"])
+        except (ValueError, TypeError):
+            raise TokenError("bad_token", _NOT_VALID) from None
+        return str(payload["sub"]), issued
 
     # -- the one signing key ---------------------------------------------------------
 

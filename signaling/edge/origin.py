@@ -50,10 +50,16 @@ from signaling.edge.protocol import (
     Welcome,
     parse,
 )
+from signaling.edge.revocations import Revocations
 from signaling.errors import ApiError
 from signaling.tokens import TokenError, TokenIssuer
 
 log = logging.getLogger(__name__)
+
+# How often an open link looks whether its token was revoked (`classroom edge-token
+# --revoke` runs in a process of its own and only writes the data directory's file).
+REVOCATION_CHECK_S = 2.0
+REVOKED = "this edge token was revoked; ask the origin's admin for a new one"
 
 # (lesson id, participant id) -> the edge that should serve it, or None.
 Route = Callable[[str, str], str | None]
@@ -313,8 +319,10 @@ async def serve_link(
     tokens: TokenIssuer,
     guard: CredentialGuard,
     hello_timeout_s: float,
+    revocations: Revocations | None = None,
 ) -> None:
-    """One edge's link (`/edge/v1`), from its hello to its close."""
+    """One edge's link (`/edge/v1`), from its hello to its close (or its token's
+    revocation: `revocations` is looked at every REVOCATION_CHECK_S while it is open)."""
     await ws.accept()
     if edges is None:
         await ws.close(CLOSE_NO_EDGES, "this server routes no school to an edge")
@@ -333,10 +341,18 @@ async def serve_link(
         await ws.close(CLOSE_BAD_VERSION, f"this origin speaks edge link version {VERSION}")
         return
     try:
-        edge = tokens.verify_edge(hello.token)
+        edge, issued_at = tokens.verify_edge_grant(hello.token)
     except TokenError as exc:
         guard.wrong()
         await ws.close(CLOSE_BAD_TOKEN, exc.message)
+        return
+
+    def revoked() -> bool:
+        return revocations is not None and revocations.refuses(edge, issued_at)
+
+    if revoked():
+        guard.wrong()
+        await ws.close(CLOSE_BAD_TOKEN, REVOKED)
         return
     lock = asyncio.Lock()
 
@@ -350,6 +366,17 @@ async def serve_link(
     channel = Channel(send, serve, lambda report: edges.on_report(edge, report))
     await send(Welcome(type="welcome", edge=edge).model_dump_json())
     edges.attach(edge, channel)
+
+    async def watch() -> None:
+        while not revoked():
+            await asyncio.sleep(REVOCATION_CHECK_S)
+        log.warning("edge %s: its token was revoked; its link is closed", edge)
+        # Requests from here fail as over a closed link from now on.
+        channel.close()
+        async with lock:
+            await ws.close(CLOSE_BAD_TOKEN, REVOKED)
+
+    watching = asyncio.create_task(watch(), name="edge-revocation")
     try:
         while True:
             text = await ws.receive_text()
@@ -362,5 +389,6 @@ async def serve_link(
     except WebSocketDisconnect:
         pass
     finally:
+        watching.cancel()
         channel.close()
         await edges.detach(edge, channel)

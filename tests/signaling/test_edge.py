@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,7 @@ from signaling.edge.protocol import (
     Want,
     parse,
 )
+from signaling.edge.revocations import Revocations
 from signaling.settings import SettingsError, load_settings
 from signaling.tokens import TokenError, TokenIssuer
 
@@ -99,6 +101,31 @@ def test_edge_tokens_open_only_the_edge_link() -> None:
     with pytest.raises(TokenError, match="expired") as expired:
         issuer.verify_edge(token)
     assert expired.value.code == "token_expired"
+
+
+def test_a_revocation_refuses_the_tokens_made_until_then(tmp_path: Path) -> None:
+    issuer_now = [1_700_000_000.0]
+    issuer = TokenIssuer(SECRET, 3600, lambda: issuer_now[0])
+    old, _ = issuer.issue_edge("county-a", 600)
+    other, _ = issuer.issue_edge("county-b", 600)
+    revocations = Revocations(tmp_path / "edges-revoked.json")
+    name, issued = issuer.verify_edge_grant(old)
+    assert (name, issued) == ("county-a", issuer_now[0])
+    assert not revocations.refuses("county-a", issued)
+
+    revocations.revoke("county-a", issuer_now[0] + 0.5)
+    # Read by another process (the origin's) from the file.
+    seen = Revocations(tmp_path / "edges-revoked.json")
+    assert seen.refuses("county-a", issued)
+    assert not seen.refuses(*issuer.verify_edge_grant(other))
+    # A token of the same second is refused too; one of a later second is good.
+    issuer_now[0] += 0.9
+    assert seen.refuses(*issuer.verify_edge_grant(issuer.issue_edge("county-a", 600)[0]))
+    issuer_now[0] += 0.2
+    assert not seen.refuses(*issuer.verify_edge_grant(issuer.issue_edge("county-a", 600)[0]))
+    # An earlier revocation does not undo a later one.
+    revocations.revoke("county-a", 1_600_000_000.0)
+    assert seen.refuses("county-a", issued)
 
 
 def test_messages_are_parsed_by_their_type() -> None:

@@ -315,7 +315,7 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
     assert "Traceback" not in origin_log, origin_log
 
 
-async def test_a_forged_or_expired_edge_token_is_refused(tmp_path: Path) -> None:
+async def test_a_forged_expired_or_revoked_edge_token_is_refused(tmp_path: Path) -> None:
     port = _free_port()
     data = tmp_path / "origin"
     proc = Process(
@@ -351,6 +351,34 @@ async def test_a_forged_or_expired_edge_token_is_refused(tmp_path: Path) -> None
             assert reason in closed.value.rcvd.reason
         async with connect(link, open_timeout=5) as ws:
             await ws.send(json.dumps({"type": "hello", "version": 1, "token": good}))
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert welcome == {"type": "welcome", "edge": "county-a"}
+
+            # The admin revokes the edge's tokens: its open link is closed, with why.
+            subprocess.run(
+                [sys.executable, "-m", "signaling", "edge-token", "county-a", "--revoke",
+                 "--data-dir", str(data)],
+                capture_output=True, text=True, check=True, timeout=30,
+            )  # fmt: skip
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 20)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == CLOSE_BAD_TOKEN
+            assert "revoked" in closed.value.rcvd.reason
+        # That token is refused from now on; a token made after the revocation is good.
+        async with connect(link, open_timeout=5) as ws:
+            await ws.send(json.dumps({"type": "hello", "version": 1, "token": good}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd is not None
+            assert "revoked" in closed.value.rcvd.reason
+        made = subprocess.run(
+            [sys.executable, "-m", "signaling", "edge-token", "county-a", "--data-dir", str(data)],
+            capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        fresh = made.stdout.strip().splitlines()[-1]
+        async with connect(link, open_timeout=5) as ws:
+            await ws.send(json.dumps({"type": "hello", "version": 1, "token": fresh}))
             welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
             assert welcome == {"type": "welcome", "edge": "county-a"}
     finally:
