@@ -6,8 +6,11 @@ an edge (`Settings.edge_schools`). A classroom of such a school keeps its WebSoc
 its hand and its events here; its SDP offer is asked of its edge over the edge's
 link and the edge's answer returned, so its media flows with the edge. The edge
 pulls each lesson once (`Pull` -> the relay's `negotiate_feed`): the origin's cost
-is one peer connection per edge and lesson, whatever the villages behind it.
-While the edge is not linked, its classrooms are served here as any other.
+is one peer connection per edge and lesson, whatever the villages behind it. Each
+classroom's own camera and microphone come up from the edge on an uplink of their
+own (`SendUp` -> the relay's `negotiate_uplink`), so that here it has its mosaic
+tile and can take the stage. While the edge is not linked, its classrooms are
+served here as any other.
 """
 
 from __future__ import annotations
