@@ -265,6 +265,19 @@ class EdgeRelay:
         self._follow(uplink)
         log.info("edge sends %s of lesson %s up", participant_id, lesson_id)
 
+        @uplink.pc.on("connectionstatechange")
+        def on_state() -> None:
+            # The backbone failed or the origin closed it: sent up again, while the
+            # classroom is still here (one closed here is no longer in `_uplinks`).
+            if uplink.failed and self._uplinks.get((lesson_id, participant_id)) is uplink:
+                self._later(self._send_up_again(uplink))
+
+    async def _send_up_again(self, lost: Uplink) -> None:
+        await asyncio.sleep(RETRY_FIRST_S)
+        if self._uplinks.get((lost.lesson_id, lost.participant_id)) is lost:
+            log.warning("edge lost the uplink of %s: sending it up again", lost.participant_id)
+            await self._send_up(lost.lesson_id, lost.participant_id)
+
     def _follow(self, uplink: Uplink) -> None:
         lesson_id, participant_id = uplink.lesson_id, uplink.participant_id
         uplink.follow(
