@@ -27,7 +27,7 @@ classroom (at most once per interval).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiortc import RTCRtpSender, RTCSessionDescription
 
@@ -101,7 +101,7 @@ class Uplink:
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
             raise MediaError(f"the origin's answer cannot be used: {exc}") from None
 
-    def follow(self, sources: dict[Slot, Layer], on_stage: bool) -> None:
+    def follow(self, sources: Mapping[Slot, Layer], on_stage: bool) -> None:
         """Send the classroom's camera always (its tile), its microphone only while it
         has the floor (nobody else hears it)."""
         self.tracks[Slot.CAMERA].follow(sources.get(Slot.CAMERA))

@@ -281,7 +281,7 @@ class EdgeRelay:
     def _follow(self, uplink: Uplink) -> None:
         lesson_id, participant_id = uplink.lesson_id, uplink.participant_id
         uplink.follow(
-            dict(self.relay.forwarded(lesson_id, participant_id)),
+            self.relay.forwarded(lesson_id, participant_id),
             self.relay.stage(lesson_id) == participant_id,
         )
 
