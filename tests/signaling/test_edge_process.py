@@ -97,15 +97,16 @@ async def post(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> Any:
 
 
 async def a_district(http: httpx.AsyncClient) -> dict[str, Any]:
-    """An urban school and two rural ones with a room each; a lesson for both rooms
-    that starts in five minutes (the server's time zone is UTC)."""
+    """An urban school and two rural ones, the far one with two rooms; a lesson for the
+    three rooms that starts in five minutes (the server's time zone is UTC)."""
     urban = await post(http, "/api/schools", {"name": "Town", "kind": "urban"})
     far = await post(http, "/api/schools", {"name": "Hill", "kind": "rural"})
     near = await post(http, "/api/schools", {"name": "River", "kind": "rural"})
     teacher = await post(http, f"/api/schools/{urban['id']}/teachers", {"name": "Li"})
     far_room = await post(http, f"/api/schools/{far['id']}/rooms", {"name": "Grade 5"})
     near_room = await post(http, f"/api/schools/{near['id']}/rooms", {"name": "Grade 5"})
-    for room in (far_room, near_room):
+    far_room2 = await post(http, f"/api/schools/{far['id']}/rooms", {"name": "Grade 6"})
+    for room in (far_room, near_room, far_room2):
         await post(http, f"/api/schools/{urban['id']}/pairings", {"room_id": room["id"]})
     starts = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + timedelta(minutes=5)
     entry = await post(
@@ -114,13 +115,13 @@ async def a_district(http: httpx.AsyncClient) -> dict[str, Any]:
         {
             "title": "Maths",
             "teacher_id": teacher["id"],
-            "room_ids": [far_room["id"], near_room["id"]],
+            "room_ids": [far_room["id"], near_room["id"], far_room2["id"]],
             "starts_at": starts.isoformat(),
             "duration_min": 45,
         },
     )
-    return {"far": far, "far_room": far_room, "near_room": near_room, "entry": entry,
-            "on": starts.date().isoformat()}  # fmt: skip
+    return {"far": far, "far_room": far_room, "near_room": near_room, "far_room2": far_room2,
+            "entry": entry, "on": starts.date().isoformat()}  # fmt: skip
 
 
 async def join_ws(ws_url: str, token: str, stack: AsyncExitStack) -> Client:
@@ -137,6 +138,16 @@ async def media_of(client: Client, participant: SyntheticParticipant) -> str:
     sdp = str(answer["sdp"])
     await participant.accept(sdp)
     return sdp
+
+
+async def until(client: Client, kind: str) -> dict[str, Any]:
+    """The next message or event of this kind: a teacher gets a link report of each
+    classroom every second, more than `Client.until` skips."""
+    for _ in range(200):
+        msg = await client.recv()
+        if msg["type"] == kind or msg.get("event", {}).get("kind") == kind:
+            return msg
+    raise AssertionError(f"no {kind}")
 
 
 async def mosaic_tiles(teacher_ws: Client, teacher_id: str, wanted: str) -> Tiles:
@@ -218,12 +229,13 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
 
             far_ws = await join_ws(ws_url, await room_token(w["far_room"]), stack)
             near_ws = await join_ws(ws_url, await room_token(w["near_room"]), stack)
+            far2_ws = await join_ws(ws_url, await room_token(w["far_room2"]), stack)
 
             teacher = SyntheticParticipant(Role.TEACHER)
             peers.append(teacher)
             teacher_answer = await media_of(teacher_ws, teacher)
             rooms = []
-            for _ in range(2):
+            for _ in range(3):
                 room = SyntheticParticipant(
                     Role.CLASSROOM, send_video=lambda: MovingPicture(320, 180, 15)
                 )
@@ -231,6 +243,7 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
                 rooms.append(room)
             far_answer = await media_of(far_ws, rooms[0])
             near_answer = await media_of(near_ws, rooms[1])
+            far2_answer = await media_of(far2_ws, rooms[2])
 
             # Both classrooms play the teacher's camera and hear the tone.
             for room in rooms:
@@ -243,6 +256,7 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
             # the teacher's by the origin's.
             edge_ports, origin_ports = udp_ports(edge.proc.pid), udp_ports(origin.proc.pid)
             assert candidate_ports(far_answer) <= edge_ports
+            assert candidate_ports(far2_answer) <= edge_ports
             assert not candidate_ports(far_answer) & origin_ports
             assert candidate_ports(near_answer) <= origin_ports
             assert candidate_ports(teacher_answer) <= origin_ports
@@ -250,7 +264,7 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
 
             # Hands and events go through the origin, from either classroom.
             await far_ws.send({"type": "raise_hand", "student": "Zhao Lei"})
-            hand = await teacher_ws.until("hand_raised")
+            hand = await until(teacher_ws, "hand_raised")
             assert hand["event"]["student"] == "Zhao Lei"
             # The far classroom's link, measured by the edge, reaches the teacher.
             far_id = started["classrooms"][0]["participant_id"]
@@ -277,13 +291,14 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
             else:
                 raise AssertionError("the edge classroom's tile shows no picture")
 
-            # The teacher gives it the floor: its camera and sound reach the teacher and
-            # the origin's classroom, not itself.
+            # The teacher gives it the floor: its camera and sound reach the teacher, the
+            # origin's classroom and the edge's other classroom (back down the edge's
+            # pull), not itself.
             await teacher_ws.send({"type": "grant_floor", "classroom_id": far_id})
-            await teacher_ws.until("floor_granted")
-            for peer in (teacher, rooms[1]):
+            await until(teacher_ws, "floor_granted")
+            for peer in (teacher, rooms[1], rooms[2]):
                 video = await peer.wait_frames(Slot.STAGE_VIDEO, 10, timeout=30)
-                assert (320, 180) in video.sizes
+                assert video.sizes  # decoded pictures, of whichever layer its link takes
                 audio = peer.received[Slot.STAGE_AUDIO]
                 for _ in range(300):
                     if audio.nonsilent_frames >= 10:
@@ -291,13 +306,15 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
                     await asyncio.sleep(0.1)
                 assert audio.nonsilent_frames >= 10, audio
             assert rooms[0].received[Slot.STAGE_VIDEO].frames == 0
+            # The teacher's link takes the top layer: the picture as the classroom sent it.
+            assert (320, 180) in teacher.received[Slot.STAGE_VIDEO].sizes
 
             # Revoked: the stage goes quiet for everyone (frames already on their way
             # are let through first).
             await teacher_ws.send({"type": "revoke_floor"})
-            await teacher_ws.until("floor_revoked")
+            await until(teacher_ws, "floor_revoked")
             await asyncio.sleep(1.5)
-            watched = [(p, slot) for p in (teacher, rooms[1])
+            watched = [(p, slot) for p in (teacher, rooms[1], rooms[2])
                        for slot in (Slot.STAGE_VIDEO, Slot.STAGE_AUDIO)]  # fmt: skip
             before = [p.received[slot].frames for p, slot in watched]
             await asyncio.sleep(2.0)
