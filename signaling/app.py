@@ -44,6 +44,8 @@ from signaling.decks import DeckLimits, Decks
 from signaling.district import District
 from signaling.edge.origin import EdgeMedia, FeedOrigin, school_route, serve_link
 from signaling.edge.protocol import PATH as EDGE_PATH
+from signaling.edge.revocations import FILE as REVOKED_EDGES
+from signaling.edge.revocations import Revocations
 from signaling.errors import ApiError, install_handlers
 from signaling.http_guards import (
     BodyLimit,
@@ -363,7 +365,14 @@ def create_app(
     async def edge_link(ws: WebSocket) -> None:
         rt: Runtime = ws.app.state.runtime
         guard = CredentialGuard(limits.wrong_credentials, client_address(ws), now)
-        await serve_link(ws, ws.app.state.edges, rt.tokens, guard, settings.join_timeout_s)
+        await serve_link(
+            ws,
+            ws.app.state.edges,
+            rt.tokens,
+            guard,
+            settings.join_timeout_s,
+            Revocations(settings.data_dir / REVOKED_EDGES),
+        )
 
     app.include_router(
         recordings_router(

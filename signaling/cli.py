@@ -1,7 +1,8 @@
 """`classroom serve`: run the signaling app (and the media relay) under uvicorn;
 `classroom tls init`: a local CA and a server certificate (signaling.tls);
 `classroom edge`: a county edge relay linked to its origin (signaling.edge.client);
-`classroom edge-token NAME`: the token an edge relay presents to this origin."""
+`classroom edge-token NAME`: the token an edge relay presents to this origin (`--revoke`:
+refuse every token made so far for that edge)."""
 
 from __future__ import annotations
 
@@ -220,13 +221,32 @@ def edge_token(settings: Settings, name: str) -> str:
     good for `Settings.edge_token_ttl_s`."""
     import time
 
+    from signaling.edge.revocations import FILE, Revocations
     from signaling.tokens import TokenIssuer
 
     if not name.strip():
         raise SystemExit("an edge needs a name")
+    # Token times are whole seconds: a token of the second its edge was revoked in
+    # would be refused (signaling.edge.revocations).
+    revoked_at = Revocations(settings.data_dir / FILE).revoked_at(name.strip())
+    while revoked_at is not None and int(time.time()) <= revoked_at:
+        time.sleep(0.05)
     issuer = TokenIssuer(keys.token_secret(settings), settings.token_ttl_s, time.time)
     token, _expires = issuer.issue_edge(name.strip(), settings.edge_token_ttl_s)
     return token
+
+
+def revoke_edge(settings: Settings, name: str) -> str:
+    """Refuse every token made so far for the edge called `name`; a running origin
+    closes its open link within seconds (signaling.edge.revocations)."""
+    import time
+
+    from signaling.edge.revocations import FILE, Revocations
+
+    if not name.strip():
+        raise SystemExit("an edge needs a name")
+    Revocations(settings.data_dir / FILE).revoke(name.strip(), time.time())
+    return f"every token of edge {name.strip()} made until now is revoked"
 
 
 def run_edge(settings: Settings, origin: str, token: str) -> None:
@@ -301,6 +321,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p_token = sub.add_parser("edge-token", help="make the token an edge relay presents")
     p_token.add_argument("name", help="the edge's name, as CLASSROOM_EDGE_SCHOOLS names it")
+    p_token.add_argument(
+        "--revoke",
+        action="store_true",
+        help="revoke every token made so far for this edge instead (its open link closes)",
+    )
     p_token.add_argument("--data-dir", type=Path, help="where lessons are kept")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -340,7 +365,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "edge":
         run_edge(settings, args.origin, args.token)
     elif args.command == "edge-token":
-        print(edge_token(settings, args.name))
+        if args.revoke:
+            print(revoke_edge(settings, args.name))
+        else:
+            print(edge_token(settings, args.name))
     else:  # pragma: no cover - argparse refuses other commands
         parser.print_help()
         sys.exit(2)

@@ -135,11 +135,20 @@ class TokenIssuer:
 
     def verify_edge(self, token: str) -> str:
         """The edge's name, or TokenError (a participant's or a replay token is refused)."""
-        payload = self._decode(token, ["exp", "sub", "typ"])
+        return self.verify_edge_grant(token)[0]
+
+    def verify_edge_grant(self, token: str) -> tuple[str, float]:
+        """The edge's name and when its token was issued (a revocation refuses the
+        tokens issued before it, signaling.edge.revocations), or TokenError."""
+        payload = self._decode(token, ["exp", "iat", "sub", "typ"])
         if payload.get("typ") != EDGE_TYPE or "lesson" in payload or "role" in payload:
             raise TokenError("bad_token", _NOT_VALID)
         self._unexpired(payload, "this edge token has expired; make a new one")
-        return str(payload["sub"])
+        try:
+            issued = float(payload["iat"])
+        except (ValueError, TypeError):
+            raise TokenError("bad_token", _NOT_VALID) from None
+        return str(payload["sub"]), issued
 
     def _unexpired(self, payload: dict[str, Any], expired: str) -> float:
         """The token's expiry, or TokenError: `expired` if it has passed."""

@@ -24,9 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from aiortc import RTCRtpTransceiver
+from aiortc import RTCRtpReceiver, RTCRtpTransceiver
 
 from classroom.roles import Role
+from media.adapter.encoded import request_keyframe, tap_encoded
 from media.adapter.guard import guard_receiver, guard_transport
 from media.adapter.hooks import install_consent_hook
 from media.adapter.ice_tcp import PassiveTcpPort
@@ -44,7 +45,7 @@ from media.gateway import LinkReport, MediaError
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
 from media.pipeline.mosaic import Mosaic, MosaicLayer
-from media.pipeline.relayed import RelayedSource
+from media.pipeline.relayed import RelayedLayer, RelayedSource
 from media.recorder.manifest import Manifest
 from media.recorder.recorder import Recorder
 from media.relay.feed import FEED, FEED_OFFERER, FEED_SPECS
@@ -59,6 +60,7 @@ from media.relay.routing import (
 )
 from media.relay.sending import FEC_SLOTS, LayerChoice, Outgoing, SendingSide
 from media.relay.session import Feed, Lesson, Participant
+from media.relay.uplink import UPLINK, UPLINK_OFFERER
 from media.settings import RelaySettings
 from media.slots import Slot
 from media.wire.sdp import announce
@@ -77,8 +79,13 @@ class Relay:
         settings: RelaySettings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        edge: bool = False,
     ) -> None:
         self._settings = settings or RelaySettings()
+        # A county edge's relay (signaling.edge.client): the lesson comes from the
+        # origin's pull, and what its classrooms send goes up to the origin as it came
+        # (media.relay.uplink) rather than being decoded here.
+        self._edge = edge
         install_consent_hook()
         install_red_encoder()
         self._clock = clock
@@ -89,6 +96,7 @@ class Relay:
         self._reports = LinkReports()
         self._recorders: dict[str, Recorder] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._asking: set[asyncio.Task[None]] = set()
         self._closed = False
         # Bound now, so that a port already taken stops the start (media.adapter.ice_tcp,
         # media.adapter.ice_udp).
@@ -131,6 +139,13 @@ class Relay:
         participant.ingest = whip and role is Role.TEACHER
         try:
             transceivers = [add_slot(pc, item.spec, ingest=participant.ingest) for item in offered]
+            if self._edge:
+                # Before the offer is taken: the receivers must not start decoding.
+                for item, transceiver in zip(offered, transceivers, strict=True):
+                    if item.spec.direction == "sendonly":
+                        participant.forwarded[item.spec.slot] = self._forwarded(
+                            item.spec.slot, transceiver
+                        )
             for item, transceiver in zip(offered, transceivers, strict=True):
                 if item.spec.direction == "recvonly":
                     sending.add(self._outgoing(participant, item.spec.slot, transceiver))
@@ -158,7 +173,7 @@ class Relay:
                 await self.ice_udp.start()
             answer_sdp = await answer(pc, self._settings.host_addresses, self.ice_tcp, self.ice_udp)
             for item, transceiver in zip(offered, transceivers, strict=True):
-                if item.spec.direction == "sendonly":
+                if item.spec.direction == "sendonly" and not self._edge:
                     participant.ladders[item.spec.slot] = self._ladder(item.spec.slot, transceiver)
             if sending.transport_cc and sending.outgoing:
                 first = next(iter(sending.outgoing.values()))
@@ -234,6 +249,17 @@ class Relay:
 
     def link_reports(self) -> AsyncIterator[LinkReport]:
         return self._reports.stream()
+
+    def forwarded(self, lesson_id: str, participant_id: str) -> dict[Slot, RelayedLayer]:
+        """At an edge: what a classroom sends, as it came (its uplink follows it)."""
+        lesson = self._lessons.get(lesson_id)
+        participant = None if lesson is None else lesson.participants.get(participant_id)
+        return {} if participant is None else dict(participant.forwarded)
+
+    def stage(self, lesson_id: str) -> str | None:
+        """Who has the floor in the lesson, as last set."""
+        lesson = self._lessons.get(lesson_id)
+        return None if lesson is None else lesson.stage
 
     async def close(self) -> None:
         self._closed = True
@@ -330,6 +356,60 @@ class Relay:
         """The edges that pull the lesson now (tests, metrics)."""
         lesson = self._lessons.get(lesson_id)
         return () if lesson is None else tuple(lesson.feeds)
+
+    async def negotiate_uplink(self, lesson_id: str, participant_id: str, offer_sdp: str) -> str:
+        """At the origin: answer an edge's uplink of one of its classrooms
+        (media.relay.uplink). The classroom is then here as one connected directly
+        is, without what it receives (the edge sends it that): a ladder of its camera
+        (its mosaic tile; the stage) and of its microphone. A second uplink of the
+        same classroom replaces the first."""
+        if self._closed:
+            raise MediaError("the media relay is shutting down")
+        offered = check_lines(offer_sdp, UPLINK, UPLINK_OFFERER)
+        lesson = self._lessons.setdefault(lesson_id, Lesson(lesson_id))
+        old = lesson.participants.pop(participant_id, None)
+        if old is not None:
+            await self._close_participant(old)
+        pc = new_peer(self._settings.stun_servers)
+        sending = SendingSide(
+            f"{lesson_id}/{participant_id}",
+            self._settings,
+            self._clock,
+            is_current=lambda: False,
+            on_adapt_due=lambda: None,
+        )
+        participant = Participant(
+            lesson_id, participant_id, Role.CLASSROOM, pc, {}, sending, joined_at=self._clock()
+        )
+        try:
+            transceivers = [add_slot(pc, item.spec) for item in offered]
+            await take_offer(pc, offer_sdp)
+            if self.ice_tcp is not None:
+                await self.ice_tcp.start()
+            if self.ice_udp is not None:
+                await self.ice_udp.start()
+            answer_sdp = await answer(pc, self._settings.host_addresses, self.ice_tcp, self.ice_udp)
+            for item, transceiver in zip(offered, transceivers, strict=True):
+                participant.ladders[item.spec.slot] = self._ladder(item.spec.slot, transceiver)
+            for dtls in {t.sender.transport for t in transceivers}:
+                guard_transport(dtls)
+            for transceiver in transceivers:
+                guard_receiver(transceiver.receiver)
+        except BaseException:
+            await self._close_participant(participant)
+            raise
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState == "failed":
+                await self._drop_if_current(participant)
+
+        lesson.participants[participant_id] = participant
+        self._route(lesson)
+        self._start_loops()
+        if self._settings.announced_address:
+            answer_sdp = announce(answer_sdp, self._settings.announced_address)
+        return answer_sdp
 
     def set_upstream(self, lesson_id: str, sources: dict[Slot, RelayedSource] | None) -> None:
         """At an edge: the lesson's slots as pulled from the origin
@@ -471,6 +551,26 @@ class Relay:
             clock=self._clock,
             executor=self._executor,
         )
+
+    def _forwarded(self, slot: Slot, transceiver: RTCRtpTransceiver) -> RelayedLayer:
+        """At an edge: a classroom's incoming slot kept encoded for its uplink; a
+        keyframe the origin asks for is asked of the classroom."""
+        receiver = transceiver.receiver
+        kind = "audio" if slot is Slot.MICROPHONE else "video"
+        layer = RelayedLayer(
+            "high",
+            kind,
+            self._clock,
+            lambda: self._ask_keyframe(receiver),
+            self._settings.keyframe_min_interval_s,
+        )
+        tap_encoded(receiver, layer.receive)
+        return layer
+
+    def _ask_keyframe(self, receiver: RTCRtpReceiver) -> None:
+        task = asyncio.create_task(request_keyframe(receiver), name="uplink-pli")
+        self._asking.add(task)
+        task.add_done_callback(self._asking.discard)
 
     def _ensure_mosaic(self, lesson: Lesson) -> Mosaic:
         if lesson.mosaic is None:
@@ -618,4 +718,6 @@ class Relay:
         participant.sending.close()
         for ladder in participant.ladders.values():
             ladder.close()
+        for layer in participant.forwarded.values():
+            layer.close()
         await participant.pc.close()

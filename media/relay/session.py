@@ -14,7 +14,7 @@ from classroom.roles import Role
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import Ladder
 from media.pipeline.mosaic import Mosaic
-from media.pipeline.relayed import RelayedSource
+from media.pipeline.relayed import RelayedLayer, RelayedSource
 from media.relay.feed import FeedLine
 from media.relay.sending import SendingSide
 from media.slots import Slot
@@ -34,6 +34,9 @@ class Participant:
     # A WHIP publisher (RFC 9725): its camera and microphone are the lesson's
     # teacher's while it publishes, whatever the teacher's page sends.
     ingest: bool = False
+    # At an edge: what the classroom sends, kept as it came (not decoded) for its
+    # uplink to the origin (media.relay.uplink), in place of `ladders`.
+    forwarded: dict[Slot, RelayedLayer] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

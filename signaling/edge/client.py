@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -23,6 +25,7 @@ from websockets.exceptions import WebSocketException
 from classroom.roles import Role
 from media.gateway import MediaError
 from media.relay.relay import Relay
+from media.relay.uplink import Uplink
 from media.relay.upstream import Upstream
 from media.settings import RelaySettings
 from signaling.edge.protocol import (
@@ -43,6 +46,7 @@ from signaling.edge.protocol import (
     Report,
     Request,
     RequestRefused,
+    SendUp,
     SetStage,
     Want,
     Welcome,
@@ -78,8 +82,10 @@ class EdgeRelay:
         self.url = link_url(origin)
         self._token = token
         self._settings = settings
-        self.relay = Relay(settings)
+        self.relay = Relay(settings, edge=True)
         self._upstreams: dict[str, Upstream] = {}
+        # Each classroom's camera and microphone on their way up, by (lesson, classroom).
+        self._uplinks: dict[tuple[str, str], Uplink] = {}
         self._pulling: dict[str, asyncio.Lock] = {}
         self._channel: Channel | None = None
         self._wants: set[asyncio.Task[None]] = set()
@@ -167,12 +173,19 @@ class EdgeRelay:
             except MediaError as exc:
                 await self._release_if_unused(request.lesson_id)
                 raise RequestRefused("bad_sdp", str(exc) or "the offer cannot be used") from None
+            if Role(request.role) is Role.CLASSROOM:
+                # After the answer: the classroom's own media does not wait for it.
+                self._later(self._send_up(request.lesson_id, request.participant_id))
             return Answer(type="answer", id=request.id, sdp=sdp)
         if isinstance(request, Disconnect):
+            await self._drop_uplink(request.lesson_id, request.participant_id)
             await self.relay.disconnect(request.lesson_id, request.participant_id)
             await self._release_if_unused(request.lesson_id)
         elif isinstance(request, SetStage):
             await self.relay.set_stage(request.lesson_id, request.classroom_id)
+            for (lesson_id, _), uplink in self._uplinks.items():
+                if lesson_id == request.lesson_id:
+                    self._follow(uplink)
         elif isinstance(request, CoverScreen):
             await self.relay.cover_screen(request.lesson_id, request.covered)
         elif isinstance(request, EndLesson):
@@ -221,6 +234,70 @@ class EdgeRelay:
             log.info("edge pulls lesson %s", lesson_id)
             return upstream
 
+    async def _send_up(self, lesson_id: str, participant_id: str) -> None:
+        """Send a classroom's camera and microphone up to the origin (media.relay.uplink):
+        its tile in the teacher's mosaic, and the stage when it has the floor. A new
+        connection of the classroom replaces its uplink."""
+        await self._drop_uplink(lesson_id, participant_id)
+        channel = self._channel
+        if channel is None or participant_id not in self.relay.participants(lesson_id):
+            return
+        uplink = Uplink(lesson_id, participant_id, self._settings, time.monotonic)
+        self._uplinks[(lesson_id, participant_id)] = uplink
+        try:
+            offer = await uplink.offer()
+            reply = await channel.ask(
+                SendUp(
+                    type="uplink",
+                    id=channel.next_id(),
+                    lesson_id=lesson_id,
+                    participant_id=participant_id,
+                    sdp=offer,
+                )
+            )
+            assert isinstance(reply, Answer)
+            await uplink.accept(reply.sdp)
+        except (RequestRefused, LinkClosed, TimeoutError, MediaError) as exc:
+            log.warning("edge could not send %s up to the origin: %s", participant_id, exc)
+            if self._uplinks.get((lesson_id, participant_id)) is uplink:
+                del self._uplinks[(lesson_id, participant_id)]
+            await uplink.close()
+            return
+        if self._uplinks.get((lesson_id, participant_id)) is not uplink:
+            return  # replaced or dropped meanwhile
+        self._follow(uplink)
+        log.info("edge sends %s of lesson %s up", participant_id, lesson_id)
+
+        @uplink.pc.on("connectionstatechange")
+        def on_state() -> None:
+            # The backbone failed or the origin closed it: sent up again, while the
+            # classroom is still here (one closed here is no longer in `_uplinks`).
+            if uplink.failed and self._uplinks.get((lesson_id, participant_id)) is uplink:
+                self._later(self._send_up_again(uplink))
+
+    async def _send_up_again(self, lost: Uplink) -> None:
+        await asyncio.sleep(RETRY_FIRST_S)
+        if self._uplinks.get((lost.lesson_id, lost.participant_id)) is lost:
+            log.warning("edge lost the uplink of %s: sending it up again", lost.participant_id)
+            await self._send_up(lost.lesson_id, lost.participant_id)
+
+    def _follow(self, uplink: Uplink) -> None:
+        lesson_id, participant_id = uplink.lesson_id, uplink.participant_id
+        uplink.follow(
+            self.relay.forwarded(lesson_id, participant_id),
+            self.relay.stage(lesson_id) == participant_id,
+        )
+
+    async def _drop_uplink(self, lesson_id: str, participant_id: str) -> None:
+        uplink = self._uplinks.pop((lesson_id, participant_id), None)
+        if uplink is not None:
+            await uplink.close()
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._wants.add(task)
+        task.add_done_callback(self._wants.discard)
+
     async def _pull_again(self, lesson_id: str, lost: Upstream) -> None:
         await asyncio.sleep(RETRY_FIRST_S)
         if self._upstreams.get(lesson_id) is not lost:
@@ -262,6 +339,8 @@ class EdgeRelay:
                 )
 
     async def _forget(self, lesson_id: str) -> None:
+        for key in [k for k in self._uplinks if k[0] == lesson_id]:
+            await self._drop_uplink(*key)
         upstream = self._upstreams.pop(lesson_id, None)
         await self.relay.end_lesson(lesson_id)
         if upstream is not None:

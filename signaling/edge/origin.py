@@ -6,8 +6,11 @@ an edge (`Settings.edge_schools`). A classroom of such a school keeps its WebSoc
 its hand and its events here; its SDP offer is asked of its edge over the edge's
 link and the edge's answer returned, so its media flows with the edge. The edge
 pulls each lesson once (`Pull` -> the relay's `negotiate_feed`): the origin's cost
-is one peer connection per edge and lesson, whatever the villages behind it.
-While the edge is not linked, its classrooms are served here as any other.
+is one peer connection per edge and lesson, whatever the villages behind it. Each
+classroom's own camera and microphone come up from the edge on an uplink of their
+own (`SendUp` -> the relay's `negotiate_uplink`), so that here it has its mosaic
+tile and can take the stage. While the edge is not linked, its classrooms are
+served here as any other.
 """
 
 from __future__ import annotations
@@ -45,15 +48,22 @@ from signaling.edge.protocol import (
     Report,
     Request,
     RequestRefused,
+    SendUp,
     SetStage,
     Want,
     Welcome,
     parse,
 )
+from signaling.edge.revocations import Revocations
 from signaling.errors import ApiError
 from signaling.tokens import TokenError, TokenIssuer
 
 log = logging.getLogger(__name__)
+
+# How often an open link looks whether its token was revoked (`classroom edge-token
+# --revoke` runs in a process of its own and only writes the data directory's file).
+REVOCATION_CHECK_S = 2.0
+REVOKED = "this edge token was revoked; ask the origin's admin for a new one"
 
 # (lesson id, participant id) -> the edge that should serve it, or None.
 Route = Callable[[str, str], str | None]
@@ -88,6 +98,10 @@ class FeedOrigin(Protocol):
     async def drop_feed(self, lesson_id: str, edge_id: str) -> None: ...
 
     def want_feed(self, lesson_id: str, edge_id: str, lines: Collection[int]) -> None: ...
+
+    async def negotiate_uplink(
+        self, lesson_id: str, participant_id: str, offer_sdp: str
+    ) -> str: ...
 
 
 class EdgeMedia:
@@ -125,6 +139,8 @@ class EdgeMedia:
         del self._links[edge]
         for key in [k for k, e in self._placed.items() if e == edge]:
             del self._placed[key]
+            # Its uplink, if the edge sent one up.
+            await self._local.disconnect(*key)
         for lesson_id in self._pulled.pop(edge, set()):
             await self._feeds.drop_feed(lesson_id, edge)
         log.info("edge %s unlinked", edge)
@@ -141,6 +157,17 @@ class EdgeMedia:
         if isinstance(request, Want):
             self._feeds.want_feed(request.lesson_id, edge, request.lines)
             return Done(type="done", id=request.id)
+        if isinstance(request, SendUp):
+            # Only a classroom this edge serves: an edge cannot speak for another's.
+            if self._route(request.lesson_id, request.participant_id) != edge:
+                raise RequestRefused("not_allowed", "that classroom is not served by this edge")
+            try:
+                sdp = await self._feeds.negotiate_uplink(
+                    request.lesson_id, request.participant_id, request.sdp
+                )
+            except MediaError as exc:
+                raise RequestRefused("bad_sdp", str(exc)) from None
+            return Answer(type="answer", id=request.id, sdp=sdp)
         if isinstance(request, Release):
             self._pulled.get(edge, set()).discard(request.lesson_id)
             await self._feeds.drop_feed(request.lesson_id, edge)
@@ -237,9 +264,9 @@ class EdgeMedia:
 
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
         edge = self._placed.pop((lesson_id, participant_id), None)
-        if edge is None:
-            await self._local.disconnect(lesson_id, participant_id)
-        else:
+        # Here: the classroom's connection, or its uplink from its edge.
+        await self._local.disconnect(lesson_id, participant_id)
+        if edge is not None:
             await self._ask_edge(edge, lambda c: _disconnect(c, lesson_id, participant_id))
 
     async def end_lesson(self, lesson_id: str) -> None:
@@ -308,8 +335,10 @@ async def serve_link(
     tokens: TokenIssuer,
     guard: CredentialGuard,
     hello_timeout_s: float,
+    revocations: Revocations | None = None,
 ) -> None:
-    """One edge's link (`/edge/v1`), from its hello to its close."""
+    """One edge's link (`/edge/v1`), from its hello to its close (or its token's
+    revocation: `revocations` is looked at every REVOCATION_CHECK_S while it is open)."""
     await ws.accept()
     if edges is None:
         await ws.close(CLOSE_NO_EDGES, "this server routes no school to an edge")
@@ -328,10 +357,18 @@ async def serve_link(
         await ws.close(CLOSE_BAD_VERSION, f"this origin speaks edge link version {VERSION}")
         return
     try:
-        edge = tokens.verify_edge(hello.token)
+        edge, issued_at = tokens.verify_edge_grant(hello.token)
     except TokenError as exc:
         guard.wrong()
         await ws.close(CLOSE_BAD_TOKEN, exc.message)
+        return
+
+    def revoked() -> bool:
+        return revocations is not None and revocations.refuses(edge, issued_at)
+
+    if revoked():
+        guard.wrong()
+        await ws.close(CLOSE_BAD_TOKEN, REVOKED)
         return
     lock = asyncio.Lock()
 
@@ -345,6 +382,17 @@ async def serve_link(
     channel = Channel(send, serve, lambda report: edges.on_report(edge, report))
     await send(Welcome(type="welcome", edge=edge).model_dump_json())
     edges.attach(edge, channel)
+
+    async def watch() -> None:
+        while not revoked():
+            await asyncio.sleep(REVOCATION_CHECK_S)
+        log.warning("edge %s: its token was revoked; its link is closed", edge)
+        # Requests from here fail as over a closed link from now on.
+        channel.close()
+        async with lock:
+            await ws.close(CLOSE_BAD_TOKEN, REVOKED)
+
+    watching = asyncio.create_task(watch(), name="edge-revocation")
     try:
         while True:
             text = await ws.receive_text()
@@ -357,5 +405,6 @@ async def serve_link(
     except WebSocketDisconnect:
         pass
     finally:
+        watching.cancel()
         channel.close()
         await edges.detach(edge, channel)

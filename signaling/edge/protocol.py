@@ -4,8 +4,9 @@ One WebSocket from the edge to the origin (`/edge/v1`) carries both ways: the or
 asks the edge to answer a classroom's offer, to close a classroom's connection, to
 move the stage or end a lesson; the edge asks the origin for a lesson's layers
 (`pull`, an SDP offer of media.relay.feed's m-lines), says which of them its
-classrooms follow (`want`), gives it back (`release`), and sends its classrooms'
-link reports. A request carries an `id` its answer
+classrooms follow (`want`), gives it back (`release`), sends each of its
+classrooms' camera and microphone up (`uplink`, media.relay.uplink), and sends its
+classrooms' link reports. A request carries an `id` its answer
 repeats. docs/protocol.md, "Edge relays", is the description; this is its code.
 """
 
@@ -118,6 +119,17 @@ class Release(_Msg):
     lesson_id: str
 
 
+class SendUp(_Msg):
+    """Edge -> origin: this classroom of mine sends its camera and microphone up (an
+    offer of media.relay.uplink's m-lines): its tile, and the stage when it has it."""
+
+    type: Literal["uplink"]
+    id: int
+    lesson_id: str
+    participant_id: str
+    sdp: str
+
+
 class Answer(_Msg):
     type: Literal["answer"]
     id: int
@@ -176,7 +188,9 @@ class Report(_Msg):
         )
 
 
-Request = Negotiate | Disconnect | SetStage | CoverScreen | EndLesson | Pull | Want | Release
+Request = (
+    Negotiate | Disconnect | SetStage | CoverScreen | EndLesson | Pull | Want | Release | SendUp
+)
 Reply = Answer | Done | Refused
 Message = Annotated[
     Hello | Welcome | Request | Reply | Report,
@@ -263,7 +277,15 @@ class Channel:
                 self._on_report(message)
         elif isinstance(
             message,
-            Negotiate | Disconnect | SetStage | CoverScreen | EndLesson | Pull | Want | Release,
+            Negotiate
+            | Disconnect
+            | SetStage
+            | CoverScreen
+            | EndLesson
+            | Pull
+            | Want
+            | Release
+            | SendUp,
         ):
             task = asyncio.create_task(self._answer(message))
             self._work.add(task)

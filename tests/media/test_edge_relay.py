@@ -8,7 +8,7 @@ and microphone from the edge, not from the origin, without the edge encoding.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -16,6 +16,7 @@ from classroom.roles import Role
 from media.gateway import MediaError
 from media.relay.feed import FEED, fed_slots, layers_of
 from media.relay.relay import Relay
+from media.relay.uplink import Uplink
 from media.relay.upstream import Upstream
 from media.settings import RelaySettings
 from media.slots import Slot
@@ -146,3 +147,54 @@ async def test_an_offer_that_is_not_a_feed_is_refused(relay: Relay) -> None:
     finally:
         await room.close()
     assert relay.feeds(LESSON) == ()
+
+
+async def _until(done: Callable[[], bool], timeout_s: float) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not done():
+            await asyncio.sleep(0.05)
+
+
+async def test_an_edge_classroom_goes_up_to_the_origin_as_it_came(relay: Relay) -> None:
+    """Its camera is decoded at the origin only (its tile; the stage), its microphone
+    sent up only while it is on stage."""
+    origin = relay
+    edge = Relay(_settings(), edge=True)
+    room: SyntheticParticipant | None = None
+    uplink: Uplink | None = None
+    try:
+        room = await _classroom(edge, "far")
+        # The edge keeps what the classroom sends encoded: no ladder, nothing decoded.
+        assert edge.ladder(LESSON, "far", Slot.CAMERA) is None
+        forwarded = edge.forwarded(LESSON, "far")
+        assert set(forwarded) == {Slot.CAMERA, Slot.MICROPHONE}
+
+        uplink = Uplink(LESSON, "far", _settings(), asyncio.get_running_loop().time)
+        await uplink.accept(await origin.negotiate_uplink(LESSON, "far", await uplink.offer()))
+        uplink.follow(forwarded, on_stage=False)
+        camera = origin.ladder(LESSON, "far", Slot.CAMERA)
+        microphone = origin.ladder(LESSON, "far", Slot.MICROPHONE)
+        assert camera is not None and microphone is not None
+        # The origin decodes the classroom's pictures as it sent them.
+        await _until(lambda: camera.frames_in >= 10, 30)
+        assert camera.source_size == (320, 180)
+        assert microphone.frames_in == 0
+
+        # On stage: its sound goes up too; off stage, it stops.
+        uplink.follow(forwarded, on_stage=True)
+        await _until(lambda: microphone.frames_in >= 10, 30)
+        uplink.follow(forwarded, on_stage=False)
+        await asyncio.sleep(0.5)
+        heard = microphone.frames_in
+        await asyncio.sleep(1.0)
+        assert microphone.frames_in == heard
+
+        # An uplink offer that is not the uplink's m-lines is refused.
+        with pytest.raises(MediaError):
+            await origin.negotiate_uplink(LESSON, "far", await room.offer())
+    finally:
+        if uplink is not None:
+            await uplink.close()
+        if room is not None:
+            await room.close()
+        await edge.close()

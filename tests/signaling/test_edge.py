@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +25,11 @@ from signaling.edge.protocol import (
     Report,
     Request,
     RequestRefused,
+    SendUp,
     Want,
     parse,
 )
+from signaling.edge.revocations import Revocations
 from signaling.settings import SettingsError, load_settings
 from signaling.tokens import TokenError, TokenIssuer
 
@@ -100,6 +103,31 @@ def test_edge_tokens_open_only_the_edge_link() -> None:
     assert expired.value.code == "token_expired"
 
 
+def test_a_revocation_refuses_the_tokens_made_until_then(tmp_path: Path) -> None:
+    issuer_now = [1_700_000_000.0]
+    issuer = TokenIssuer(SECRET, 3600, lambda: issuer_now[0])
+    old, _ = issuer.issue_edge("county-a", 600)
+    other, _ = issuer.issue_edge("county-b", 600)
+    revocations = Revocations(tmp_path / "edges-revoked.json")
+    name, issued = issuer.verify_edge_grant(old)
+    assert (name, issued) == ("county-a", issuer_now[0])
+    assert not revocations.refuses("county-a", issued)
+
+    revocations.revoke("county-a", issuer_now[0] + 0.5)
+    # Read by another process (the origin's) from the file.
+    seen = Revocations(tmp_path / "edges-revoked.json")
+    assert seen.refuses("county-a", issued)
+    assert not seen.refuses(*issuer.verify_edge_grant(other))
+    # A token of the same second is refused too; one of a later second is good.
+    issuer_now[0] += 0.9
+    assert seen.refuses(*issuer.verify_edge_grant(issuer.issue_edge("county-a", 600)[0]))
+    issuer_now[0] += 0.2
+    assert not seen.refuses(*issuer.verify_edge_grant(issuer.issue_edge("county-a", 600)[0]))
+    # An earlier revocation does not undo a later one.
+    revocations.revoke("county-a", 1_600_000_000.0)
+    assert seen.refuses("county-a", issued)
+
+
 def test_messages_are_parsed_by_their_type() -> None:
     message = parse('{"type": "pull", "id": 3, "lesson_id": "L", "sdp": "v=0"}')
     assert message == Pull(type="pull", id=3, lesson_id="L", sdp="v=0")
@@ -167,9 +195,11 @@ async def test_a_request_waiting_when_the_link_closes_fails() -> None:
 
 
 class Feeds:
-    """The origin's relay as its edges see it: who pulls what."""
+    """The origin's relay as its edges see it: who pulls what; an edge classroom's
+    uplink is a connection of that classroom in the origin's relay (`local`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, local: FakeMedia | None = None) -> None:
+        self.local = local or FakeMedia()
         self.pulled: list[tuple[str, str]] = []
         self.dropped: list[tuple[str, str]] = []
         self.wanted: dict[tuple[str, str], list[int]] = {}
@@ -183,6 +213,10 @@ class Feeds:
 
     def want_feed(self, lesson_id: str, edge_id: str, lines: Collection[int]) -> None:
         self.wanted[(lesson_id, edge_id)] = list(lines)
+
+    async def negotiate_uplink(self, lesson_id: str, participant_id: str, offer_sdp: str) -> str:
+        await self.local.negotiate(lesson_id, participant_id, Role.CLASSROOM, offer_sdp)
+        return "uplink answer"
 
 
 async def test_an_edge_schools_classroom_is_negotiated_by_its_edge_while_linked() -> None:
@@ -268,4 +302,48 @@ async def test_an_edge_schools_classroom_is_negotiated_by_its_edge_while_linked(
     assert await gateway.negotiate("L", "far", Role.CLASSROOM, OFFER) == ANSWER_SDP
     assert local.has_peer("L", "far")
 
+    await gateway.close()
+
+
+async def test_an_edge_sends_up_only_its_own_classrooms() -> None:
+    local = FakeMedia()
+    routes = {("L", "far"): "county-a", ("L", "other"): "county-b"}
+    gateway = EdgeMedia(local, Feeds(local), lambda lesson, pid: routes.get((lesson, pid)))
+
+    async def edge_serves(request: Request) -> Reply:
+        if isinstance(request, Negotiate):
+            return Answer(type="answer", id=request.id, sdp="edge answer")
+        return Done(type="done", id=request.id)
+
+    async def origin_serves(request: Request) -> Reply:
+        return await gateway.serve("county-a", request)
+
+    origin_end, edge_end = joined(origin_serves, edge_serves)
+    gateway.attach("county-a", origin_end)
+    assert await gateway.negotiate("L", "far", Role.CLASSROOM, OFFER) == "edge answer"
+
+    def send_up(participant_id: str) -> SendUp:
+        return SendUp(type="uplink", id=edge_end.next_id(), lesson_id="L",
+                      participant_id=participant_id, sdp=OFFER)  # fmt: skip
+
+    reply = await edge_end.ask(send_up("far"))
+    assert isinstance(reply, Answer) and reply.sdp == "uplink answer"
+    # Its classroom is a source here now (its tile, the stage), served by the edge.
+    assert local.has_peer("L", "far") and gateway.has_peer("L", "far")
+    # Another edge's classroom, or one served here: not this edge's to send up.
+    for other in ("other", "near"):
+        with pytest.raises(RequestRefused, match="not served by this edge"):
+            await edge_end.ask(send_up(other))
+    assert not local.has_peer("L", "other") and not local.has_peer("L", "near")
+
+    # The classroom leaves: its uplink here closes with its connection at the edge.
+    await gateway.disconnect("L", "far")
+    assert not local.has_peer("L", "far")
+    # The link goes: the uplinks of its classrooms close with it.
+    await gateway.negotiate("L", "far", Role.CLASSROOM, OFFER)
+    await edge_end.ask(send_up("far"))
+    assert local.has_peer("L", "far")
+    origin_end.close()
+    await gateway.detach("county-a", origin_end)
+    assert not local.has_peer("L", "far")
     await gateway.close()

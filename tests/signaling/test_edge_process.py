@@ -1,6 +1,8 @@
 """A real origin (`classroom serve`) and a real county edge (`classroom edge`), each its
 own process on 127.0.0.1: a classroom of the edge's school gets the teacher's camera
-from the edge, while its hand still goes through the origin.
+from the edge, while its hand still goes through the origin; its own camera goes up
+to the origin, to its tile in the teacher's mosaic and to the stage when it has the
+floor.
 
 Both processes are started and stopped by this test, by their PIDs.
 """
@@ -26,10 +28,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from classroom.roles import Role
+from media.pipeline.mosaic import Tiles
 from media.slots import Slot
 from media.synthetic import MovingPicture, SyntheticParticipant
 from signaling import keys
 from signaling.edge.protocol import CLOSE_BAD_TOKEN, PATH
+from signaling.lessons import TEACHER_ID
 from signaling.settings import Settings
 from signaling.tokens import TokenIssuer
 
@@ -93,15 +97,16 @@ async def post(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> Any:
 
 
 async def a_district(http: httpx.AsyncClient) -> dict[str, Any]:
-    """An urban school and two rural ones with a room each; a lesson for both rooms
-    that starts in five minutes (the server's time zone is UTC)."""
+    """An urban school and two rural ones, the far one with two rooms; a lesson for the
+    three rooms that starts in five minutes (the server's time zone is UTC)."""
     urban = await post(http, "/api/schools", {"name": "Town", "kind": "urban"})
     far = await post(http, "/api/schools", {"name": "Hill", "kind": "rural"})
     near = await post(http, "/api/schools", {"name": "River", "kind": "rural"})
     teacher = await post(http, f"/api/schools/{urban['id']}/teachers", {"name": "Li"})
     far_room = await post(http, f"/api/schools/{far['id']}/rooms", {"name": "Grade 5"})
     near_room = await post(http, f"/api/schools/{near['id']}/rooms", {"name": "Grade 5"})
-    for room in (far_room, near_room):
+    far_room2 = await post(http, f"/api/schools/{far['id']}/rooms", {"name": "Grade 6"})
+    for room in (far_room, near_room, far_room2):
         await post(http, f"/api/schools/{urban['id']}/pairings", {"room_id": room["id"]})
     starts = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + timedelta(minutes=5)
     entry = await post(
@@ -110,13 +115,13 @@ async def a_district(http: httpx.AsyncClient) -> dict[str, Any]:
         {
             "title": "Maths",
             "teacher_id": teacher["id"],
-            "room_ids": [far_room["id"], near_room["id"]],
+            "room_ids": [far_room["id"], near_room["id"], far_room2["id"]],
             "starts_at": starts.isoformat(),
             "duration_min": 45,
         },
     )
-    return {"far": far, "far_room": far_room, "near_room": near_room, "entry": entry,
-            "on": starts.date().isoformat()}  # fmt: skip
+    return {"far": far, "far_room": far_room, "near_room": near_room, "far_room2": far_room2,
+            "entry": entry, "on": starts.date().isoformat()}  # fmt: skip
 
 
 async def join_ws(ws_url: str, token: str, stack: AsyncExitStack) -> Client:
@@ -133,6 +138,38 @@ async def media_of(client: Client, participant: SyntheticParticipant) -> str:
     sdp = str(answer["sdp"])
     await participant.accept(sdp)
     return sdp
+
+
+async def until(client: Client, kind: str) -> dict[str, Any]:
+    """The next message or event of this kind: a teacher gets a link report of each
+    classroom every second, more than `Client.until` skips."""
+    for _ in range(200):
+        msg = await client.recv()
+        if msg["type"] == kind or msg.get("event", {}).get("kind") == kind:
+            return msg
+    raise AssertionError(f"no {kind}")
+
+
+async def mosaic_tiles(teacher_ws: Client, teacher_id: str, wanted: str) -> Tiles:
+    """The teacher's mosaic layout, once `wanted` has a tile in it (the teacher's own
+    link reports say who is in which tile)."""
+    for _ in range(200):
+        msg = await teacher_ws.recv()
+        previews = msg.get("previews") or []
+        if msg["type"] == "link" and msg["participant_id"] == teacher_id and wanted in previews:
+            tiles = Tiles()
+            tiles.positions = list(previews)
+            assert tiles.columns == msg["preview_columns"]
+            return tiles
+    raise AssertionError(f"{wanted} has no tile in the teacher's mosaic")
+
+
+def tile_shows_a_picture(mosaic: Any, tiles: Tiles, participant_id: str) -> bool:
+    """Whether the tile shows a camera: the synthetic one is a gradient, an empty
+    tile is one flat grey."""
+    x, y, width, height = tiles.box(tiles.positions.index(participant_id))
+    luma = mosaic.to_ndarray(format="gray")[y : y + height, x : x + width]
+    return float(luma.std()) > 20.0
 
 
 async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
@@ -192,12 +229,13 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
 
             far_ws = await join_ws(ws_url, await room_token(w["far_room"]), stack)
             near_ws = await join_ws(ws_url, await room_token(w["near_room"]), stack)
+            far2_ws = await join_ws(ws_url, await room_token(w["far_room2"]), stack)
 
             teacher = SyntheticParticipant(Role.TEACHER)
             peers.append(teacher)
             teacher_answer = await media_of(teacher_ws, teacher)
             rooms = []
-            for _ in range(2):
+            for _ in range(3):
                 room = SyntheticParticipant(
                     Role.CLASSROOM, send_video=lambda: MovingPicture(320, 180, 15)
                 )
@@ -205,6 +243,7 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
                 rooms.append(room)
             far_answer = await media_of(far_ws, rooms[0])
             near_answer = await media_of(near_ws, rooms[1])
+            far2_answer = await media_of(far2_ws, rooms[2])
 
             # Both classrooms play the teacher's camera and hear the tone.
             for room in rooms:
@@ -217,6 +256,7 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
             # the teacher's by the origin's.
             edge_ports, origin_ports = udp_ports(edge.proc.pid), udp_ports(origin.proc.pid)
             assert candidate_ports(far_answer) <= edge_ports
+            assert candidate_ports(far2_answer) <= edge_ports
             assert not candidate_ports(far_answer) & origin_ports
             assert candidate_ports(near_answer) <= origin_ports
             assert candidate_ports(teacher_answer) <= origin_ports
@@ -224,7 +264,7 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
 
             # Hands and events go through the origin, from either classroom.
             await far_ws.send({"type": "raise_hand", "student": "Zhao Lei"})
-            hand = await teacher_ws.until("hand_raised")
+            hand = await until(teacher_ws, "hand_raised")
             assert hand["event"]["student"] == "Zhao Lei"
             # The far classroom's link, measured by the edge, reaches the teacher.
             far_id = started["classrooms"][0]["participant_id"]
@@ -235,6 +275,50 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
                     break
             else:
                 raise AssertionError("no link report of the edge's classroom")
+
+            # The far classroom's camera went up to the origin: it has a tile in the
+            # teacher's mosaic, with its picture in it (not the empty tile's grey).
+            teacher_id = TEACHER_ID
+            tiles = await mosaic_tiles(teacher_ws, teacher_id, far_id)
+            assert "edge sends" in edge.output()
+            await teacher.wait_frames(Slot.CLASSROOMS, 5, timeout=30)
+            for _ in range(100):
+                picture = teacher.received[Slot.CLASSROOMS].last
+                assert picture is not None
+                if tile_shows_a_picture(picture, tiles, far_id):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the edge classroom's tile shows no picture")
+
+            # The teacher gives it the floor: its camera and sound reach the teacher, the
+            # origin's classroom and the edge's other classroom (back down the edge's
+            # pull), not itself.
+            await teacher_ws.send({"type": "grant_floor", "classroom_id": far_id})
+            await until(teacher_ws, "floor_granted")
+            for peer in (teacher, rooms[1], rooms[2]):
+                video = await peer.wait_frames(Slot.STAGE_VIDEO, 10, timeout=30)
+                assert video.sizes  # decoded pictures, of whichever layer its link takes
+                audio = peer.received[Slot.STAGE_AUDIO]
+                for _ in range(300):
+                    if audio.nonsilent_frames >= 10:
+                        break
+                    await asyncio.sleep(0.1)
+                assert audio.nonsilent_frames >= 10, audio
+            assert rooms[0].received[Slot.STAGE_VIDEO].frames == 0
+            # The teacher's link takes the top layer: the picture as the classroom sent it.
+            assert (320, 180) in teacher.received[Slot.STAGE_VIDEO].sizes
+
+            # Revoked: the stage goes quiet for everyone (frames already on their way
+            # are let through first).
+            await teacher_ws.send({"type": "revoke_floor"})
+            await until(teacher_ws, "floor_revoked")
+            await asyncio.sleep(1.5)
+            watched = [(p, slot) for p in (teacher, rooms[1], rooms[2])
+                       for slot in (Slot.STAGE_VIDEO, Slot.STAGE_AUDIO)]  # fmt: skip
+            before = [p.received[slot].frames for p, slot in watched]
+            await asyncio.sleep(2.0)
+            assert [p.received[slot].frames for p, slot in watched] == before
 
         for peer in peers:
             await peer.close()
@@ -248,7 +332,7 @@ async def test_a_classroom_of_an_edge_school_plays_the_lesson_from_the_edge(
     assert "Traceback" not in origin_log, origin_log
 
 
-async def test_a_forged_or_expired_edge_token_is_refused(tmp_path: Path) -> None:
+async def test_a_forged_expired_or_revoked_edge_token_is_refused(tmp_path: Path) -> None:
     port = _free_port()
     data = tmp_path / "origin"
     proc = Process(
@@ -284,6 +368,34 @@ async def test_a_forged_or_expired_edge_token_is_refused(tmp_path: Path) -> None
             assert reason in closed.value.rcvd.reason
         async with connect(link, open_timeout=5) as ws:
             await ws.send(json.dumps({"type": "hello", "version": 1, "token": good}))
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert welcome == {"type": "welcome", "edge": "county-a"}
+
+            # The admin revokes the edge's tokens: its open link is closed, with why.
+            subprocess.run(
+                [sys.executable, "-m", "signaling", "edge-token", "county-a", "--revoke",
+                 "--data-dir", str(data)],
+                capture_output=True, text=True, check=True, timeout=30,
+            )  # fmt: skip
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 20)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == CLOSE_BAD_TOKEN
+            assert "revoked" in closed.value.rcvd.reason
+        # That token is refused from now on; a token made after the revocation is good.
+        async with connect(link, open_timeout=5) as ws:
+            await ws.send(json.dumps({"type": "hello", "version": 1, "token": good}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd is not None
+            assert "revoked" in closed.value.rcvd.reason
+        made = subprocess.run(
+            [sys.executable, "-m", "signaling", "edge-token", "county-a", "--data-dir", str(data)],
+            capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        fresh = made.stdout.strip().splitlines()[-1]
+        async with connect(link, open_timeout=5) as ws:
+            await ws.send(json.dumps({"type": "hello", "version": 1, "token": fresh}))
             welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
             assert welcome == {"type": "welcome", "edge": "county-a"}
     finally:
