@@ -16,6 +16,7 @@ from signaling.edge.origin import EdgeMedia
 from signaling.edge.protocol import (
     Answer,
     Channel,
+    CoverScreen,
     Disconnect,
     Done,
     LinkClosed,
@@ -234,6 +235,9 @@ async def test_an_edge_schools_classroom_is_negotiated_by_its_edge_while_linked(
             except MediaError as exc:
                 raise RequestRefused("bad_sdp", str(exc)) from None
             return Answer(type="answer", id=request.id, sdp=sdp)
+        if isinstance(request, CoverScreen):
+            await at_edge.cover_screen(request.lesson_id, request.covered)
+            return Done(type="done", id=request.id)
         assert isinstance(request, Disconnect)
         await at_edge.disconnect(request.lesson_id, request.participant_id)
         return Done(type="done", id=request.id)
@@ -265,6 +269,10 @@ async def test_an_edge_schools_classroom_is_negotiated_by_its_edge_while_linked(
     want = Want(type="want", id=edge_end.next_id(), lesson_id="L", lines=[0, 4])
     assert await edge_end.ask(want) == Done(type="done", id=2)
     assert feeds.wanted == {("L", "county-a"): [0, 4]}
+    # A deck page over the screen share: the origin's relay and the edge's both hear it.
+    await gateway.cover_screen("L", True)
+    assert ("cover_screen", "L", True) in local.calls
+    assert ("cover_screen", "L", True) in at_edge.calls
     with pytest.raises(MediaError):
         await gateway.negotiate("L", "far", Role.CLASSROOM, "not sdp")
 
