@@ -99,7 +99,18 @@ async def test_two_lessons_on_two_workers_each_carry_their_teacher(
             await peer.close()
 
 
-async def test_a_dead_worker_loses_its_lesson_and_only_its_lesson(gateway: WorkerGateway) -> None:
+async def test_a_dead_workers_lesson_moves_to_the_live_one_and_only_it(
+    gateway: WorkerGateway,
+) -> None:
+    """A worker killed by its PID: its lesson is freed and signaling told (`on_moved`);
+    the pages' new offers place it on the live worker, where it plays; the other
+    worker's lesson never stopped. With no live worker left, an offer is refused."""
+    moved: list[str] = []
+
+    async def on_moved(lesson_id: str) -> None:
+        moved.append(lesson_id)
+
+    gateway.on_moved = on_moved
     peers: list[SyntheticParticipant] = []
     try:
         await _join(gateway, "L1", "t1", Role.TEACHER, peers)
@@ -109,23 +120,32 @@ async def test_a_dead_worker_loses_its_lesson_and_only_its_lesson(gateway: Worke
         assert dead is not None
         os.kill(gateway.pids[dead], signal.SIGKILL)
         async with asyncio.timeout(10):
-            while gateway.loads()[dead].running:
+            while not moved:
                 await asyncio.sleep(0.05)
+        assert moved == ["L1"] and not gateway.loads()[dead].running
+        assert not gateway.has_peer("L1", "t1") and gateway.worker_of("L1") is None
 
-        assert not gateway.has_peer("L1", "t1")
+        # The lost lesson's teacher and classroom offer again: the live worker takes it.
+        await _join(gateway, "L1", "t1", Role.TEACHER, peers)
+        room = await _join(gateway, "L1", "r1", Role.CLASSROOM, peers)
+        assert gateway.worker_of("L1") == 1 - dead
+        await room.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=30)
+        before = survivor.received[Slot.TEACHER_CAMERA].frames
+        await survivor.wait_frames(Slot.TEACHER_CAMERA, before + 15, timeout=30)
+
+        # The last worker dies too: nothing is left to move to, and an offer says so.
+        os.kill(gateway.pids[1 - dead], signal.SIGKILL)
+        async with asyncio.timeout(10):
+            while gateway.loads()[1 - dead].running:
+                await asyncio.sleep(0.05)
         late = SyntheticParticipant(Role.CLASSROOM)
         peers.append(late)
         with pytest.raises(MediaError, match="unavailable"):
             await gateway.negotiate("L1", "r1", Role.CLASSROOM, await late.offer())
-        # Leaving or ending a lost lesson is quiet; a new lesson goes to the live worker.
-        await gateway.disconnect("L1", "t1")
-        await gateway.set_stage("L1", None)
-        await gateway.end_lesson("L1")
-        await _join(gateway, "L3", "t3", Role.TEACHER, peers)
-        assert gateway.worker_of("L3") == 1 - dead
-
-        before = survivor.received[Slot.TEACHER_CAMERA].frames
-        await survivor.wait_frames(Slot.TEACHER_CAMERA, before + 15, timeout=30)
+        # Leaving or ending a lesson with no media is quiet.
+        await gateway.disconnect("L2", "t2")
+        await gateway.end_lesson("L2")
+        assert moved == ["L1"]
     finally:
         for peer in peers:
             await peer.close()
