@@ -40,7 +40,7 @@ import logging
 import socket
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -48,6 +48,7 @@ import aioice.ice
 from aioice import stun
 from aioice.candidate import Candidate
 
+from media.adapter.gso import send_segmented
 from media.adapter.ice_sessions import (
     IceSession,
     SessionRegistry,
@@ -189,6 +190,11 @@ class SharedSocketView:
     def sendto(self, data: bytes, addr: Any = None) -> None:
         if not self._closing:
             self._socket.sendto(data, addr)
+
+    def sendmany(self, datagrams: Sequence[bytes], addr: Any) -> None:
+        """A frame's datagrams to one address (media.adapter.gso.batch_sender)."""
+        if not self._closing:
+            send_segmented(self._socket.sock, datagrams, addr, self._socket.sendto)
 
     def close(self) -> None:
         if self._closing:

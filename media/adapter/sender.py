@@ -244,10 +244,7 @@ class LeanRtp:
             frame = self._frame(data)
             if frame is None:
                 return True
-            for packet in self._make_packets(*frame):
-                if draw is not None:
-                    draw(len(packet))
-                wire.send(packet)
+            wire.send_all(self._make_packets(*frame), draw)
             self._sent(frame[1], wire)
         except Exception:
             logger.warning("RTP send failed\n%s", traceback.format_exc())

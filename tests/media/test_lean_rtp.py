@@ -300,8 +300,9 @@ async def test_aiortc_runs_and_stops_the_loop_through_what_lean_rtp_replaces() -
 
 
 def test_the_direct_wire_does_what_aiortc_and_aioice_do_per_packet() -> None:
-    # _Wire protects and sends as these do, for an RTCDtlsTransport; every relay
-    # test with real peers then checks that what it sends is received.
+    # _Wire (RTP) and send_rtcp protect and send as these do, for an
+    # RTCDtlsTransport; every relay test with real peers then checks that what it
+    # sends is received.
     import aioice.ice
     from aiortc.rtcdtlstransport import RTCDtlsTransport
     from aiortc.rtcicetransport import RTCIceTransport
@@ -310,6 +311,7 @@ def test_the_direct_wire_does_what_aiortc_and_aioice_do_per_packet() -> None:
     for line in (
         "self._state != State.CONNECTED",
         "data = self._tx_srtp.protect(data)",
+        "data = self._tx_srtp.protect_rtcp(data)",
         "await self.transport._send(data)",
         "self.__tx_bytes += len(data)",
         "self.__tx_packets += 1",
