@@ -172,6 +172,8 @@ def create_app(
                 await lessons.media_moved(lesson_id)
 
             media.on_moved = moved
+        if callable(counts := getattr(media, "counts", None)):
+            metrics.count_relay_workers(counts)
         links: asyncio.Task[None] | None = None
         try:
             # A recording left "recording" is another running node's, not a dead one's.
