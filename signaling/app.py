@@ -152,7 +152,14 @@ def create_app(
             from signaling import cluster as nodes  # redis is imported only for a cluster
 
             cluster = await nodes.join(
-                settings.redis_url, store, gateway, now, metrics, settings.catch_up_max_events
+                settings.redis_url,
+                store,
+                gateway,
+                now,
+                metrics,
+                settings.catch_up_max_events,
+                ttl_s=settings.node_ttl_s,
+                beat_s=settings.node_beat_s,
             )
             lessons = cluster.lessons
         else:

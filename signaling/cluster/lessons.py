@@ -41,7 +41,7 @@ from signaling import media_cues
 from signaling.bus import Envelope, Unsubscribe
 from signaling.cluster import commands as wire
 from signaling.cluster.bus import EventLog, RedisBus, _seq
-from signaling.cluster.node import HEARTBEAT_S, Args, Node, NodeGone, Refused
+from signaling.cluster.node import Args, Node, NodeGone, Refused
 from signaling.cluster.recovery import rebuild
 from signaling.lessons import (
     Attendee,
@@ -370,7 +370,7 @@ class ClusterLessons(Lessons):
         """The stand-ins of a node that stopped renewing its liveness leave: its
         connections are gone with it (and their participants are offline)."""
         while True:
-            await asyncio.sleep(HEARTBEAT_S * 2)
+            await asyncio.sleep(self._node.beat_s * 2)
             try:
                 nodes = {stand_in.at for stand_in, *_ in self._stand_ins.values()}
                 gone = {n for n in nodes if not await self._node.alive(n)}
@@ -386,9 +386,9 @@ class ClusterLessons(Lessons):
     # -- adopting the lessons of a node that died ------------------------------------
 
     async def _watch(self) -> None:
-        """Every HEARTBEAT_S: adopt the running lessons whose node is gone."""
+        """Every beat of the node: adopt the running lessons whose node is gone."""
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(self._node.beat_s)
             try:
                 for lesson_id, held_by in (await self._node.orphans()).items():
                     await self.adopt(lesson_id, held_by)
