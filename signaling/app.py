@@ -121,6 +121,9 @@ def create_app(
     # Rates and caps, shared by the HTTP routes and the WebSocket.
     limits = Limits(Policy.of(settings))
 
+    # WHIP and WHEP resources: let go when their lesson's media moves (the lifespan).
+    whip_resources = WhipResources()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         admin_key, created = keys.admin_key(settings)
@@ -169,6 +172,7 @@ def create_app(
         recordings = Recordings(settings.data_dir / "recordings", recorder, lessons, now)
         lessons.event_listeners.append(recordings.on_events)
         lessons.publish_listeners.append(recordings.published)
+        lessons.moved_listeners.append(whip_resources.moved)
         if cluster is not None:
             cluster.lessons.adopt_listeners.append(recordings.adopted)
             cluster.lessons.give_up_listeners.append(recordings.given_up)
@@ -398,7 +402,7 @@ def create_app(
         admin_session_router(lambda r: r.app.state.admin_sessions, settings.base_url, limits, now)
     )
     app.include_router(attendance_router(lambda r: r.app.state.attendance, limits, now))
-    app.include_router(whip_router(lambda r: _runtime(r).services, WhipResources(), limits))
+    app.include_router(whip_router(lambda r: _runtime(r).services, whip_resources, limits))
     deck_limits = DeckLimits(
         max_bytes=settings.deck_max_mb * 1024 * 1024, max_pages=settings.deck_max_pages
     )

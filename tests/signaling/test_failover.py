@@ -383,6 +383,11 @@ async def test_a_stalled_node_hands_its_connections_to_the_node_that_adopted(
             given_up.append((lesson_id, ("end_lesson", lesson_id) in medias[0].calls))
 
         first.give_up_listeners.append(record_give_up)
+        # What each node keeps of the lesson's peers (its WHIP and WHEP resources) is
+        # let go: on the adopter, and on the node that gave it up.
+        let_go: tuple[list[str], list[str]] = ([], [])
+        first.moved_listeners.append(let_go[0].append)
+        second.moved_listeners.append(let_go[1].append)
         try:
             created = await first.create("Physics", ["Village A"])
             lid = created.lesson.lesson_id
@@ -405,6 +410,8 @@ async def test_a_stalled_node_hands_its_connections_to_the_node_that_adopted(
             assert metrics[1].registry.get_sample_value(moved, {"how": "adopted"}) == 1
 
             assert any(m.type == "media_moved" for m in room.messages)
+            await _until_true(lambda: bool(let_go[0] and let_go[1]))
+            assert set(let_go[0]) == {lid} and let_go[1] == [lid]
             held = second.live(lid)
             assert held is not None and [h.student for h in held.hands] == ["Zhao Lei"]
             await _until_true(lambda: held.participants["classroom-1"].online)
