@@ -390,6 +390,7 @@ class WorkerGateway:
             return
         worker.channel = await Channel.over(worker.sock)
         self._workers[index] = worker
+        self._readers = [task for task in self._readers if not task.done()]  # the dead ones'
         self._readers.append(
             asyncio.create_task(self._read(worker), name=f"relay-worker-{worker.index}")
         )
