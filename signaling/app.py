@@ -121,6 +121,9 @@ def create_app(
     # Rates and caps, shared by the HTTP routes and the WebSocket.
     limits = Limits(Policy.of(settings))
 
+    # WHIP and WHEP resources: let go when their lesson's media moves (the lifespan).
+    whip_resources = WhipResources()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         admin_key, created = keys.admin_key(settings)
@@ -152,7 +155,14 @@ def create_app(
             from signaling import cluster as nodes  # redis is imported only for a cluster
 
             cluster = await nodes.join(
-                settings.redis_url, store, gateway, now, metrics, settings.catch_up_max_events
+                settings.redis_url,
+                store,
+                gateway,
+                now,
+                metrics,
+                settings.catch_up_max_events,
+                ttl_s=settings.node_ttl_s,
+                beat_s=settings.node_beat_s,
             )
             lessons = cluster.lessons
         else:
@@ -162,6 +172,7 @@ def create_app(
         recordings = Recordings(settings.data_dir / "recordings", recorder, lessons, now)
         lessons.event_listeners.append(recordings.on_events)
         lessons.publish_listeners.append(recordings.published)
+        lessons.moved_listeners.append(whip_resources.moved)
         if cluster is not None:
             cluster.lessons.adopt_listeners.append(recordings.adopted)
             cluster.lessons.give_up_listeners.append(recordings.given_up)
@@ -172,6 +183,8 @@ def create_app(
                 await lessons.media_moved(lesson_id)
 
             media.on_moved = moved
+        if callable(counts := getattr(media, "counts", None)):
+            metrics.count_relay_workers(counts)
         links: asyncio.Task[None] | None = None
         try:
             # A recording left "recording" is another running node's, not a dead one's.
@@ -389,7 +402,7 @@ def create_app(
         admin_session_router(lambda r: r.app.state.admin_sessions, settings.base_url, limits, now)
     )
     app.include_router(attendance_router(lambda r: r.app.state.attendance, limits, now))
-    app.include_router(whip_router(lambda r: _runtime(r).services, WhipResources(), limits))
+    app.include_router(whip_router(lambda r: _runtime(r).services, whip_resources, limits))
     deck_limits = DeckLimits(
         max_bytes=settings.deck_max_mb * 1024 * 1024, max_pages=settings.deck_max_pages
     )

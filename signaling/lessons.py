@@ -78,6 +78,7 @@ class Attendee(Protocol):
 # timeline follows the lesson this way), and with a participant's successful offer.
 EventListener = Callable[[str, list[Event]], Awaitable[None]]
 PublishListener = Callable[[str, str, Role], Awaitable[None]]
+MovedListener = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,10 @@ class Lessons:
         self.closing = False
         self.event_listeners: list[EventListener] = []
         self.publish_listeners: list[PublishListener] = []
+        # Told each lesson whose media moved (its relay worker died; on several nodes,
+        # another node adopted it), on every node: what this node keeps of a peer
+        # connection there (a WHIP or WHEP resource) is let go.
+        self.moved_listeners: list[MovedListener] = []
         metrics.count_live_lessons(lambda: len(self._live))
 
     # -- loading and creating ------------------------------------------------------
@@ -240,6 +245,15 @@ class Lessons:
                 return
             await self._play(lesson_id, media_cues.resume_cues(lesson))
             await self._bus.publish(lesson_id, Envelope("media_moved", encode(MediaMovedMsg())))
+        self.moved_here(lesson_id)
+
+    def moved_here(self, lesson_id: str) -> None:
+        """Tell the moved listeners; one that fails is logged."""
+        for listener in self.moved_listeners:
+            try:
+                listener(lesson_id)
+            except Exception:
+                log.exception("a moved listener failed for lesson %s", lesson_id)
 
     def _lock(self, lesson_id: str) -> asyncio.Lock:
         return self._locks.setdefault(lesson_id, asyncio.Lock())

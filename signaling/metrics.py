@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from media.workers.restarts import WorkerCounts
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -68,9 +72,16 @@ class Metrics:
             "classroom_asyncio_tasks", "asyncio tasks alive in the server's loop", registry=r
         )
         self.tasks.set_function(_task_count)
+        self._relay_workers: _RelayWorkers | None = None
 
     def count_live_lessons(self, count: Callable[[], int]) -> None:
         self.lessons_live.set_function(lambda: float(count()))
+
+    def count_relay_workers(self, counts: Callable[[], WorkerCounts]) -> None:
+        """The relay workers' slots, as the gateway counts them (media.workers)."""
+        if self._relay_workers is None:
+            self._relay_workers = _RelayWorkers(counts)
+            self.registry.register(self._relay_workers)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -81,3 +92,36 @@ def _task_count() -> float:
         return float(len(asyncio.all_tasks()))
     except RuntimeError:  # no running loop (rendered outside the server)
         return 0.0
+
+
+class _RelayWorkers(Collector):
+    """Read from the gateway at each scrape: a restart is counted where it happens,
+    in the gateway, which knows nothing of Prometheus."""
+
+    def __init__(self, counts: Callable[[], WorkerCounts]) -> None:
+        self._counts = counts
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(WorkerCounts(0, 0, 0, 0))
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self._counts())
+
+    @staticmethod
+    def _families(counts: WorkerCounts) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "classroom_relay_workers", "Relay worker slots (--workers)", value=counts.slots
+        )
+        yield GaugeMetricFamily(
+            "classroom_relay_workers_alive", "Relay workers running now", value=counts.alive
+        )
+        yield GaugeMetricFamily(
+            "classroom_relay_workers_held_back",
+            "Slots left empty for now: their worker kept dying right after its restarts",
+            value=counts.held_back,
+        )
+        yield CounterMetricFamily(
+            "classroom_relay_worker_restarts",
+            "Relay workers started again in the slot of one that died",
+            value=counts.restarts,
+        )

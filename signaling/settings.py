@@ -11,10 +11,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import web_client
+
+# A node's liveness key holds at least this many beats (signaling.cluster.node).
+BEATS_PER_TTL = 3
 
 # A rate a second or a minute: more than zero, and a number (not "inf" or "nan").
 PositiveRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -54,6 +57,12 @@ class Settings(BaseSettings):
     # Redis shared by several nodes that serve the same lessons (signaling.cluster), as
     # "redis://host:6379/0"; unset, the server is one process with its in-process bus.
     redis_url: str | None = None
+    # A node's liveness in Redis (signaling.cluster.node): its key lives `node_ttl_s`,
+    # renewed every `node_beat_s`; a killed node's lessons move about a TTL after the
+    # kill. Shorter moves them sooner, for more Redis commands and a greater risk that a
+    # stalled machine passes for a dead node. The beat must fit three times in the TTL.
+    node_ttl_s: float = Field(default=2.0, ge=0.3, le=600, allow_inf_nan=False)
+    node_beat_s: float = Field(default=0.5, ge=0.05, le=200, allow_inf_nan=False)
 
     # County edge relays (signaling.edge): which edge serves each school's classrooms,
     # "school_id=edge_name,..." (or a JSON object). A classroom of such a school gets its
@@ -193,6 +202,17 @@ class Settings(BaseSettings):
     def _auto_workers(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() == "auto":
             return os.cpu_count() or 1
+        return value
+
+    @field_validator("node_beat_s")
+    @classmethod
+    def _beat_well_under_ttl(cls, value: float, info: ValidationInfo) -> float:
+        ttl = info.data.get("node_ttl_s")
+        if ttl is not None and value * BEATS_PER_TTL > ttl:
+            raise ValueError(
+                f"the beat must fit {BEATS_PER_TTL} times in CLASSROOM_NODE_TTL_S ({ttl:g} s): "
+                f"at most {ttl / BEATS_PER_TTL:g} s"
+            )
         return value
 
     @field_validator("time_zone")

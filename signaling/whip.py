@@ -64,6 +64,24 @@ class Resources:
     """The app's WHIP and WHEP resources, by id; built with the app, never global."""
 
     by_id: dict[str, Resource] = field(default_factory=dict)
+    # What a resource held besides its entry (a WHEP viewer's place under the link's
+    # cap): given back when it is dropped. Set by `router`.
+    release: Callable[[Resource], None] = lambda resource: None
+
+    def drop(self, resource: Resource) -> None:
+        if self.by_id.pop(resource.resource_id, None) is not None:
+            self.release(resource)
+
+    def moved(self, lesson_id: str) -> None:
+        """The lesson's media moved (Lessons.moved_listeners): its resources led to a
+        peer connection that is gone, or that its node has just closed. They are
+        forgotten at once, on every node: the client's DELETE or PATCH is answered 404,
+        and the encoder's next POST (when its connection fails: at ICE consent expiry,
+        RFC 7675, after a worker or node was killed; at once when the peer was closed)
+        publishes on the lesson's new worker or node, never refused as a second
+        publisher."""
+        for resource in [r for r in self.by_id.values() if r.lesson_id == lesson_id]:
+            self.drop(resource)
 
     def publisher(self, lesson_id: str) -> Resource | None:
         return next(
@@ -113,10 +131,12 @@ def router(
             if gone:
                 drop(resource)
 
-    def drop(resource: Resource) -> None:
-        resources.by_id.pop(resource.resource_id, None)
+    def release(resource: Resource) -> None:
         if resource.kind == "whep":
             limits.connections.release(f"{resource.lesson_id}/{resource.participant_id}")
+
+    resources.release = release
+    drop = resources.drop
 
     async def create(request: Request, lesson_id: str, kind: str) -> Response:
         services = get(request)

@@ -29,15 +29,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from aiortc import RTCRtpSender, RTCSessionDescription
-
-from media.adapter.hooks import gather_on
-from media.adapter.peer import new_peer
 from media.adapter.rtcp import hook_sender_rtcp, quiet_when_idle
 from media.adapter.sender import LeanRtp
-from media.gateway import MediaError
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import Layer
+from media.relay.backbone import BackbonePeer
 from media.settings import RelaySettings
 from media.slots import Slot, SlotSpec
 
@@ -49,11 +45,8 @@ UPLINK: tuple[SlotSpec, ...] = (
 # How the edge's offer is named in the messages that refuse it.
 UPLINK_OFFERER = "edge relay's uplink"
 
-# What a page sends and the edge passes on as it came: VP8 (with its resends), Opus.
-_CODECS = {"video": ("video/vp8", "video/rtx"), "audio": ("audio/opus",)}
 
-
-class Uplink:
+class Uplink(BackbonePeer):
     """One edge classroom's camera and microphone, sent to the origin (see above)."""
 
     def __init__(
@@ -63,17 +56,12 @@ class Uplink:
         settings: RelaySettings,
         clock: Callable[[], float],
     ) -> None:
+        super().__init__(settings)
         self.lesson_id = lesson_id
         self.participant_id = participant_id
-        self._settings = settings
-        self.pc = new_peer(settings.stun_servers)
         self.tracks: dict[Slot, SubscriberTrack] = {}
         for spec in UPLINK:
-            transceiver = self.pc.addTransceiver(spec.kind, direction="sendonly")
-            codecs = RTCRtpSender.getCapabilities(spec.kind).codecs
-            wanted = _CODECS[spec.kind]
-            transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() in wanted])
-            sender = transceiver.sender
+            sender = self.add_line(spec.kind, "sendonly").sender
             lean = LeanRtp.install(sender)
             video = spec.kind == "video"
             capacity = settings.video_queue_frames if video else settings.audio_queue_packets
@@ -86,30 +74,11 @@ class Uplink:
             quiet_when_idle(sender, clock)
             self.tracks[spec.slot] = track
 
-    async def offer(self) -> str:
-        """The edge's offer to the origin (gathered on the relay's addresses)."""
-        description = await self.pc.createOffer()
-        with gather_on(self._settings.host_addresses):
-            await self.pc.setLocalDescription(description)
-        sdp: str = self.pc.localDescription.sdp
-        return sdp
-
-    async def accept(self, answer_sdp: str) -> None:
-        """Apply the origin's answer: the classroom's frames start to flow up."""
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
-        except Exception as exc:  # aiortc raises ValueError, OperationError, ...
-            raise MediaError(f"the origin's answer cannot be used: {exc}") from None
-
     def follow(self, sources: Mapping[Slot, Layer], on_stage: bool) -> None:
         """Send the classroom's camera always (its tile), its microphone only while it
         has the floor (nobody else hears it)."""
         self.tracks[Slot.CAMERA].follow(sources.get(Slot.CAMERA))
         self.tracks[Slot.MICROPHONE].follow(sources.get(Slot.MICROPHONE) if on_stage else None)
-
-    @property
-    def failed(self) -> bool:
-        return self.pc.connectionState in ("failed", "closed")
 
     async def close(self) -> None:
         for track in self.tracks.values():

@@ -19,30 +19,24 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCRtpReceiver
 
 from media.adapter.encoded import request_keyframe, tap_encoded
-from media.adapter.hooks import gather_on
-from media.adapter.peer import new_peer
-from media.gateway import MediaError
 from media.pipeline.relayed import RelayedLayer, RelayedSource
+from media.relay.backbone import BackbonePeer
 from media.relay.feed import FEED
 from media.settings import RelaySettings
 from media.slots import Slot
 
 logger = logging.getLogger(__name__)
 
-# What the origin's layers are: VP8 (with its resends) and Opus, nothing to negotiate.
-_CODECS = {"video": ("video/vp8", "video/rtx"), "audio": ("audio/opus",)}
 
-
-class Upstream:
+class Upstream(BackbonePeer):
     """One lesson's feed from the origin (see the module docstring)."""
 
     def __init__(self, lesson_id: str, settings: RelaySettings, clock: Callable[[], float]) -> None:
+        super().__init__(settings)
         self.lesson_id = lesson_id
-        self._settings = settings
-        self.pc = new_peer(settings.stun_servers)
         self._asking: set[asyncio.Task[None]] = set()
         # Called with the FEED lines some classroom follows, after each change of them.
         self.on_wanted: Callable[[tuple[int, ...]], None] | None = None
@@ -50,11 +44,7 @@ class Upstream:
         self.lines: list[RelayedLayer] = []
         layers: dict[Slot, list[RelayedLayer]] = {}
         for line in FEED:
-            transceiver = self.pc.addTransceiver(line.kind, direction="recvonly")
-            codecs = RTCRtpSender.getCapabilities(line.kind).codecs
-            wanted = _CODECS[line.kind]
-            transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() in wanted])
-            receiver = transceiver.receiver
+            receiver = self.add_line(line.kind, "recvonly").receiver
             layer = RelayedLayer(
                 line.layer,
                 line.kind,
@@ -70,21 +60,6 @@ class Upstream:
         self.sources: dict[Slot, RelayedSource] = {
             slot: RelayedSource(found[0].kind, found) for slot, found in layers.items()
         }
-
-    async def offer(self) -> str:
-        """The edge's offer to the origin (gathered on the relay's addresses)."""
-        description = await self.pc.createOffer()
-        with gather_on(self._settings.host_addresses):
-            await self.pc.setLocalDescription(description)
-        sdp: str = self.pc.localDescription.sdp
-        return sdp
-
-    async def accept(self, answer_sdp: str) -> None:
-        """Apply the origin's answer: the layers start to flow."""
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
-        except Exception as exc:  # aiortc raises ValueError, OperationError, ...
-            raise MediaError(f"the origin's answer cannot be used: {exc}") from None
 
     def wanted(self) -> tuple[int, ...]:
         """The FEED lines some classroom of this edge follows (or awaits) now."""
@@ -102,10 +77,6 @@ class Upstream:
                 self.on_wanted(self.wanted())
 
         asyncio.get_running_loop().call_soon(report)
-
-    @property
-    def failed(self) -> bool:
-        return self.pc.connectionState in ("failed", "closed")
 
     def _ask_keyframe(self, receiver: RTCRtpReceiver) -> None:
         task = asyncio.create_task(request_keyframe(receiver), name="edge-pli")

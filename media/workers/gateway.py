@@ -10,7 +10,9 @@ workers' lessons go on. Its lessons are placed again on a live worker at their n
 call, and `on_moved` is told each of them: signaling then replays the stage and asks
 every page of the lesson to offer again (`media_moved`), so the lesson's media comes
 back on the live worker within a few seconds. With no live worker left, offers fail with
-a MediaError a user can read.
+a MediaError a user can read. Then a new worker is started in the dead one's slot (the
+same index, so the same ICE ports), unless that slot crash-loops (media.workers.restarts);
+lessons that had nowhere to go are told `on_moved` once it is up.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from media.relay.reports import LinkReports
 from media.settings import RelaySettings
 from media.workers.channel import Channel, ChannelClosed, Message, receive_blocking
 from media.workers.placement import WorkerLoad, least_loaded
+from media.workers.restarts import RestartBudget, RestartPolicy, WorkerCounts
 from media.workers.worker import settings_to_json
 
 logger = logging.getLogger(__name__)
@@ -130,9 +133,22 @@ class WorkerGateway:
         *,
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
+        restarts: RestartPolicy | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("at least one relay worker")
+        # What a dead worker's slot is started again with (`_restart`).
+        self._settings = settings
+        self._env = env
+        self._ready_timeout_s = ready_timeout_s
+        policy = restarts or RestartPolicy()
+        self._budgets = {index: RestartBudget(policy) for index in range(count)}
+        self._restarting: dict[int, asyncio.Task[None]] = {}
+        self._held_back: set[int] = set()
+        self._stopping = asyncio.Event()
+        self._restarts = 0
+        # Lessons lost while no worker lived: told `on_moved` when one is up again.
+        self._homeless: set[str] = set()
         self._workers: list[_Worker] = []
         self._placed: dict[str, _Worker] = {}
         self._recording_on: dict[str, _Worker] = {}
@@ -185,10 +201,7 @@ class WorkerGateway:
 
     def _kill_all(self) -> None:
         for worker in self._workers:
-            if worker.proc.poll() is None:
-                worker.proc.kill()
-            worker.proc.wait()
-            worker.sock.close()
+            _end(worker)
 
     # --- where lessons are -------------------------------------------------------------
 
@@ -312,12 +325,88 @@ class WorkerGateway:
             if self._recording_on.get(lesson_id) is worker:
                 del self._recording_on[lesson_id]
         worker.lessons.clear()
-        if self.on_moved is None or least_loaded(self.loads()) is None:
+        if least_loaded(self.loads()) is None:
+            self._homeless.update(lost)
+        else:
+            self._tell_moved(lost)
+        # Only then a new worker in its slot: the lessons are not waiting for it.
+        self._schedule_restart(worker.index)
+
+    def _tell_moved(self, lessons: list[str]) -> None:
+        if self.on_moved is None:
             return
-        for lesson_id in lost:
+        for lesson_id in lessons:
             task = asyncio.create_task(self._moved(self.on_moved, lesson_id))
             self._moving.add(task)
             task.add_done_callback(self._moving.discard)
+
+    # --- a dead worker's slot ------------------------------------------------------------
+
+    def counts(self) -> WorkerCounts:
+        """What /metrics says of the workers: slots, how many live, restarts so far, and
+        slots left empty for now because their worker keeps dying."""
+        alive = sum(1 for w in self._workers if w.running)
+        return WorkerCounts(len(self._workers), alive, self._restarts, len(self._held_back))
+
+    def _schedule_restart(self, index: int) -> None:
+        if self._closed or index in self._restarting:
+            return
+        budget = self._budgets[index]
+        delay = budget.delay(time.monotonic())
+        if delay > 0:
+            logger.error(
+                "relay worker %d keeps dying: started again %d times within %.0f s "
+                "(a crash loop); its slot stays empty for %.0f s",
+                index, budget.policy.per_window, budget.policy.window_s, delay,
+            )  # fmt: skip
+        self._restarting[index] = asyncio.create_task(
+            self._restart(index, delay), name=f"relay-worker-{index}-restart"
+        )
+
+    async def _restart(self, index: int, delay: float) -> None:
+        """Start a new worker in slot `index` after `delay` (0: at once)."""
+        try:
+            if delay > 0:
+                self._held_back.add(index)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                self._held_back.discard(index)
+            if self._closed:
+                return
+            self._budgets[index].started(time.monotonic())
+            self._restarts += 1
+            try:
+                worker = await asyncio.to_thread(self._start, index)
+            except (MediaError, OSError) as exc:
+                logger.error("relay worker %d could not be started again: %s", index, exc)
+                worker = None
+            if worker is not None and self._closed:
+                await asyncio.to_thread(_end, worker)
+                return
+        finally:
+            del self._restarting[index]
+        if worker is None:
+            self._schedule_restart(index)  # counted: a start that fails is one of the loop
+            return
+        worker.channel = await Channel.over(worker.sock)
+        self._workers[index] = worker
+        self._readers = [task for task in self._readers if not task.done()]  # the dead ones'
+        self._readers.append(
+            asyncio.create_task(self._read(worker), name=f"relay-worker-{worker.index}")
+        )
+        logger.warning("relay worker %d started again (pid %d)", index, worker.pid)
+        homeless, self._homeless = sorted(self._homeless), set()
+        self._tell_moved(homeless)
+
+    def _start(self, index: int) -> _Worker:
+        """In a thread: a new worker for slot `index`, greeted (its ports bound)."""
+        worker = self._spawn(index, self._settings, self._env)
+        try:
+            self._greeted(worker, self._ready_timeout_s)
+        except BaseException:
+            _end(worker)
+            raise
+        return worker
 
     @staticmethod
     async def _moved(on_moved: Callable[[str], Awaitable[None]], lesson_id: str) -> None:
@@ -392,6 +481,9 @@ class WorkerGateway:
         if self._closed:
             return
         self._closed = True
+        # A slot being started again ends its new worker; one held back starts none.
+        self._stopping.set()
+        await asyncio.gather(*self._restarting.values(), return_exceptions=True)
         for worker in self._workers:
             if worker.running and worker.channel is not None:
                 with contextlib.suppress(ChannelClosed):
@@ -438,6 +530,14 @@ class WorkerGateway:
             logger.warning("recording of %s not finished: %s", lesson_id, exc)
             return None
         return cast(Manifest | None, manifest)
+
+
+def _end(worker: _Worker) -> None:
+    """Kill a worker that never served (its start failed, or the gateway closed)."""
+    if worker.proc.poll() is None:
+        worker.proc.kill()
+    worker.proc.wait()
+    worker.sock.close()
 
 
 def _reap(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> int | None:

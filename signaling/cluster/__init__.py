@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from media.gateway import MediaGateway
 from signaling.cluster.lessons import ClusterLessons
 from signaling.cluster.media import ClusterMedia
-from signaling.cluster.node import HEARTBEAT_S, Node
+from signaling.cluster.node import HEARTBEAT_S, NODE_TTL_S, Node
 from signaling.metrics import Metrics
 from signaling.store import Store
 
@@ -52,10 +52,15 @@ async def join(
     now: Callable[[], float],
     metrics: Metrics,
     max_catch_up: int,
+    *,
+    ttl_s: float = NODE_TTL_S,
+    beat_s: float = HEARTBEAT_S,
 ) -> Cluster:
     node = Node(
         Redis.from_url(redis_url, decode_responses=True),
-        SyncRedis.from_url(redis_url, decode_responses=True, socket_timeout=HEARTBEAT_S * 2),
+        SyncRedis.from_url(redis_url, decode_responses=True, socket_timeout=beat_s * 2),
+        ttl_s=ttl_s,
+        beat_s=beat_s,
     )
     await node.start()
     lessons = ClusterLessons(store, node, media, now, metrics, max_catch_up)

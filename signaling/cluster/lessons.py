@@ -41,7 +41,7 @@ from signaling import media_cues
 from signaling.bus import Envelope, Unsubscribe
 from signaling.cluster import commands as wire
 from signaling.cluster.bus import EventLog, RedisBus, _seq
-from signaling.cluster.node import HEARTBEAT_S, Args, Node, NodeGone, Refused
+from signaling.cluster.node import Args, Node, NodeGone, Refused
 from signaling.cluster.recovery import rebuild
 from signaling.lessons import (
     Attendee,
@@ -370,7 +370,7 @@ class ClusterLessons(Lessons):
         """The stand-ins of a node that stopped renewing its liveness leave: its
         connections are gone with it (and their participants are offline)."""
         while True:
-            await asyncio.sleep(HEARTBEAT_S * 2)
+            await asyncio.sleep(self._node.beat_s * 2)
             try:
                 nodes = {stand_in.at for stand_in, *_ in self._stand_ins.values()}
                 gone = {n for n in nodes if not await self._node.alive(n)}
@@ -386,9 +386,9 @@ class ClusterLessons(Lessons):
     # -- adopting the lessons of a node that died ------------------------------------
 
     async def _watch(self) -> None:
-        """Every HEARTBEAT_S: adopt the running lessons whose node is gone."""
+        """Every beat of the node: adopt the running lessons whose node is gone."""
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(self._node.beat_s)
             try:
                 for lesson_id, held_by in (await self._node.orphans()).items():
                     await self.adopt(lesson_id, held_by)
@@ -444,6 +444,7 @@ class ClusterLessons(Lessons):
         # Every connection of the lesson, on every node, offers again: to this node.
         await self._bus.publish(lesson_id, Envelope("media_moved", encode(MediaMovedMsg())))
         await self._node.tell(None, "adopted", {"lesson": lesson_id})
+        self.moved_here(lesson_id)
         log.warning(
             "adopted lesson %s from node %s in %.3f s (%d events, %d connections here)",
             lesson_id, held_by, time.monotonic() - started, len(rebuilt.events), len(here),
@@ -466,6 +467,7 @@ class ClusterLessons(Lessons):
         for lid, participant_id, connection in list(self._away_of.values()):
             if lid == lesson_id:
                 self._node.spawn(self._reattach(lesson_id, participant_id, connection))
+        self.moved_here(lesson_id)
 
     async def _give_up(self, lesson_id: str) -> None:
         """This node stalled past its liveness and another one adopted the lesson: the
@@ -487,6 +489,7 @@ class ClusterLessons(Lessons):
                     self._away_of[attendee] = (lesson_id, key[1], connection)
                     self._node.spawn(self._reattach(lesson_id, key[1], connection))
         self._metrics.lessons_moved.labels("given_up").inc()
+        self.moved_here(lesson_id)
         # This node's recording of it ends here (the adopter records the next segment),
         # before the relay lets the lesson go.
         for listener in self.give_up_listeners:

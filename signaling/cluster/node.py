@@ -1,12 +1,12 @@
 """This server process as one node of several that share lessons through Redis.
 
 What a node keeps in Redis, under `classroom:`:
-- `node:<id>`: that the node is alive, with a TTL (`NODE_TTL_S`) it renews every
-  `HEARTBEAT_S`;
+- `node:<id>`: that the node is alive, with a TTL (`ttl_s`, CLASSROOM_NODE_TTL_S) it
+  renews every beat (`beat_s`, CLASSROOM_NODE_BEAT_S);
 - `lesson:<id>:node`: which node holds a lesson (its state, its roster, its media),
   with a TTL its node renews while the lesson runs;
 - `lessons`: the set of lessons that run somewhere, which every node looks over every
-  `HEARTBEAT_S` for one whose node is gone (`orphans`), to adopt it (`take_over`);
+  beat for one whose node is gone (`orphans`), to adopt it (`take_over`);
 - a channel per node (`inbox:<id>`) on which other nodes ask it for what only the
   lesson's node can do (run a command, answer an SDP offer) and it answers them.
 
@@ -35,18 +35,21 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from classroom.errors import DomainError
+from signaling.settings import BEATS_PER_TTL
 
 log = logging.getLogger(__name__)
 
 PREFIX = "classroom:"
-# A killed node is noticed between NODE_TTL_S - HEARTBEAT_S and NODE_TTL_S + HEARTBEAT_S
-# after it stopped renewing (its key expires, then the next look of a survivor sees it),
-# so that a lesson moves within about 2 s. What it costs: each node sends Redis, every
-# HEARTBEAT_S, one pipeline (its key and a renewal per lesson it holds) and one look
-# (SMEMBERS, MGET and an EXISTS per other node): about 8 commands a second per node plus
-# 2 per lesson, nothing that grows with participants.
+# The defaults of CLASSROOM_NODE_BEAT_S and CLASSROOM_NODE_TTL_S (signaling.settings).
+# A killed node is noticed between TTL - beat and TTL + beat after it stopped renewing
+# (its key expires, then the next look of a survivor sees it), so that a lesson moves
+# within about 2 s. What it costs: each node sends Redis, every beat, one pipeline (its
+# key and a renewal per lesson it holds) and one look (SMEMBERS, MGET and an EXISTS per
+# other node): about 8 commands a second per node plus 2 per lesson, nothing that grows
+# with participants. The TTL holds several beats (BEATS_PER_TTL), so that one late or
+# lost beat (a busy machine, a Redis reconnect) does not pass for a death.
 HEARTBEAT_S = 0.5
-NODE_TTL_S = 2
+NODE_TTL_S = 2.0
 # The beat comes from a thread of its own, so that a busy event loop (an encoder
 # starting, a burst of work on a loaded machine: 2 s stalls were seen) does not pass
 # for a dead node; but a loop stuck this long is one, and the beat stops.
@@ -125,8 +128,20 @@ class Node:
     notices to other nodes, and the Redis channels the bus listens to (one PubSub
     connection for all of them)."""
 
-    def __init__(self, redis: Redis, beat: SyncRedis, node_id: str | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        beat: SyncRedis,
+        node_id: str | None = None,
+        *,
+        ttl_s: float = NODE_TTL_S,
+        beat_s: float = HEARTBEAT_S,
+    ) -> None:
+        if beat_s * BEATS_PER_TTL > ttl_s:
+            raise ValueError(f"a node's beat ({beat_s} s) must fit {BEATS_PER_TTL}x in its TTL")
         self.redis = redis
+        self.ttl_s = ttl_s
+        self.beat_s = beat_s
         # The heartbeat's own connection (a thread's: `_beat`).
         self._beat_redis = beat
         self._beating = threading.Event()
@@ -153,7 +168,7 @@ class Node:
 
     async def start(self) -> None:
         self.number = int(await self.redis.incr(PREFIX + "node-numbers"))
-        await self.redis.set(node_key(self.id), "1", ex=NODE_TTL_S)
+        await self.redis.set(node_key(self.id), "1", px=self._ttl_ms)
         await self._pubsub.subscribe(inbox(self.id), BROADCAST)
         self._tasks = [
             asyncio.create_task(self._listen()),
@@ -182,17 +197,22 @@ class Node:
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 
+    @property
+    def _ttl_ms(self) -> int:
+        # Milliseconds (PX): a TTL under a second, or 1.5 s, is kept as given.
+        return max(1, round(self.ttl_s * 1000))
+
     async def _tick(self) -> None:
         """The event loop's sign of life, which the beat checks."""
         while True:
             self._ticked = time.monotonic()
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(self.beat_s)
 
     def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
         """In a thread: renew the node's key and its lessons' placements, while the
         event loop lives; a placement another node took is given up, in the loop."""
         while self._beating.is_set():
-            time.sleep(HEARTBEAT_S)
+            time.sleep(self.beat_s)
             if not self._beating.is_set():
                 return
             if time.monotonic() - self._ticked > LOOP_STALL_S:
@@ -201,7 +221,7 @@ class Node:
             owned = list(self._owned)
             try:
                 with self._beat_redis.pipeline(transaction=False) as pipe:
-                    pipe.set(node_key(self.id), "1", ex=NODE_TTL_S)
+                    pipe.set(node_key(self.id), "1", px=self._ttl_ms)
                     for lesson_id in owned:
                         key = placement_key(lesson_id)
                         pipe.eval(_RENEW, 2, key, RUNNING, self.id, PLACEMENT_TTL_S, lesson_id)

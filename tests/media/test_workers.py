@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from media.settings import RelaySettings
 from media.slots import Slot
 from media.synthetic import SyntheticParticipant
 from media.workers.gateway import WorkerFault, WorkerGateway
+from media.workers.restarts import RestartPolicy
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.e2e]
 
@@ -99,12 +100,13 @@ async def test_two_lessons_on_two_workers_each_carry_their_teacher(
             await peer.close()
 
 
-async def test_a_dead_workers_lesson_moves_to_the_live_one_and_only_it(
+async def test_a_dead_workers_lesson_moves_to_the_live_one_and_a_new_worker_takes_its_slot(
     gateway: WorkerGateway,
 ) -> None:
     """A worker killed by its PID: its lesson is freed and signaling told (`on_moved`);
     the pages' new offers place it on the live worker, where it plays; the other
-    worker's lesson never stopped. With no live worker left, an offer is refused."""
+    worker's lesson never stopped. A new worker (a new pid) is started in the dead
+    one's slot, and takes the lessons when the other worker dies in turn."""
     moved: list[str] = []
 
     async def on_moved(lesson_id: str) -> None:
@@ -118,11 +120,12 @@ async def test_a_dead_workers_lesson_moves_to_the_live_one_and_only_it(
         survivor = await _join(gateway, "L2", "r2", Role.CLASSROOM, peers)
         dead = gateway.worker_of("L1")
         assert dead is not None
-        os.kill(gateway.pids[dead], signal.SIGKILL)
+        killed = gateway.pids[dead]
+        os.kill(killed, signal.SIGKILL)
         async with asyncio.timeout(10):
             while not moved:
                 await asyncio.sleep(0.05)
-        assert moved == ["L1"] and not gateway.loads()[dead].running
+        assert moved == ["L1"]
         assert not gateway.has_peer("L1", "t1") and gateway.worker_of("L1") is None
 
         # The lost lesson's teacher and classroom offer again: the live worker takes it.
@@ -133,22 +136,85 @@ async def test_a_dead_workers_lesson_moves_to_the_live_one_and_only_it(
         before = survivor.received[Slot.TEACHER_CAMERA].frames
         await survivor.wait_frames(Slot.TEACHER_CAMERA, before + 15, timeout=30)
 
-        # The last worker dies too: nothing is left to move to, and an offer says so.
+        # Meanwhile the dead one's slot has a new worker.
+        await _until(lambda: gateway.counts().alive == 2)
+        assert gateway.pids[dead] != killed and _alive(gateway.pids[dead])
+        assert not _alive(killed)
+        assert gateway.counts().restarts == 1
+
+        # The other worker dies: both lessons go to the new one, and play there.
+        moved.clear()
         os.kill(gateway.pids[1 - dead], signal.SIGKILL)
-        async with asyncio.timeout(10):
-            while gateway.loads()[1 - dead].running:
-                await asyncio.sleep(0.05)
+        await _until(lambda: sorted(moved) == ["L1", "L2"])
+        await _join(gateway, "L3", "t3", Role.TEACHER, peers)
+        assert gateway.worker_of("L3") == dead
+        await _join(gateway, "L2", "t2", Role.TEACHER, peers)
+        again = await _join(gateway, "L2", "r2", Role.CLASSROOM, peers)
+        assert gateway.worker_of("L2") == dead
+        await again.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=30)
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def test_a_worker_that_keeps_dying_leaves_its_slot_empty_and_offers_are_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One worker, one restart a long minute: killed, it comes back (a new pid) and
+    the lesson it lost while no worker lived is told to move to it; killed again,
+    its slot stays empty (a crash loop), the log and the counts say so, and an offer
+    is refused with a reason a user can read."""
+    settings = RelaySettings(host_addresses=("127.0.0.1",), encoder_threads=2)
+    policy = RestartPolicy(per_window=1, window_s=600.0)
+    gateway = await asyncio.to_thread(WorkerGateway, settings, 1, restarts=policy)
+    moved: list[str] = []
+
+    async def on_moved(lesson_id: str) -> None:
+        moved.append(lesson_id)
+
+    gateway.on_moved = on_moved
+    peers: list[SyntheticParticipant] = []
+    try:
+        await _join(gateway, "L1", "t1", Role.TEACHER, peers)
+        first = gateway.pids[0]
+        os.kill(first, signal.SIGKILL)
+        # No live worker to move to: the lesson is told once the new one is up.
+        await _until(lambda: moved == ["L1"])
+        second = gateway.pids[0]
+        assert second != first and gateway.counts().alive == 1
+        await _join(gateway, "L1", "t1", Role.TEACHER, peers)
+        room = await _join(gateway, "L1", "r1", Role.CLASSROOM, peers)
+        await room.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=30)
+
+        os.kill(second, signal.SIGKILL)
+        await _until(lambda: gateway.counts().held_back == 1)
+        counts = gateway.counts()
+        assert (counts.slots, counts.alive, counts.restarts) == (1, 0, 1)
+        assert "keeps dying" in caplog.text and "stays empty" in caplog.text
+        assert gateway.pids == [second] and not _alive(second)
         late = SyntheticParticipant(Role.CLASSROOM)
         peers.append(late)
         with pytest.raises(MediaError, match="unavailable"):
             await gateway.negotiate("L1", "r1", Role.CLASSROOM, await late.offer())
         # Leaving or ending a lesson with no media is quiet.
-        await gateway.disconnect("L2", "t2")
-        await gateway.end_lesson("L2")
-        assert moved == ["L1"]
+        await gateway.disconnect("L1", "t1")
+        await gateway.end_lesson("L1")
     finally:
         for peer in peers:
             await peer.close()
+        # The held-back slot starts nothing as the gateway closes, and closes at once.
+        async with asyncio.timeout(30):
+            await gateway.close()
+        assert gateway.counts().restarts == 1
+        for pid in gateway.pids:
+            assert not _alive(pid)
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll a condition the gateway reaches by itself (a worker's start takes seconds)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
 
 
 async def test_a_port_taken_stops_the_start_with_its_reason() -> None:

@@ -37,12 +37,14 @@ from media.synthetic import MovingPicture, SyntheticParticipant
 from scripts.redis_server import RedisServer
 from signaling.bus import Envelope
 from signaling.cluster.lessons import ClusterLessons
-from signaling.cluster.node import NODE_TTL_S, RUNNING, Node, node_key, placement_key
+from signaling.cluster.node import RUNNING, Node, node_key, placement_key
 from signaling.metrics import Metrics
 from signaling.store import Store
 from tests.signaling.fakes import FakeMedia
 from tests.signaling.test_cluster import (
     ADMIN,
+    NODE_BEAT_S,
+    NODE_TTL_S,
     Client,
     _lesson,
     joined,
@@ -217,6 +219,8 @@ async def _nodes(url: str, count: int) -> AsyncIterator[list[Node]]:
             Redis.from_url(url, decode_responses=True),
             SyncRedis.from_url(url, decode_responses=True),
             f"n{i}",
+            ttl_s=NODE_TTL_S,
+            beat_s=NODE_BEAT_S,
         )
         for i in range(count)
     ]
@@ -230,7 +234,7 @@ async def _nodes(url: str, count: int) -> AsyncIterator[list[Node]]:
 
 
 async def _pause_beat(node: Node) -> None:
-    """Stop the node's heartbeat thread, and let its liveness key go (as after NODE_TTL_S)."""
+    """Stop the node's heartbeat thread, and let its liveness key go (as after its TTL)."""
     node._beating.clear()
     if node._beater is not None:
         await asyncio.to_thread(node._beater.join)
@@ -248,7 +252,7 @@ async def test_of_the_surviving_nodes_exactly_one_adopts_each_lesson(
         for lesson_id in lessons:
             assert await dead.claim(lesson_id, new=True)
         assert await survivors[0].orphans() == {}
-        # n0 dies: its heartbeat stops, and its liveness key is gone (as after NODE_TTL_S).
+        # n0 dies: its heartbeat stops, and its liveness key is gone (as after its TTL).
         await _pause_beat(dead)
         seen = [await s.orphans() for s in survivors]
         assert all(found == dict.fromkeys(lessons, "n0") for found in seen)
@@ -283,12 +287,33 @@ async def test_a_node_that_stalled_gives_up_a_lesson_another_adopted(
             target=slow._beat, args=(asyncio.get_running_loop(),), daemon=True
         )
         slow._beater.start()
-        # The heartbeat (every HEARTBEAT_S) notices; well within the node's TTL.
+        # The heartbeat (every beat) notices; well within the node's TTL.
         async with asyncio.timeout(NODE_TTL_S * 4):
             while not lost:
                 await asyncio.sleep(0.05)
         assert lost == ["l1"] and not slow.owns("l1")
         assert await other.redis.get(placement_key("l1")) == "n1"
+
+
+@pytest.mark.timeout(30)
+async def test_a_nodes_liveness_lives_its_ttl_renewed_each_beat(redis_server: RedisServer) -> None:
+    """The key lives the node's TTL (not rounded to whole seconds), outlives it while the
+    node beats, and is gone about a TTL after the beat stops."""
+    async with _nodes(redis_server.url, 2) as (node, survivor):
+        assert 0 < await node.redis.pttl(node_key(node.id)) <= NODE_TTL_S * 1000
+        await asyncio.sleep(NODE_TTL_S * 2)
+        assert await survivor.alive(node.id)
+        node._beating.clear()
+        if node._beater is not None:
+            await asyncio.to_thread(node._beater.join)
+        async with asyncio.timeout(NODE_TTL_S * 4):
+            while await survivor.alive(node.id):
+                await asyncio.sleep(0.02)
+
+
+def test_a_node_whose_beat_does_not_fit_its_ttl_is_refused() -> None:
+    with pytest.raises(ValueError, match="must fit 3x"):
+        Node(None, None, "n0", ttl_s=1.0, beat_s=0.5)  # type: ignore[arg-type]
 
 
 @pytest.mark.timeout(30)
@@ -358,6 +383,11 @@ async def test_a_stalled_node_hands_its_connections_to_the_node_that_adopted(
             given_up.append((lesson_id, ("end_lesson", lesson_id) in medias[0].calls))
 
         first.give_up_listeners.append(record_give_up)
+        # What each node keeps of the lesson's peers (its WHIP and WHEP resources) is
+        # let go: on the adopter, and on the node that gave it up.
+        let_go: tuple[list[str], list[str]] = ([], [])
+        first.moved_listeners.append(let_go[0].append)
+        second.moved_listeners.append(let_go[1].append)
         try:
             created = await first.create("Physics", ["Village A"])
             lid = created.lesson.lesson_id
@@ -380,6 +410,8 @@ async def test_a_stalled_node_hands_its_connections_to_the_node_that_adopted(
             assert metrics[1].registry.get_sample_value(moved, {"how": "adopted"}) == 1
 
             assert any(m.type == "media_moved" for m in room.messages)
+            await _until_true(lambda: bool(let_go[0] and let_go[1]))
+            assert set(let_go[0]) == {lid} and let_go[1] == [lid]
             held = second.live(lid)
             assert held is not None and [h.student for h in held.hands] == ["Zhao Lei"]
             await _until_true(lambda: held.participants["classroom-1"].online)

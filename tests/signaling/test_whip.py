@@ -150,3 +150,30 @@ async def test_a_publisher_whose_connection_failed_does_not_block_the_next(srv: 
     [(_, _, media_id, _)] = negotiations(srv)
     await srv.media.disconnect(lid, media_id)  # as the relay drops a failed ICE
     assert (await post(srv, f"/whip/{lid}", teacher)).status_code == 201
+
+
+async def test_when_the_lessons_media_moves_its_resources_are_let_go(srv: Running) -> None:
+    """The lesson's media moved (its relay worker died, or another node adopted it): its
+    WHIP and WHEP resources led to peer connections that are gone, or that the old
+    relay closed. They are forgotten at once: their DELETE and PATCH are answered 404,
+    and the encoder's new POST is taken, not refused as a second publisher (the relay
+    here, a fake, still claims the old peer, as a node that does not hold the lesson
+    does)."""
+    lesson = await create_lesson(srv)
+    lid, teacher, observer = lesson["id"], lesson["teacher"]["token"], lesson["observer"]["token"]
+    r = await post(srv, f"/whip/{lid}", teacher)
+    assert r.status_code == 201, r.text
+    whip_location = r.headers["location"]
+    r = await post(srv, f"/whep/{lid}", observer)
+    assert r.status_code == 201, r.text
+    whep_location = r.headers["location"]
+    assert (await post(srv, f"/whip/{lid}", teacher)).status_code == 409
+
+    await srv.app.state.runtime.lessons.media_moved(lid)
+
+    for location, token in ((whip_location, teacher), (whep_location, observer)):
+        assert (await srv.http.patch(location, headers=bearer(token))).status_code == 404
+        assert (await srv.http.delete(location, headers=bearer(token))).status_code == 404
+    r = await post(srv, f"/whip/{lid}", teacher)
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] != whip_location

@@ -5,7 +5,8 @@ Two lessons land on different workers (each worker offers its own UDP port, the 
 plus its index, so an answer says which worker took it); each plays its teacher to its
 classroom and records; a worker killed by its PID takes its lesson's media only, which
 moves to the live worker (its pages told to offer again, its recording in a second
-segment); the server, stopped or killed, leaves no worker behind. The server is started and stopped by
+segment) and a new worker takes its slot (its port, a new PID, counted in /metrics);
+the server, stopped or killed, leaves no worker behind. The server is started and stopped by
 these tests, by its PID; the killed worker too.
 """
 
@@ -181,13 +182,17 @@ async def test_two_lessons_on_two_workers_and_one_worker_killed(tmp_path: Path) 
             assert (await http.get("/healthz")).status_code == 200
             # The lost lesson moves to the live worker: its teacher and classroom are told
             # `media_moved` and offer again, as their pages do, and the picture is back.
+            # (To the live worker, or to the new one in the dead one's slot if it is up
+            # already: both are live; teacher and classroom go to the same one.)
+            moved_to = set()
             for member, role in ((teachers[0], Role.TEACHER), (rooms[0], Role.CLASSROOM)):
                 await member.expect(lambda m: m["type"] == "media_moved", timeout=20)
                 await member.peer.close()
                 member.peer = SyntheticParticipant(role)
                 again = await member.offer()
                 assert again["type"] == "answer", again
-                assert udp_port(again["sdp"]) == base + worker_of[1]
+                moved_to.add(udp_port(again["sdp"]))
+            assert len(moved_to) == 1 and moved_to <= {base, base + 1}
             await rooms[0].peer.wait_frames(Slot.TEACHER_CAMERA, 20, timeout=40)
             # Its lesson went on meanwhile: a hand goes up.
             await rooms[0].ws.send(json.dumps({"type": "raise_hand", "student": "王芳"}))
@@ -202,13 +207,28 @@ async def test_two_lessons_on_two_workers_and_one_worker_killed(tmp_path: Path) 
                     if states == ["interrupted", "recording"]:
                         break
                     await asyncio.sleep(0.5)
-            # A new lesson goes to the live worker.
+            # A new worker (a new PID) took the dead one's slot, and /metrics says so.
+            async with asyncio.timeout(30):
+                while len(relay_workers(server.proc.pid)) < 2 or "alive 2.0" not in (
+                    metrics := (await http.get("/metrics")).text
+                ):
+                    await asyncio.sleep(0.2)
+            restarted = relay_workers(server.proc.pid)
+            assert restarted[worker_of[1]] == workers[worker_of[1]]
+            assert restarted[worker_of[0]] != killed
+            assert "classroom_relay_workers_alive 2.0" in metrics
+            assert "classroom_relay_worker_restarts_total 1.0" in metrics
+            assert "classroom_relay_workers_held_back 0.0" in metrics
+            workers[2] = restarted[worker_of[0]]
+            # A new lesson goes to the least loaded: the new worker, on the dead one's
+            # port; or, if the moved lesson went to it, a tie (two peers each), to worker 0.
+            expected = base + worker_of[0] if moved_to == {base + worker_of[1]} else base
             body = {"title": "生物", "classrooms": ["A"]}
             third = (await http.post("/api/lessons", json=body, headers=ADMIN)).json()
             teacher = await join(stack, ws_url, third["teacher"]["token"], Role.TEACHER)
             answer = await teacher.offer()
             assert answer["type"] == "answer", answer
-            assert udp_port(answer["sdp"]) == base + worker_of[1]
+            assert udp_port(answer["sdp"]) == expected
     finally:
         output = server.stop()
     # uvicorn ends a graceful stop by raising the signal it was stopped with again.
