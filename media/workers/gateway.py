@@ -149,6 +149,9 @@ class WorkerGateway:
         self._away: dict[tuple[str, str], _Worker] = {}
         self._following: dict[tuple[str, int], asyncio.Lock] = {}
         self._uplinking: set[asyncio.Task[None]] = set()
+        # The stage and the screen's cover as last set, for a follower that starts late.
+        self._stage: dict[str, str | None] = {}
+        self._covered: dict[str, bool] = {}
         # Told the classrooms of a lesson that a dead follower served: they offer again
         # (`media_moved`, to them only), and are placed again.
         self.on_peers_moved: Callable[[str, frozenset[str]], Awaitable[None]] | None = None
@@ -386,11 +389,13 @@ class WorkerGateway:
         # The home first: a follower's classroom on stage is heard there from the
         # moment its microphone goes up.
         args = {"lesson": lesson_id, "classroom": classroom_id}
+        self._stage[lesson_id] = classroom_id
         for worker in self._spanned(lesson_id):
             if worker.running:
                 await self._ask(worker, "set_stage", args)
 
     async def cover_screen(self, lesson_id: str, covered: bool) -> None:
+        self._covered[lesson_id] = covered
         for worker in self._spanned(lesson_id):
             if worker.running:
                 await self._ask(worker, "cover_screen", {"lesson": lesson_id, "covered": covered})
@@ -420,6 +425,8 @@ class WorkerGateway:
         for follower in self._followers.pop(lesson_id, set()):
             await self._unfollow(lesson_id, follower)
         self._away = {peer: w for peer, w in self._away.items() if peer[0] != lesson_id}
+        self._stage.pop(lesson_id, None)
+        self._covered.pop(lesson_id, None)
         worker = self._placed.pop(lesson_id, None)
         if worker is None:
             return
@@ -499,6 +506,13 @@ class WorkerGateway:
             args = {"lesson": lesson_id, "follower": feed_name(follower.index), "sdp": offer}
             answer = await self._ask(home, "feed", args)
             await self._ask(follower, "pull_accept", {"lesson": lesson_id, "sdp": answer})
+            # Who has the floor (a follower's classroom sends its microphone up only
+            # then), and whether the slides are covered.
+            stage = self._stage.get(lesson_id)
+            if stage is not None:
+                await self._ask(follower, "set_stage", {"lesson": lesson_id, "classroom": stage})
+            if self._covered.get(lesson_id):
+                await self._ask(follower, "cover_screen", {"lesson": lesson_id, "covered": True})
             if self._placed.get(lesson_id) is not home:
                 return  # the lesson ended, or its home died, meanwhile
             self._followers.setdefault(lesson_id, set()).add(follower)
@@ -527,7 +541,7 @@ class WorkerGateway:
     def _want(self, follower: _Worker, lesson_id: str, lines: list[int]) -> None:
         """The layers a follower's classrooms follow: only those leave the home."""
         home = self._placed.get(lesson_id)
-        if home is None or follower not in self._followers.get(lesson_id, ()):
+        if self._closed or home is None or follower not in self._followers.get(lesson_id, ()):
             return
         args = {"lesson": lesson_id, "follower": feed_name(follower.index), "lines": lines}
         self._tell_worker(home, "want_feed", args)
@@ -571,6 +585,9 @@ class WorkerGateway:
         for lesson_id, followers in list(self._followers.items()):
             if self._placed.get(lesson_id) is worker:
                 del self._followers[lesson_id]
+                # Signaling tells the new home the stage and the cover (`on_moved`).
+                self._stage.pop(lesson_id, None)
+                self._covered.pop(lesson_id, None)
                 for follower in followers:
                     self._later(self._unfollow(lesson_id, follower))
                 self._away = {p: w for p, w in self._away.items() if p[0] != lesson_id}

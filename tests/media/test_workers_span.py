@@ -104,10 +104,17 @@ async def test_a_lesson_past_one_workers_capacity_spans_two(gateway: WorkerGatew
         assert gateway.followers("L") == [follower]
         await gateway.disconnect("L", "r3")
         assert gateway.followers("L") == []
-        # A new classroom spans again; the end of the lesson frees both workers.
+        # A classroom given the floor before its offer (a page that offers again) spans
+        # again: the new pull is told the stage, and its microphone goes up.
+        await gateway.set_stage("L", "r4")
         again = await _join(gateway, "L", "r4", Role.CLASSROOM, peers)
         assert gateway.followers("L") == [follower]
         await again.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=40)
+        heard = near.received[Slot.STAGE_AUDIO].nonsilent_frames
+        async with asyncio.timeout(30):
+            while near.received[Slot.STAGE_AUDIO].nonsilent_frames < heard + 20:
+                await _more(near, Slot.STAGE_AUDIO, 1)
+        # The end of the lesson frees both workers.
         await gateway.end_lesson("L")
         assert gateway.followers("L") == [] and gateway.worker_of("L") is None
         assert all(load.peers == 0 for load in gateway.loads().values())
