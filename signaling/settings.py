@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # this many processes, each with its own event loop (and core), signaling staying in
     # the server's. "auto": one per core. 1: the relay in the server's own process.
     workers: int = Field(default=1, ge=1, le=256)
+    # The peer connections a relay worker takes before a lesson's next classrooms are
+    # served by another worker that pulls the lesson from it (media.workers.follower).
+    # bench_fanout puts one worker's event loop at a core with 150-240 classrooms: the
+    # lower figure leaves that loop room for its teacher, the pulls and the mosaic.
+    worker_max_peers: int = Field(default=150, ge=1)
 
     # Redis shared by several nodes that serve the same lessons (signaling.cluster), as
     # "redis://host:6379/0"; unset, the server is one process with its in-process bus.

@@ -388,17 +388,12 @@ class WorkerGateway:
     async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:
         # The home first: a follower's classroom on stage is heard there from the
         # moment its microphone goes up.
-        args = {"lesson": lesson_id, "classroom": classroom_id}
         self._stage[lesson_id] = classroom_id
-        for worker in self._spanned(lesson_id):
-            if worker.running:
-                await self._ask(worker, "set_stage", args)
+        await self._to_spanned(lesson_id, "set_stage", {"classroom": classroom_id})
 
     async def cover_screen(self, lesson_id: str, covered: bool) -> None:
         self._covered[lesson_id] = covered
-        for worker in self._spanned(lesson_id):
-            if worker.running:
-                await self._ask(worker, "cover_screen", {"lesson": lesson_id, "covered": covered})
+        await self._to_spanned(lesson_id, "cover_screen", {"covered": covered})
 
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
         home = self._placed.get(lesson_id)
@@ -474,10 +469,19 @@ class WorkerGateway:
         worker = self._away.get(peer) or self._placed.get(lesson_id)
         return None if worker is None or peer not in worker.peers else worker.index
 
-    def _spanned(self, lesson_id: str) -> list[_Worker]:
-        """Every worker the lesson is on, its home first."""
+    async def _to_spanned(self, lesson_id: str, op: str, args: Message) -> None:
+        """A request to every worker the lesson is on, its home first. A follower that
+        dies meanwhile is left out (its classrooms are placed again and told then)."""
         home = self._place(lesson_id)
-        return [home, *sorted(self._followers.get(lesson_id, ()), key=lambda w: w.index)]
+        followers = sorted(self._followers.get(lesson_id, ()), key=lambda w: w.index)
+        for worker in (home, *followers):
+            if not worker.running:
+                continue
+            try:
+                await self._ask(worker, op, {"lesson": lesson_id, **args})
+            except MediaUnavailable:
+                if worker is home:
+                    raise
 
     def _serving(
         self, lesson_id: str, participant_id: str, role: Role, home: _Worker, whip: bool

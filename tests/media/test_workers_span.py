@@ -85,11 +85,13 @@ async def test_a_lesson_past_one_workers_capacity_spans_two(gateway: WorkerGatew
         # Its camera went up to the home: a tile in the teacher's mosaic.
         await _report_of(reports, "t", lambda r: {"r2", "r3"} <= set(r.previews))
 
-        # The follower's classroom on stage: the teacher, the home's classroom and the
-        # follower's other classroom see and hear it; nobody hears it once revoked.
+        # The follower's classroom on stage: the teacher sees it; the teacher, the home's
+        # classroom and the follower's other classroom hear it (an allocator may leave the
+        # stage's video off on a link it has not measured yet; its sound goes first);
+        # nobody hears it once revoked.
         await gateway.set_stage("L", "r2")
+        await _more(teacher, Slot.STAGE_VIDEO, 10)
         for room in (teacher, near, far2):
-            await _more(room, Slot.STAGE_VIDEO, 10)
             before = room.received[Slot.STAGE_AUDIO].nonsilent_frames
             await _more(room, Slot.STAGE_AUDIO, 25)
             assert room.received[Slot.STAGE_AUDIO].nonsilent_frames >= before + 20
@@ -156,7 +158,7 @@ async def test_a_dead_follower_s_classrooms_are_placed_again(gateway: WorkerGate
         room = await _join(gateway, "L", "r2", Role.CLASSROOM, peers)
         assert gateway.serving("L", "r2") == home
         await room.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=40)
-        await _more(near, Slot.TEACHER_CAMERA, 10)
+        await _more(near, Slot.TEACHER_AUDIO, 50)
     finally:
         for peer in peers:
             await peer.close()
