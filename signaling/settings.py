@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=256)
     # The peer connections a relay worker takes before a lesson's next classrooms are
     # served by another worker that pulls the lesson from it (media.workers.follower).
-    # bench_fanout puts one worker's event loop at a core with 150-240 classrooms: the
-    # lower figure leaves that loop room for its teacher, the pulls and the mosaic.
+    # On the safe side of one process's 300-450 classrooms: a worker's core also carries
+    # its teachers' decoding and encoding, the pulls and the mosaic (README).
     worker_max_peers: int = Field(default=150, ge=1)
 
     # Redis shared by several nodes that serve the same lessons (signaling.cluster), as
