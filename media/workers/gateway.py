@@ -4,6 +4,9 @@ Signaling calls it as it calls one `Relay`; each call goes to the worker that ho
 the call's lesson (media.workers.worker), as a request on that worker's socket, and
 its answer comes back. A lesson is placed on the least-loaded running worker the
 first time it is named (media.workers.placement) and stays there until it ends.
+With `max_peers`, a lesson whose worker (its home) is full spans others: its next
+classrooms are served by a worker that pulls the lesson from the home and sends
+their cameras up to it (media.workers.follower).
 
 A worker that dies takes its lessons' media with it, and only theirs: the other
 workers' lessons go on. Its lessons are placed again on a live worker at their next
@@ -518,7 +521,10 @@ class WorkerGateway:
             if self._covered.get(lesson_id):
                 await self._ask(follower, "cover_screen", {"lesson": lesson_id, "covered": True})
             if self._placed.get(lesson_id) is not home:
-                return  # the lesson ended, or its home died, meanwhile
+                # The lesson ended, or its home died, meanwhile: nothing to follow.
+                with contextlib.suppress(MediaError, WorkerFault):
+                    await self._ask(follower, "end_lesson", {"lesson": lesson_id})
+                raise MediaUnavailable(GONE)
             self._followers.setdefault(lesson_id, set()).add(follower)
             logger.info(
                 "lesson %s spans relay worker %d (home %d)", lesson_id, follower.index, home.index
