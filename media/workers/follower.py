@@ -52,11 +52,6 @@ class FollowedLessons:
         self._offered: dict[str, Upstream] = {}
         self._uplinks: dict[tuple[str, str], Uplink] = {}
 
-    def pulls(self, lesson_id: str) -> bool:
-        """Whether this worker pulls the lesson now (a working pull)."""
-        upstream = self._pulls.get(lesson_id)
-        return upstream is not None and not upstream.failed
-
     # --- the pull ---------------------------------------------------------------------
 
     async def pull_offer(self, lesson_id: str) -> str:

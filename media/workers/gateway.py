@@ -551,7 +551,9 @@ class WorkerGateway:
     def _want(self, follower: _Worker, lesson_id: str, lines: list[int]) -> None:
         """The layers a follower's classrooms follow: only those leave the home."""
         home = self._placed.get(lesson_id)
-        if self._closed or home is None or follower not in self._followers.get(lesson_id, ()):
+        pulling = self._following.get((lesson_id, follower.index))
+        following = follower in self._followers.get(lesson_id, ())
+        if self._closed or home is None or not (following or (pulling and pulling.locked())):
             return
         args = {"lesson": lesson_id, "follower": feed_name(follower.index), "lines": lines}
         self._tell_worker(home, "want_feed", args)
