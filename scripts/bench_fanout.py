@@ -628,6 +628,7 @@ def span_cost(
     added = home["cpu_cores"] - alone["cpu_cores"] * fps_ratio
     added_loop = home["loop_cores"] - alone["loop_cores"] * fps_ratio
     per_classroom = alone["cpu_per_classroom"] * fps_ratio
+    loop_per_classroom = alone["loop_per_classroom"] * fps_ratio
     return {
         "home_worker": home["worker"],
         "home_classrooms": home["classrooms"],
@@ -638,6 +639,13 @@ def span_cost(
         "home_added_loop_cores_per_follower": round(added_loop / max(1, followers), 4),
         "home_added_per_follower_in_classrooms": (
             round(added / max(1, followers) / per_classroom, 2) if per_classroom > 0 else None
+        ),
+        # The event loop's share alone, in the loop's cost of one classroom of that run:
+        # the pull is one more receiver of the layers, sent on the loop as a classroom is.
+        "home_added_loop_per_follower_in_classrooms": (
+            round(added_loop / max(1, followers) / loop_per_classroom, 2)
+            if loop_per_classroom > 0
+            else None
         ),
     }
 

@@ -76,6 +76,9 @@ class _Worker:
         self.pending: dict[int, asyncio.Future[Any]] = {}
         self.next_id = 0
         self.peers: set[tuple[str, str]] = set()
+        # Offers sent to it and not yet answered: they count in its load, so that many
+        # classrooms offering at once do not all go where there was room for a few.
+        self.offering: set[tuple[str, str]] = set()
         self.lessons: set[str] = set()
 
     @property
@@ -83,7 +86,7 @@ class _Worker:
         return self.proc.pid
 
     def load(self) -> WorkerLoad:
-        return WorkerLoad(len(self.peers), len(self.lessons), self.running)
+        return WorkerLoad(len(self.peers | self.offering), len(self.lessons), self.running)
 
 
 class _RecordingHandle:
@@ -366,8 +369,6 @@ class WorkerGateway:
         worker = self._serving(lesson_id, participant_id, role, home, whip)
         # A second offer replaces the first connection, as on one relay.
         worker.peers.discard(peer)
-        if worker is not home:
-            await self._follow(lesson_id, home, worker)
         args = {
             "lesson": lesson_id,
             "participant": participant_id,
@@ -375,7 +376,13 @@ class WorkerGateway:
             "sdp": offer_sdp,
             "whip": whip,
         }
-        answer = await self._ask(worker, "negotiate", args)
+        worker.offering.add(peer)
+        try:
+            if worker is not home:
+                await self._follow(lesson_id, home, worker)
+            answer = await self._ask(worker, "negotiate", args)
+        finally:
+            worker.offering.discard(peer)
         if worker.running:
             worker.peers.add(peer)
         if worker is not home:

@@ -198,3 +198,26 @@ async def test_a_dead_home_moves_the_whole_lesson_and_its_follower_lets_go(
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_classrooms_offering_at_once_are_spread_by_capacity(
+    gateway: WorkerGateway,
+) -> None:
+    """A lesson's start: its classrooms offer together, before any is answered; the
+    offers in flight count, so the home still takes no more than its capacity."""
+    peers: list[SyntheticParticipant] = []
+    try:
+        await _join(gateway, "L", "t", Role.TEACHER, peers)
+        rooms = await asyncio.gather(
+            *(_join(gateway, "L", f"r{n}", Role.CLASSROOM, peers) for n in range(3))
+        )
+        home = gateway.worker_of("L")
+        assert home is not None
+        served = [gateway.serving("L", f"r{n}") for n in range(3)]
+        assert served.count(home) == 1 and served.count(1 - home) == 2, served
+        assert gateway.loads()[home].peers == gateway.loads()[1 - home].peers == 2
+        for room in rooms:
+            await room.wait_frames(Slot.TEACHER_AUDIO, 25, timeout=40)
+    finally:
+        for peer in peers:
+            await peer.close()
