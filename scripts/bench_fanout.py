@@ -4,6 +4,7 @@
     python -m scripts.bench_fanout --classrooms 8 --seconds 10 --relay naive
     python -m scripts.bench_fanout --classrooms 64 --seconds 20 --compare-naive 8
     python -m scripts.bench_fanout --workers 2 --light --classrooms 32 --seconds 20
+    python -m scripts.bench_fanout --workers 2 --span --light --classrooms 16 --seconds 10
 
 `ours` is media.relay.relay.Relay (encode once per layer, same packets to every sender);
 `naive` is aiortc's MediaRelay with one encoder per classroom, the baseline
@@ -33,6 +34,15 @@ worker with its share of the classrooms (classrooms / N, one lesson) and adds
 `ceiling_classrooms_estimate` extrapolates the run to the classrooms at which the workers'
 loops or the machine's cores would be full (`ceiling`), the teachers' and encoders' cost
 held per lesson; `teachers_cpu_cores` is the synthetic teachers' (this process's).
+
+`--span` (with `--workers N`) puts one lesson over the workers (media.workers.follower):
+the gateway's capacity is set so that its home worker takes the teacher and its share of
+the classrooms (classrooms / N) and the others follow it, each pulling the lesson's
+layers from the home and sending its classrooms' cameras up (here they send nothing:
+an uplink is its ICE and DTLS). `per_worker` then counts each worker's own classrooms,
+and `span` compares the home worker with the run of one worker with the same share:
+`home_added_cores_per_follower` and the same in that run's classrooms
+(`home_added_per_follower_in_classrooms`; a pull sends what one classroom receives).
 
 `--light` makes most classrooms lighter to simulate, so that a small machine drives more of
 them: ICE and DTLS-SRTP as before (every packet decrypted), then the RTP packets are
@@ -86,9 +96,13 @@ LIGHT_DECODE_EVERY = 50
 
 
 def relay_process(
-    kind: str, conn: multiprocessing.connection.Connection, adaptive: bool = False, workers: int = 0
+    kind: str,
+    conn: multiprocessing.connection.Connection,
+    adaptive: bool = False,
+    workers: int = 0,
+    max_peers: int | None = None,
 ) -> None:
-    asyncio.run(_serve(kind, conn, adaptive, workers))
+    asyncio.run(_serve(kind, conn, adaptive, workers, max_peers))
 
 
 def thread_cpu_seconds(pid: int, tid: int) -> float:
@@ -106,7 +120,11 @@ def workers_cpu(gateway: Any) -> dict[int, tuple[float, float]]:
 
 
 async def _serve(
-    kind: str, conn: multiprocessing.connection.Connection, adaptive: bool = False, workers: int = 0
+    kind: str,
+    conn: multiprocessing.connection.Connection,
+    adaptive: bool = False,
+    workers: int = 0,
+    max_peers: int | None = None,
 ) -> None:
     from media.relay.relay import Relay
     from media.settings import RelaySettings
@@ -118,7 +136,7 @@ async def _serve(
     if kind == "naive":
         gateway = NaiveRelay(LOOPBACK)
     elif workers:
-        gateway = WorkerGateway(settings, workers)
+        gateway = WorkerGateway(settings, workers, max_peers=max_peers)
     else:
         gateway = Relay(settings)
     gc.freeze()  # as `classroom serve` does, for both relays
@@ -149,11 +167,19 @@ async def _serve(
                     per_worker[i] = {
                         "cpu_s": cpu - workers_at[i][0],
                         "loop_cpu_s": loop_cpu - workers_at[i][1],
+                        "served": [],
                     }
                 for lesson in {r.split("/")[0] for r in classrooms}:
                     index = gateway.worker_of(lesson)
                     if index is not None:
                         per_worker[index].setdefault("lessons", []).append(lesson)
+                    for follower in gateway.followers(lesson):
+                        per_worker[follower].setdefault("follows", []).append(lesson)
+                # Where each classroom is served (a lesson may span workers).
+                for cid in classrooms:
+                    index = gateway.serving(cid.split("/")[0], cid)
+                    if index is not None:
+                        per_worker[index]["served"].append(cid)
             if sampler is not None and profile_to:
                 sampler.stop()
                 Path(profile_to).write_text(sampler.report())
@@ -402,16 +428,24 @@ class Teacher:
 
 
 async def conduct(
-    args: argparse.Namespace, kind: str, classrooms: int, workers: int = 0, lessons: int = 1
+    args: argparse.Namespace,
+    kind: str,
+    classrooms: int,
+    workers: int = 0,
+    lessons: int = 1,
+    max_peers: int | None = None,
 ) -> dict[str, Any]:
     """One measured run: `workers` relay worker processes (0: the relay in one process,
-    as `classroom serve` without --workers), `lessons` lessons each with its teacher."""
+    as `classroom serve` without --workers), `lessons` lessons each with its teacher;
+    `max_peers`: the workers' capacity (a lesson past it spans workers)."""
     from media.synthetic import MovingPicture, SyntheticParticipant, Tone
 
     ctx = multiprocessing.get_context("spawn")
     relay_conn, relay_child = ctx.Pipe()
     relay = ctx.Process(
-        target=relay_process, args=(kind, relay_child, args.adaptive, workers), daemon=True
+        target=relay_process,
+        args=(kind, relay_child, args.adaptive, workers, max_peers),
+        daemon=True,
     )
     relay.start()
     loop = asyncio.get_running_loop()
@@ -520,7 +554,7 @@ async def conduct(
         "machine_cpus": os.cpu_count(),
     }
     if per_worker:
-        described = describe_workers(per_worker, ids, results, window)
+        described = describe_workers(per_worker, results, window)
         result["per_worker"] = described
         result["teachers_cpu_cores"] = round(teachers_cores, 3)
         result["ceiling_classrooms_estimate"] = ceiling(result, described, teachers_cores)
@@ -548,7 +582,6 @@ def ceiling(result: dict[str, Any], workers: list[dict[str, Any]], teachers: flo
 
 def describe_workers(
     per_worker: dict[int, dict[str, Any]],
-    ids: list[str],
     results: dict[str, Any],
     window: float,
 ) -> list[dict[str, Any]]:
@@ -558,13 +591,15 @@ def describe_workers(
     described = []
     for index, measured in sorted(per_worker.items()):
         lessons = set(measured.get("lessons", []))
-        mine = [cid for cid in ids if cid.split("/")[0] in lessons]
+        mine = measured["served"]
         loop_cores = measured["loop_cpu_s"] / window
         fps = [results[cid]["video"] / window for cid in mine]
         described.append(
             {
                 "worker": index,
                 "classrooms": len(mine),
+                "home_of": len(lessons),
+                "follows": len(measured.get("follows", [])),
                 "cpu_cores": round(measured["cpu_s"] / window, 4),
                 "loop_cores": round(loop_cores, 4),
                 "cpu_per_classroom": round(measured["cpu_s"] / window / max(1, len(mine)), 5),
@@ -576,6 +611,43 @@ def describe_workers(
             }
         )
     return described
+
+
+def span_cost(
+    workers: list[dict[str, Any]], alone: dict[str, Any], fps_ratio: float
+) -> dict[str, Any]:
+    """What a lesson's followers cost its home worker: the home (the teacher and its
+    share of the classrooms, plus a pull per follower and an uplink per follower's
+    classroom) against one worker with the same teacher and share alone. The alone
+    run's figures are scaled by `fps_ratio` (the span run's teacher frame rate over
+    its): on a busy machine the synthetic teacher's camera makes fewer frames in one
+    run than the other, and decoding, encoding and sending all go with the frames."""
+    home = next(w for w in workers if w["home_of"])
+    followers = sum(1 for w in workers if w["follows"])
+    uplinks = sum(w["classrooms"] for w in workers if w["follows"])
+    added = home["cpu_cores"] - alone["cpu_cores"] * fps_ratio
+    added_loop = home["loop_cores"] - alone["loop_cores"] * fps_ratio
+    per_classroom = alone["cpu_per_classroom"] * fps_ratio
+    loop_per_classroom = alone["loop_per_classroom"] * fps_ratio
+    return {
+        "home_worker": home["worker"],
+        "home_classrooms": home["classrooms"],
+        "followers": followers,
+        "follower_classrooms": uplinks,
+        "source_fps_ratio_vs_one_worker": round(fps_ratio, 3),
+        "home_added_cores_per_follower": round(added / max(1, followers), 4),
+        "home_added_loop_cores_per_follower": round(added_loop / max(1, followers), 4),
+        "home_added_per_follower_in_classrooms": (
+            round(added / max(1, followers) / per_classroom, 2) if per_classroom > 0 else None
+        ),
+        # The event loop's share alone, in the loop's cost of one classroom of that run:
+        # the pull is one more receiver of the layers, sent on the loop as a classroom is.
+        "home_added_loop_per_follower_in_classrooms": (
+            round(added_loop / max(1, followers) / loop_per_classroom, 2)
+            if loop_per_classroom > 0
+            else None
+        ),
+    }
 
 
 def main() -> None:
@@ -595,6 +667,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--lessons", type=int, help="lessons, each with its own teacher (default: one per worker)"
+    )
+    parser.add_argument(
+        "--span",
+        action="store_true",
+        help="with --workers N: one lesson over all N workers (its home takes classrooms / N)",
     )
     parser.add_argument(
         "--light",
@@ -627,15 +704,21 @@ def main() -> None:
     if args.light and args.adaptive:
         # Light classrooms send no receiver reports, REMB or transport feedback.
         parser.error("--light classrooms give no feedback for --adaptive to adapt to")
-    lessons = args.lessons or max(1, args.workers)
+    if args.span and (args.workers < 2 or args.lessons not in (None, 1)):
+        parser.error("--span puts one lesson over --workers 2 or more")
+    lessons = 1 if args.span else args.lessons or max(1, args.workers)
     if not 1 <= lessons <= args.classrooms:
         parser.error("--lessons must be within 1..classrooms")
+    # The home takes its teacher and its share of the classrooms; the rest follow.
+    max_peers = 1 + args.classrooms // args.workers if args.span else None
 
-    def run(kind: str, classrooms: int, workers: int = 0, lessons: int = 1) -> dict[str, Any]:
-        measured = conduct(args, kind, classrooms, workers, lessons)
+    def run(
+        kind: str, classrooms: int, workers: int = 0, lessons: int = 1, cap: int | None = None
+    ) -> dict[str, Any]:
+        measured = conduct(args, kind, classrooms, workers, lessons, cap)
         return asyncio.run(asyncio.wait_for(measured, timeout=args.seconds + 240))
 
-    result = run(args.relay, args.classrooms, args.workers, lessons)
+    result = run(args.relay, args.classrooms, args.workers, lessons, max_peers)
     if args.workers > 1:
         # In the same invocation: one worker with its share of the classrooms and lessons.
         share = max(1, args.classrooms // args.workers)
@@ -657,6 +740,12 @@ def main() -> None:
         result["cpu_per_classroom_ratio_vs_one_worker"] = round(
             result["cpu_per_classroom"] / one["cpu_per_classroom"], 3
         )
+        if args.span:
+            result["span"] = span_cost(
+                result["per_worker"],
+                one["per_worker"][0],
+                result["source_fps"] / one["source_fps"] if one["source_fps"] else 1.0,
+            )
     if args.compare_naive is not None:
         # One after the other in one invocation, so both see the same machine load.
         naive = run("naive", args.compare_naive)

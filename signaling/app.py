@@ -185,6 +185,13 @@ def create_app(
             media.on_moved = moved
         if callable(counts := getattr(media, "counts", None)):
             metrics.count_relay_workers(counts)
+        if hasattr(media, "on_peers_moved"):
+            # A worker that served some of a lesson's classrooms for its home worker died
+            # (media.workers.follower): they offer again, the rest of the lesson goes on.
+            async def peers_moved(lesson_id: str, participants: frozenset[str]) -> None:
+                await lessons.media_moved(lesson_id, participants)
+
+            media.on_peers_moved = peers_moved
         links: asyncio.Task[None] | None = None
         try:
             # A recording left "recording" is another running node's, not a dead one's.

@@ -69,7 +69,12 @@ def build_media(settings: Settings) -> Relay | WorkerGateway:
     # glibc reads it as the process starts: the workers' heaps as the server's (heap).
     env = {"MALLOC_ARENA_MAX": str(settings.malloc_arena_max)} if settings.malloc_arena_max else {}
     try:
-        return WorkerGateway(relay_settings(settings), settings.workers, env=env)
+        return WorkerGateway(
+            relay_settings(settings),
+            settings.workers,
+            env=env,
+            max_peers=settings.worker_max_peers,
+        )
     except MediaError as exc:
         raise SystemExit(str(exc)) from None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -235,17 +235,25 @@ class Lessons:
 
     # -- commands ------------------------------------------------------------------
 
-    async def media_moved(self, lesson_id: str) -> None:
+    async def media_moved(self, lesson_id: str, participants: Collection[str] = ()) -> None:
         """The lesson's media starts again elsewhere (its relay worker died): the relay is
         told the stage and the deck, and every connection of the lesson is told
-        `media_moved`, on which the pages offer again."""
+        `media_moved`, on which the pages offer again. `participants`: only theirs moved
+        (the relay worker that served them for the lesson's home died; the lesson's
+        media is still where it was), only they are told."""
         async with self._lock(lesson_id):
             lesson = self._live.get(lesson_id)
             if lesson is None or lesson.state is LessonState.ENDED:
                 return
-            await self._play(lesson_id, media_cues.resume_cues(lesson))
-            await self._bus.publish(lesson_id, Envelope("media_moved", encode(MediaMovedMsg())))
-        self.moved_here(lesson_id)
+            if not participants:
+                await self._play(lesson_id, media_cues.resume_cues(lesson))
+            envelope = Envelope(
+                "media_moved", encode(MediaMovedMsg()), participants=frozenset(participants)
+            )
+            await self._bus.publish(lesson_id, envelope)
+        if not participants:
+            # The whole lesson moved: what was bound to its old relay (WHIP, WHEP) goes.
+            self.moved_here(lesson_id)
 
     def moved_here(self, lesson_id: str) -> None:
         """Tell the moved listeners; one that fails is logged."""

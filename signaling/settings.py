@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     # this many processes, each with its own event loop (and core), signaling staying in
     # the server's. "auto": one per core. 1: the relay in the server's own process.
     workers: int = Field(default=1, ge=1, le=256)
+    # The peer connections a relay worker takes before a lesson's next classrooms are
+    # served by another worker that pulls the lesson from it (media.workers.follower).
+    # On the safe side of one process's 300-450 classrooms: a worker's core also carries
+    # its teachers' decoding and encoding, the pulls and the mosaic (README).
+    worker_max_peers: int = Field(default=150, ge=1)
 
     # Redis shared by several nodes that serve the same lessons (signaling.cluster), as
     # "redis://host:6379/0"; unset, the server is one process with its in-process bus.

@@ -123,6 +123,9 @@ class Relay:
         old = lesson.participants.pop(participant_id, None)
         if old is not None:
             await self._close_participant(old)
+        # An edge, or a relay worker that serves this lesson for its home worker
+        # (media.workers.follower): what the classroom sends goes up as it came.
+        edge = self._edge or lesson.upstream is not None
 
         pc = new_peer(self._settings.stun_servers)
         # The sending side calls back into the relay once `participant` is made.
@@ -139,7 +142,7 @@ class Relay:
         participant.ingest = whip and role is Role.TEACHER
         try:
             transceivers = [add_slot(pc, item.spec, ingest=participant.ingest) for item in offered]
-            if self._edge:
+            if edge:
                 # Before the offer is taken: the receivers must not start decoding.
                 for item, transceiver in zip(offered, transceivers, strict=True):
                     if item.spec.direction == "sendonly":
@@ -173,7 +176,7 @@ class Relay:
                 await self.ice_udp.start()
             answer_sdp = await answer(pc, self._settings.host_addresses, self.ice_tcp, self.ice_udp)
             for item, transceiver in zip(offered, transceivers, strict=True):
-                if item.spec.direction == "sendonly" and not self._edge:
+                if item.spec.direction == "sendonly" and not edge:
                     participant.ladders[item.spec.slot] = self._ladder(item.spec.slot, transceiver)
             if sending.transport_cc and sending.outgoing:
                 first = next(iter(sending.outgoing.values()))

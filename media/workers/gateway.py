@@ -4,6 +4,9 @@ Signaling calls it as it calls one `Relay`; each call goes to the worker that ho
 the call's lesson (media.workers.worker), as a request on that worker's socket, and
 its answer comes back. A lesson is placed on the least-loaded running worker the
 first time it is named (media.workers.placement) and stays there until it ends.
+With `max_peers`, a lesson whose worker (its home) is full spans others: its next
+classrooms are served by a worker that pulls the lesson from the home and sends
+their cameras up to it (media.workers.follower).
 
 A worker that dies takes its lessons' media with it, and only theirs: the other
 workers' lessons go on. Its lessons are placed again on a live worker at their next
@@ -26,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,7 +40,8 @@ from media.recorder.manifest import Manifest
 from media.relay.reports import LinkReports
 from media.settings import RelaySettings
 from media.workers.channel import Channel, ChannelClosed, Message, receive_blocking
-from media.workers.placement import WorkerLoad, least_loaded
+from media.workers.follower import feed_name
+from media.workers.placement import WorkerLoad, least_loaded, serving_worker
 from media.workers.restarts import RestartBudget, RestartPolicy, WorkerCounts
 from media.workers.worker import settings_to_json
 
@@ -75,6 +79,9 @@ class _Worker:
         self.pending: dict[int, asyncio.Future[Any]] = {}
         self.next_id = 0
         self.peers: set[tuple[str, str]] = set()
+        # Offers sent to it and not yet answered: they count in its load, so that many
+        # classrooms offering at once do not all go where there was room for a few.
+        self.offering: set[tuple[str, str]] = set()
         self.lessons: set[str] = set()
 
     @property
@@ -82,7 +89,7 @@ class _Worker:
         return self.proc.pid
 
     def load(self) -> WorkerLoad:
-        return WorkerLoad(len(self.peers), len(self.lessons), self.running)
+        return WorkerLoad(len(self.peers | self.offering), len(self.lessons), self.running)
 
 
 class _RecordingHandle:
@@ -124,7 +131,10 @@ class WorkerGateway:
 
     The workers are started here, and each has built its relay (bound its ICE
     ports) before the constructor returns: a port already taken stops the start.
-    `env`: extra environment for the workers (MALLOC_ARENA_MAX, say)."""
+    `env`: extra environment for the workers (MALLOC_ARENA_MAX, say).
+    `max_peers`: the peers a worker takes before a lesson's next classrooms are
+    served by another worker that follows the lesson (media.workers.follower);
+    None: a lesson stays on one worker however big."""
 
     def __init__(
         self,
@@ -134,9 +144,13 @@ class WorkerGateway:
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
         restarts: RestartPolicy | None = None,
+        max_peers: int | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("at least one relay worker")
+        if max_peers is not None and max_peers < 1:
+            raise ValueError("a worker takes at least one peer")
+        self._max_peers = max_peers
         # What a dead worker's slot is started again with (`_restart`).
         self._settings = settings
         self._env = env
@@ -151,6 +165,18 @@ class WorkerGateway:
         self._homeless: set[str] = set()
         self._workers: list[_Worker] = []
         self._placed: dict[str, _Worker] = {}
+        # A lesson over several workers: the workers that pull it from its home, and
+        # the classrooms one of them serves (the others are served at the home).
+        self._followers: dict[str, set[_Worker]] = {}
+        self._away: dict[tuple[str, str], _Worker] = {}
+        self._following: dict[tuple[str, int], asyncio.Lock] = {}
+        self._uplinking: set[asyncio.Task[None]] = set()
+        # The stage and the screen's cover as last set, for a follower that starts late.
+        self._stage: dict[str, str | None] = {}
+        self._covered: dict[str, bool] = {}
+        # Told the classrooms of a lesson that a dead follower served: they offer again
+        # (`media_moved`, to them only), and are placed again.
+        self.on_peers_moved: Callable[[str, frozenset[str]], Awaitable[None]] | None = None
         self._recording_on: dict[str, _Worker] = {}
         self._reports = LinkReports()
         self._readers: list[asyncio.Task[None]] = []
@@ -297,6 +323,10 @@ class WorkerGateway:
                     self._reports.broadcast(LinkReport(**report))
                 elif message.get("event") == "gone":
                     worker.peers.discard((message["lesson"], message["participant"]))
+                elif message.get("event") == "want":
+                    self._want(worker, message["lesson"], message["lines"])
+                elif message.get("event") == "pull_lost":
+                    self._later(self._pull_again(worker, message["lesson"]))
         except ChannelClosed:
             pass
         except Exception:
@@ -312,6 +342,7 @@ class WorkerGateway:
         worker.pending.clear()
         if self._closed:
             return
+        self._spans_lost(worker)
         code = await asyncio.to_thread(_reap, worker.proc)
         lost = sorted(worker.lessons)
         logger.error(
@@ -422,8 +453,9 @@ class WorkerGateway:
     ) -> str:
         if self._closed:
             raise MediaError("the media relay is shutting down")
-        worker = self._place(lesson_id)
+        home = self._place(lesson_id)
         peer = (lesson_id, participant_id)
+        worker = self._serving(lesson_id, participant_id, role, home, whip)
         # A second offer replaces the first connection, as on one relay.
         worker.peers.discard(peer)
         args = {
@@ -433,35 +465,62 @@ class WorkerGateway:
             "sdp": offer_sdp,
             "whip": whip,
         }
-        answer = await self._ask(worker, "negotiate", args)
+        worker.offering.add(peer)
+        try:
+            if worker is not home:
+                await self._follow(lesson_id, home, worker)
+            answer = await self._ask(worker, "negotiate", args)
+        finally:
+            worker.offering.discard(peer)
         if worker.running:
             worker.peers.add(peer)
+        if worker is not home:
+            self._away[peer] = worker
+            self._later(self._send_up(lesson_id, participant_id, worker))
         return str(answer)
 
     def has_peer(self, lesson_id: str, participant_id: str) -> bool:
-        worker = self._placed.get(lesson_id)
-        return worker is not None and (lesson_id, participant_id) in worker.peers
+        peer = (lesson_id, participant_id)
+        worker = self._away.get(peer) or self._placed.get(lesson_id)
+        return worker is not None and peer in worker.peers
 
     async def set_stage(self, lesson_id: str, classroom_id: str | None) -> None:
-        worker = self._place(lesson_id)
-        if worker.running:
-            await self._ask(worker, "set_stage", {"lesson": lesson_id, "classroom": classroom_id})
+        # The home first: a follower's classroom on stage is heard there from the
+        # moment its microphone goes up.
+        self._stage[lesson_id] = classroom_id
+        await self._to_spanned(lesson_id, "set_stage", {"classroom": classroom_id})
 
     async def cover_screen(self, lesson_id: str, covered: bool) -> None:
-        worker = self._place(lesson_id)
-        if worker.running:
-            await self._ask(worker, "cover_screen", {"lesson": lesson_id, "covered": covered})
+        self._covered[lesson_id] = covered
+        await self._to_spanned(lesson_id, "cover_screen", {"covered": covered})
 
     async def disconnect(self, lesson_id: str, participant_id: str) -> None:
-        worker = self._placed.get(lesson_id)
-        if worker is None:
+        home = self._placed.get(lesson_id)
+        if home is None:
             return
-        worker.peers.discard((lesson_id, participant_id))
-        if worker.running:
-            args = {"lesson": lesson_id, "participant": participant_id}
-            await self._ask(worker, "disconnect", args)
+        peer = (lesson_id, participant_id)
+        args = {"lesson": lesson_id, "participant": participant_id}
+        away = self._away.pop(peer, None)
+        if away is not None:
+            away.peers.discard(peer)
+            if away.running:
+                with contextlib.suppress(MediaUnavailable):
+                    await self._ask(away, "disconnect", args)
+            # Its uplink, at the home.
+            if home.running:
+                await self._ask(home, "disconnect", args)
+            await self._release_if_unused(lesson_id, away)
+            return
+        home.peers.discard(peer)
+        if home.running:
+            await self._ask(home, "disconnect", args)
 
     async def end_lesson(self, lesson_id: str) -> None:
+        for follower in self._followers.pop(lesson_id, set()):
+            await self._unfollow(lesson_id, follower)
+        self._away = {peer: w for peer, w in self._away.items() if peer[0] != lesson_id}
+        self._stage.pop(lesson_id, None)
+        self._covered.pop(lesson_id, None)
         worker = self._placed.pop(lesson_id, None)
         if worker is None:
             return
@@ -499,6 +558,193 @@ class WorkerGateway:
         for worker in self._workers:
             if worker.channel is not None:
                 await worker.channel.close()
+
+    # --- a lesson over several workers (media.workers.follower) ---------------------------
+
+    def followers(self, lesson_id: str) -> list[int]:
+        """The workers that pull the lesson from its home (tests, metrics)."""
+        return sorted(w.index for w in self._followers.get(lesson_id, ()))
+
+    def serving(self, lesson_id: str, participant_id: str) -> int | None:
+        """The worker that serves a participant's connection, if it has one."""
+        peer = (lesson_id, participant_id)
+        worker = self._away.get(peer) or self._placed.get(lesson_id)
+        return None if worker is None or peer not in worker.peers else worker.index
+
+    async def _to_spanned(self, lesson_id: str, op: str, args: Message) -> None:
+        """A request to every worker the lesson is on, its home first. A follower that
+        dies meanwhile is left out (its classrooms are placed again and told then)."""
+        home = self._place(lesson_id)
+        followers = sorted(self._followers.get(lesson_id, ()), key=lambda w: w.index)
+        for worker in (home, *followers):
+            if not worker.running:
+                continue
+            try:
+                await self._ask(worker, op, {"lesson": lesson_id, **args})
+            except MediaUnavailable:
+                if worker is home:
+                    raise
+
+    def _serving(
+        self, lesson_id: str, participant_id: str, role: Role, home: _Worker, whip: bool
+    ) -> _Worker:
+        """The worker that answers this offer: the teacher, observers and WHIP at the
+        home; a classroom where it already is (a second offer), else at the home while
+        it has room, else at a follower (placement.serving_worker)."""
+        if self._max_peers is None or role is not Role.CLASSROOM or whip:
+            return home
+        peer = (lesson_id, participant_id)
+        away = self._away.get(peer)
+        if away is not None and away.running:
+            return away
+        if peer in home.peers:
+            return home
+        following = {w.index for w in self._followers.get(lesson_id, ())}
+        chosen = serving_worker(self.loads(), home.index, following, self._max_peers)
+        return self._workers[chosen]
+
+    async def _follow(self, lesson_id: str, home: _Worker, follower: _Worker) -> None:
+        """`follower` pulls the lesson from `home` (once; again if the pull was lost)."""
+        async with self._following.setdefault((lesson_id, follower.index), asyncio.Lock()):
+            if follower in self._followers.get(lesson_id, ()):
+                return
+            offer = await self._ask(follower, "pull_offer", {"lesson": lesson_id})
+            args = {"lesson": lesson_id, "follower": feed_name(follower.index), "sdp": offer}
+            answer = await self._ask(home, "feed", args)
+            await self._ask(follower, "pull_accept", {"lesson": lesson_id, "sdp": answer})
+            # Who has the floor (a follower's classroom sends its microphone up only
+            # then), and whether the slides are covered.
+            stage = self._stage.get(lesson_id)
+            if stage is not None:
+                await self._ask(follower, "set_stage", {"lesson": lesson_id, "classroom": stage})
+            if self._covered.get(lesson_id):
+                await self._ask(follower, "cover_screen", {"lesson": lesson_id, "covered": True})
+            if self._placed.get(lesson_id) is not home:
+                # The lesson ended, or its home died, meanwhile: nothing to follow.
+                with contextlib.suppress(MediaError, WorkerFault):
+                    await self._ask(follower, "end_lesson", {"lesson": lesson_id})
+                raise MediaUnavailable(GONE)
+            self._followers.setdefault(lesson_id, set()).add(follower)
+            logger.info(
+                "lesson %s spans relay worker %d (home %d)", lesson_id, follower.index, home.index
+            )
+
+    async def _send_up(self, lesson_id: str, participant_id: str, follower: _Worker) -> None:
+        """A follower's classroom's camera and microphone, up to the home worker
+        (media.relay.uplink): its tile in the teacher's mosaic, and the stage."""
+        peer = (lesson_id, participant_id)
+        args: Message = {"lesson": lesson_id, "participant": participant_id}
+        try:
+            offer = await self._ask(follower, "uplink_offer", args)
+            home = self._placed.get(lesson_id)
+            if offer is None or home is None or self._away.get(peer) is not follower:
+                return
+            answer = await self._ask(home, "uplink", {**args, "sdp": offer})
+            sent = await self._ask(follower, "uplink_accept", {**args, "sdp": answer})
+            if not sent or self._away.get(peer) is not follower:
+                # The classroom left (or moved) meanwhile: no tile of it stays at home.
+                await self._ask(home, "disconnect", args)
+        except (MediaError, WorkerFault) as exc:
+            logger.warning("%s/%s not sent up to its home worker: %s", *peer, exc)
+
+    def _want(self, follower: _Worker, lesson_id: str, lines: list[int]) -> None:
+        """The layers a follower's classrooms follow: only those leave the home."""
+        home = self._placed.get(lesson_id)
+        pulling = self._following.get((lesson_id, follower.index))
+        following = follower in self._followers.get(lesson_id, ())
+        if self._closed or home is None or not (following or (pulling and pulling.locked())):
+            return
+        args = {"lesson": lesson_id, "follower": feed_name(follower.index), "lines": lines}
+        self._tell_worker(home, "want_feed", args)
+
+    async def _pull_again(self, follower: _Worker, lesson_id: str) -> None:
+        home = self._placed.get(lesson_id)
+        if home is None or follower not in self._followers.get(lesson_id, ()):
+            return
+        self._followers[lesson_id].discard(follower)
+        if any(p[0] == lesson_id for p, w in self._away.items() if w is follower):
+            try:
+                await self._follow(lesson_id, home, follower)
+            except (MediaError, WorkerFault) as exc:
+                logger.warning("lesson %s: worker %d cannot pull it again: %s",
+                               lesson_id, follower.index, exc)  # fmt: skip
+
+    async def _release_if_unused(self, lesson_id: str, follower: _Worker) -> None:
+        """A follower none of whose classrooms is left gives its pull back."""
+        if any(p[0] == lesson_id for p, w in self._away.items() if w is follower):
+            return
+        followers = self._followers.get(lesson_id, set())
+        if follower in followers:
+            followers.discard(follower)
+            await self._unfollow(lesson_id, follower)
+
+    async def _unfollow(self, lesson_id: str, follower: _Worker) -> None:
+        follower.peers = {peer for peer in follower.peers if peer[0] != lesson_id}
+        home = self._placed.get(lesson_id)
+        with contextlib.suppress(MediaError, WorkerFault):
+            if follower.running:
+                await self._ask(follower, "end_lesson", {"lesson": lesson_id})
+            if home is not None and home.running:
+                args = {"lesson": lesson_id, "follower": feed_name(follower.index)}
+                await self._ask(home, "drop_feed", args)
+
+    def _spans_lost(self, worker: _Worker) -> None:
+        """A dead worker's part in the lessons that span workers. Where it was the home,
+        the followers drop their pull (the whole lesson moves, `on_moved`); where it was
+        a follower, its classrooms offer again (`on_peers_moved`) and their uplinks and
+        its pull end at the home."""
+        for lesson_id, followers in list(self._followers.items()):
+            if self._placed.get(lesson_id) is worker:
+                del self._followers[lesson_id]
+                # Signaling tells the new home the stage and the cover (`on_moved`).
+                self._stage.pop(lesson_id, None)
+                self._covered.pop(lesson_id, None)
+                for follower in followers:
+                    self._later(self._unfollow(lesson_id, follower))
+                self._away = {p: w for p, w in self._away.items() if p[0] != lesson_id}
+        lost: dict[str, set[str]] = {}
+        for peer, away in list(self._away.items()):
+            if away is worker:
+                del self._away[peer]
+                lost.setdefault(peer[0], set()).add(peer[1])
+        for lesson_id, participants in lost.items():
+            self._followers.get(lesson_id, set()).discard(worker)
+            self._later(self._peers_moved(lesson_id, worker, frozenset(participants)))
+
+    async def _peers_moved(
+        self, lesson_id: str, dead: _Worker, participants: frozenset[str]
+    ) -> None:
+        home = self._placed.get(lesson_id)
+        try:
+            if home is not None and home.running:
+                await self._ask(
+                    home, "drop_feed", {"lesson": lesson_id, "follower": feed_name(dead.index)}
+                )
+                for participant_id in participants:
+                    await self._ask(
+                        home, "disconnect", {"lesson": lesson_id, "participant": participant_id}
+                    )
+            if self.on_peers_moved is not None:
+                await self.on_peers_moved(lesson_id, participants)
+        except Exception:
+            logger.exception("lesson %s: moving a dead follower's classrooms failed", lesson_id)
+
+    def _tell_worker(self, worker: _Worker, op: str, args: Message) -> None:
+        try:
+            future = self._send(worker, op, args)
+        except MediaError:
+            return
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                logger.warning("relay worker %d: %s failed: %s", worker.index, op, f.exception())
+
+        future.add_done_callback(done)
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._uplinking.add(task)
+        task.add_done_callback(self._uplinking.discard)
 
     # --- recording (signaling.recordings.RecordingMedia) ----------------------------------
 

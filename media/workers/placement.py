@@ -11,7 +11,7 @@ idle one, and a test can say where a lesson goes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 
@@ -27,3 +27,28 @@ def least_loaded(loads: Mapping[int, WorkerLoad]) -> int | None:
     Ties go to the lowest index."""
     running = [(load.peers, load.lessons, index) for index, load in loads.items() if load.running]
     return min(running)[2] if running else None
+
+
+def serving_worker(
+    loads: Mapping[int, WorkerLoad],
+    home: int,
+    following: Collection[int],
+    max_peers: int | None,
+) -> int:
+    """The worker that serves a lesson's next classroom (media.workers.follower).
+
+    Its home worker while it has fewer than `max_peers` peers (None: no bound). Past
+    that, a running worker with room: one that already follows the lesson first (its
+    pull is there), else the least loaded of the others; each then costs the home one
+    more pull, about one classroom's sending. With no room anywhere, the home: a
+    classroom served on a full worker rather than not at all."""
+    if max_peers is None or loads[home].peers < max_peers:
+        return home
+    room = {
+        index: load
+        for index, load in loads.items()
+        if index != home and load.running and load.peers < max_peers
+    }
+    already = {index: load for index, load in room.items() if index in following}
+    chosen = least_loaded(already) if already else least_loaded(room)
+    return home if chosen is None else chosen

@@ -35,6 +35,7 @@ from media.recorder.recorder import Recorder
 from media.relay.relay import Relay
 from media.settings import RelaySettings
 from media.workers.channel import Channel, ChannelClosed, Message
+from media.workers.follower import FollowedLessons
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +72,11 @@ def die_with_parent(parent: int) -> None:
 class Worker:
     """Answers the server's requests with one relay."""
 
-    def __init__(self, relay: Relay, channel: Channel) -> None:
+    def __init__(self, relay: Relay, channel: Channel, settings: RelaySettings) -> None:
         self.relay = relay
         self.channel = channel
+        # The lessons whose home is another worker and some classrooms are here.
+        self.followed = FollowedLessons(relay, settings, self._event)
         self._recorders: dict[str, Recorder] = {}
         self._peers: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,6 +95,7 @@ class Worker:
             for task in [reading, stopped, *forwarding, *self._tasks]:
                 task.cancel()
             try:
+                await asyncio.wait_for(self.followed.close(), CLOSE_TIMEOUT_S)
                 await asyncio.wait_for(self.relay.close(), CLOSE_TIMEOUT_S)
             except TimeoutError:
                 logger.error("the relay did not close within %.0f s", CLOSE_TIMEOUT_S)
@@ -138,6 +142,16 @@ class Worker:
             "pause_recording": self.pause_recording,
             "resume_recording": self.resume_recording,
             "stop_recording": self.stop_recording,
+            # A lesson spread over workers (media.workers.follower): at its home,
+            "feed": self.feed,
+            "want_feed": self.want_feed,
+            "drop_feed": self.drop_feed,
+            "uplink": self.uplink,
+            # and at a follower.
+            "pull_offer": self.pull_offer,
+            "pull_accept": self.pull_accept,
+            "uplink_offer": self.uplink_offer,
+            "uplink_accept": self.uplink_accept,
         }
 
     # --- the requests -----------------------------------------------------------------
@@ -152,17 +166,48 @@ class Worker:
 
     async def set_stage(self, lesson: str, classroom: str | None) -> None:
         await self.relay.set_stage(lesson, classroom)
+        self.followed.stage_changed(lesson)
 
     async def cover_screen(self, lesson: str, covered: bool) -> None:
         await self.relay.cover_screen(lesson, covered)
 
     async def disconnect(self, lesson: str, participant: str) -> None:
         self._peers.discard((lesson, participant))
+        await self.followed.drop_uplink(lesson, participant)
         await self.relay.disconnect(lesson, participant)
 
     async def end_lesson(self, lesson: str) -> None:
         self._peers = {peer for peer in self._peers if peer[0] != lesson}
         await self.relay.end_lesson(lesson)
+        await self.followed.forget(lesson)
+
+    async def feed(self, lesson: str, follower: str, sdp: str) -> str:
+        """At the home worker: answer a follower's pull of the lesson."""
+        return await self.relay.negotiate_feed(lesson, follower, sdp)
+
+    async def want_feed(self, lesson: str, follower: str, lines: list[int]) -> None:
+        self.relay.want_feed(lesson, follower, lines)
+
+    async def drop_feed(self, lesson: str, follower: str) -> None:
+        await self.relay.drop_feed(lesson, follower)
+
+    async def uplink(self, lesson: str, participant: str, sdp: str) -> str:
+        """At the home worker: answer the uplink of a classroom a follower serves."""
+        return await self.relay.negotiate_uplink(lesson, participant, sdp)
+
+    async def pull_offer(self, lesson: str) -> str:
+        """At a follower: a pull of the lesson from its home, offered."""
+        return await self.followed.pull_offer(lesson)
+
+    async def pull_accept(self, lesson: str, sdp: str) -> None:
+        await self.followed.pull_accept(lesson, sdp)
+
+    async def uplink_offer(self, lesson: str, participant: str) -> str | None:
+        """At a follower: a classroom's uplink to the home, offered."""
+        return await self.followed.uplink_offer(lesson, participant)
+
+    async def uplink_accept(self, lesson: str, participant: str, sdp: str) -> bool:
+        return await self.followed.uplink_accept(lesson, participant, sdp)
 
     async def start_recording(self, lesson: str, directory: str, meta: dict[str, Any]) -> None:
         self._recorders[lesson] = self.relay.start_recording(lesson, Path(directory), meta)
@@ -180,6 +225,10 @@ class Worker:
         return self.relay.stop_recording(lesson)
 
     # --- events -------------------------------------------------------------------------
+
+    def _event(self, message: Message) -> None:
+        with contextlib.suppress(ChannelClosed):
+            self.channel.send(message)
 
     async def _forward_reports(self) -> None:
         async for report in self.relay.link_reports():
@@ -208,7 +257,7 @@ async def run(sock: socket.socket, settings: RelaySettings, index: int) -> None:
         await channel.close()
         raise SystemExit(1) from None
     channel.send({"event": "ready", "pid": os.getpid()})
-    worker = Worker(relay, channel)
+    worker = Worker(relay, channel, settings)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stopping.set)
     logger.info("relay worker %d ready (pid %d)", index, os.getpid())
     await worker.serve()

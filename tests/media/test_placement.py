@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.workers.placement import WorkerLoad, least_loaded
+from media.workers.placement import WorkerLoad, least_loaded, serving_worker
 
 Gone = WorkerLoad(running=False)
 
@@ -30,3 +30,37 @@ def test_a_new_lesson_goes_to_the_least_loaded_running_worker(
     loads: dict[int, WorkerLoad], chosen: int | None
 ) -> None:
     assert least_loaded(loads) == chosen
+
+
+W = WorkerLoad
+
+
+@pytest.mark.parametrize(
+    ("loads", "home", "following", "max_peers", "chosen"),
+    [
+        # No bound: a lesson stays on its home worker however big.
+        ({0: W(peers=500), 1: W()}, 0, (), None, 0),
+        # Room at home: home.
+        ({0: W(peers=1), 1: W()}, 0, (), 2, 0),
+        # Home full: the least loaded other running worker.
+        ({0: W(peers=2), 1: W(peers=1), 2: W()}, 0, (), 2, 2),
+        # One that already pulls the lesson goes first, even if busier.
+        ({0: W(peers=2), 1: W(peers=1), 2: W()}, 0, (1,), 2, 1),
+        # ...unless it is full too, or stopped.
+        ({0: W(peers=2), 1: W(peers=2), 2: W()}, 0, (1,), 2, 2),
+        ({0: W(peers=2), 1: W(running=False), 2: W(peers=1)}, 0, (1,), 2, 2),
+        # Nowhere with room: the home rather than nowhere.
+        ({0: W(peers=3), 1: W(peers=2)}, 0, (), 2, 0),
+        ({0: W(peers=2), 1: W(running=False)}, 0, (), 2, 0),
+        # The home need not be worker 0.
+        ({0: W(peers=1), 1: W(peers=4)}, 1, (), 4, 0),
+    ],
+)
+def test_a_classroom_past_its_home_workers_capacity_goes_to_a_follower(
+    loads: dict[int, WorkerLoad],
+    home: int,
+    following: tuple[int, ...],
+    max_peers: int | None,
+    chosen: int,
+) -> None:
+    assert serving_worker(loads, home, following, max_peers) == chosen

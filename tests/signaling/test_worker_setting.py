@@ -26,3 +26,16 @@ def test_workers_setting(
 def test_a_workers_count_that_cannot_be_used_stops_the_start(given: str) -> None:
     with pytest.raises(SettingsError, match="--workers"):
         load_settings({"workers": given})
+
+
+def test_worker_max_peers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLASSROOM_WORKER_MAX_PEERS", raising=False)
+    assert load_settings().worker_max_peers == 150
+    monkeypatch.setenv("CLASSROOM_WORKER_MAX_PEERS", "2")
+    assert load_settings().worker_max_peers == 2
+
+
+@pytest.mark.parametrize("given", ["0", "-3", "lots"])
+def test_a_worker_capacity_that_cannot_be_used_stops_the_start(given: str) -> None:
+    with pytest.raises(SettingsError, match="--worker-max-peers"):
+        load_settings({"worker_max_peers": given})
