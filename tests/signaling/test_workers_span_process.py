@@ -81,8 +81,9 @@ async def test_a_lesson_spans_two_workers_and_its_follower_dies(tmp_path: Path) 
                 assert await _more(member.peer, Slot.STAGE_AUDIO, 25) >= 20
             await teacher.ws.send(json.dumps({"type": "revoke_floor"}))
 
-            # The follower dies: B and C are told to offer again, and served at the home
-            # (past its capacity: no other worker is left); the teacher and A play on.
+            # The follower dies: B and C are told to offer again and are served again:
+            # by the worker started in the dead one's slot (the same port) once it is up,
+            # or by the home past its capacity while it starts. The teacher and A play on.
             killed = workers[1 - home]
             os.kill(killed, signal.SIGKILL)
             assert await gone([killed], within_s=10)
@@ -92,7 +93,7 @@ async def test_a_lesson_spans_two_workers_and_its_follower_dies(tmp_path: Path) 
                 member.peer = SyntheticParticipant(Role.CLASSROOM)
                 again = await member.offer()
                 assert again["type"] == "answer", again
-                assert udp_port(again["sdp"]) == base + home
+                assert udp_port(again["sdp"]) - base in (0, 1)
                 await member.peer.wait_frames(Slot.TEACHER_CAMERA, 20, timeout=40)
             assert await _more(near.peer, Slot.TEACHER_AUDIO, 50) >= 40
             # Only the follower's classrooms were moved.
