@@ -17,6 +17,8 @@ from media.adapter.encoded import DECODER_QUEUE, REMOTE_STREAMS
 from media.control.ingest import IngestSample
 
 _COUNTS = "_classroom_feedback_sent"
+# Where aiortc's receiver keeps its jitter buffer (name mangling of `__jitter_buffer`).
+JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 
 
 def count_feedback(receiver: Any) -> None:
@@ -53,6 +55,7 @@ def read_inbound(receiver: Any, frames: int) -> IngestSample:
     track = getattr(receiver, "track", None)
     decoded = getattr(track, "_queue", None)
     return IngestSample(
+        gap=waits_for(getattr(receiver, JITTER_BUFFER, None)),
         packets=packets,
         lost=lost,
         frames=frames,
@@ -61,6 +64,61 @@ def read_inbound(receiver: Any, frames: int) -> IngestSample:
         to_decode=_size(to_decode),
         decoded_waiting=_size(decoded),
     )
+
+
+def waits_for(buffer: Any) -> int | None:
+    """The sequence number of the first packet a video jitter buffer (aiortc's
+    JitterBuffer) misses while it holds later ones, or None (nothing missing before
+    the newest packet it holds). aiortc hands a frame over only once every packet
+    from the buffer's head is in, so everything behind that packet waits."""
+    head = _head(buffer)
+    return None if head is None else head[0] + head[1]
+
+
+def _head(buffer: Any) -> tuple[int, int, int] | None:
+    """(origin, packets held before the first gap, empty slots in the gap), or None."""
+    if buffer is None or buffer._origin is None:
+        return None
+    slots: list[Any] = buffer._packets
+    capacity = len(slots)
+    origin: int = buffer._origin
+    held = 0
+    while held < capacity and slots[(origin + held) % capacity] is not None:
+        held += 1
+    missing = 0
+    while held + missing < capacity and slots[(origin + held + missing) % capacity] is None:
+        missing += 1
+    if held + missing >= capacity:
+        return None  # nothing held after the gap: the newest frame is still arriving
+    return origin, held, missing
+
+
+def skip_gap(receiver: Any) -> int:
+    """Give up on the packets `receiver`'s jitter buffer waits for (`waits_for`):
+    drop what it holds before them (the frame they belong to), the gap, and the
+    frame of the first packet after it. The next packet that comes completes the
+    frame after that, if its packets are in. Returns the slots dropped. The
+    caller asks for a keyframe: what follows refers to what was lost."""
+    buffer: Any = getattr(receiver, JITTER_BUFFER, None)
+    head = _head(buffer)
+    if head is None:
+        return 0
+    origin, held, missing = head
+    slots: list[Any] = buffer._packets
+    capacity = len(slots)
+    count = held + missing
+    # The first packet after the gap may be the rest of a frame whose start was
+    # lost (the packer's start bit is gone once the receiver depayloaded it): its
+    # frame goes too. At worst a whole frame more is lost, and the keyframe asked
+    # for replaces it anyway.
+    broken = slots[(origin + count) % capacity].timestamp
+    while count < capacity:
+        packet = slots[(origin + count) % capacity]
+        if packet is None or packet.timestamp != broken:
+            break
+        count += 1
+    buffer.remove(count)
+    return count
 
 
 def _size(queue: Any) -> int:

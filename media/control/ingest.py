@@ -11,6 +11,21 @@ delivered no frame for `HOLE_S`, and again when frames come back, with what
 the receiver did meanwhile. Two lines a hole, none while all flows: the log
 stays quiet until it has something to say.
 
+What it found (a 20-classroom soak, the relay late by up to 1.5 s): the camera's
+packets kept coming, none lost by then, and no frame came out for 25.7 s, nothing
+waiting for the decoder. aiortc's video jitter buffer hands a frame over only
+once every packet before it is in; a packet lost for good (the socket's buffer
+overflowed while the relay ran late, and its resend was lost too: aiortc sends
+one NACK per gap and never asks again) holds everything behind it until 512
+packets (its capacity) have come, and at the 15-20 packets a second of a
+synthetic camera at a low rate, that is 25-30 s. `IngestWatch.stuck()` says when
+the buffer has waited at the same gap for `STUCK_S` with packets behind it and
+no frame out: the relay then skips the gap and asks for a keyframe
+(media.adapter.inbound.skip_gap), as a browser does when a frame cannot be
+completed (libwebrtc asks for a keyframe once a missing packet is past saving).
+A keyframe large for a slow uplink is no gap (its first packet is in, the
+rest on its way): it is left to come.
+
 Pure: the caller passes the clock.
 """
 
@@ -22,6 +37,10 @@ from dataclasses import dataclass
 # after which a source counts as gone (media.pipeline.ladder.Ladder.live), so the
 # log names a hole before the classrooms lose the slot.
 HOLE_S = 2.0
+# A jitter buffer waiting this long at the same missing packet, with later packets
+# in and no frame out, gives up on it (module notes): a resend asked for by NACK
+# comes a round trip later, well within this even on a satellite uplink.
+STUCK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,9 @@ class IngestSample:
     # for the ladder to read them (now, not cumulative).
     to_decode: int
     decoded_waiting: int
+    # The jitter buffer's first missing packet (the sequence number it waits for)
+    # while packets after it are held; None when it waits for none.
+    gap: int | None = None
 
 
 @dataclass
@@ -62,6 +84,26 @@ class IngestWatch:
         self._frame_sample: IngestSample | None = None
         self._hole: _Hole | None = None
         self.holes = 0
+        # The gap the jitter buffer waits at, and since when (and how many frames
+        # had come out then).
+        self._gap: tuple[int, float, int] | None = None
+        self.gaps_skipped = 0
+
+    def stuck(self, sample: IngestSample, now: float) -> bool:
+        """Whether the jitter buffer has waited at one missing packet for `STUCK_S`,
+        with no frame out meanwhile: the caller skips it (module notes). Counted as
+        skipped when True; the wait starts again at the next gap."""
+        if sample.gap is None:
+            self._gap = None
+            return False
+        if self._gap is None or self._gap[0] != sample.gap or self._gap[2] != sample.frames:
+            self._gap = (sample.gap, now, sample.frames)
+            return False
+        if now - self._gap[1] < STUCK_S:
+            return False
+        self._gap = None
+        self.gaps_skipped += 1
+        return True
 
     def update(self, sample: IngestSample, now: float) -> str | None:
         last, self._last = self._last, sample

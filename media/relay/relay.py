@@ -32,7 +32,7 @@ from media.adapter.guard import guard_receiver, guard_transport
 from media.adapter.hooks import install_consent_hook
 from media.adapter.ice_tcp import PassiveTcpPort
 from media.adapter.ice_udp import SharedUdpPort
-from media.adapter.inbound import count_feedback, read_inbound
+from media.adapter.inbound import count_feedback, read_inbound, skip_gap
 from media.adapter.offer import check_by_kind, check_lines, check_offer
 from media.adapter.peer import add_slot, answer, new_peer, take_offer
 from media.adapter.red import install_red_encoder, send_red
@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 # How long a classroom's camera may send nothing and still have a tile in the mosaic.
 MOSAIC_LIVE_S = 2.0
 # How often each participant's receivers are read for holes (media.control.ingest).
-INGEST_SAMPLE_S = 1.0
+INGEST_SAMPLE_S = 0.5
 
 
 class Relay:
@@ -660,8 +660,9 @@ class Relay:
                 self._adapt_lesson(lesson, now)
 
     async def _ingest_loop(self) -> None:
-        """Once a second, what each participant's receivers did (media.control.ingest):
-        a source that stops reaching the relay is logged with where its frames stopped."""
+        """Twice a second, what each participant's receivers did (media.control.ingest):
+        a source that stops reaching the relay is logged with where its frames
+        stopped, and a jitter buffer stuck at a lost packet skips it."""
         while not self._closed:
             await asyncio.sleep(INGEST_SAMPLE_S)
             now = self._clock()
@@ -670,9 +671,21 @@ class Relay:
                     for slot, (receiver, watch) in participant.inbound.items():
                         ladder = participant.ladders.get(slot)
                         frames = ladder.frames_in if ladder is not None else 0
-                        line = watch.update(read_inbound(receiver, frames), now)
+                        sample = read_inbound(receiver, frames)
+                        line = watch.update(sample, now)
                         if line is not None:
                             logger.warning("%s", line)
+                        video = ladder is not None and ladder.kind == "video"
+                        if video and watch.stuck(sample, now):
+                            dropped = skip_gap(receiver)
+                            logger.info(
+                                "%s: skipped a gap at packet %s (%d packets dropped), "
+                                "keyframe asked",
+                                watch.name,
+                                sample.gap,
+                                dropped,
+                            )
+                            await request_keyframe(receiver)
 
     async def _load_loop(self) -> None:
         """Sample how late the event loop runs (media.control.overload); on a change of
