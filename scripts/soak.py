@@ -24,6 +24,14 @@ minute of a classroom that did not reconnect in it), and the failed sessions wit
 their reasons. The fps is what the relay chose to send: it adapts each classroom's
 layers to what it measures of its link, down to sound only.
 
+Where a classroom's frames went is read from the server's log (`delivery`): each session's
+end says the frames the relay sent and dropped per video slot and its seconds per layer,
+each layer change what the estimate rested on and which signal made the last congestion
+call, and the relay's ingest watch the holes in what it received of the teacher. A
+classroom at 9 fps of a 15 fps camera was either on the 7.5 fps reserve layer, or sent
+few frames (the relay had few: `ingest_holes`), or lost them on the way (sent against
+received).
+
 `--trace-memory` runs the server under tracemalloc and writes the top growth between
 the end of the warm-up and the end (`memory_growth`): where RSS went, if it grows.
 `memory_growth_by_line` adds the objects alive by type, end minus warm-up:
