@@ -651,6 +651,7 @@ SESSION_END = re.compile(
     r"media\.relay\.relay: [^/\s]+/(?P<pid>[^:\s]+): session ends: .*?"
     r"teacher_camera frames sent (?P<sent>\d+) dropped (?P<dropped>\d+) \((?P<times>[^)]*)\)"
 )
+SOURCE_END = re.compile(r"media\.relay\.relay: [^/\s]+/teacher/(\w+) in: source ends: (.*)$")
 HOLE = re.compile(r"media\.relay\.relay: (.*/(camera|screen|microphone) in: .*)$")
 CAUSE_KINDS = ("REMB fell", "loss", "queue", "none")
 
@@ -669,6 +670,7 @@ def delivery(log: Path, fps_run: dict[str, float], final: dict[str, Any]) -> dic
     causes: Counter[str] = Counter()
     downs: dict[str, Counter[str]] = {}
     holes: list[str] = []
+    sources: list[str] = []
     camera: dict[str, str] = {}
     for line in log.read_text(errors="replace").splitlines():
         if (found := DECISION.search(line)) is not None:
@@ -692,6 +694,8 @@ def delivery(log: Path, fps_run: dict[str, float], final: dict[str, Any]) -> dic
             dropped[pid] += int(found["dropped"])
             for name, secs in re.findall(r"(\w+) (\d+) s", found["times"]):
                 seconds.setdefault(pid, Counter())[name] += int(secs)
+        elif (found := SOURCE_END.search(line)) is not None:
+            sources.append(f"{found[1]}: {found[2]}")
         elif (found := HOLE.search(line)) is not None and len(holes) < 40:
             holes.append(line[:23] + " " + found[1])
     total: Counter[str] = Counter()
@@ -714,6 +718,9 @@ def delivery(log: Path, fps_run: dict[str, float], final: dict[str, Any]) -> dic
             for cid in slowest
         },
         "ingest_holes": holes,
+        # The teacher's sources at the relay, per session: frames decoded, and per
+        # layer encoded and skipped (the encoder had not taken the last one yet).
+        "teacher_sources": sources[-4:],
     }
 
 

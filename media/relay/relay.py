@@ -763,7 +763,9 @@ class Relay:
         if summary:
             logger.info("%s: session ends: %s", participant.name, summary)
         participant.sending.close()
-        for ladder in participant.ladders.values():
+        for slot, ladder in participant.ladders.items():
+            if ladder.kind == "video" and ladder.frames_in:
+                logger.info("%s/%s in: source ends: %s", participant.name, slot, ladder.summary())
             ladder.close()
         for layer in participant.forwarded.values():
             layer.close()
