@@ -5,18 +5,28 @@ complete frames to a decoder thread through an unbounded queue, and the decoded
 frames wait in its track's queue for the reader (the relay's ladder). It counts
 neither the picture loss indications nor the NACKs it sends the publisher:
 `count_feedback` wraps the two methods that send them, on this receiver only.
+`skip_gap` drops what the jitter buffer waits for past saving (media.control.ingest),
+and `widen_receive_buffers` gives a connection's UDP sockets (aioice's
+`Connection._protocols`) room for what comes while the relay runs late.
 tests/media/test_aiortc_internals.py checks the names read here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from aiortc import RTCPeerConnection
 
 from media.adapter.encoded import DECODER_QUEUE, REMOTE_STREAMS
 from media.control.ingest import IngestSample
 
 _COUNTS = "_classroom_feedback_sent"
+# Each peer connection's own UDP sockets (widen_receive_buffers): about 5 s of a
+# teacher's camera and slides at their best.
+RECEIVE_BUFFER_BYTES = 1024 * 1024
 # Where aiortc's receiver keeps its jitter buffer (name mangling of `__jitter_buffer`).
 JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 
@@ -124,3 +134,34 @@ def skip_gap(receiver: Any) -> int:
 def _size(queue: Any) -> int:
     qsize = getattr(queue, "qsize", None)
     return int(qsize()) if callable(qsize) else 0
+
+
+def widen_receive_buffers(pc: RTCPeerConnection, size: int = RECEIVE_BUFFER_BYTES) -> int:
+    """Give the UDP sockets of `pc`'s own ICE candidates a receive buffer of `size`
+    bytes (the kernel caps it at net.core.rmem_max); returns how many it widened.
+
+    A soak's relay, its loop late by up to 1.5 s on a machine short of CPU, lost
+    bursts of the teacher's packets: what came meanwhile overflowed the kernel's
+    default buffer of 208 kB (the system's UDP RcvbufErrors rose at each hole).
+    A camera and slides at their best, 1.5 Mbit/s, fill that in about a second;
+    `RECEIVE_BUFFER_BYTES` holds several, and costs memory only while it is full.
+    A shared UDP port (media.adapter.ice_udp) has its own, larger buffer."""
+    widened = 0
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+        if connection is None or id(connection) in seen:
+            continue
+        seen.add(id(connection))
+        for protocol in list(getattr(connection, "_protocols", [])):
+            transport = getattr(protocol, "transport", None)
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is None or sock.type != socket.SOCK_DGRAM:
+                continue
+            with contextlib.suppress(OSError):
+                # Never narrower: a shared port's socket (ice_udp) has more already.
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < size:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                    widened += 1
+    return widened

@@ -32,7 +32,12 @@ from media.adapter.guard import guard_receiver, guard_transport
 from media.adapter.hooks import install_consent_hook
 from media.adapter.ice_tcp import PassiveTcpPort
 from media.adapter.ice_udp import SharedUdpPort
-from media.adapter.inbound import count_feedback, read_inbound, skip_gap
+from media.adapter.inbound import (
+    count_feedback,
+    read_inbound,
+    skip_gap,
+    widen_receive_buffers,
+)
 from media.adapter.offer import check_by_kind, check_lines, check_offer
 from media.adapter.peer import add_slot, answer, new_peer, take_offer
 from media.adapter.red import install_red_encoder, send_red
@@ -176,6 +181,8 @@ class Relay:
             if self.ice_udp is not None:
                 await self.ice_udp.start()
             answer_sdp = await answer(pc, self._settings.host_addresses, self.ice_tcp, self.ice_udp)
+            # Room for what it sends while the relay runs late (media.adapter.inbound).
+            widen_receive_buffers(pc)
             for item, transceiver in zip(offered, transceivers, strict=True):
                 if item.spec.direction == "sendonly" and not self._edge:
                     slot = item.spec.slot

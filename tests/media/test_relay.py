@@ -330,3 +330,27 @@ async def test_a_teacher_packet_lost_for_good_stalls_the_camera_a_moment_not_hal
     before = room.received[Slot.TEACHER_CAMERA].frames
     await room.wait_frames(Slot.TEACHER_CAMERA, before + 8, timeout=6)
     assert watch.gaps_skipped >= 1
+
+
+async def test_a_participants_own_sockets_have_room_for_a_late_relay(
+    relay: Relay, join: Join
+) -> None:
+    # What arrives while the relay's loop runs late waits in the kernel's buffer;
+    # the default 208 kB overflowed in a soak (media.adapter.inbound).
+    import socket
+    from pathlib import Path
+
+    from media.adapter.inbound import RECEIVE_BUFFER_BYTES, widen_receive_buffers
+
+    await join("teacher", Role.TEACHER)
+    pc = relay.participant(LESSON, "teacher").pc
+    cap = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    sizes = []
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        for protocol in connection._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            sizes.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    # Linux reports twice what was set (its bookkeeping), up to net.core.rmem_max.
+    assert sizes and min(sizes) >= 2 * min(RECEIVE_BUFFER_BYTES, cap)
+    assert widen_receive_buffers(pc) == 0  # done once; never narrower
