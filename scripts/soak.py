@@ -24,6 +24,14 @@ minute of a classroom that did not reconnect in it), and the failed sessions wit
 their reasons. The fps is what the relay chose to send: it adapts each classroom's
 layers to what it measures of its link, down to sound only.
 
+Where a classroom's frames went is read from the server's log (`delivery`): each session's
+end says the frames the relay sent and dropped per video slot and its seconds per layer,
+each layer change what the estimate rested on and which signal made the last congestion
+call, and the relay's ingest watch the holes in what it received of the teacher. A
+classroom at 9 fps of a 15 fps camera was either on the 7.5 fps reserve layer, or sent
+few frames (the relay had few: `ingest_holes`), or lost them on the way (sent against
+received).
+
 `--trace-memory` runs the server under tracemalloc and writes the top growth between
 the end of the warm-up and the end (`memory_growth`): where RSS went, if it grows.
 `memory_growth_by_line` adds the objects alive by type, end minus warm-up:
@@ -625,12 +633,95 @@ def summarize(
         ],
         "artifacts": str(folder),
     }
+    result.update(delivery(folder / "server.log", fps_run, final))
     if growth.exists():
         result["memory_growth"] = growth.read_text()[:6000]
     by_line = folder / "memory_growth.txt.lines"
     if by_line.exists():
         result["memory_growth_by_line"] = by_line.read_text()[:6000]
     return result
+
+
+DECISION = re.compile(
+    r"media\.relay\.sending: [^/\s]+/(?P<pid>[^:\s]+): (?P<reason>\w+) to (?P<alloc>\{[^}]*\})"
+    r".*\[by (?P<by>[^,;\]]+)[^;\]]*; (?P<held>congested|last congestion): (?P<cause>[^;\]]*)"
+    r"(?:.*relay (?P<relay>late|on time))?"
+)
+SESSION_END = re.compile(
+    r"media\.relay\.relay: [^/\s]+/(?P<pid>[^:\s]+): session ends: .*?"
+    r"teacher_camera frames sent (?P<sent>\d+) dropped (?P<dropped>\d+) \((?P<times>[^)]*)\)"
+)
+SOURCE_END = re.compile(r"media\.relay\.relay: [^/\s]+/teacher/(\w+) in: source ends: (.*)$")
+HOLE = re.compile(r"media\.relay\.relay: (.*/(camera|screen|microphone) in: .*)$")
+CAUSE_KINDS = ("REMB fell", "loss", "queue", "none")
+
+
+def delivery(log: Path, fps_run: dict[str, float], final: dict[str, Any]) -> dict[str, Any]:
+    """Where the classrooms' frames went, from the server's log: seconds per camera
+    layer and frames sent per classroom (each session's last line), the layer changes
+    of the teacher's camera by the signal that caused them (the relay's decision log,
+    media.control.downlink.Downlink.explain), and holes in what the relay received
+    (media.control.ingest)."""
+    if not log.exists():
+        return {}
+    seconds: dict[str, Counter[str]] = {}
+    sent: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
+    causes: Counter[str] = Counter()
+    downs: dict[str, Counter[str]] = {}
+    holes: list[str] = []
+    sources: list[str] = []
+    camera: dict[str, str] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if (found := DECISION.search(line)) is not None:
+            pid = found["pid"]
+            layer = re.search(r"'teacher_camera': '(\w+)'", found["alloc"])
+            now = layer[1] if layer else "gone"
+            before = camera.get(pid)
+            camera[pid] = now
+            if before is None or before == now or found["reason"] == "reshape":
+                continue
+            kind = next((k for k in CAUSE_KINDS if found["cause"].startswith(k)), "other")
+            key = f"{found['reason']} {before}->{now} by {found['by']}; {found['held']}: {kind}"
+            if found["relay"] == "late":
+                key += " (relay late)"
+            causes[key] += 1
+            if found["reason"] == "down":
+                downs.setdefault(pid, Counter())[f"{found['held']}: {kind}"] += 1
+        elif (found := SESSION_END.search(line)) is not None:
+            pid = found["pid"]
+            sent[pid] += int(found["sent"])
+            dropped[pid] += int(found["dropped"])
+            for name, secs in re.findall(r"(\w+) (\d+) s", found["times"]):
+                seconds.setdefault(pid, Counter())[name] += int(secs)
+        elif (found := SOURCE_END.search(line)) is not None:
+            sources.append(f"{found[1]}: {found[2]}")
+        elif (found := HOLE.search(line)) is not None and len(holes) < 40:
+            holes.append(line[:23] + " " + found[1])
+    total: Counter[str] = Counter()
+    for per in seconds.values():
+        total.update(per)
+    whole = sum(total.values()) or 1
+    slowest = sorted(fps_run, key=fps_run.__getitem__)[:5]
+    return {
+        "camera_time_share": {k: round(v / whole, 3) for k, v in total.most_common()},
+        "camera_changes_by_cause": dict(causes.most_common(20)),
+        "slowest_classrooms": {
+            cid: {
+                "fps": round(fps_run[cid], 2),
+                "camera_frames_sent": sent[cid],
+                "camera_frames_received": final.get(cid, {}).get("frames"),
+                "camera_frames_dropped_at_relay": dropped[cid],
+                "camera_seconds": dict(seconds.get(cid, Counter()).most_common()),
+                "downs": dict(downs.get(cid, Counter()).most_common()),
+            }
+            for cid in slowest
+        },
+        "ingest_holes": holes,
+        # The teacher's sources at the relay, per session: frames decoded, and per
+        # layer encoded and skipped (the encoder had not taken the last one yet).
+        "teacher_sources": sources[-4:],
+    }
 
 
 def main() -> None:

@@ -23,6 +23,10 @@ instead of silently in a lesson. One module per reach-in:
   that aiortc's parsers cannot read (and raise `struct.error` on) is dropped instead
   of ending the participant's receive loop; a receiver's `_handle_rtp_packet` and
   `__remote_streams`: packets from a bounded number of SSRCs.
+- `inbound`: a receiver's `_send_rtcp_pli`, `_send_rtcp_nack`, `__remote_streams`,
+  `__decoder_queue`, `__jitter_buffer` and its track's `_queue`, an ICE connection's
+  `_protocols`: what the relay received and did with it (media.control.ingest), a
+  jitter buffer's lost packet skipped, sockets with room for a late loop.
 - `ice_sessions`: `Connection.gather_candidates` (wrapped) and `_closing`: the sessions
   a one-port transport lets strangers into by a signed check, and the hook that
   offers its candidates.

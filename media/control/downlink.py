@@ -135,6 +135,19 @@ class Downlink:
         rtt = self.estimate.rtt_ms
         return rtt if rtt is not None else self._measured_rtt_ms
 
+    def explain(self) -> str:
+        """What the estimate rests on, for the log of layer changes: the rule that
+        set it, the loss and round trip, and the signal of the last congestion."""
+        if self.send_side.active(self._now_ms):
+            return f"by transport feedback: {self.send_side.estimate.limited_by}"
+        estimate = self.estimator.estimate
+        rtt = "none" if estimate.rtt_ms is None else f"{estimate.rtt_ms:.0f} ms"
+        held = "congested" if self.estimator.congested else "last congestion"
+        return (
+            f"by {estimate.limited_by}, loss {estimate.loss:.0%}, round trip {rtt}; "
+            f"{held}: {self.estimator.cause or 'none'}"
+        )
+
     def transport_feedback(self, results: list[PacketResult], now_s: float) -> bool:
         """Fold in transport feedback; True if the estimate fell (act now)."""
         self._now_ms = round(now_s * 1000)

@@ -176,6 +176,10 @@ class Estimator:
         # Whether the last update saw congestion: a confirmed REMB fall (and its
         # hold), loss above the floor past GCC's 10 %, or a queue that grows.
         self.alarm = False
+        # Which signal made the last congestion call, and its figures: the log of
+        # the relay's layer changes says it (a soak on a loaded machine has to tell
+        # a REMB fall from loss from a round trip that grew). None before any.
+        self.cause: str | None = None
 
     @property
     def estimate(self) -> Estimate:
@@ -241,6 +245,7 @@ class Estimator:
             fell = self._remb is not None and feedback.remb_bps < self._remb * REMB_FALL
             if fell and self._path_agrees(feedback.rtt_ms, late):
                 self._congested_at = now_ms
+                self.cause = self._fall_cause(feedback.remb_bps, feedback.rtt_ms)
             elif fell:
                 assert self._remb is not None
                 if self._fell_at is None:
@@ -258,6 +263,7 @@ class Estimator:
         if pending and self._late_agreement(feedback.rtt_ms, now_ms):
             self._congested_at = now_ms
             self._fell_at = None
+            self.cause = self._fall_cause(self._remb or 0, feedback.rtt_ms)
         elif pending and self._fell_at is None:
             # The path never agreed: the fall was the receiver's own, and what the
             # estimate was before it counts as carried (module notes).
@@ -278,8 +284,12 @@ class Estimator:
         through = None
         if lost is not None and lost - self._floor > LOSS_HIGH:
             through = 1 - lost
+            self.cause = f"loss {lost:.0%} (floor {self._floor:.0%})"
         elif self._queue_builds(feedback.rtt_ms, now_ms):
             through = 1.0
+            self.cause = (
+                f"queue: round trip {feedback.rtt_ms:.0f} ms, lowest {self._min_rtt:.0f} ms"
+            )
         if through is not None:
             self._back_off(sending_bps, through, now_ms)
         self.alarm = self._congested or through is not None
@@ -421,6 +431,15 @@ class Estimator:
         else:
             self._longer_rtts = 0
         return self._fell_far and self._longer_rtts >= QUEUE_SAMPLES
+
+    def _fall_cause(self, remb_bps: int, rtt_ms: float | None) -> str:
+        """A confirmed REMB fall, and what of the path confirmed it."""
+        rtt = rtt_ms if rtt_ms is not None else self._rtt
+        shown = "none" if rtt is None else f"{rtt:.0f} ms"
+        return (
+            f"REMB fell to {remb_bps / 1000:.0f} kbit/s; loss {self._loss:.0%} "
+            f"(floor {self._floor:.0%}), round trip {shown}, lowest {self._min_rtt or 0:.0f} ms"
+        )
 
     def _path_agrees(self, rtt_ms: float | None, late: bool = False) -> bool:
         """Whether loss (smoothed, above the floor: one sample of 100 packets is noisy)

@@ -176,6 +176,9 @@ class VideoLayer(Layer):
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._last_pts: int | None = None
+        # Frames replaced by a newer one before the encoder took them (a slow
+        # encoder, or a relay short of CPU): frames no classroom of this layer gets.
+        self.frames_skipped = 0
 
     def offer(self, frame: av.VideoFrame) -> None:
         if not self.active or self.closed:
@@ -186,6 +189,9 @@ class VideoLayer(Layer):
             if frame.pts is not None and 0 <= frame.pts - self._last_pts < min_step:
                 return
         self._last_pts = frame.pts
+        if self._latest is not None:
+            # The encoder has not taken the last one yet: it is replaced, never sent.
+            self.frames_skipped += 1
         self._latest = frame
         self._wake.set()
         if self._worker is None:
@@ -282,6 +288,18 @@ class Ladder:
         """Whether the source sends pictures or sound (a screen share not yet started,
         a muted camera: no). A still screen share sends a frame a second or more."""
         return self.last_frame_at is not None and now - self.last_frame_at <= within_s
+
+    def summary(self) -> str:
+        """Frames in, and per layer encoded, skipped and keyframes: for the log when
+        the source goes (a classroom short of frames, and the relay short of CPU)."""
+        parts = [f"frames in {self.frames_in}"]
+        for layer in self.layers:
+            skipped = getattr(layer, "frames_skipped", 0)
+            parts.append(
+                f"{layer.name} encoded {layer.frames_encoded} skipped {skipped} "
+                f"keyframes {layer.keyframes}"
+            )
+        return "; ".join(parts)
 
     def layer(self, name: str) -> Layer:
         """The layer called `name`, or the nearest one below it (the lowest if none)."""

@@ -32,6 +32,12 @@ from media.adapter.guard import guard_receiver, guard_transport
 from media.adapter.hooks import install_consent_hook
 from media.adapter.ice_tcp import PassiveTcpPort
 from media.adapter.ice_udp import SharedUdpPort
+from media.adapter.inbound import (
+    count_feedback,
+    read_inbound,
+    skip_gap,
+    widen_receive_buffers,
+)
 from media.adapter.offer import check_by_kind, check_lines, check_offer
 from media.adapter.peer import add_slot, answer, new_peer, take_offer
 from media.adapter.red import install_red_encoder, send_red
@@ -40,9 +46,10 @@ from media.adapter.sender import LeanRtp
 from media.adapter.twcc import TransportCc
 from media.adapter.twcc import negotiate as negotiate_transport_cc
 from media.adapter.ulpfec import negotiate_fec
+from media.control.ingest import IngestWatch
 from media.control.overload import SAMPLE_S, Load, LoadGauge
 from media.gateway import LinkReport, MediaError
-from media.pipeline.fanout import SubscriberTrack
+from media.pipeline.fanout import Publisher, SubscriberTrack
 from media.pipeline.ladder import CAMERA_LAYERS, LAYER_ORDER, SLIDES_LAYERS, Ladder
 from media.pipeline.mosaic import Mosaic, MosaicLayer
 from media.pipeline.relayed import RelayedLayer, RelayedSource
@@ -58,7 +65,7 @@ from media.relay.routing import (
     slot_sources,
     source_for,
 )
-from media.relay.sending import FEC_SLOTS, LayerChoice, Outgoing, SendingSide
+from media.relay.sending import FEC_SLOTS, LayerChoice, LayerTimes, Outgoing, SendingSide
 from media.relay.session import Feed, Lesson, Participant
 from media.relay.uplink import UPLINK, UPLINK_OFFERER
 from media.settings import RelaySettings
@@ -69,6 +76,8 @@ logger = logging.getLogger(__name__)
 
 # How long a classroom's camera may send nothing and still have a tile in the mosaic.
 MOSAIC_LIVE_S = 2.0
+# How often each participant's receivers are read for holes (media.control.ingest).
+INGEST_SAMPLE_S = 0.5
 
 
 class Relay:
@@ -175,9 +184,15 @@ class Relay:
             if self.ice_udp is not None:
                 await self.ice_udp.start()
             answer_sdp = await answer(pc, self._settings.host_addresses, self.ice_tcp, self.ice_udp)
+            # Room for what it sends while the relay runs late (media.adapter.inbound).
+            widen_receive_buffers(pc)
             for item, transceiver in zip(offered, transceivers, strict=True):
                 if item.spec.direction == "sendonly" and not edge:
-                    participant.ladders[item.spec.slot] = self._ladder(item.spec.slot, transceiver)
+                    slot = item.spec.slot
+                    participant.ladders[slot] = self._ladder(slot, transceiver)
+                    count_feedback(transceiver.receiver)
+                    watch = IngestWatch(f"{participant.name}/{slot} in")
+                    participant.inbound[slot] = (transceiver.receiver, watch)
             if sending.transport_cc and sending.outgoing:
                 first = next(iter(sending.outgoing.values()))
                 TransportCc(
@@ -530,8 +545,15 @@ class Relay:
             capacity,
             self._settings.keyframe_min_interval_s,
             send_now=lean.send_now,
-            on_switch=lambda _layer: self._layers_changed(participant),
+            on_switch=lambda layer: switched(layer),
         )
+        times = LayerTimes()
+        times.switch(track.layer_name, self._clock())
+
+        def switched(layer: Publisher | None) -> None:
+            times.switch(layer.name if layer is not None else "off", self._clock())
+            self._layers_changed(participant)
+
         sender.replaceTrack(track)
         side = participant.sending
         feedback = hook_sender_rtcp(
@@ -541,7 +563,7 @@ class Relay:
             clock=self._clock,
         )
         quiet_when_idle(sender, self._clock)
-        return Outgoing(slot, sender, track, lean, feedback)
+        return Outgoing(slot, sender, track, lean, feedback, layer_times=times)
 
     def _ladder(self, slot: Slot, transceiver: RTCRtpTransceiver) -> Ladder:
         track = transceiver.receiver.track
@@ -636,6 +658,7 @@ class Relay:
                 asyncio.create_task(self._report_loop(), name="link-reports"),
                 asyncio.create_task(self._adapt_loop(), name="downlinks"),
                 asyncio.create_task(self._load_loop(), name="relay-load"),
+                asyncio.create_task(self._ingest_loop(), name="ingest-watch"),
             ]
 
     async def _adapt_loop(self) -> None:
@@ -645,6 +668,34 @@ class Relay:
             now = self._clock()
             for lesson in list(self._lessons.values()):
                 self._adapt_lesson(lesson, now)
+
+    async def _ingest_loop(self) -> None:
+        """Twice a second, what each participant's receivers did (media.control.ingest):
+        a source that stops reaching the relay is logged with where its frames
+        stopped, and a jitter buffer stuck at a lost packet skips it."""
+        while not self._closed:
+            await asyncio.sleep(INGEST_SAMPLE_S)
+            now = self._clock()
+            for lesson in list(self._lessons.values()):
+                for participant in list(lesson.participants.values()):
+                    for slot, (receiver, watch) in participant.inbound.items():
+                        ladder = participant.ladders.get(slot)
+                        frames = ladder.frames_in if ladder is not None else 0
+                        sample = read_inbound(receiver, frames)
+                        line = watch.update(sample, now)
+                        if line is not None:
+                            logger.warning("%s", line)
+                        video = ladder is not None and ladder.kind == "video"
+                        if video and watch.stuck(sample, now):
+                            dropped = skip_gap(receiver)
+                            logger.info(
+                                "%s: skipped a gap at packet %s (%d packets dropped), "
+                                "keyframe asked",
+                                watch.name,
+                                sample.gap,
+                                dropped,
+                            )
+                            await request_keyframe(receiver)
 
     async def _load_loop(self) -> None:
         """Sample how late the event loop runs (media.control.overload); on a change of
@@ -718,8 +769,13 @@ class Relay:
             await self.disconnect(participant.lesson_id, participant.participant_id)
 
     async def _close_participant(self, participant: Participant) -> None:
+        summary = participant.sending.summary(self._clock())
+        if summary:
+            logger.info("%s: session ends: %s", participant.name, summary)
         participant.sending.close()
-        for ladder in participant.ladders.values():
+        for slot, ladder in participant.ladders.items():
+            if ladder.kind == "video" and ladder.frames_in:
+                logger.info("%s/%s in: source ends: %s", participant.name, slot, ladder.summary())
             ladder.close()
         for layer in participant.forwarded.values():
             layer.close()

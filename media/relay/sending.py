@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiortc import RTCRtpSender
 
@@ -87,6 +87,30 @@ FEC_EXTRA = 0.3
 
 
 @dataclass
+class LayerTimes:
+    """How long an outgoing slot sent each layer ("off" included), from its switches.
+
+    Summed over a session and logged when it ends (SendingSide.summary): a soak's
+    classroom at 9 fps of a 15 fps camera either spent its time on the 7.5 fps
+    reserve layer or lost frames on the way, and this tells which."""
+
+    layer: str = "off"
+    since: float | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def switch(self, layer: str, now: float) -> None:
+        if self.since is not None:
+            self.seconds[self.layer] = self.seconds.get(self.layer, 0.0) + now - self.since
+        self.layer, self.since = layer, now
+
+    def totals(self, now: float) -> dict[str, float]:
+        totals = dict(self.seconds)
+        if self.since is not None:
+            totals[self.layer] = totals.get(self.layer, 0.0) + now - self.since
+        return totals
+
+
+@dataclass
 class Outgoing:
     """One slot the relay sends the participant: the sender, the track that feeds
     it the layer it follows, and what the receiver says of it."""
@@ -100,6 +124,7 @@ class Outgoing:
     # Audio sent as RED (media.wire.red): each packet carries the previous one too.
     red: bool = False
     octets_at_last_report: int = 0
+    layer_times: LayerTimes = field(default_factory=LayerTimes)
 
 
 def layer_costs(source: Source, now: float) -> tuple[tuple[str, float], ...]:
@@ -246,7 +271,7 @@ class SendingSide:
             if layer is not None:
                 out.choice = None if layer == "off" else layer
         logger.info(
-            "%s: %s to %s at %.0f kbit/s (kbit/s: %s)",
+            "%s: %s to %s at %.0f kbit/s (kbit/s: %s) [%s; relay %s]",
             self.name,
             decision.reason,
             decision.allocation,
@@ -256,6 +281,8 @@ class SendingSide:
                 for slot, view in views.items()
                 if view.layers
             ),
+            self.downlink.explain(),
+            "late" if late else "on time",
         )
         return True
 
@@ -415,6 +442,20 @@ class SendingSide:
         if lean is None or self._closed or (self.prober is not None and not self.prober.done()):
             return
         self.prober = asyncio.create_task(self._cluster(lean, rate_bps), name=f"probe-{self.name}")
+
+    def summary(self, now: float) -> str:
+        """Per outgoing video slot: frames sent and dropped (a full queue, a wait for
+        a keyframe) and seconds per layer, for the log when the session ends."""
+        parts = []
+        for slot, out in self.outgoing.items():
+            if out.track.kind != "video":
+                continue
+            totals = sorted(out.layer_times.totals(now).items())
+            times = " ".join(f"{name} {seconds:.0f} s" for name, seconds in totals)
+            parts.append(
+                f"{slot} frames sent {out.track.packets_out} dropped {out.track.dropped} ({times})"
+            )
+        return "; ".join(parts)
 
     def close(self) -> None:
         """Stop padding and probing, and every outgoing track."""

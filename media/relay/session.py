@@ -7,10 +7,12 @@ Plain records: the relay (media.relay.relay) creates and closes them, routing
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiortc import RTCPeerConnection
 
 from classroom.roles import Role
+from media.control.ingest import IngestWatch
 from media.pipeline.fanout import SubscriberTrack
 from media.pipeline.ladder import Ladder
 from media.pipeline.mosaic import Mosaic
@@ -37,6 +39,9 @@ class Participant:
     # At an edge: what the classroom sends, kept as it came (not decoded) for its
     # uplink to the origin (media.relay.uplink), in place of `ladders`.
     forwarded: dict[Slot, RelayedLayer] = field(default_factory=dict)
+    # Each decoded incoming slot's receiver (an RTCRtpReceiver) and its watch for
+    # holes in what arrives (media.control.ingest).
+    inbound: dict[Slot, tuple[Any, IngestWatch]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

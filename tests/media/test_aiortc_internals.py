@@ -385,3 +385,16 @@ async def test_a_session_can_trade_its_udp_sockets_for_shares_of_one_port() -> N
     assert "self.transport.sendto(data, addr)" in inspect.getsource(
         aioice.ice.StunProtocol.send_data
     )
+
+
+def test_receivers_have_what_the_ingest_watch_reads() -> None:
+    # media.adapter.inbound: the methods it wraps, the statistics and queues it reads.
+    receiver_source = inspect.getsource(aiortc.rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet)
+    assert "self._send_rtcp_pli(" in receiver_source
+    assert "self._send_rtcp_nack(" in receiver_source
+    stats = aiortc.rtcrtpreceiver.StreamStatistics(90000)
+    for seq in (10, 12):  # one lost between them
+        stats.add(aiortc.rtp.RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq))
+    assert (stats.packets_received, stats.packets_expected) == (2, 3)
+    track = aiortc.rtcrtpreceiver.RemoteStreamTrack(kind="video")
+    assert track._queue.qsize() == 0

@@ -512,3 +512,39 @@ def test_a_late_relay_does_not_believe_a_fall_on_an_old_round_trip() -> None:
     assert not est.congested
     est.update(Feedback(remb_bps=400_000), 8000, 470_000, late=True)
     assert not est.congested
+
+
+@pytest.mark.parametrize(
+    ("feedback", "cause"),
+    [
+        # Heavy loss: named with the floor it is judged above (a first sample with a
+        # flat round trip is the floor, up to FLOOR_MAX).
+        ([Feedback(remb_bps=1_000_000, rtt_ms=20, fraction_lost=0.3)], "loss 30% (floor 15%)"),
+        # Round trips past the queue threshold twice in a row.
+        (
+            [Feedback(rtt_ms=20), Feedback(rtt_ms=80), Feedback(rtt_ms=90)],
+            "queue: round trip 90 ms, lowest 20 ms",
+        ),
+        # A REMB fall the round trip agrees with at once.
+        (
+            [Feedback(remb_bps=1_000_000, rtt_ms=20), Feedback(remb_bps=500_000, rtt_ms=60)],
+            "REMB fell to 500 kbit/s",
+        ),
+    ],
+)
+def test_the_cause_of_a_congestion_call_is_named(feedback: list[Feedback], cause: str) -> None:
+    # The relay logs it with each layer change (Downlink.explain): a soak on a loaded
+    # machine tells from it which signal turned a classroom's camera down.
+    est = Estimator(initial_bps=1_000_000)
+    assert est.cause is None
+    for t, fb in enumerate(feedback):
+        est.update(fb, t * 1000, sending_bps=800_000)
+    assert est.alarm
+    assert est.cause is not None and est.cause.startswith(cause)
+
+
+def test_a_fall_the_path_does_not_confirm_names_no_cause() -> None:
+    est = Estimator(initial_bps=1_000_000)
+    est.update(Feedback(remb_bps=1_000_000, rtt_ms=20), 0)
+    est.update(Feedback(remb_bps=500_000, rtt_ms=21), 1000)
+    assert not est.alarm and est.cause is None

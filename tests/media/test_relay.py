@@ -301,3 +301,56 @@ async def test_a_deck_page_over_the_screen_share_stops_sending_the_share(
 
     await relay.cover_screen(LESSON, False)
     await room.wait_frames(Slot.SLIDES, slides + 3, timeout=10)
+
+
+async def test_a_teacher_packet_lost_for_good_stalls_the_camera_a_moment_not_half_a_minute(
+    relay: Relay, join: Join
+) -> None:
+    # The soak's 24 s hole: one packet of the teacher's camera never reaches the
+    # relay, nor its resend (aiortc asks once). aiortc's jitter buffer would hold
+    # every frame behind it for 512 packets; the relay skips the gap after a second
+    # and asks for a keyframe (media.control.ingest).
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    await room.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=10)
+    receiver, watch = relay.participant(LESSON, "teacher").inbound[Slot.CAMERA]
+    handle = receiver._handle_rtp_packet
+    lost: dict[str, int] = {}
+
+    async def lose_one_for_good(packet: object, arrival_time_ms: int) -> None:
+        ssrc, seq = packet.ssrc, packet.sequence_number  # type: ignore[attr-defined]
+        if not lost:
+            lost.update(ssrc=ssrc, seq=(seq + 1) % 65536)
+        if ssrc != lost["ssrc"] or seq == lost["seq"]:
+            return  # the packet, and every resend (RTX comes under its own SSRC)
+        await handle(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = lose_one_for_good
+    await asyncio.sleep(0.5)  # the frames already complete drain
+    before = room.received[Slot.TEACHER_CAMERA].frames
+    await room.wait_frames(Slot.TEACHER_CAMERA, before + 8, timeout=6)
+    assert watch.gaps_skipped >= 1
+
+
+async def test_a_participants_own_sockets_have_room_for_a_late_relay(
+    relay: Relay, join: Join
+) -> None:
+    # What arrives while the relay's loop runs late waits in the kernel's buffer;
+    # the default 208 kB overflowed in a soak (media.adapter.inbound).
+    import socket
+    from pathlib import Path
+
+    from media.adapter.inbound import RECEIVE_BUFFER_BYTES, widen_receive_buffers
+
+    await join("teacher", Role.TEACHER)
+    pc = relay.participant(LESSON, "teacher").pc
+    cap = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    sizes = []
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        for protocol in connection._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            sizes.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    # Linux reports twice what was set (its bookkeeping), up to net.core.rmem_max.
+    assert sizes and min(sizes) >= 2 * min(RECEIVE_BUFFER_BYTES, cap)
+    assert widen_receive_buffers(pc) == 0  # done once; never narrower

@@ -260,3 +260,27 @@ async def test_an_offer_that_cannot_be_bundled_whole_is_refused(
     check_offer(offer, Role.CLASSROOM)  # as made, it is fine
     with pytest.raises(MediaError, match=message):
         check_offer(edit(offer), Role.CLASSROOM)
+
+
+async def test_frames_the_encoder_had_not_taken_are_counted_as_skipped() -> None:
+    # A relay short of CPU: frames come faster than the layer's encoder takes them.
+    # Each one replaced before it was encoded is counted (Ladder.summary logs it).
+    from concurrent.futures import ThreadPoolExecutor
+
+    from media.pipeline.ladder import VideoLayer
+
+    with ThreadPoolExecutor(1) as executor:
+        layer = VideoLayer(
+            VideoLayerSpec("low", 320, 180, 50_000), KeyframeGate(0.0), lambda: 0.0, executor
+        )
+        track = SubscriberTrack("video", 8)
+        track.follow(layer)
+        for i in range(3):  # no await between: the encoder's task has not run yet
+            frame = av.VideoFrame(320, 180, "yuv420p")
+            frame.pts = i * 6000
+            frame.time_base = fractions.Fraction(1, 90000)
+            layer.offer(frame)
+        assert layer.frames_skipped == 2
+        packet = await asyncio.wait_for(track.recv(), 5)
+        assert packet.pts == 12000 and layer.frames_encoded == 1
+        layer.close()
