@@ -25,6 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from classroom.roles import Role
 from media.adapter.hooks import gather_on, install_consent_hook
+from media.gateway import MediaGateway
 from media.slots import SLOTS, Slot
 
 
@@ -203,6 +204,12 @@ class SyntheticParticipant:
         for slot, reception in self.received.items():
             track = self.transceivers[slot].receiver.track
             self._readers.append(asyncio.create_task(self._read(track, reception)))
+
+    async def join(self, gateway: MediaGateway, lesson_id: str, participant_id: str) -> None:
+        """Offer straight to a media gateway (a relay, its workers), without signaling,
+        and take its answer."""
+        offer = await self.offer()
+        await self.accept(await gateway.negotiate(lesson_id, participant_id, self.role, offer))
 
     async def _read(self, track: MediaStreamTrack, reception: Reception) -> None:
         try:

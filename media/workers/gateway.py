@@ -291,16 +291,7 @@ class WorkerGateway:
         worker = self._recording_on.get(lesson_id) or self._placed.get(lesson_id)
         if worker is None or not worker.running:
             return
-        try:
-            future = self._send(worker, op, args)
-        except MediaError:
-            return
-
-        def done(f: asyncio.Future[Any]) -> None:
-            if not f.cancelled() and f.exception() is not None:
-                logger.warning("relay worker %d: %s failed: %s", worker.index, op, f.exception())
-
-        future.add_done_callback(done)
+        self._tell_worker(worker, op, args)
 
     async def _read(self, worker: _Worker) -> None:
         assert worker.channel is not None
@@ -730,6 +721,7 @@ class WorkerGateway:
             logger.exception("lesson %s: moving a dead follower's classrooms failed", lesson_id)
 
     def _tell_worker(self, worker: _Worker, op: str, args: Message) -> None:
+        """A request to one worker whose answer nobody waits for; a failure is logged."""
         try:
             future = self._send(worker, op, args)
         except MediaError:

@@ -37,7 +37,7 @@ async def _join(
 ) -> SyntheticParticipant:
     peer = SyntheticParticipant(role)
     peers.append(peer)
-    await peer.accept(await gateway.negotiate(lesson, who, role, await peer.offer()))
+    await peer.join(gateway, lesson, who)
     return peer
 
 
