@@ -62,7 +62,6 @@ async def test_a_whip_publisher_after_its_worker_is_killed(
         assert dead is not None
         async with joined(srv, teacher) as (page, _):
             os.kill(gateway.pids[dead], signal.SIGKILL)
-            killed = time.monotonic()
             # The lesson moved: its pages are told to offer again ...
             async with asyncio.timeout(20):
                 while (await page.recv(timeout=20))["type"] != "media_moved":
@@ -76,23 +75,13 @@ async def test_a_whip_publisher_after_its_worker_is_killed(
         assert deleted.status_code == 404, deleted.text
 
         # The encoder's next POST publishes on the live worker, though the old
-        # connection has not failed yet on the encoder's side.
-        still = encoder.pc.connectionState
+        # connection has not failed yet on the encoder's side (it fails at ICE consent
+        # expiry, 30 s or more: aioice's doing, not waited for here).
         await again.publish(MovingPicture(256, 144, 15), Tone())
         assert gateway.worker_of(lid) == 1 - dead
         async with on_the_page(srv, room_token, Role.CLASSROOM, (64, 64)) as room:
             video = await room.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=30)
             assert (256, 144) in video.sizes
-
-        # The old connection ends on the encoder's side when ICE consent expires
-        # (30 s at least; 53 s was seen with aiortc on a loaded machine).
-        async with asyncio.timeout(120):
-            while encoder.pc.connectionState not in ("failed", "closed"):
-                await asyncio.sleep(0.2)
-        print(
-            f"old publisher: {still} at the new POST, "
-            f"{encoder.pc.connectionState} {time.monotonic() - killed:.1f} s after the kill"
-        )
     finally:
         await encoder.close()
         await again.stop()
