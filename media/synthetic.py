@@ -211,6 +211,23 @@ class SyntheticParticipant:
         offer = await self.offer()
         await self.accept(await gateway.negotiate(lesson_id, participant_id, self.role, offer))
 
+    @classmethod
+    async def joined(
+        cls,
+        gateway: MediaGateway,
+        lesson_id: str,
+        participant_id: str,
+        role: Role,
+        kept: list[SyntheticParticipant],
+    ) -> SyntheticParticipant:
+        """A new participant that offered straight to `gateway` (`join`). It is put in
+        `kept` before it offers, so that whoever closes those closes it even if the
+        offer fails."""
+        peer = cls(role)
+        kept.append(peer)
+        await peer.join(gateway, lesson_id, participant_id)
+        return peer
+
     async def _read(self, track: MediaStreamTrack, reception: Reception) -> None:
         try:
             while True:

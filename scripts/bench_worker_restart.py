@@ -34,15 +34,6 @@ from media.synthetic import SyntheticParticipant
 from media.workers.gateway import WorkerGateway
 
 
-async def _join(
-    gateway: WorkerGateway, lesson: str, who: str, role: Role, peers: list[SyntheticParticipant]
-) -> SyntheticParticipant:
-    peer = SyntheticParticipant(role)
-    peers.append(peer)
-    await peer.join(gateway, lesson, who)
-    return peer
-
-
 def _replaced(gateway: WorkerGateway, slot: int, killed: int) -> bool:
     return gateway.pids[slot] != killed and gateway.counts().alive == 2
 
@@ -68,10 +59,10 @@ async def measure(kills: int) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     try:
         # Worker 1 carries a lesson with more peers, so new lessons go to slot 0.
-        await _join(gateway, "busy", "t", Role.TEACHER, peers)
+        await SyntheticParticipant.joined(gateway, "busy", "t", Role.TEACHER, peers)
         for i in range(3):
-            await _join(gateway, "busy", f"r{i}", Role.CLASSROOM, peers)
-        await _join(gateway, "L0", "t", Role.TEACHER, peers)
+            await SyntheticParticipant.joined(gateway, "busy", f"r{i}", Role.CLASSROOM, peers)
+        await SyntheticParticipant.joined(gateway, "L0", "t", Role.TEACHER, peers)
         slot = gateway.worker_of("L0")
         assert slot is not None and gateway.worker_of("busy") == 1 - slot
         for n in range(kills):
@@ -89,9 +80,9 @@ async def measure(kills: int) -> dict[str, Any]:
             await _until(lambda killed=killed: _replaced(gateway, slot, killed))
             up = time.monotonic() - start
             nxt = f"L{n + 1}"
-            await _join(gateway, nxt, "t", Role.TEACHER, peers)
+            await SyntheticParticipant.joined(gateway, nxt, "t", Role.TEACHER, peers)
             assert gateway.worker_of(nxt) == slot, gateway.loads()
-            room = await _join(gateway, nxt, "r", Role.CLASSROOM, peers)
+            room = await SyntheticParticipant.joined(gateway, nxt, "r", Role.CLASSROOM, peers)
             await room.wait_frames(Slot.TEACHER_CAMERA, 1, timeout=60)
             playing = time.monotonic() - start
             rounds.append(

@@ -46,25 +46,16 @@ def _alive(pid: int) -> bool:
         return stat.read().split(")")[-1].split()[0] != "Z"
 
 
-async def _join(
-    gateway: WorkerGateway, lesson: str, who: str, role: Role, peers: list[SyntheticParticipant]
-) -> SyntheticParticipant:
-    peer = SyntheticParticipant(role)
-    peers.append(peer)
-    await peer.join(gateway, lesson, who)
-    return peer
-
-
 async def test_two_lessons_on_two_workers_each_carry_their_teacher(
     gateway: WorkerGateway, tmp_path: Path
 ) -> None:
     peers: list[SyntheticParticipant] = []
     try:
-        await _join(gateway, "L1", "t1", Role.TEACHER, peers)
-        await _join(gateway, "L2", "t2", Role.TEACHER, peers)
+        await SyntheticParticipant.joined(gateway, "L1", "t1", Role.TEACHER, peers)
+        await SyntheticParticipant.joined(gateway, "L2", "t2", Role.TEACHER, peers)
         assert {gateway.worker_of("L1"), gateway.worker_of("L2")} == {0, 1}
-        room1 = await _join(gateway, "L1", "r1", Role.CLASSROOM, peers)
-        room2 = await _join(gateway, "L2", "r2", Role.CLASSROOM, peers)
+        room1 = await SyntheticParticipant.joined(gateway, "L1", "r1", Role.CLASSROOM, peers)
+        room2 = await SyntheticParticipant.joined(gateway, "L2", "r2", Role.CLASSROOM, peers)
         # The same placement holds for the lesson's later participants.
         assert gateway.loads()[0].peers == gateway.loads()[1].peers == 2
         handle = gateway.start_recording("L1", tmp_path / "rec", {"id": "rec"})
@@ -115,9 +106,9 @@ async def test_a_dead_workers_lesson_moves_to_the_live_one_and_a_new_worker_take
     gateway.on_moved = on_moved
     peers: list[SyntheticParticipant] = []
     try:
-        await _join(gateway, "L1", "t1", Role.TEACHER, peers)
-        await _join(gateway, "L2", "t2", Role.TEACHER, peers)
-        survivor = await _join(gateway, "L2", "r2", Role.CLASSROOM, peers)
+        await SyntheticParticipant.joined(gateway, "L1", "t1", Role.TEACHER, peers)
+        await SyntheticParticipant.joined(gateway, "L2", "t2", Role.TEACHER, peers)
+        survivor = await SyntheticParticipant.joined(gateway, "L2", "r2", Role.CLASSROOM, peers)
         dead = gateway.worker_of("L1")
         assert dead is not None
         killed = gateway.pids[dead]
@@ -129,8 +120,8 @@ async def test_a_dead_workers_lesson_moves_to_the_live_one_and_a_new_worker_take
         assert not gateway.has_peer("L1", "t1") and gateway.worker_of("L1") is None
 
         # The lost lesson's teacher and classroom offer again: the live worker takes it.
-        await _join(gateway, "L1", "t1", Role.TEACHER, peers)
-        room = await _join(gateway, "L1", "r1", Role.CLASSROOM, peers)
+        await SyntheticParticipant.joined(gateway, "L1", "t1", Role.TEACHER, peers)
+        room = await SyntheticParticipant.joined(gateway, "L1", "r1", Role.CLASSROOM, peers)
         assert gateway.worker_of("L1") == 1 - dead
         await room.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=30)
         before = survivor.received[Slot.TEACHER_CAMERA].frames
@@ -146,10 +137,10 @@ async def test_a_dead_workers_lesson_moves_to_the_live_one_and_a_new_worker_take
         moved.clear()
         os.kill(gateway.pids[1 - dead], signal.SIGKILL)
         await _until(lambda: sorted(moved) == ["L1", "L2"])
-        await _join(gateway, "L3", "t3", Role.TEACHER, peers)
+        await SyntheticParticipant.joined(gateway, "L3", "t3", Role.TEACHER, peers)
         assert gateway.worker_of("L3") == dead
-        await _join(gateway, "L2", "t2", Role.TEACHER, peers)
-        again = await _join(gateway, "L2", "r2", Role.CLASSROOM, peers)
+        await SyntheticParticipant.joined(gateway, "L2", "t2", Role.TEACHER, peers)
+        again = await SyntheticParticipant.joined(gateway, "L2", "r2", Role.CLASSROOM, peers)
         assert gateway.worker_of("L2") == dead
         await again.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=30)
     finally:
@@ -175,15 +166,15 @@ async def test_a_worker_that_keeps_dying_leaves_its_slot_empty_and_offers_are_re
     gateway.on_moved = on_moved
     peers: list[SyntheticParticipant] = []
     try:
-        await _join(gateway, "L1", "t1", Role.TEACHER, peers)
+        await SyntheticParticipant.joined(gateway, "L1", "t1", Role.TEACHER, peers)
         first = gateway.pids[0]
         os.kill(first, signal.SIGKILL)
         # No live worker to move to: the lesson is told once the new one is up.
         await _until(lambda: moved == ["L1"])
         second = gateway.pids[0]
         assert second != first and gateway.counts().alive == 1
-        await _join(gateway, "L1", "t1", Role.TEACHER, peers)
-        room = await _join(gateway, "L1", "r1", Role.CLASSROOM, peers)
+        await SyntheticParticipant.joined(gateway, "L1", "t1", Role.TEACHER, peers)
+        room = await SyntheticParticipant.joined(gateway, "L1", "r1", Role.CLASSROOM, peers)
         await room.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=30)
 
         os.kill(second, signal.SIGKILL)
@@ -237,7 +228,7 @@ async def test_a_request_the_relay_fails_on_is_answered_and_the_worker_goes_on(
     assert gateway.loads()[0].running
     peers: list[SyntheticParticipant] = []
     try:
-        await _join(gateway, "L1", "t1", Role.TEACHER, peers)
+        await SyntheticParticipant.joined(gateway, "L1", "t1", Role.TEACHER, peers)
         assert gateway.has_peer("L1", "t1")
     finally:
         for peer in peers:

@@ -32,15 +32,6 @@ async def gateway() -> AsyncIterator[WorkerGateway]:
         await gateway.close()
 
 
-async def _join(
-    gateway: WorkerGateway, lesson: str, who: str, role: Role, peers: list[SyntheticParticipant]
-) -> SyntheticParticipant:
-    peer = SyntheticParticipant(role)
-    peers.append(peer)
-    await peer.join(gateway, lesson, who)
-    return peer
-
-
 async def _report_of(
     reports: AsyncIterator[LinkReport], participant_id: str, test: object
 ) -> LinkReport:
@@ -60,13 +51,13 @@ async def test_a_lesson_past_one_workers_capacity_spans_two(gateway: WorkerGatew
     peers: list[SyntheticParticipant] = []
     reports = gateway.link_reports()
     try:
-        teacher = await _join(gateway, "L", "t", Role.TEACHER, peers)
+        teacher = await SyntheticParticipant.joined(gateway, "L", "t", Role.TEACHER, peers)
         home = gateway.worker_of("L")
         assert home is not None
-        near = await _join(gateway, "L", "r1", Role.CLASSROOM, peers)
+        near = await SyntheticParticipant.joined(gateway, "L", "r1", Role.CLASSROOM, peers)
         # The home has its two peers: the next classrooms go to the other worker.
-        far = await _join(gateway, "L", "r2", Role.CLASSROOM, peers)
-        far2 = await _join(gateway, "L", "r3", Role.CLASSROOM, peers)
+        far = await SyntheticParticipant.joined(gateway, "L", "r2", Role.CLASSROOM, peers)
+        far2 = await SyntheticParticipant.joined(gateway, "L", "r3", Role.CLASSROOM, peers)
         follower = 1 - home
         assert gateway.serving("L", "t") == gateway.serving("L", "r1") == home
         assert gateway.serving("L", "r2") == gateway.serving("L", "r3") == follower
@@ -109,7 +100,7 @@ async def test_a_lesson_past_one_workers_capacity_spans_two(gateway: WorkerGatew
         # A classroom given the floor before its offer (a page that offers again) spans
         # again: the new pull is told the stage, and its microphone goes up.
         await gateway.set_stage("L", "r4")
-        again = await _join(gateway, "L", "r4", Role.CLASSROOM, peers)
+        again = await SyntheticParticipant.joined(gateway, "L", "r4", Role.CLASSROOM, peers)
         assert gateway.followers("L") == [follower]
         await again.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=40)
         heard = near.received[Slot.STAGE_AUDIO].nonsilent_frames
@@ -142,9 +133,9 @@ async def test_a_dead_follower_s_classrooms_are_placed_again(gateway: WorkerGate
     gateway.on_moved = on_moved
     peers: list[SyntheticParticipant] = []
     try:
-        await _join(gateway, "L", "t", Role.TEACHER, peers)
-        near = await _join(gateway, "L", "r1", Role.CLASSROOM, peers)
-        await _join(gateway, "L", "r2", Role.CLASSROOM, peers)
+        await SyntheticParticipant.joined(gateway, "L", "t", Role.TEACHER, peers)
+        near = await SyntheticParticipant.joined(gateway, "L", "r1", Role.CLASSROOM, peers)
+        await SyntheticParticipant.joined(gateway, "L", "r2", Role.CLASSROOM, peers)
         home = gateway.worker_of("L")
         assert home is not None and gateway.followers("L") == [1 - home]
         os.kill(gateway.pids[1 - home], signal.SIGKILL)
@@ -155,7 +146,7 @@ async def test_a_dead_follower_s_classrooms_are_placed_again(gateway: WorkerGate
         assert not gateway.has_peer("L", "r2") and gateway.followers("L") == []
         assert gateway.has_peer("L", "r1")
 
-        room = await _join(gateway, "L", "r2", Role.CLASSROOM, peers)
+        room = await SyntheticParticipant.joined(gateway, "L", "r2", Role.CLASSROOM, peers)
         assert gateway.serving("L", "r2") == home
         await room.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=40)
         await _more(near, Slot.TEACHER_AUDIO, 50)
@@ -177,9 +168,9 @@ async def test_a_dead_home_moves_the_whole_lesson_and_its_follower_lets_go(
     gateway.on_moved = on_moved
     peers: list[SyntheticParticipant] = []
     try:
-        await _join(gateway, "L", "t", Role.TEACHER, peers)
-        await _join(gateway, "L", "r1", Role.CLASSROOM, peers)
-        await _join(gateway, "L", "r2", Role.CLASSROOM, peers)
+        await SyntheticParticipant.joined(gateway, "L", "t", Role.TEACHER, peers)
+        await SyntheticParticipant.joined(gateway, "L", "r1", Role.CLASSROOM, peers)
+        await SyntheticParticipant.joined(gateway, "L", "r2", Role.CLASSROOM, peers)
         home = gateway.worker_of("L")
         assert home is not None and gateway.followers("L") == [1 - home]
         os.kill(gateway.pids[home], signal.SIGKILL)
@@ -190,9 +181,9 @@ async def test_a_dead_home_moves_the_whole_lesson_and_its_follower_lets_go(
 
         # Everyone offers again: the live worker is the new home, and with its two
         # peers taken and no other worker alive, takes the last classroom too.
-        await _join(gateway, "L", "t", Role.TEACHER, peers)
-        await _join(gateway, "L", "r1", Role.CLASSROOM, peers)
-        room = await _join(gateway, "L", "r2", Role.CLASSROOM, peers)
+        await SyntheticParticipant.joined(gateway, "L", "t", Role.TEACHER, peers)
+        await SyntheticParticipant.joined(gateway, "L", "r1", Role.CLASSROOM, peers)
+        room = await SyntheticParticipant.joined(gateway, "L", "r2", Role.CLASSROOM, peers)
         assert gateway.worker_of("L") == 1 - home == gateway.serving("L", "r2")
         await room.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=40)
     finally:
@@ -207,9 +198,12 @@ async def test_classrooms_offering_at_once_are_spread_by_capacity(
     offers in flight count, so the home still takes no more than its capacity."""
     peers: list[SyntheticParticipant] = []
     try:
-        await _join(gateway, "L", "t", Role.TEACHER, peers)
+        await SyntheticParticipant.joined(gateway, "L", "t", Role.TEACHER, peers)
         rooms = await asyncio.gather(
-            *(_join(gateway, "L", f"r{n}", Role.CLASSROOM, peers) for n in range(3))
+            *(
+                SyntheticParticipant.joined(gateway, "L", f"r{n}", Role.CLASSROOM, peers)
+                for n in range(3)
+            )
         )
         home = gateway.worker_of("L")
         assert home is not None
