@@ -52,27 +52,23 @@ def drain(count: int, conn: multiprocessing.connection.Connection) -> None:
         socks.append(sock)
     conn.send([s.getsockname() for s in socks])
     received = 0
-    while True:
-        if conn.poll():
-            conn.recv()
-            break
+    while not conn.poll():
         ready, _, _ = select.select(socks, [], [], 0.05)
-        for sock in ready:
-            while True:
-                try:
-                    sock.recv(65536)
-                except BlockingIOError:
-                    break
-                received += 1
-    # What is still queued.
-    for sock in socks:
-        while True:
-            try:
-                sock.recv(65536)
-            except BlockingIOError:
-                break
-            received += 1
+        received += sum(emptied(sock) for sock in ready)
+    conn.recv()
+    received += sum(emptied(sock) for sock in socks)  # what is still queued
     conn.send(received)
+
+
+def emptied(sock: socket.socket) -> int:
+    """Read what a non-blocking socket holds; how many datagrams that was."""
+    count = 0
+    while True:
+        try:
+            sock.recv(65536)
+        except BlockingIOError:
+            return count
+        count += 1
 
 
 def cpu_s() -> float:
