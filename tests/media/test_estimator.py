@@ -548,3 +548,61 @@ def test_a_fall_the_path_does_not_confirm_names_no_cause() -> None:
     est.update(Feedback(remb_bps=1_000_000, rtt_ms=20), 0)
     est.update(Feedback(remb_bps=500_000, rtt_ms=21), 1000)
     assert not est.alarm and est.cause is None
+
+
+# A soak's round trips on loopback (lowest under 1 ms): ms over the lowest, in turn.
+WOBBLE = [2, 8, 19, 3, 30, 5, 26, 1, 40, 44, 8, 12, 22, 28, 2, 6]
+
+
+def _wobbling(est: Estimator, start_ms: int, seconds: int) -> int:
+    """Round trips that wobble as WOBBLE, one every half second, under a steady REMB."""
+    t = start_ms
+    for i in range(seconds * 2):
+        rtt = 1 + WOBBLE[i % len(WOBBLE)]
+        est.update(Feedback(remb_bps=600_000, rtt_ms=rtt, fraction_lost=0.0), t, 500_000)
+        assert not est.alarm, f"a back-off at {t} ms on round trip {rtt} ms"
+        t += 500
+    return t
+
+
+def test_round_trips_that_wobble_with_no_queue_are_not_congestion() -> None:
+    est = Estimator(initial_bps=500_000)
+    est.update(Feedback(remb_bps=600_000, rtt_ms=1, fraction_lost=0.0), 0, 500_000)
+    # The first samples are judged by the fixed margin: 1.25 ms + 20 ms.
+    for t, rtt in ((500, 3), (1000, 9), (1500, 20)):
+        est.update(Feedback(remb_bps=600_000, rtt_ms=rtt, fraction_lost=0.0), t, 500_000)
+    assert est.rtt_noise_ms == 0.0 and est.shows_queue(23) and not est.shows_queue(21)
+    t = _wobbling(est, 2000, 60)
+    # Three times the 75th percentile of the wobble (26 ms over the lowest).
+    assert est.rtt_noise_ms == pytest.approx(26)
+    assert not est.shows_queue(79) and est.shows_queue(80)
+    assert est.estimate.bitrate_bps >= 500_000
+
+
+def test_a_queue_still_shows_through_the_wobble() -> None:
+    est = Estimator(initial_bps=500_000)
+    est.update(Feedback(remb_bps=600_000, rtt_ms=1, fraction_lost=0.0), 0, 500_000)
+    t = _wobbling(est, 500, 40)
+    # The link narrows: the queue grows by a tenth of a second each second.
+    backed_off_at = None
+    for i in range(1, 10):
+        rtt = 1 + 50 * i
+        e = est.update(Feedback(remb_bps=600_000, rtt_ms=rtt), t, 500_000)
+        if est.alarm:
+            backed_off_at = i
+            break
+        t += 500
+    assert backed_off_at == 3  # 101 ms, 151 ms: twice past the threshold, 79 ms
+    assert e.bitrate_bps == 425_000  # 0.85 x 500
+
+
+def test_the_wobble_is_forgotten_after_half_a_minute() -> None:
+    est = Estimator(initial_bps=500_000)
+    est.update(Feedback(remb_bps=600_000, rtt_ms=1, fraction_lost=0.0), 0, 500_000)
+    t = _wobbling(est, 500, 30)
+    assert est.rtt_noise_ms > 10
+    for _ in range(62):
+        est.update(Feedback(remb_bps=600_000, rtt_ms=2, fraction_lost=0.0), t, 500_000)
+        t += 500
+    assert est.rtt_noise_ms == pytest.approx(1)
+    assert est.shows_queue(23)
