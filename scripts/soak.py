@@ -480,6 +480,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             return merged
 
         teacher_life = asyncio.create_task(teach(teacher, random.Random(args.seed)))
+        lateness = Lateness()
+        watch_lateness = asyncio.create_task(lateness.run())
         t0 = time.monotonic()
         end = t0 + args.minutes * 60
         warmup_at = t0 + min(args.warmup_minutes * 60, args.minutes * 30)
@@ -497,6 +499,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             sample = {"t": round(now - t0, 1), **read_proc(server.pid), "tasks": tasks}
             sample["frames"] = {cid: s["frames"] for cid, s in (await stats()).items()}
             sample["teacher_frames"] = teacher.frames()
+            sample["teacher_loop_late_ms"] = lateness.take()
             samples.append(sample)
             if warm is None and now >= warmup_at:
                 warm = sample
@@ -513,7 +516,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"t={sample['t']:.0f}s rss={sample['rss_kb'] / 1024:.0f}MB "
                 f"files={sample['files']} threads={sample['threads']} tasks={sample['tasks']} "
-                + rates,
+                f"teacher loop late {sample['teacher_loop_late_ms']:.0f} ms " + rates,
                 file=sys.stderr,
                 flush=True,
             )
@@ -537,6 +540,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(1)
         final = await stats()
         teacher_life.cancel()
+        watch_lateness.cancel()
     finally:
         for _, pipe in workers:
             with contextlib.suppress(Exception):
@@ -554,6 +558,25 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             server.kill()
         log.close()
     return summarize(args, samples, warm or samples[0], final, teacher, reconnected, folder)
+
+
+class Lateness:
+    """How late this process's event loop runs, the worst since the last `take`: the
+    synthetic teacher's peer runs on it, and a loop late by half a second misses the
+    relay's ICE consent checks (each waits 0.5 s for its answer)."""
+
+    def __init__(self) -> None:
+        self.worst_ms = 0.0
+
+    async def run(self) -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(0.05)
+            self.worst_ms = max(self.worst_ms, (time.monotonic() - asked - 0.05) * 1000)
+
+    def take(self) -> float:
+        worst, self.worst_ms = self.worst_ms, 0.0
+        return round(worst, 1)
 
 
 async def teach(teacher: Sessions, rng: random.Random) -> None:
@@ -623,6 +646,11 @@ def summarize(
         # the load generator keeps up): no classroom can receive more.
         "teacher_camera_fps_sent": round(
             (last["teacher_frames"] - warm["teacher_frames"]) / span, 2
+        ),
+        # The load generator's own lateness, where the synthetic teacher's peer runs:
+        # the worst of the run after the warm-up.
+        "teacher_loop_late_ms_max": max(
+            (s["teacher_loop_late_ms"] for s in samples if s["t"] >= warm["t"]), default=None
         ),
         "sessions": sessions,
         "failed_sessions": len(failures),

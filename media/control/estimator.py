@@ -73,8 +73,9 @@ Departures, from what Chromium's REMB and real rural links turned out to mean he
   margin twice in a row about 4 times a minute per classroom, each a back-off, and
   the camera was off a tenth of the time on a link with no queue at all. So the
   margin grows with the round trips' own wobble: `RTT_NOISE_FACTOR` times the 75th
-  percentile of their excess over the lowest in the last half minute, when that is
-  more (the same data: under one false call a minute). A queue that builds on a
+  percentile of their excess over the lowest in the last half minute (from four
+  samples on, as the loss floor), when that is more (the same data: under one
+  false call a minute). The margin that confirms a far REMB fall grows the same way. A queue that builds on a
   narrowed link raises every round trip for as long as it lasts, and an overdriven
   link is backed off within seconds, so its percentile stays near zero: in the
   spirit of libwebrtc's overuse detector, whose threshold follows the delay
@@ -114,7 +115,7 @@ QUEUE_SAMPLES = 2
 # the lowest, over this window, from this many samples on; the margin is this many
 # times it when that is more than QUEUE_RTT_MARGIN_MS.
 RTT_NOISE_WINDOW_MS = 30_000
-RTT_NOISE_MIN_SAMPLES = 8
+RTT_NOISE_MIN_SAMPLES = 4
 RTT_NOISE_PERCENTILE = 0.75
 RTT_NOISE_FACTOR = 3.0
 # How long a rate sent without complaint counts as carried (module notes).
@@ -460,6 +461,7 @@ class Estimator:
     def _late_agreement(self, rtt_ms: float | None, now_ms: int) -> bool:
         """Whether the path agrees with a pending REMB fall: a round trip past the
         queue threshold; after a far fall, two in a row longer by `FALL_RTT_MARGIN_MS`
+        (or by the round trips' own wobble, as the queue threshold)
         (on the step profile, 2 Mbit/s of camera poured into 300 kbit/s: the REMB
         fell by a third, round trips of 133 and 143 ms on a 102 ms path followed,
         and the threshold of 147 ms was passed twice in a row only 7 s later)."""
@@ -471,7 +473,7 @@ class Estimator:
             return False
         if self._queued_rtt(rtt_ms):
             return True
-        if rtt_ms > self._min_rtt + FALL_RTT_MARGIN_MS:
+        if rtt_ms > self._min_rtt + max(FALL_RTT_MARGIN_MS, RTT_NOISE_FACTOR * self._rtt_noise):
             self._longer_rtts += 1
         else:
             self._longer_rtts = 0
