@@ -32,6 +32,11 @@ classroom at 9 fps of a 15 fps camera was either on the 7.5 fps reserve layer, o
 few frames (the relay had few: `ingest_holes`), or lost them on the way (sent against
 received).
 
+The synthetic teacher's peer runs in this process: `teacher_loop_late_ms_max` is how late
+its event loop ran at worst after the warm-up, and `teacher_ice.log` in the artifacts
+holds its ICE messages, to tell a teacher that stopped answering the relay's consent
+checks from checks that never reached it.
+
 `--trace-memory` runs the server under tracemalloc and writes the top growth between
 the end of the warm-up and the end (`memory_growth`): where RSS went, if it grows.
 `memory_growth_by_line` adds the objects alive by type, end minus warm-up:
@@ -46,6 +51,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -435,6 +441,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     if args.trace_memory:
         command = [sys.executable, "-c", TRACED_SERVER, str(growth_file), "serve"]
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed below
+    # The synthetic teacher's ICE (every STUN message, a few a second): when the relay
+    # finds its consent expired, whether its checks reached the teacher and were
+    # answered.
+    ice_log = logging.FileHandler(folder / "teacher_ice.log")
+    ice_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    ice_logger = logging.getLogger("aioice.ice")
+    ice_logger.setLevel(logging.DEBUG)
+    ice_logger.addHandler(ice_log)
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     ctx = multiprocessing.get_context("spawn")
     workers: list[tuple[Any, multiprocessing.connection.Connection]] = []
@@ -557,6 +571,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+        ice_logger.removeHandler(ice_log)
+        ice_log.close()
     return summarize(args, samples, warm or samples[0], final, teacher, reconnected, folder)
 
 

@@ -75,11 +75,11 @@ Departures, from what Chromium's REMB and real rural links turned out to mean he
   margin grows with the round trips' own wobble: `RTT_NOISE_FACTOR` times the 75th
   percentile of their excess over the lowest in the last half minute (from four
   samples on, as the loss floor), when that is more (the same data: under one
-  false call a minute). The margin that confirms a far REMB fall grows the same way. A queue that builds on a
-  narrowed link raises every round trip for as long as it lasts, and an overdriven
-  link is backed off within seconds, so its percentile stays near zero: in the
-  spirit of libwebrtc's overuse detector, whose threshold follows the delay
-  signal's own variation (gcc-02 §5.4).
+  false call a minute). The margin that confirms a far REMB fall grows the same
+  way. A queue that builds on a narrowed link raises every round trip for as long
+  as it lasts, and an overdriven link is backed off within seconds, so its
+  percentile stays near zero: in the spirit of libwebrtc's overuse detector,
+  whose threshold follows the delay signal's own variation (gcc-02 §5.4).
 """
 
 from __future__ import annotations
