@@ -20,6 +20,15 @@ forever (the participant could never be dropped, nor the relay shut down). A slo
 carries one stream and its resends; a receiver now takes packets from at most
 `MAX_STREAMS` SSRCs, the first it hears, which also keeps the report within the 31
 blocks its header can count (RFC 3550 §6.4.2).
+
+STUN (`guard_stun`). aioice tells STUN from the rest of a socket's datagrams by
+whether `stun.parse_message` raises ValueError; so do the relay's shared UDP port and
+ICE-TCP port (media.adapter.ice_udp, ice_tcp). An attribute of the wrong length for
+its type (ICE-CONTROLLING in four bytes, say) raises `struct.error` instead, which
+nobody expects: scripts/fuzz_rtp.py's mutated datagrams reached it once in 100,000,
+and the event loop logged the traceback. `guard_stun` makes it a ValueError, so such
+a datagram is not STUN, as aioice already treats one it cannot read, and the DTLS
+transport drops it.
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from aioice import stun
 
 logger = logging.getLogger(__name__)
 _MARK = "_classroom_guarded"
@@ -78,3 +89,20 @@ def guard_receiver(receiver: Any) -> None:
 
     receiver._handle_rtp_packet = handle_rtp_packet
     setattr(receiver, _MARK, True)
+
+
+def guard_stun() -> None:
+    """Make a STUN message that does not parse raise ValueError, whatever the
+    attribute that broke it (module notes; process-wide, idempotent)."""
+    parse: Callable[[bytes], stun.Message] = stun.parse_message
+    if getattr(parse, _MARK, False):
+        return
+
+    def parse_message(data: bytes) -> stun.Message:
+        try:
+            return parse(data)
+        except (struct.error, IndexError) as exc:
+            raise ValueError(f"STUN message does not parse: {exc}") from exc
+
+    setattr(parse_message, _MARK, True)
+    stun.parse_message = parse_message

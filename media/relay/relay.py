@@ -28,7 +28,7 @@ from aiortc import RTCRtpReceiver, RTCRtpTransceiver
 
 from classroom.roles import Role
 from media.adapter.encoded import request_keyframe, tap_encoded
-from media.adapter.guard import guard_receiver, guard_transport
+from media.adapter.guard import guard_receiver, guard_stun, guard_transport
 from media.adapter.hooks import install_consent_hook
 from media.adapter.ice_tcp import PassiveTcpPort
 from media.adapter.ice_udp import SharedUdpPort
@@ -96,6 +96,7 @@ class Relay:
         # (media.relay.uplink) rather than being decoded here.
         self._edge = edge
         install_consent_hook()
+        guard_stun()
         install_red_encoder()
         self._clock = clock
         self._lessons: dict[str, Lesson] = {}

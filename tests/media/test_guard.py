@@ -93,3 +93,43 @@ async def test_packets_under_hundreds_of_ssrcs_leave_the_connection_closable(
     async with asyncio.timeout(5):
         await relay.disconnect(LESSON, "room-a")
     assert not relay.has_peer(LESSON, "room-a")
+
+
+def _stun_with_a_short_attribute() -> bytes:
+    """A Binding request whose ICE-CONTROLLING (a 64-bit tie-breaker) holds four bytes."""
+    attribute = struct.pack("!HH", 0x802A, 4) + bytes(4)
+    return struct.pack("!HHI", 0x0001, len(attribute), 0x2112A442) + bytes(12) + attribute
+
+
+def test_a_stun_message_that_does_not_parse_is_not_stun() -> None:
+    from aioice import stun
+
+    from media.adapter.guard import guard_stun
+
+    guard_stun()
+    guard_stun()  # once is enough; twice changes nothing
+    with pytest.raises(ValueError, match="does not parse"):
+        stun.parse_message(_stun_with_a_short_attribute())
+    good = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    assert stun.parse_message(bytes(good)).transaction_id == good.transaction_id
+
+
+async def test_a_stun_message_that_does_not_parse_is_dropped_and_the_connection_goes_on(
+    relay: Relay, join: Join, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by scripts/fuzz_rtp.py: aioice's parser raised struct.error on it, which its
+    datagram handler does not expect, and the event loop logged the traceback."""
+    await join("teacher", Role.TEACHER)
+    room = await join("room-a", Role.CLASSROOM)
+    await room.wait_frames(Slot.TEACHER_CAMERA, 5, timeout=10)
+    camera = relay.ladder(LESSON, "room-a", Slot.CAMERA)
+    assert camera is not None
+    attacker = Attacker(room)
+    await attacker.send(_stun_with_a_short_attribute(), "raw")
+    await asyncio.sleep(0.3)
+
+    assert dead_tasks(relay, LESSON) == []
+    frames = camera.frames_in
+    await asyncio.sleep(1.0)
+    assert camera.frames_in > frames
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
