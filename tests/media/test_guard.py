@@ -42,32 +42,37 @@ def _remb_listing_more_ssrcs_than_it_holds() -> bytes:
     return struct.pack("!BBH", 0x80 | 15, 206, len(body) // 4) + body
 
 
-@pytest.mark.parametrize("case", ["abs_send_time_of_one_byte", "remb_ssrc_count"])
+@pytest.mark.parametrize(
+    "case", ["abs_send_time_of_one_byte", "remb_ssrc_count", "stun_attribute_too_short"]
+)
 async def test_a_packet_aiortc_cannot_parse_is_dropped_and_the_connection_goes_on(
     relay: Relay, join: Join, case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The STUN case: aioice's parser raised struct.error on it, which aioice's datagram
+    handler does not expect, and the event loop logged the traceback."""
     await join("teacher", Role.TEACHER)
     room = await join("room-a", Role.CLASSROOM)
     await room.wait_frames(Slot.TEACHER_CAMERA, 5, timeout=10)
     camera = relay.ladder(LESSON, "room-a", Slot.CAMERA)
     assert camera is not None
     attacker = Attacker(room)
-    if case == "abs_send_time_of_one_byte":
-        ext_id = _extension_id(room.pc.remoteDescription.sdp, ABS_SEND_TIME)
-        packet = _rtp_with_extension(12345, 1, bytes(((ext_id << 4) | 0, 7)))
+    if case == "stun_attribute_too_short":
+        # Not SRTP: straight to the relay's ICE socket, as the fuzzer's junk goes.
+        await attacker.send(_stun_with_a_short_attribute(), "raw")
     else:
-        packet = _remb_listing_more_ssrcs_than_it_holds()
-
-    assert await attacker.send(packet, "protect")  # libsrtp takes it: it reaches aiortc
+        if case == "abs_send_time_of_one_byte":
+            ext_id = _extension_id(room.pc.remoteDescription.sdp, ABS_SEND_TIME)
+            packet = _rtp_with_extension(12345, 1, bytes(((ext_id << 4) | 0, 7)))
+        else:
+            packet = _remb_listing_more_ssrcs_than_it_holds()
+        assert await attacker.send(packet, "protect")  # libsrtp takes it: it reaches aiortc
     await asyncio.sleep(0.3)
 
     assert dead_tasks(relay, LESSON) == []
     frames = camera.frames_in
     await asyncio.sleep(1.0)
     assert camera.frames_in > frames  # the classroom's camera still reaches the relay
-    assert not [
-        r for r in caplog.records if r.levelno >= logging.WARNING and "Traceback" in r.getMessage()
-    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 async def test_packets_under_hundreds_of_ssrcs_leave_the_connection_closable(
@@ -112,24 +117,3 @@ def test_a_stun_message_that_does_not_parse_is_not_stun() -> None:
         stun.parse_message(_stun_with_a_short_attribute())
     good = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
     assert stun.parse_message(bytes(good)).transaction_id == good.transaction_id
-
-
-async def test_a_stun_message_that_does_not_parse_is_dropped_and_the_connection_goes_on(
-    relay: Relay, join: Join, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Found by scripts/fuzz_rtp.py: aioice's parser raised struct.error on it, which its
-    datagram handler does not expect, and the event loop logged the traceback."""
-    await join("teacher", Role.TEACHER)
-    room = await join("room-a", Role.CLASSROOM)
-    await room.wait_frames(Slot.TEACHER_CAMERA, 5, timeout=10)
-    camera = relay.ladder(LESSON, "room-a", Slot.CAMERA)
-    assert camera is not None
-    attacker = Attacker(room)
-    await attacker.send(_stun_with_a_short_attribute(), "raw")
-    await asyncio.sleep(0.3)
-
-    assert dead_tasks(relay, LESSON) == []
-    frames = camera.frames_in
-    await asyncio.sleep(1.0)
-    assert camera.frames_in > frames
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
