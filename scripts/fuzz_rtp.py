@@ -710,14 +710,15 @@ class Result:
     witness_late_ms: list[int] = field(default_factory=list)
 
 
-async def loop_lateness(into: list[float], stop: asyncio.Event) -> None:
-    """How late the relay's event loop woke, each second."""
+async def loop_lateness(into: list[float], stop: asyncio.Event, every_s: float = 1.0) -> None:
+    """How late this process's event loop wakes from a wait of `every_s` (the relay's
+    here, each second; scripts/soak.py's, every 50 ms), in seconds."""
     while not stop.is_set():
         asked = time.monotonic()
         try:
-            await asyncio.wait_for(stop.wait(), 1.0)
+            await asyncio.wait_for(stop.wait(), every_s)
         except TimeoutError:
-            into.append(time.monotonic() - asked - 1.0)
+            into.append(time.monotonic() - asked - every_s)
 
 
 async def attack(

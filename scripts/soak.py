@@ -34,8 +34,9 @@ received).
 
 The synthetic teacher's peer runs in this process: `teacher_loop_late_ms_max` is how late
 its event loop ran at worst after the warm-up, and `teacher_ice.log` in the artifacts
-holds its ICE messages, to tell a teacher that stopped answering the relay's consent
-checks from checks that never reached it.
+holds its ICE messages. The relay closes a peer whose consent checks go unanswered six
+times in a row (each waits 3.5 s, media.adapter.hooks): the two tell a teacher that
+stopped answering from checks that never reached it.
 
 `--trace-memory` runs the server under tracemalloc and writes the top growth between
 the end of the warm-up and the end (`memory_growth`): where RSS went, if it grows.
@@ -424,6 +425,8 @@ def read_tasks(base: str) -> int | None:
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    from scripts.fuzz_rtp import loop_lateness
+
     folder = Path(tempfile.mkdtemp(prefix="soak-"))
     port = _free_port()
     admin_key = secrets.token_urlsafe(16)
@@ -494,8 +497,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             return merged
 
         teacher_life = asyncio.create_task(teach(teacher, random.Random(args.seed)))
-        lateness = Lateness()
-        watch_lateness = asyncio.create_task(lateness.run())
+        late_s: list[float] = []
+        stop_lateness = asyncio.Event()
+        watch_lateness = asyncio.create_task(loop_lateness(late_s, stop_lateness, 0.05))
         t0 = time.monotonic()
         end = t0 + args.minutes * 60
         warmup_at = t0 + min(args.warmup_minutes * 60, args.minutes * 30)
@@ -513,7 +517,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             sample = {"t": round(now - t0, 1), **read_proc(server.pid), "tasks": tasks}
             sample["frames"] = {cid: s["frames"] for cid, s in (await stats()).items()}
             sample["teacher_frames"] = teacher.frames()
-            sample["teacher_loop_late_ms"] = lateness.take()
+            sample["teacher_loop_late_ms"] = round(1000 * max(late_s, default=0.0), 1)
+            late_s.clear()
             samples.append(sample)
             if warm is None and now >= warmup_at:
                 warm = sample
@@ -554,7 +559,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(1)
         final = await stats()
         teacher_life.cancel()
-        watch_lateness.cancel()
+        stop_lateness.set()
+        await watch_lateness
     finally:
         for _, pipe in workers:
             with contextlib.suppress(Exception):
@@ -574,25 +580,6 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         ice_logger.removeHandler(ice_log)
         ice_log.close()
     return summarize(args, samples, warm or samples[0], final, teacher, reconnected, folder)
-
-
-class Lateness:
-    """How late this process's event loop runs, the worst since the last `take`: the
-    synthetic teacher's peer runs on it, and a loop late by half a second misses the
-    relay's ICE consent checks (each waits 0.5 s for its answer)."""
-
-    def __init__(self) -> None:
-        self.worst_ms = 0.0
-
-    async def run(self) -> None:
-        while True:
-            asked = time.monotonic()
-            await asyncio.sleep(0.05)
-            self.worst_ms = max(self.worst_ms, (time.monotonic() - asked - 0.05) * 1000)
-
-    def take(self) -> float:
-        worst, self.worst_ms = self.worst_ms, 0.0
-        return round(worst, 1)
 
 
 async def teach(teacher: Sessions, rng: random.Random) -> None:

@@ -437,8 +437,12 @@ class Estimator:
     def _queued_rtt(self, rtt_ms: float) -> bool:
         """Whether a round trip is long enough past the lowest to mean a queue."""
         assert self._min_rtt is not None
-        margin = max(QUEUE_RTT_MARGIN_MS, RTT_NOISE_FACTOR * self._rtt_noise)
-        return rtt_ms > self._min_rtt * QUEUE_RTT_FACTOR + margin
+        return rtt_ms > self._min_rtt * QUEUE_RTT_FACTOR + self._margin(QUEUE_RTT_MARGIN_MS)
+
+    def _margin(self, fixed_ms: float) -> float:
+        """A round trip's margin over the lowest: `fixed_ms`, or more where round trips
+        wobble by themselves (module notes)."""
+        return max(fixed_ms, RTT_NOISE_FACTOR * self._rtt_noise)
 
     @property
     def rtt_noise_ms(self) -> float:
@@ -460,11 +464,11 @@ class Estimator:
 
     def _late_agreement(self, rtt_ms: float | None, now_ms: int) -> bool:
         """Whether the path agrees with a pending REMB fall: a round trip past the
-        queue threshold; after a far fall, two in a row longer by `FALL_RTT_MARGIN_MS`
-        (or by the round trips' own wobble, as the queue threshold)
-        (on the step profile, 2 Mbit/s of camera poured into 300 kbit/s: the REMB
-        fell by a third, round trips of 133 and 143 ms on a 102 ms path followed,
-        and the threshold of 147 ms was passed twice in a row only 7 s later)."""
+        queue threshold; after a far fall, two in a row longer by `FALL_RTT_MARGIN_MS`,
+        or by more where round trips wobble by themselves (on the step profile,
+        2 Mbit/s of camera poured into 300 kbit/s: the REMB fell by a third, round
+        trips of 133 and 143 ms on a 102 ms path followed, and the threshold of 147 ms
+        was passed twice in a row only 7 s later)."""
         assert self._fell_at is not None
         if now_ms - self._fell_at > FALL_PENDING_MS:
             self._fell_at = None
@@ -473,7 +477,7 @@ class Estimator:
             return False
         if self._queued_rtt(rtt_ms):
             return True
-        if rtt_ms > self._min_rtt + max(FALL_RTT_MARGIN_MS, RTT_NOISE_FACTOR * self._rtt_noise):
+        if rtt_ms > self._min_rtt + self._margin(FALL_RTT_MARGIN_MS):
             self._longer_rtts += 1
         else:
             self._longer_rtts = 0
