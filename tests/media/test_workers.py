@@ -133,15 +133,17 @@ async def test_a_dead_workers_lesson_moves_to_the_live_one_and_a_new_worker_take
         assert not _alive(killed)
         assert gateway.counts().restarts == 1
 
-        # The other worker dies: both lessons go to the new one, and play there.
+        # The other worker dies: both lessons are told to offer again, and play on a
+        # live worker. That is the new one, or the dying one's own slot when its
+        # restart (at once) is up first: a CI run with a core kept busy saw the latter.
         moved.clear()
-        os.kill(gateway.pids[1 - dead], signal.SIGKILL)
+        other = gateway.pids[1 - dead]
+        os.kill(other, signal.SIGKILL)
         await _until(lambda: sorted(moved) == ["L1", "L2"])
-        await SyntheticParticipant.joined(gateway, "L3", "t3", Role.TEACHER, peers)
-        assert gateway.worker_of("L3") == dead
         await SyntheticParticipant.joined(gateway, "L2", "t2", Role.TEACHER, peers)
         again = await SyntheticParticipant.joined(gateway, "L2", "r2", Role.CLASSROOM, peers)
-        assert gateway.worker_of("L2") == dead
+        home = gateway.worker_of("L2")
+        assert home is not None and gateway.pids[home] != other and _alive(gateway.pids[home])
         await again.wait_frames(Slot.TEACHER_CAMERA, 10, timeout=30)
     finally:
         for peer in peers:
