@@ -7,6 +7,7 @@ import asyncio
 import fractions
 import inspect
 import itertools
+import time
 from typing import Any
 
 import aiortc.clock
@@ -337,9 +338,9 @@ async def test_a_frames_packet_sizes_are_known_before_it_is_packed() -> None:
 
 
 async def test_a_video_sender_reports_often_stamped_with_the_time_it_leaves() -> None:
-    """Item 10: an SR four times a second, each its own NTP time (so its answer's
-    round trip can be told apart) with the RTP time of that instant, and a BYE at
-    the end; audio keeps aiortc's pace."""
+    """Item 10: an SR four times a second while frames go out (here ten a second),
+    each its own NTP time (so its answer's round trip can be told apart) with the
+    RTP time of that instant, and a BYE at the end; audio keeps aiortc's pace."""
     from aiortc.rtp import RtcpByePacket, RtcpPacket, RtcpSrPacket
 
     from media.adapter.rtcp import VIDEO_REPORT_INTERVAL_S
@@ -351,30 +352,88 @@ async def test_a_video_sender_reports_often_stamped_with_the_time_it_leaves() ->
             (reports if is_rtcp(data) else self.sent).append(data)
 
     transport = Reports()
-    # One frame, then nothing: still slides.
-    feed = packets([900], 3000, 90000)
-    sender = RTCRtpSender(Feed("video", feed), transport)  # type: ignore[arg-type]
+    track = Feed("video", [])
+    sender = RTCRtpSender(track, transport)  # type: ignore[arg-type]
     lean_rtp(sender)
     await sender.send(parameters([VP8], "video"))
-    await asyncio.sleep(VIDEO_REPORT_INTERVAL_S * 8)
+    # Frames stamped with the wall clock as they are handed over, so that the RTP
+    # time an SR gives for the instant it leaves can be checked against its NTP time.
+    start = time.monotonic()
+    while time.monotonic() - start < VIDEO_REPORT_INTERVAL_S * 8:
+        frame = av.Packet(bytes(900))
+        frame.pts = round((time.monotonic() - start) * 90000)
+        frame.time_base = fractions.Fraction(1, 90000)
+        track._packets.put_nowait(SenderPacket.of(frame))
+        await asyncio.sleep(0.1)
     await asyncio.wait_for(sender.stop(), 5)
     parsed = [RtcpPacket.parse(r) for r in reports]
     srs = [p[0] for p in parsed if isinstance(p[0], RtcpSrPacket)]
     assert len(srs) >= 4
     ntps = [sr.sender_info.ntp_timestamp for sr in srs]
     assert len(set(ntps)) == len(ntps)
-    # NTP and RTP times advance together at the video clock, frame or no frame.
+    # NTP and RTP times advance together at the video clock, between frames too
+    # (an SR's RTP time is its newest frame's moved on to the instant it leaves).
     first, last = srs[0].sender_info, srs[-1].sender_info
     seconds = (last.ntp_timestamp - first.ntp_timestamp) / 2**32
     ticks = (last.rtp_timestamp - first.rtp_timestamp) % 2**32
-    assert ticks == pytest.approx(seconds * 90000, abs=90)
-    assert all(sr.sender_info.packet_count == 1 for sr in srs)
+    assert ticks == pytest.approx(seconds * 90000, abs=900)
     assert isinstance(parsed[-1][0], RtcpByePacket)
     # aiortc's own handling of the answers reads the newest SR's LSR.
     assert sender._RTCRtpSender__lsr == (ntps[-1] >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
     audio = RTCRtpSender(Feed("audio", []), Transport())  # type: ignore[arg-type]
     lean_rtp(audio)
     assert "_run_rtcp" not in vars(audio)
+
+
+async def test_an_idle_video_sender_reports_only_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A video sender with nothing to send (a slot with no source now) builds no
+    report until IDLE_REPORT_INTERVAL_S has passed, and only looks every
+    IDLE_CHECK_INTERVAL_S whether it sends again; then it reports at once."""
+    from aiortc.rtp import RtcpPacket, RtcpSrPacket
+
+    from media.adapter import rtcp
+
+    monkeypatch.setattr(rtcp, "VIDEO_REPORT_INTERVAL_S", 0.04)
+    monkeypatch.setattr(rtcp, "IDLE_CHECK_INTERVAL_S", 0.1)
+    monkeypatch.setattr(rtcp, "IDLE_REPORT_INTERVAL_S", 0.6)
+    reports: list[bytes] = []
+    built = 0
+
+    class Reports(Transport):
+        async def _send_rtp(self, data: bytes) -> None:
+            (reports if is_rtcp(data) else self.sent).append(data)
+
+    transport = Reports()
+    track = Feed("video", packets([900], 3000, 90000))  # one frame, then nothing
+    sender = RTCRtpSender(track, transport)  # type: ignore[arg-type]
+    lean_rtp(sender)
+    report = rtcp.FrequentReports.report
+
+    def counted(self: rtcp.FrequentReports) -> list[Any]:
+        nonlocal built
+        built += 1
+        return report(self)
+
+    monkeypatch.setattr(rtcp.FrequentReports, "report", counted)
+    await sender.send(parameters([VP8], "video"))
+    await asyncio.sleep(1.5)
+
+    def srs() -> list[Any]:
+        parsed = [RtcpPacket.parse(r)[0] for r in reports]
+        return [p for p in parsed if isinstance(p, RtcpSrPacket)]
+
+    # The frame's report, then one each 0.6 s idle: 2 or 3 in 1.5 s, where a
+    # sender reporting at its pace would have sent some 37.
+    assert 2 <= len(srs()) <= 3
+    assert built == len(srs())
+    # It sends again: reported within a look (0.15 s at most) and a report's interval.
+    before = len(srs())
+    track._packets.put_nowait(packets([900], 3000, 90000)[0])
+    await asyncio.sleep(0.25)
+    assert len(srs()) > before
+    await asyncio.wait_for(sender.stop(), 5)
 
 
 async def test_with_fec_the_camera_goes_in_red_and_any_one_loss_is_rebuilt() -> None:
