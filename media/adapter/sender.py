@@ -20,6 +20,11 @@ replaces, on one sender, these private methods of aiortc's:
   resends within a budget (media.control.pacer.ResendBudget).
 - `_run_rtcp`, for video: reports four times a second
   (media.adapter.rtcp.FrequentReports), from the counts kept here.
+- `_send_rtcp` (`LeanRtp.send_rtcp`): aiortc's goes through four coroutines
+  (the DTLS transport, the ICE transport, aioice's connection and protocol) for
+  each report; ours protects and sends it in one call (media.adapter.transport.
+  send_rtcp), as PacedTransport already did for paced senders. The hooks of
+  media.adapter.rtcp wrap it as they wrapped aiortc's.
 
 It also sends a probe's padding (`pad`): padding-only packets on the sender's RTX
 stream, whose payload type, SSRC and sequence number aiortc keeps privately
@@ -46,7 +51,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from media.adapter.rtcp import FrequentReports
-from media.adapter.transport import MAX_RTP_BYTES, Wire, unpaced
+from media.adapter.transport import MAX_RTP_BYTES, Wire, send_rtcp, unpaced
 from media.adapter.ulpfec import FecTypes
 from media.wire import rtp, ulpfec, vp8
 from media.wire.rates import AUDIO_TIME_BASE, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
@@ -165,6 +170,7 @@ class LeanRtp:
         target: Any = sender
         target._run_rtp = lean.run
         target._retransmit = lean.retransmit
+        target._send_rtcp = lean.send_rtcp
         if sender.kind == "video":
             target._run_rtcp = FrequentReports(sender, lean).run
         setattr(sender, _LEAN_MARK, lean)
@@ -211,6 +217,18 @@ class LeanRtp:
             sender._RTCRtpSender__track = None
         sender._RTCRtpSender__encoder = None
         sender._RTCRtpSender__rtp_exited.set()
+
+    async def send_rtcp(self, packets: list[Any]) -> None:
+        """aiortc's `_send_rtcp`: the packets as one compound packet, sent at once."""
+        payload = b"".join(bytes(packet) for packet in packets)
+        transport, _ = unpaced(self._sender._RTCRtpSender__transport)
+        try:
+            if isinstance(transport, RTCDtlsTransport):
+                send_rtcp(transport, payload)
+            else:
+                await transport._send_rtp(payload)
+        except ConnectionError:
+            pass
 
     def send_now(self, data: Any) -> bool:
         """Send one frame at once, if nothing needs waiting for: the loop runs (and,
