@@ -198,7 +198,12 @@ async def test_a_second_offer_replaces_the_connection(relay: Relay, join: Join) 
     assert camera.layers[0].subscriber_count == 1
 
 
-async def test_link_reports_carry_what_the_classroom_reports(relay: Relay, join: Join) -> None:
+# Paced or not, the senders' reports reach the classroom (LeanRtp.send_rtcp), and
+# the round trip comes from its answers.
+@pytest.mark.parametrize("adaptive", [False, True])
+async def test_link_reports_carry_what_the_classroom_reports(
+    relay: Relay, join: Join, adaptive: bool
+) -> None:
     await join("teacher", Role.TEACHER)
     room = await join("room-a", Role.CLASSROOM)
     await room.wait_frames(Slot.TEACHER_CAMERA, 3, timeout=10)
@@ -207,7 +212,11 @@ async def test_link_reports_carry_what_the_classroom_reports(relay: Relay, join:
             if report.participant_id == "room-a" and report.estimate_kbps > 0 and report.rtt_ms:
                 break
     assert report.sent_kbps > 50
-    assert report.layers["teacher_camera"] == "high"
+    # Adapting, the camera starts low and climbs (to which layer by now, it depends).
+    if adaptive:
+        assert report.layers["teacher_camera"] != "off"
+    else:
+        assert report.layers["teacher_camera"] == "high"
     assert report.layers["stage_video"] == "off"
     assert 0.0 <= report.loss <= 1.0
 
