@@ -381,6 +381,74 @@ def test_pages_come_back_after_a_server_restart(own_server, open_page):
     wait_flowing(room, "teacher_camera")
 
 
+def test_protocol_module_opens_a_second_socket_beside_a_slow_one(server, open_page):
+    """A socket still opening after SECOND_OPEN_MIN_MS (here, loopback's round trip is
+    nothing: 400 ms), as after a lost SYN, gets a second one beside it. The first of
+    the two to open is kept and joins; the other is closed and never joins. A socket
+    that opens in time has no second."""
+    page = open_page(server.base + "/join", "protocol-second")
+    result = page.evaluate(
+        """async () => {
+            const sockets = [];
+            class FakeSocket {
+                static CONNECTING = 0;
+                static OPEN = 1;
+                constructor(url) { this.url = url; this.readyState = 0; this.sent = []; this.closed = false;
+                    sockets.push(this); }
+                open() { if (this.closed) return; this.readyState = 1; this.onopen && this.onopen(); }
+                send(text) { this.sent.push(JSON.parse(text).type); }
+                close() { this.closed = true; this.readyState = 3; }
+            }
+            window.WebSocket = FakeSocket;
+            const { LessonConnection } = await import('/static/js/protocol.js');
+            const tick = (ms) => new Promise((r) => setTimeout(r, ms));
+            const view = (s) => ({sent: s.sent, closed: s.closed});
+            // The first never opens; the second does.
+            const a = new LessonConnection({token: 'a', url: 'ws://x/ws'});
+            a.connect();
+            await tick(250);
+            const early = sockets.length;
+            await tick(400);
+            const late = sockets.length;
+            sockets[1].open();
+            sockets[0].open();  // too late: dropped already
+            const lost = {kept: a.ws === sockets[1], first: view(sockets[0]), second: view(sockets[1])};
+            a.close();
+            // The first opens while the second is still opening.
+            const b = new LessonConnection({token: 'b', url: 'ws://x/ws'});
+            b.connect();
+            await tick(650);
+            sockets[2].open();
+            sockets[3].open();
+            const slow = {made: sockets.length - 2, kept: b.ws === sockets[2],
+                          first: view(sockets[2]), second: view(sockets[3])};
+            b.close();
+            // The first opens in time.
+            const c = new LessonConnection({token: 'c', url: 'ws://x/ws'});
+            c.connect();
+            await tick(50);
+            sockets[4].open();
+            await tick(700);
+            const quick = {made: sockets.length - 4, first: view(sockets[4])};
+            c.close();
+            return {early, late, lost, slow, quick};
+        }"""
+    )
+    assert result["early"] == 1 and result["late"] == 2
+    assert result["lost"] == {
+        "kept": True,
+        "first": {"sent": [], "closed": True},
+        "second": {"sent": ["join"], "closed": False},
+    }
+    assert result["slow"] == {
+        "made": 2,
+        "kept": True,
+        "first": {"sent": ["join"], "closed": False},
+        "second": {"sent": [], "closed": True},
+    }
+    assert result["quick"] == {"made": 1, "first": {"sent": ["join"], "closed": False}}
+
+
 def test_protocol_module_reconnects_with_since(server, open_page):
     """protocol.js against a scripted socket: the rejoin carries `since`, the backlog
     is marked as already in the snapshot, answers match their offer, and a fatal

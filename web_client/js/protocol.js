@@ -32,6 +32,13 @@ const DEAD_MS = 6000;
 const OPEN_TIMEOUTS_MS = [5000, 1500, 1500, 1500];
 /** How long the relay may take to answer an offer. */
 const ANSWER_TIMEOUT_MS = 20000;
+/** An opening socket gets a second one beside it after SECOND_OPEN_RTTS round trips
+ * (an open takes two: TCP's, then the upgrade's), SECOND_OPEN_MIN_MS at the least;
+ * the first of the two to open is kept. A lost SYN is otherwise resent by the kernel
+ * a whole second later: on a link losing one packet in two hundred, that second was
+ * most of a classroom's wait for the teacher's picture in one run of two. */
+const SECOND_OPEN_RTTS = 4;
+const SECOND_OPEN_MIN_MS = 400;
 
 /**
  * @typedef {"idle"|"connecting"|"open"|"reconnecting"|"closed"} ConnectionState
@@ -57,6 +64,14 @@ export function defaultSocketUrl() {
 export function tokenFromLocation() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ""));
   return params.get("token");
+}
+
+/** One round trip to the page's server as its own load measured it (the TCP
+ * handshake, with TLS's when there is one), in ms; 0 if the browser does not say. */
+function pageRoundTripMs() {
+  const nav = /** @type {any} */ (performance.getEntriesByType("navigation")[0]);
+  if (!nav || !(nav.connectEnd > nav.connectStart)) return 0;
+  return nav.connectEnd - nav.connectStart;
 }
 
 /**
@@ -105,6 +120,8 @@ export class LessonConnection {
     /** How long the last socket this page opened itself took to open (ms). */
     this.openMs = 0;
     this._stopped = false;
+    /** @type {WebSocket|null} a second socket opening beside the first (`_second`) */
+    this._racing = null;
   }
 
   connect() {
@@ -117,6 +134,7 @@ export class LessonConnection {
     this._stopped = true;
     this._clearTimers();
     this._failAnswer(new Error("connection closed"));
+    this._dropSecond();
     if (this.ws) {
       try { this.ws.close(1000, "bye"); } catch (_) { /* already closed */ }
     }
@@ -202,10 +220,15 @@ export class LessonConnection {
       this._scheduleReconnect();
       return;
     }
+    this._adopt(ws, early, Date.now());
+  }
+
+  /** Make `ws` the page's socket (made at `started`, by the page's inline script if
+   * `early`): its timers and handlers; join once it is open. */
+  _adopt(ws, early, started) {
     this.ws = ws;
     // On a satellite link an open takes two round trips of 600 ms and more: never
     // give up on one sooner than 2.5 times what the last open took.
-    const started = Date.now();
     const opening = Math.max(
       OPEN_TIMEOUTS_MS[this.attempt % OPEN_TIMEOUTS_MS.length],
       2.5 * (this.openMs || 0),
@@ -213,8 +236,17 @@ export class LessonConnection {
     this._after(opening, () => {
       if (this.ws === ws && ws.readyState === WebSocket.CONNECTING) this._abandon(ws, 4002, "no answer");
     });
+    if (ws.readyState === WebSocket.CONNECTING) {
+      // A second socket if this one is slow to open (SECOND_OPEN_RTTS), timed from
+      // when it was made: the inline script's may be some round trips old already.
+      const roundTrip = Math.max(pageRoundTripMs(), (this.openMs || 0) / 2);
+      const age = early && typeof early.at === "number" ? performance.now() - early.at : 0;
+      const wait = Math.max(SECOND_OPEN_MIN_MS, SECOND_OPEN_RTTS * roundTrip) - age;
+      this._after(Math.max(0, wait), () => this._second(ws));
+    }
     ws.onopen = () => {
       performance.mark("socket-open"); // read by scripts/bench_weaklink.py
+      this._dropSecond();
       this.lastHeard = Date.now();
       if (!early) this.openMs = this.lastHeard - started;
       if (!(early && early.joined)) {
@@ -255,20 +287,63 @@ export class LessonConnection {
       if (this.ws === ws) this._lost();
     };
     ws.onerror = () => { /* onclose follows and decides */ };
-    // A socket the page opened before this module ran may be open already.
-    if (early && ws.readyState === WebSocket.OPEN) ws.onopen(new Event("open"));
+    // A socket the page opened before this module ran, or a second one that won,
+    // may be open already.
+    if (ws.readyState === WebSocket.OPEN) ws.onopen(new Event("open"));
+  }
+
+  /** A second socket beside `ws`, still opening: whichever opens first is kept. */
+  _second(ws) {
+    if (this.ws !== ws || ws.readyState !== WebSocket.CONNECTING || this._racing) return;
+    let other;
+    try {
+      other = new WebSocket(this.url);
+    } catch (_) {
+      return;
+    }
+    performance.mark("socket-second");
+    const started = Date.now();
+    this._racing = other;
+    other.onopen = () => {
+      if (this._racing !== other) return;
+      this._racing = null;
+      if (this.ws !== ws || ws.readyState !== WebSocket.CONNECTING) {
+        other.close();
+        return;
+      }
+      // The second won: the first is dropped without a word (it never joined), and
+      // the second goes the way of any socket this page opens.
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      try { ws.close(); } catch (_) { /* never opened */ }
+      this._adopt(other, null, started);
+    };
+    other.onclose = () => {
+      if (this._racing === other) this._racing = null;
+    };
+  }
+
+  /** The first socket opened: a second one still opening is not needed. */
+  _dropSecond() {
+    const other = this._racing;
+    this._racing = null;
+    if (other) {
+      other.onopen = other.onclose = null;
+      try { other.close(); } catch (_) { /* never opened */ }
+    }
   }
 
   /** Give up on a socket now. Its close event could come a minute later on a dead
    * link (the closing handshake waits for the server), so the next attempt does not
    * wait for it. */
   _abandon(ws, code, reason) {
+    this._dropSecond();
     ws.onopen = ws.onmessage = ws.onclose = null;
     try { ws.close(code, reason); } catch (_) { /* already closed */ }
     this._lost();
   }
 
   _lost() {
+    this._dropSecond();
     this.ws = null;
     this.welcomed = false;
     this._clearTimers();
