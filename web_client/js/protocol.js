@@ -36,7 +36,7 @@ const ANSWER_TIMEOUT_MS = 20000;
  * (an open takes two: TCP's, then the upgrade's), SECOND_OPEN_MIN_MS at the least;
  * the first of the two to open is kept. A lost SYN is otherwise resent by the kernel
  * a whole second later: on a link losing one packet in two hundred, that second was
- * most of a classroom's wait for the teacher's picture in one run of two. */
+ * most of a classroom's wait for the teacher's picture in two runs of three. */
 const SECOND_OPEN_RTTS = 4;
 const SECOND_OPEN_MIN_MS = 400;
 
