@@ -85,7 +85,8 @@ MAX_CLASSROOMS = 256
 MAX_SECONDS = 300
 CONNECT_TIMEOUT_S = 60.0
 # BENCH_PROFILE=<file>: the relay process samples its stacks over the measured window
-# and writes where its CPU went there (scripts/stack_sampler.py).
+# and writes where its CPU went there (scripts/stack_sampler.py), and its folded
+# stacks beside it (<file>.folded).
 PROFILE_ENV = "BENCH_PROFILE"
 MAX_WORKERS = 16
 # --light: one classroom in this many receives through aiortc's whole path and decodes.
@@ -183,6 +184,7 @@ async def _serve(
             if sampler is not None and profile_to:
                 sampler.stop()
                 Path(profile_to).write_text(sampler.report())
+                Path(profile_to + ".folded").write_text(sampler.folded())
             conn.send((camera_layers(gateway, classrooms), loop_cpu_s, per_worker))
     server.close()
     await gateway.close()

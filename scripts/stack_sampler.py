@@ -25,6 +25,7 @@ class StackSampler:
         # A function as "file:line(name)" of its first line.
         self.own: Counter[str] = Counter()  # the innermost Python frame
         self.inclusive: Counter[str] = Counter()  # any frame of the stack, once per sample
+        self.stacks: Counter[tuple[str, ...]] = Counter()  # whole stacks, innermost first
 
     def start(self) -> None:
         signal.signal(signal.SIGPROF, self._sample)
@@ -38,9 +39,11 @@ class StackSampler:
         self.samples += 1
         seen: set[str] = set()
         inner = True
+        stack: list[str] = []
         while frame is not None:
             code = frame.f_code
             name = f"{code.co_filename}:{code.co_firstlineno}({code.co_name})"
+            stack.append(name)
             if inner:
                 self.own[name] += 1
                 inner = False
@@ -48,6 +51,7 @@ class StackSampler:
                 seen.add(name)
                 self.inclusive[name] += 1
             frame = frame.f_back
+        self.stacks[tuple(stack)] += 1
 
     def report(self, min_share: float = 0.002) -> str:
         """Functions by their share of the samples, in their own code and with all they call."""
@@ -60,6 +64,14 @@ class StackSampler:
                     break
                 lines.append(f"{100 * share:5.1f}%  {_short(name)}")
         return "\n".join(lines) + "\n"
+
+    def folded(self) -> str:
+        """The samples as folded stacks, outermost frame first, one line per stack with its
+        count: what flame-graph tools read, and what `grep`/`awk` can cut into subtrees."""
+        return "".join(
+            ";".join(_short(name) for name in reversed(stack)) + f" {n}\n"
+            for stack, n in self.stacks.most_common()
+        )
 
 
 def _short(name: str) -> str:

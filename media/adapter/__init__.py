@@ -19,6 +19,8 @@ instead of silently in a lesson. One module per reach-in:
   numbered, the browser's transport feedback read.
 - `red`: a transceiver's `_codecs`, senders' `get_encoder`: RED (RFC 2198) for the
   teacher's audio.
+- `srtp`: the DTLS transport's `_setup_srtp`, `_rx_srtp` and `_tx_srtp`, pylibsrtp's
+  `Session._srtp`: every packet protected and unprotected in one libsrtp call.
 - `guard`: the DTLS transport's `_handle_rtp_data` and `_handle_rtcp_data`: a packet
   that aiortc's parsers cannot read (and raise `struct.error` on) is dropped instead
   of ending the participant's receive loop; a receiver's `_handle_rtp_packet` and

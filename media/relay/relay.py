@@ -43,6 +43,7 @@ from media.adapter.peer import add_slot, answer, new_peer, take_offer
 from media.adapter.red import install_red_encoder, send_red
 from media.adapter.rtcp import hook_sender_rtcp, quiet_when_idle
 from media.adapter.sender import LeanRtp
+from media.adapter.srtp import lean_srtp
 from media.adapter.twcc import TransportCc
 from media.adapter.twcc import negotiate as negotiate_transport_cc
 from media.adapter.ulpfec import negotiate_fec
@@ -205,6 +206,7 @@ class Relay:
             # Last, so that it also guards the wrappers above (media.adapter.guard).
             for dtls in {t.sender.transport for t in transceivers}:
                 guard_transport(dtls)
+                lean_srtp(dtls)
             for transceiver in transceivers:
                 guard_receiver(transceiver.receiver)
             if self._settings.adaptive:
@@ -324,6 +326,7 @@ class Relay:
             )
             for dtls in {t.sender.transport for t in transceivers}:
                 guard_transport(dtls)
+                lean_srtp(dtls)
         except BaseException:
             await self._close_feed(feed)
             raise
@@ -412,6 +415,7 @@ class Relay:
                 participant.ladders[item.spec.slot] = self._ladder(item.spec.slot, transceiver)
             for dtls in {t.sender.transport for t in transceivers}:
                 guard_transport(dtls)
+                lean_srtp(dtls)
             for transceiver in transceivers:
                 guard_receiver(transceiver.receiver)
         except BaseException:

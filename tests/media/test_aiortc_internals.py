@@ -398,3 +398,20 @@ def test_receivers_have_what_the_ingest_watch_reads() -> None:
     assert (stats.packets_received, stats.packets_expected) == (2, 3)
     track = aiortc.rtcrtpreceiver.RemoteStreamTrack(kind="video")
     assert track._queue.qsize() == 0
+
+
+def test_the_dtls_transport_keys_srtp_in_a_method_lean_srtp_can_wrap() -> None:
+    """media.adapter.srtp: `start` calls `self._setup_srtp()`, which leaves pylibsrtp
+    Sessions in `_rx_srtp` and `_tx_srtp`, each holding its libsrtp context in `_srtp`;
+    the receive loop catches pylibsrtp.Error from unprotecting."""
+    import pylibsrtp
+
+    assert "self._setup_srtp()" in inspect.getsource(RTCDtlsTransport.start)
+    setup = inspect.getsource(RTCDtlsTransport._setup_srtp)
+    assert "self._rx_srtp = Session(" in setup and "self._tx_srtp = Session(" in setup
+    receive = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "self._rx_srtp.unprotect_rtcp(data)" in receive
+    assert "except pylibsrtp.Error" in receive
+    policy = pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    assert pylibsrtp.Session(policy)._srtp[0] is not None
+    assert pylibsrtp.ERRORS[9] == "replay check failed (bad index)"
