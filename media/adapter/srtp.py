@@ -40,7 +40,7 @@ class LeanSrtp:
 
     def __init__(self, session: pylibsrtp.Session) -> None:
         self.session = session  # kept alive: it frees the libsrtp context
-        self._srtp = session._srtp[0]  # type: ignore[attr-defined]
+        self._srtp = session._srtp[0]
         self._cdata = ffi.new("char[]", BUFFER_BYTES)
         self._buffer = ffi.buffer(self._cdata)
         self._length = ffi.new("int *")
@@ -53,7 +53,7 @@ class LeanSrtp:
         srtp, cdata, buffer, length = self._srtp, self._cdata, self._buffer, self._length
         room = BUFFER_BYTES - trailer
         ok = lib.srtp_err_status_ok
-        errors = pylibsrtp.ERRORS  # type: ignore[attr-defined]
+        errors = pylibsrtp.ERRORS
 
         def operation(packet: bytes) -> bytes:
             size = len(packet)
