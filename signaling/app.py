@@ -53,6 +53,7 @@ from signaling.http_guards import (
     content_security_policy,
     inline_script_hashes,
 )
+from signaling.ice import ice_servers
 from signaling.lessons import LessonNotFound, LessonOver, Lessons
 from signaling.limits import Limits, Policy
 from signaling.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -232,7 +233,10 @@ def create_app(
     app.add_middleware(
         BodyLimit, max_bytes=settings.http_max_body_bytes, own_limit=UPLOAD_PATH.match
     )
-    packed = _pack_pages(settings.web_client_dir)
+    # With no STUN or TURN server to hand out, a page needs nothing from the welcome to
+    # make its offer: the classroom page then offers right behind its join.
+    hints = {} if ice_servers(settings, "page", 0.0) else {"ice-servers": "none"}
+    packed = _pack_pages(settings.web_client_dir, hints)
     hashes = inline_script_hashes(settings.web_client_dir)
     csp = content_security_policy(hashes + sorted(p.script_hash for p in packed.values()))
     app.add_middleware(SecurityHeaders, csp=csp)
@@ -460,9 +464,10 @@ class _WebClientFiles(StaticFiles):
         return await super().get_response(path, scope)
 
 
-def _pack_pages(root: Path) -> dict[str, PackedPage]:
-    """Every page the server serves, packed into one answer; a page the packer cannot
-    handle is served as it is (tests/signaling/test_page_pack.py packs them all)."""
+def _pack_pages(root: Path, hints: dict[str, str]) -> dict[str, PackedPage]:
+    """Every page the server serves, packed into one answer, with the server's `hints`
+    (page_pack.pack_page); a page the packer cannot handle is served as it is, without
+    them (tests/signaling/test_page_pack.py packs them all)."""
     packed = {}
     for name in sorted({"index", *PAGES}):
         path = root / f"{name}.html"
@@ -472,6 +477,7 @@ def _pack_pages(root: Path) -> dict[str, PackedPage]:
             packed[name] = pack_page(
                 path.read_text(encoding="utf-8"),
                 lambda sub: (root / sub).read_text(encoding="utf-8"),
+                hints,
             )
         except (PackError, OSError) as error:
             log.warning("%s.html is served unpacked: %s", name, error)

@@ -20,6 +20,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from html import escape
 
 import rcssmin
 import rjsmin
@@ -129,9 +130,40 @@ class PackedPage:
     script_hash: str
 
 
-def pack_page(html: str, read: Callable[[str], str]) -> PackedPage:
+_ROOT = re.compile(r"<html\b", re.I)
+# What the browser reads as it is (a script's or a style's text) and the comments
+# between the elements, which only a developer reads.
+_RAW_TEXT = re.compile(r"(<(script|style)\b.*?</\2>)", re.I | re.S)
+_COMMENT = re.compile(r"<!--.*?-->\n?", re.S)
+
+
+def _strip_comments(html: str) -> str:
+    """The page without its HTML comments, scripts' and styles' text left as it is."""
+    parts = _RAW_TEXT.split(html)
+    # split() gives [text, block, tag name, text, block, tag name, ..., text].
+    for i in range(0, len(parts), 3):
+        parts[i] = _COMMENT.sub("", parts[i])
+    return "".join(part for i, part in enumerate(parts) if i % 3 != 2)
+
+
+def pack_page(
+    html: str, read: Callable[[str], str], hints: dict[str, str] | None = None
+) -> PackedPage:
     """The page with its stylesheet and module script inlined. `read(path)` gives a file
-    of the web client by its path under /static (`css/app.css`, `js/classroom.js`)."""
+    of the web client by its path under /static (`css/app.css`, `js/classroom.js`).
+    `hints`: what the server tells every page before it connects, as `data-*`
+    attributes of its `<html>` element (`{"ice-servers": "none"}` is
+    `document.documentElement.dataset.iceServers`). HTML comments are left out: on a
+    satellite link every byte of the projector page counts."""
+    html = _strip_comments(html)
+    if hints:
+        for name in hints:
+            if not re.fullmatch(r"[a-z]+(-[a-z]+)*", name):
+                raise PackError(f"a page hint is named {name!r}: lowercase words and dashes only")
+        attributes = "".join(f' data-{name}="{escape(value)}"' for name, value in hints.items())
+        html, found = _ROOT.subn(lambda m: m.group(0) + attributes, html, count=1)
+        if not found:
+            raise PackError("a page without an <html> element takes no hints")
     html = _STYLESHEET.sub(lambda m: f"<style>{rcssmin.cssmin(read(m.group(1)))}</style>", html)
     html = _PRELOAD.sub("", html)
     scripts = _MODULE_SCRIPT.findall(html)

@@ -41,6 +41,14 @@ def test_teacher_reaches_two_classrooms(server, open_page):
     for room in rooms:
         video = wait_flowing(room, "teacher_camera")
         assert video["frameWidth"] > 0
+        # The server hands out no ICE servers here: the page made its one offer before
+        # its welcome came (lesson_page.js, `offerEarly`), and the welcome let it be.
+        marks = room.evaluate(
+            """() => Object.fromEntries(['offer-early', 'welcome', 'offer-sent'].map((name) =>
+                [name, performance.getEntriesByName(name).map((m) => m.startTime)]))"""
+        )
+        assert len(marks["offer-early"]) == 1 and len(marks["offer-sent"]) == 1, marks
+        assert marks["offer-early"][0] < marks["welcome"][0], marks
         audio = wait_flowing(room, "teacher_audio")
         # The relay answered RED first (RFC 2198: each packet carries the previous
         # one too) on the lesson's audio, and the browser decodes it.
@@ -447,6 +455,63 @@ def test_protocol_module_opens_a_second_socket_beside_a_slow_one(server, open_pa
         "second": {"sent": [], "closed": True},
     }
     assert result["quick"] == {"made": 1, "first": {"sent": ["join"], "closed": False}}
+
+
+def test_protocol_module_sends_an_offer_made_before_the_welcome_behind_the_join(server, open_page):
+    """An offer made before the welcome (the classroom page's `offerEarly`) leaves as
+    soon as the socket has sent its join: at once if it has, right behind the join if
+    the socket is still opening. Its answer is matched as any other; an offer made
+    with no socket at all fails."""
+    page = open_page(server.base + "/join", "protocol-early-offer")
+    result = page.evaluate(
+        """async () => {
+            const sockets = [];
+            class FakeSocket {
+                static CONNECTING = 0;
+                static OPEN = 1;
+                constructor(url) { this.url = url; this.readyState = 0; this.sent = []; sockets.push(this); }
+                open() { this.readyState = 1; this.onopen && this.onopen(); }
+                send(text) { this.sent.push(JSON.parse(text)); }
+                close() { this.readyState = 3; }
+                deliver(msg) { this.onmessage({data: JSON.stringify(msg)}); }
+            }
+            window.WebSocket = FakeSocket;
+            const { LessonConnection } = await import('/static/js/protocol.js');
+            const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
+            const welcome = {type: 'welcome', protocol: 1, you: {id: 'classroom-1', role: 'classroom', name: 'A'},
+                             lesson: {id: 'l', seq: 1, participants: [], hands: [], stage: null, delivery: {}}};
+            // Made while the socket is still opening: it follows the join.
+            const a = new LessonConnection({token: 'a', url: 'ws://x/ws'});
+            a.connect();
+            const answered = a.offer('v=0 early');
+            const before = sockets[0].sent.length;
+            sockets[0].open();
+            const order = sockets[0].sent.map((m) => m.type);
+            const pending = a.offerPending();
+            sockets[0].deliver(welcome);
+            sockets[0].deliver({type: 'answer', sdp: 'v=0 answer', ref: sockets[0].sent[1].ref});
+            const sdp = await answered;
+            a.close();
+            // Made once the socket has joined, before the welcome: it leaves at once.
+            const b = new LessonConnection({token: 'b', url: 'ws://x/ws'});
+            b.connect();
+            sockets[1].open();
+            b.offer('v=0 joined').catch(() => {});
+            const atOnce = sockets[1].sent.map((m) => m.type);
+            b.close();
+            // No socket: refused.
+            const c = new LessonConnection({token: 'c', url: 'ws://x/ws'});
+            let refused = null;
+            await c.offer('v=0 alone').catch((e) => { refused = e.message; });
+            return {before, order, pending, sdp, atOnce, refused};
+        }"""
+    )
+    assert result["before"] == 0
+    assert result["order"] == ["join", "offer"]
+    assert result["pending"] is True
+    assert result["sdp"] == "v=0 answer"
+    assert result["atOnce"] == ["join", "offer"]
+    assert result["refused"] == "not connected"
 
 
 def test_protocol_module_reconnects_with_since(server, open_page):

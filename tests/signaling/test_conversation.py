@@ -92,6 +92,21 @@ async def test_offer_gets_the_relay_answer(srv: Running) -> None:
     assert srv.media.calls[0] == ("negotiate", lesson["id"], "classroom-1", "classroom")
 
 
+async def test_an_offer_right_behind_the_join_is_answered_after_the_welcome(srv: Running) -> None:
+    """The classroom page offers before its welcome has come (lesson_page.js,
+    `offerEarly`): the server handles the join first, then the offer."""
+    lesson = await create_lesson(srv)
+    async with connected(srv) as room:
+        token = lesson["classrooms"][0]["token"]
+        await room.send({"type": "join", "token": token, "protocol": 1})
+        await room.send({"type": "offer", "sdp": "v=0\r\n...", "ref": "early"})
+        await room.expect("welcome", protocol=1)
+        seen = [await room.recv() for _ in range(2)]
+    answers = [m for m in seen if m["type"] == "answer"]
+    assert answers == [{"type": "answer", "sdp": ANSWER_SDP, "ref": "early"}], seen
+    assert srv.media.calls[0] == ("negotiate", lesson["id"], "classroom-1", "classroom")
+
+
 async def test_hand_stays_raised_across_reconnect_and_missed_events_replay(srv: Running) -> None:
     lesson = await create_lesson(srv)
     a = lesson["classrooms"][0]

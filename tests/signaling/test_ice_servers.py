@@ -64,3 +64,18 @@ async def test_the_welcome_and_whip_hand_out_the_servers(turn_srv: Running, cloc
         f'<{TURN[0]}>; rel="ice-server"; username="{username}"; '
         f'credential="{turn_credential(SECRET, username)}"; credential-type="password"'
     )
+
+
+async def test_pages_are_told_when_the_server_has_no_ice_servers(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """With no STUN or TURN server to hand out, the classroom page may offer before its
+    welcome (lesson_page.js, `offerEarly`): the packed pages say so on `<html>`."""
+    web = Path(__file__).resolve().parents[2] / "web_client"
+    pages = []
+    for extra in ({}, {"stun_urls": ["stun:stun.school.example"]}):
+        settings = make_settings(tmp_path, web_client_dir=web, **extra)
+        async with serve(settings, FakeMedia(), clock) as running:
+            pages.append((await running.http.get("/classroom")).text)
+    assert '<html data-ice-servers="none" lang="zh-CN">' in pages[0]
+    assert "data-ice-servers" not in pages[1] and '<html lang="zh-CN">' in pages[1]

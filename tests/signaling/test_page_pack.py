@@ -76,6 +76,31 @@ def test_a_page_gets_its_styles_and_modules_inline_and_its_preloads_dropped() ->
     assert gzip.decompress(page.gzipped) == page.html
 
 
+def test_html_comments_are_left_out_but_not_from_scripts_and_styles() -> None:
+    html = (
+        "<!doctype html>\n<html>\n<!-- for developers -->\n<head>"
+        '<script>var s = "<!-- kept -->";</script><style>a::after { content: "<!--x-->"; }</style>'
+        '</head><body><!-- two\nlines --><script type="module" src="/static/js/m.js"></script></body>'
+    )
+    text = pack_page(html, {"js/m.js": "f();\n"}.__getitem__).html.decode()
+    assert "developers" not in text and "lines" not in text
+    assert '<script>var s = "<!-- kept -->";</script>' in text
+    assert '<style>a::after { content: "<!--x-->"; }</style>' in text
+    assert text.startswith("<!doctype html>\n<html>\n<head>")
+
+
+def test_the_server_hints_go_on_the_html_element() -> None:
+    html = '<!doctype html>\n<html lang="en"><body><script type="module" src="/static/js/m.js"></script>'
+    files = {"js/m.js": "console.log(1);\n"}
+    page = pack_page(html, files.__getitem__, {"ice-servers": "none", "note": 'a"b'})
+    assert '<html data-ice-servers="none" data-note="a&quot;b" lang="en">' in page.html.decode()
+    assert pack_page(html, files.__getitem__).html.decode().count("data-") == 0
+    with pytest.raises(PackError, match="lowercase"):
+        pack_page(html, files.__getitem__, {"Ice_Servers": "none"})
+    with pytest.raises(PackError, match="no hints"):
+        pack_page(html.replace("<html", "<div"), files.__getitem__, {"ice-servers": "none"})
+
+
 def test_a_closing_script_tag_inside_a_module_is_refused() -> None:
     html = '<script type="module" src="/static/js/main.js"></script>'
     with pytest.raises(PackError, match="closing script"):

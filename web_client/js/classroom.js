@@ -100,6 +100,8 @@ const options = viewerOptions((p) => {
 page = new LessonPage({
   role: "classroom",
   ...options,
+  // The teacher's camera as soon as it can be: the offer leaves behind the join.
+  offerEarly: true,
   // After a reconnect the server may have missed the last "courseware ready".
   onWelcome: () => deck && deck.reporter.resend(),
   // A village uplink of a few hundred kbit/s: the microphone goes first, the camera

@@ -15,6 +15,15 @@ const MEDIA_RETRY_MAX_MS = 15000;
 /** A "disconnected" peer connection often recovers by itself; past this, start over. */
 const MEDIA_DISCONNECTED_GRACE_MS = 8000;
 
+/** Run `f` once the page has loaded. A media element given a stream holds its page's
+ * load event until the first frame comes (HTML's "delay the load event"), and an offer
+ * made before the welcome (`offerEarly`) has its tracks before the page has loaded: the
+ * page would be "loading" until the teacher's camera came. */
+function whenLoaded(f) {
+  if (document.readyState === "complete") f();
+  else window.addEventListener("load", () => f(), { once: true });
+}
+
 export class LessonPage {
   /**
    * @param {{
@@ -35,6 +44,7 @@ export class LessonPage {
    *   reconnectMaxMs?: number,
    *   onFatal?: (error: {code: string, message: string}, page: LessonPage) => boolean,
    *   afterEnd?: (page: LessonPage) => void,
+   *   offerEarly?: boolean,
    * }} options
    *   `pictures`: the received video slots and the testid of the tile that shows each
    *   (each gets a status chip, status.js); `soundSlots`: the received sound slots;
@@ -42,7 +52,8 @@ export class LessonPage {
    *   `reconnectMaxMs`: cap of the signaling reconnect backoff; `onFatal`: a fatal error
    *   the page handles itself (returns true); `afterEnd`: once the ended message shows.
    *   The last three are the room's device page's (room.js): a projector PC that goes
-   *   back to waiting by itself.
+   *   back to waiting by itself. `offerEarly`: make the media offer before the welcome
+   *   when the server has no ICE servers to hand out (the classroom page's first frame).
    */
   constructor(options) {
     this.options = options;
@@ -59,6 +70,8 @@ export class LessonPage {
     this.ended = false;
     this.mediaRetryMs = MEDIA_RETRY_MIN_MS;
     this._mediaTimer = null;
+    /** @type {Promise<void>|null} the start of an offer made before the welcome */
+    this._early = null;
     this._disconnectTimer = null;
     /** What the relay sends this page, by slot: its own latest `link` report. */
     this.ownLayers = {};
@@ -77,7 +90,7 @@ export class LessonPage {
     this.media = new MediaLink({
       role: this.role,
       negotiate: (sdp) => this.conn.offer(sdp),
-      onTrack: (slot, track) => options.onTrack && options.onTrack(slot, track),
+      onTrack: (slot, track) => whenLoaded(() => options.onTrack && options.onTrack(slot, track)),
       onState: (state) => this._mediaState(state),
       sendOptions: options.sendOptions,
     });
@@ -147,6 +160,14 @@ export class LessonPage {
     // While the page waits to reconnect, a click on the badge tries at once.
     byTestId("connection").addEventListener("click", () => this.conn.retryNow());
     this.conn.connect();
+    // A page the server has no STUN or TURN server for (its hint, signaling/app.py)
+    // needs nothing from the welcome to make its offer: made now, it leaves right
+    // behind the join, and the answer comes a round trip sooner (on a satellite
+    // link, 600 ms). The welcome then lets it be (`_welcome`).
+    if (options.offerEarly && document.documentElement.dataset.iceServers === "none") {
+      performance.mark("offer-early"); // read by tests/e2e and scripts/bench_weaklink.py
+      this._early = this._startMedia();
+    }
   }
 
   render() {
@@ -195,7 +216,11 @@ export class LessonPage {
     this.options.onWelcome && this.options.onWelcome(welcome);
     this.render();
     // A (re)join means a fresh peer connection: the relay replaced or closed the old one.
-    this._startMedia();
+    // Not the first join's if the page offered before it (`offerEarly`) and that offer
+    // is still under way: made or being made, it went (or goes) right behind this join.
+    const early = this._early;
+    this._early = null;
+    if (!early) this._startMedia();
   }
 
   _event(event, replayed) {
@@ -273,17 +298,23 @@ export class LessonPage {
       : [];
   }
 
+  /** @returns {Promise<void>} the peer connection's start (settled: the caller needs
+   * no handler) */
   _startMedia() {
     clearTimeout(this._mediaTimer);
     this.flow.reset();
-    this.media.start().then(
+    const started = this.media.start();
+    started.then(
       () => { this.mediaRetryMs = MEDIA_RETRY_MIN_MS; },
       (err) => {
+        // An early offer lost with its socket: the welcome of the next starts afresh.
+        if (this._early === started) this._early = null;
         if (this.ended || this.conn.state !== "open") return;
         this.banner(t("error.media", { message: err && err.message ? err.message : String(err) }), "error", "media");
         this._retryMedia();
       },
     );
+    return started;
   }
 
   _retryMedia() {

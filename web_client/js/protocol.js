@@ -122,6 +122,8 @@ export class LessonConnection {
     this._stopped = false;
     /** @type {WebSocket|null} a second socket opening beside the first (`_second`) */
     this._racing = null;
+    /** @type {WebSocket|null} the socket that has sent its join */
+    this._joined = null;
   }
 
   connect() {
@@ -192,11 +194,35 @@ export class LessonConnection {
         reject(new Error("the server did not answer the media offer in time"));
       }, ANSWER_TIMEOUT_MS);
       const ref = `offer-${++this._refs}`;
-      this._pendingAnswer = { resolve, reject, timer, ref };
-      if (!this.send({ type: "offer", sdp, ref })) {
+      const message = { type: "offer", sdp, ref };
+      this._pendingAnswer = { resolve, reject, timer, ref, message, ws: null };
+      if (this.welcomed) {
+        if (this.send(message)) this._pendingAnswer.ws = this.ws;
+        else this._failAnswer(new Error("not connected"));
+      } else if (this.ws) {
+        // Before the welcome (a page that offers at once, lesson_page.js): it leaves
+        // right behind the join, which the server handles first; the welcome and
+        // then the answer come back in one round trip instead of two.
+        this._sendOffer();
+      } else {
         this._failAnswer(new Error("not connected"));
       }
     });
+  }
+
+  /** Whether the offer waiting for its answer went out on the socket in use. */
+  offerPending() {
+    return !!(this._pendingAnswer && this._pendingAnswer.ws && this._pendingAnswer.ws === this.ws);
+  }
+
+  /** The offer waiting for its answer, if it has not left yet and the socket in use
+   * has joined: sent now. */
+  _sendOffer() {
+    const pending = this._pendingAnswer;
+    const ws = this.ws;
+    if (!pending || pending.ws || !ws || ws !== this._joined || ws.readyState !== WebSocket.OPEN) return;
+    ws.send(JSON.stringify(pending.message));
+    pending.ws = ws;
   }
 
   /** @returns {boolean} whether the message left (false while disconnected) */
@@ -255,6 +281,8 @@ export class LessonConnection {
         if (this.seq !== null) join.since = this.seq;
         ws.send(JSON.stringify(join));
       }
+      this._joined = ws;
+      this._sendOffer();
       this._every(PING_MS, () => {
         if (Date.now() - this.lastHeard > DEAD_MS) {
           // A half-open socket on a weak link: nothing comes, nothing fails. Give up on it.
