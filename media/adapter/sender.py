@@ -299,14 +299,17 @@ class LeanRtp:
             if not chunks:
                 return None
             pts = data.pts
-            if data.time_base != VIDEO_TIME_BASE:
+            time_base = data.time_base
+            if time_base is not VIDEO_TIME_BASE and time_base != VIDEO_TIME_BASE:
                 pts = int(pts * data.time_base * VIDEO_CLOCK_RATE)
             picture_id = self._picture_id
             self._picture_id = (picture_id + 1) & 0x7FFF
             first, rest = vp8.descriptors(picture_id)
             payloads = [first + chunks[0]]
             payloads.extend(rest + chunk for chunk in chunks[1:])
-        elif self._opus and data.time_base == AUDIO_TIME_BASE:
+        elif self._opus and (
+            data.time_base is AUDIO_TIME_BASE or data.time_base == AUDIO_TIME_BASE
+        ):
             # What aiortc's OpusEncoder.pack gives, without its Fraction arithmetic.
             payloads, pts = [bytes(data)], data.pts
         else:

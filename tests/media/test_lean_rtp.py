@@ -489,3 +489,12 @@ async def test_with_fec_the_camera_goes_in_red_and_any_one_loss_is_rebuilt() -> 
     lean.fec_on = False
     assert lean._packet_sizes(feed[0]) is not None
     await sender.stop()
+
+
+def test_a_shared_packet_carries_the_relays_own_clock_objects() -> None:
+    """SenderPacket.of: the senders compare the clock with `is` before `==`."""
+    from media.wire.rates import AUDIO_TIME_BASE, VIDEO_TIME_BASE
+
+    video, audio, other = (packets([10], 1, rate)[0] for rate in (90_000, 48_000, 1000))
+    assert video.time_base is VIDEO_TIME_BASE and audio.time_base is AUDIO_TIME_BASE
+    assert other.time_base == fractions.Fraction(1, 1000)
