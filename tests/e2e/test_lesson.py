@@ -514,6 +514,36 @@ def test_protocol_module_sends_an_offer_made_before_the_welcome_behind_the_join(
     assert result["refused"] == "not connected"
 
 
+def test_media_module_offers_its_host_candidates_without_waiting_for_complete(server, open_page):
+    """media.js: with no ICE servers, the offer leaves once host candidates have stopped
+    coming for HOST_QUIET_MS, with the ones found. (One found later is not lost: the
+    browser checks from all of its candidates, and the relay learns the address.)"""
+    page = open_page(server.base + "/join", "media-gathering")
+    result = page.evaluate(
+        """async () => {
+            const { MediaLink } = await import('/static/js/media.js');
+            let seen = null;
+            const link = new MediaLink({role: 'observer', negotiate: async (sdp) => {
+                seen = {candidates: (sdp.match(/\\r\\na=candidate:/g) || []).length,
+                        state: link.pc.iceGatheringState};
+                throw new Error('no relay here');
+            }});
+            await link.start().catch(() => {});
+            const after = link.pc.localDescription.sdp.match(/\\r\\na=candidate:/g) || [];
+            // Gathering completes after the offer left: nothing was found meanwhile.
+            await new Promise((r) => setTimeout(r, 1000));
+            const complete = link.pc.iceGatheringState;
+            const total = (link.pc.localDescription.sdp.match(/\\r\\na=candidate:/g) || []).length;
+            link.close();
+            return {seen, total, complete, before: after.length};
+        }"""
+    )
+    assert result["seen"]["candidates"] >= 1, result
+    assert result["seen"]["state"] in ("gathering", "complete"), result
+    assert result["complete"] == "complete", result
+    assert result["total"] >= result["seen"]["candidates"], result
+
+
 def test_protocol_module_reconnects_with_since(server, open_page):
     """protocol.js against a scripted socket: the rejoin carries `since`, the backlog
     is marked as already in the snapshot, answers match their offer, and a fatal
