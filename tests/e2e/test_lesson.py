@@ -487,7 +487,7 @@ def test_protocol_module_sends_an_offer_made_before_the_welcome_behind_the_join(
             const before = sockets[0].sent.length;
             sockets[0].open();
             const order = sockets[0].sent.map((m) => m.type);
-            const pending = a.offerPending();
+            const pending = a._pendingAnswer.ws === sockets[0];
             sockets[0].deliver(welcome);
             sockets[0].deliver({type: 'answer', sdp: 'v=0 answer', ref: sockets[0].sent[1].ref});
             const sdp = await answered;

@@ -120,11 +120,13 @@ def test_the_projector_page_is_small() -> None:
     """Issue 16: on a 256 kbit/s link the page loads in 3 s; 25 kB in gzip is most of
     a second of the link, and two round trips of a new TCP connection's window (ten
     segments, then twenty). The deck's code comes only with a deck, and the teacher's,
-    home and room strings stay with their pages."""
+    home and room strings stay with their pages. The offer made behind the join and
+    sent without waiting for gathering to complete cost 0.2 kB (25.4 to 25.6) and
+    brought the camera 0.6 s sooner on that link; the page loaded in 2.72-2.77 s."""
     packed = pack_page(
         (WEB / "classroom.html").read_text(), lambda sub: (WEB / sub).read_text(encoding="utf-8")
     )
-    assert len(packed.gzipped) < 25_500
+    assert len(packed.gzipped) < 25_700
     assert b"class DeckStore" not in packed.html
     assert b'"t.preview"' not in packed.html
 

@@ -210,11 +210,6 @@ export class LessonConnection {
     });
   }
 
-  /** Whether the offer waiting for its answer went out on the socket in use. */
-  offerPending() {
-    return !!(this._pendingAnswer && this._pendingAnswer.ws && this._pendingAnswer.ws === this.ws);
-  }
-
   /** The offer waiting for its answer, if it has not left yet and the socket in use
    * has joined: sent now. */
   _sendOffer() {
