@@ -389,14 +389,9 @@ def test_pages_come_back_after_a_server_restart(own_server, open_page):
     wait_flowing(room, "teacher_camera")
 
 
-def test_protocol_module_opens_a_second_socket_beside_a_slow_one(server, open_page):
-    """A socket still opening after SECOND_OPEN_MIN_MS (here, loopback's round trip is
-    nothing: 400 ms), as after a lost SYN, gets a second one beside it. The first of
-    the two to open is kept and joins; the other is closed and never joins. A socket
-    that opens in time has no second."""
-    page = open_page(server.base + "/join", "protocol-second")
-    result = page.evaluate(
-        """async () => {
+# A WebSocket the test opens (`open()`) and speaks through (`deliver(msg)`): every socket
+# protocol.js makes is in `sockets`, with what it sent (parsed) and whether it was closed.
+FAKE_SOCKET = """
             const sockets = [];
             class FakeSocket {
                 static CONNECTING = 0;
@@ -404,13 +399,27 @@ def test_protocol_module_opens_a_second_socket_beside_a_slow_one(server, open_pa
                 constructor(url) { this.url = url; this.readyState = 0; this.sent = []; this.closed = false;
                     sockets.push(this); }
                 open() { if (this.closed) return; this.readyState = 1; this.onopen && this.onopen(); }
-                send(text) { this.sent.push(JSON.parse(text).type); }
+                send(text) { this.sent.push(JSON.parse(text)); }
                 close() { this.closed = true; this.readyState = 3; }
+                deliver(msg) { this.onmessage({data: JSON.stringify(msg)}); }
             }
             window.WebSocket = FakeSocket;
+"""
+
+
+def test_protocol_module_opens_a_second_socket_beside_a_slow_one(server, open_page):
+    """A socket still opening after SECOND_OPEN_MIN_MS (here, loopback's round trip is
+    nothing: 400 ms), as after a lost SYN, gets a second one beside it. The first of
+    the two to open is kept and joins; the other is closed and never joins. A socket
+    that opens in time has no second."""
+    page = open_page(server.base + "/join", "protocol-second")
+    result = page.evaluate(
+        """async () => {"""
+        + FAKE_SOCKET
+        + """
             const { LessonConnection } = await import('/static/js/protocol.js');
             const tick = (ms) => new Promise((r) => setTimeout(r, ms));
-            const view = (s) => ({sent: s.sent, closed: s.closed});
+            const view = (s) => ({sent: s.sent.map((m) => m.type), closed: s.closed});
             // The first never opens; the second does.
             const a = new LessonConnection({token: 'a', url: 'ws://x/ws'});
             a.connect();
@@ -464,20 +473,10 @@ def test_protocol_module_sends_an_offer_made_before_the_welcome_behind_the_join(
     with no socket at all fails."""
     page = open_page(server.base + "/join", "protocol-early-offer")
     result = page.evaluate(
-        """async () => {
-            const sockets = [];
-            class FakeSocket {
-                static CONNECTING = 0;
-                static OPEN = 1;
-                constructor(url) { this.url = url; this.readyState = 0; this.sent = []; sockets.push(this); }
-                open() { this.readyState = 1; this.onopen && this.onopen(); }
-                send(text) { this.sent.push(JSON.parse(text)); }
-                close() { this.readyState = 3; }
-                deliver(msg) { this.onmessage({data: JSON.stringify(msg)}); }
-            }
-            window.WebSocket = FakeSocket;
+        """async () => {"""
+        + FAKE_SOCKET
+        + """
             const { LessonConnection } = await import('/static/js/protocol.js');
-            const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
             const welcome = {type: 'welcome', protocol: 1, you: {id: 'classroom-1', role: 'classroom', name: 'A'},
                              lesson: {id: 'l', seq: 1, participants: [], hands: [], stage: null, delivery: {}}};
             // Made while the socket is still opening: it follows the join.
