@@ -523,24 +523,21 @@ def test_media_module_offers_its_host_candidates_without_waiting_for_complete(se
             const { MediaLink } = await import('/static/js/media.js');
             let seen = null;
             const link = new MediaLink({role: 'observer', negotiate: async (sdp) => {
-                seen = {candidates: (sdp.match(/\\r\\na=candidate:/g) || []).length,
-                        state: link.pc.iceGatheringState};
+                seen = (sdp.match(/\\r\\na=candidate:/g) || []).length;
                 throw new Error('no relay here');
             }});
             await link.start().catch(() => {});
-            const after = link.pc.localDescription.sdp.match(/\\r\\na=candidate:/g) || [];
-            // Gathering completes after the offer left: nothing was found meanwhile.
+            // Gathering still completes; a candidate found after the offer only adds.
             await new Promise((r) => setTimeout(r, 1000));
             const complete = link.pc.iceGatheringState;
             const total = (link.pc.localDescription.sdp.match(/\\r\\na=candidate:/g) || []).length;
             link.close();
-            return {seen, total, complete, before: after.length};
+            return {seen, total, complete};
         }"""
     )
-    assert result["seen"]["candidates"] >= 1, result
-    assert result["seen"]["state"] in ("gathering", "complete"), result
+    assert result["seen"] >= 1, result
     assert result["complete"] == "complete", result
-    assert result["total"] >= result["seen"]["candidates"], result
+    assert result["total"] >= result["seen"], result
 
 
 def test_protocol_module_reconnects_with_since(server, open_page):
